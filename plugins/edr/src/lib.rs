@@ -1,0 +1,1 @@
+use soar_plugin_sdk as _;

@@ -1,0 +1,11 @@
+//! soar: a durable, fail-closed playbook runner for security operations.
+//!
+//! Architecture at a glance: [`config`] (the operator's grants) feeds the
+//! [`plugin_host`] (connectors in a wasmtime sandbox); [`cli`] is thin glue.
+//! YAML is parsed in [`yaml`] only; secret values live in [`secrets`].
+
+pub mod cli;
+pub mod config;
+pub mod plugin_host;
+pub mod secrets;
+pub mod yaml;

@@ -1,0 +1,366 @@
+//! The plugin host: loads connectors (WebAssembly components) once, then runs
+//! each invocation in a fresh, capped sandbox whose only door to the world
+//! is the host's audited HTTP function.
+
+mod bindings;
+mod egress;
+mod engine;
+mod error;
+mod manifest;
+mod sandbox;
+
+pub use egress::{ExchangeOutcome, HttpExchange, RecordedBody};
+pub use engine::{sha256_hex, ComponentCache};
+pub use error::{ErrorKind, InvokeError, LoadError};
+pub use manifest::{ActionManifest, Manifest, TargetField, TargetKind};
+pub use sandbox::PluginLog;
+
+use crate::config::{Config, Limits, PluginConfig};
+use bindings::soar::plugin::types as wit;
+use bindings::{Plugin as PluginBindings, PluginPre};
+use egress::{Egress, EgressPolicy};
+use sandbox::SandboxState;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::{Engine, Store};
+
+/// Why the runner invokes an action (mirrors the WIT `invocation`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Invocation {
+    /// Run id.
+    pub run_id: String,
+    /// Step id.
+    pub step_id: String,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Stable idempotency key.
+    pub idempotency_key: String,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+/// What one invocation produced: the result and everything to journal.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Output JSON or the typed failure.
+    pub result: Result<serde_json::Value, InvokeError>,
+    /// HTTP exchanges the plugin made, secrets redacted.
+    pub exchanges: Vec<HttpExchange>,
+    /// Log lines the plugin wrote.
+    pub logs: Vec<PluginLog>,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+/// A loaded, ready-to-instantiate connector.
+pub struct LoadedPlugin {
+    /// Name from the config.
+    pub name: String,
+    /// What the connector says about itself.
+    pub manifest: Manifest,
+    /// SHA-256 of the `.wasm` file (approvals bind to it).
+    pub digest: String,
+    pre: PluginPre<SandboxState>,
+    policy: Arc<EgressPolicy>,
+    config: Arc<BTreeMap<String, String>>,
+    limits: Limits,
+    plugin_name: Arc<str>,
+}
+
+/// All configured connectors, sharing one engine.
+pub struct PluginHost {
+    engine: Engine,
+    _ticker: engine::EpochTicker,
+    client: reqwest::Client,
+    plugins: BTreeMap<String, LoadedPlugin>,
+}
+
+impl PluginHost {
+    /// Loads every plugin of `config`, compiling through the cache in
+    /// `cache_dir`. Fails on the first plugin that cannot be loaded.
+    pub async fn load(config: &Config, cache_dir: &Path) -> Result<Self, LoadError> {
+        let max_memory = config
+            .plugins
+            .values()
+            .map(|p| p.limits.memory_bytes)
+            .max()
+            .unwrap_or(Limits::default().memory_bytes);
+        let engine = engine::new_engine(max_memory).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let ticker = engine::EpochTicker::start(&engine);
+        let linker = sandbox::linker(&engine).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let cache = ComponentCache::new(cache_dir);
+        let mut host = Self {
+            engine,
+            _ticker: ticker,
+            client: egress::new_client(),
+            plugins: BTreeMap::new(),
+        };
+        for plugin in config.plugins.values() {
+            let loaded = host.load_one(config, plugin, &linker, &cache).await?;
+            host.plugins.insert(plugin.name.clone(), loaded);
+        }
+        Ok(host)
+    }
+
+    async fn load_one(
+        &self,
+        config: &Config,
+        plugin: &PluginConfig,
+        linker: &wasmtime::component::Linker<SandboxState>,
+        cache: &ComponentCache,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let wasm = std::fs::read(&plugin.wasm_path).map_err(|e| LoadError::File {
+            config: config.path.clone(),
+            pos: plugin.wasm_path_pos,
+            plugin: plugin.name.clone(),
+            path: plugin.wasm_path.clone(),
+            reason: e.to_string(),
+        })?;
+        let digest = sha256_hex(&wasm);
+        if let Some(expected) = &plugin.sha256 {
+            if *expected != digest {
+                return Err(LoadError::DigestMismatch {
+                    config: config.path.clone(),
+                    pos: plugin.sha256_pos,
+                    plugin: plugin.name.clone(),
+                    path: plugin.wasm_path.clone(),
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let component = cache
+            .load(&self.engine, &digest, &wasm)
+            .map_err(|e| LoadError::Compile {
+                plugin: plugin.name.clone(),
+                path: plugin.wasm_path.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::ForbiddenImport {
+                plugin: plugin.name.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Manifest {
+            plugin: plugin.name.clone(),
+            reason: format!("it does not export the soar:plugin connector interface: {e:#}"),
+        })?;
+        let mut loaded = LoadedPlugin {
+            name: plugin.name.clone(),
+            manifest: Manifest {
+                name: String::new(),
+                version: String::new(),
+                description: String::new(),
+                actions: Vec::new(),
+                secrets: Vec::new(),
+                config_keys: Vec::new(),
+            },
+            digest,
+            pre,
+            policy: Arc::new(EgressPolicy {
+                plugin: plugin.name.clone(),
+                allowed: plugin.allowed_hosts.clone(),
+                secrets: plugin.secrets.clone(),
+                dry_run_allow: plugin.dry_run_allow.clone(),
+                max_response_bytes: plugin.limits.max_response_bytes,
+                http_timeout: plugin.limits.http_timeout,
+            }),
+            config: Arc::new(plugin.config.clone()),
+            limits: plugin.limits.clone(),
+            plugin_name: Arc::from(plugin.name.as_str()),
+        };
+        let manifest_err = |reason: String| LoadError::Manifest {
+            plugin: plugin.name.clone(),
+            reason,
+        };
+        let describe = async {
+            let mut store = self.new_store(&loaded, false, Instant::now() + loaded.limits.timeout);
+            let instance = loaded.pre.instantiate_async(&mut store).await?;
+            instance
+                .soar_plugin_connector()
+                .call_describe(&mut store)
+                .await
+        };
+        let raw = tokio::time::timeout(loaded.limits.timeout, describe)
+            .await
+            .map_err(|_| manifest_err("describe() did not return in time".into()))?
+            .map_err(|e| manifest_err(format!("describe() failed: {e:#}")))?;
+        loaded.manifest = Manifest::from_wit(raw).map_err(manifest_err)?;
+        Ok(loaded)
+    }
+
+    fn new_store(&self, plugin: &LoadedPlugin, dry_run: bool, deadline: Instant) -> Store<SandboxState> {
+        let egress = Egress::new(plugin.policy.clone(), self.client.clone(), dry_run, deadline);
+        let state = SandboxState::new(
+            plugin.plugin_name.clone(),
+            plugin.config.clone(),
+            egress,
+            plugin.limits.memory_bytes,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        let ticks = plugin.limits.timeout.as_millis() / engine::EPOCH_TICK.as_millis();
+        store.set_epoch_deadline((ticks as u64).max(1));
+        store.epoch_deadline_trap();
+        store
+    }
+
+    /// Loaded plugins by name.
+    pub fn plugins(&self) -> impl Iterator<Item = &LoadedPlugin> {
+        self.plugins.values()
+    }
+
+    /// One plugin.
+    pub fn plugin(&self, name: &str) -> Option<&LoadedPlugin> {
+        self.plugins.get(name)
+    }
+
+    /// Validates `input` against the action's schema, then runs it in a fresh
+    /// sandbox. Never panics or fails the runner for what the plugin does.
+    pub async fn invoke(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &serde_json::Value,
+        invocation: &Invocation,
+    ) -> Outcome {
+        let started = Instant::now();
+        let fail = |e: InvokeError| Outcome {
+            result: Err(e),
+            exchanges: Vec::new(),
+            logs: Vec::new(),
+            duration: started.elapsed(),
+        };
+        let Some(loaded) = self.plugins.get(plugin) else {
+            return fail(InvokeError::UnknownPlugin(plugin.to_string()));
+        };
+        let Some(manifest) = loaded.manifest.action(action) else {
+            return fail(InvokeError::UnknownAction {
+                plugin: plugin.to_string(),
+                action: action.to_string(),
+            });
+        };
+        if let Err(problems) = validate(&manifest.input_schema, input) {
+            return fail(InvokeError::InvalidInput {
+                action: action.to_string(),
+                problems,
+            });
+        }
+        let limit = loaded.limits.timeout;
+        let deadline = started + limit;
+        let mut store = self.new_store(loaded, invocation.dry_run, deadline);
+        let wit_invocation = wit::Invocation {
+            run_id: invocation.run_id.clone(),
+            step_id: invocation.step_id.clone(),
+            attempt: invocation.attempt,
+            idempotency_key: invocation.idempotency_key.clone(),
+            dry_run: invocation.dry_run,
+        };
+        let input_text = input.to_string();
+        let call = async {
+            let instance: PluginBindings = loaded.pre.instantiate_async(&mut store).await?;
+            instance
+                .soar_plugin_connector()
+                .call_invoke(&mut store, action, &input_text, &wit_invocation)
+                .await
+        };
+        // The epoch deadline stops guest code; this one also bounds time
+        // spent inside host calls, which an epoch cannot interrupt.
+        let raw = tokio::time::timeout(limit, call).await;
+        let state = store.into_data();
+        let result = match raw {
+            Err(_elapsed) => Err(InvokeError::Timeout {
+                limit_ms: limit.as_millis() as u64,
+            }),
+            Ok(Err(trap)) => Err(classify_trap(&trap, &state, limit)),
+            Ok(Ok(Err(e))) => Err(plugin_error(e)),
+            Ok(Ok(Ok(text))) => serde_json::from_str(&text)
+                .map_err(|e| InvokeError::BadOutput(e.to_string())),
+        };
+        Outcome {
+            result,
+            exchanges: state.egress.exchanges,
+            logs: state.logs,
+            duration: started.elapsed(),
+        }
+    }
+}
+
+/// Checks a value against a JSON Schema; every violation, with its path.
+pub fn validate(schema: &serde_json::Value, value: &serde_json::Value) -> Result<(), Vec<String>> {
+    let validator = jsonschema::validator_for(schema)
+        .map_err(|e| vec![format!("the action's input schema is invalid: {e}")])?;
+    let problems: Vec<String> = validator
+        .iter_errors(value)
+        .map(|e| {
+            let path = e.instance_path.to_string();
+            if path.is_empty() {
+                e.to_string()
+            } else {
+                format!("{path}: {e}")
+            }
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn classify_trap(trap: &wasmtime::Error, state: &SandboxState, limit: Duration) -> InvokeError {
+    if let Some(requested) = state.memory.refused {
+        return InvokeError::MemoryLimit {
+            limit: state.memory.limit,
+            requested,
+        };
+    }
+    if let Some(wasmtime::Trap::Interrupt) = trap.downcast_ref::<wasmtime::Trap>() {
+        return InvokeError::Timeout {
+            limit_ms: limit.as_millis() as u64,
+        };
+    }
+    let stderr = state.stderr_tail();
+    let base = match trap.downcast_ref::<wasmtime::Trap>() {
+        Some(t) => t.to_string(),
+        None => format!("{trap:#}"),
+    };
+    InvokeError::Trap {
+        message: if stderr.is_empty() {
+            base
+        } else {
+            format!("{base}; plugin stderr: {stderr}")
+        },
+    }
+}
+
+fn plugin_error(e: wit::PluginError) -> InvokeError {
+    let kind = match e.kind {
+        wit::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+        wit::ErrorKind::Unauthorized => ErrorKind::Unauthorized,
+        wit::ErrorKind::NotFound => ErrorKind::NotFound,
+        wit::ErrorKind::Conflict => ErrorKind::Conflict,
+        wit::ErrorKind::RateLimited(after) => ErrorKind::RateLimited {
+            retry_after_ms: after.map(|a| match a {
+                wit::RetryAfter::DelayMs(ms) => ms,
+                wit::RetryAfter::AtUnixSeconds(at) => {
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    at.saturating_sub(now).saturating_mul(1000)
+                }
+            }),
+        },
+        wit::ErrorKind::Unavailable => ErrorKind::Unavailable,
+        wit::ErrorKind::Permanent => ErrorKind::Permanent,
+        wit::ErrorKind::Denied => ErrorKind::Denied,
+    };
+    InvokeError::Plugin {
+        kind,
+        message: e.message,
+    }
+}
