@@ -1,1 +1,141 @@
-pub fn main_entry() -> i32 { 0 }
+//! The `soar` command line: argument parsing, logging setup and exit codes.
+//! Each command lives in its own module and returns an [`Exit`].
+
+mod plugins;
+
+use crate::config::{Config, ConfigError};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Exit codes shared by every command.
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// The action or run failed.
+    pub const FAILED: i32 = 1;
+    /// Invalid usage, config, playbook or input.
+    pub const INVALID: i32 = 2;
+}
+
+/// A command's end: exit code and, for failures, what to tell the user.
+pub struct Exit {
+    /// Process exit code.
+    pub code: i32,
+    /// Printed to stderr when present.
+    pub message: Option<String>,
+}
+
+impl Exit {
+    fn ok() -> Self {
+        Self {
+            code: exit::OK,
+            message: None,
+        }
+    }
+    fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::INVALID,
+            message: Some(message.into()),
+        }
+    }
+    fn failed(message: impl Into<String>) -> Self {
+        Self {
+            code: exit::FAILED,
+            message: Some(message.into()),
+        }
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "soar", version, about = "A durable, fail-closed playbook runner for security operations")]
+struct Cli {
+    /// Config file [default: ./soar.yaml]
+    #[arg(long, global = true, env = "SOAR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where runs, journals and the compiled-plugin cache live
+    #[arg(long, global = true, env = "SOAR_DATA_DIR", default_value = ".soar")]
+    data_dir: PathBuf,
+    /// More log output (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List, inspect and call connectors
+    Plugins {
+        #[command(subcommand)]
+        command: plugins::PluginsCommand,
+    },
+}
+
+/// Global options every command may need.
+pub struct Globals {
+    config: Option<PathBuf>,
+    data_dir: PathBuf,
+}
+
+impl Globals {
+    fn config(&self) -> Result<Config, ConfigError> {
+        Config::discover(self.config.as_deref())
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.data_dir.join("cache").join("components")
+    }
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SOAR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("soar_runner={level}")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs the CLI and returns the process exit code.
+pub fn main_entry() -> i32 {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.log_format);
+    let globals = Globals {
+        config: cli.config,
+        data_dir: cli.data_dir,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::FAILED;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Plugins { command } => plugins::run(&globals, command).await,
+        }
+    });
+    if let Some(message) = &result.message {
+        eprintln!("{message}");
+    }
+    result.code
+}

@@ -1,0 +1,324 @@
+//! The sandbox holds against a hostile plugin: every attack fails alone,
+//! nothing leaves for hosts or secrets it was not granted, and the same host
+//! keeps serving normal invocations afterwards.
+
+use serde_json::{json, Value};
+use soar_e2e::{wasm, Scratch};
+use soar_runner::config::Config;
+use soar_runner::plugin_host::{ErrorKind, Invocation, InvokeError, LoadError, PluginHost};
+use std::time::{Duration, Instant};
+use wiremock::matchers::{any, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+const SECRET: &str = "s3cr3t-TOKEN-value-42";
+
+fn invocation() -> Invocation {
+    Invocation {
+        run_id: "run-1".into(),
+        step_id: "step-1".into(),
+        attempt: 1,
+        idempotency_key: "key-1".into(),
+        dry_run: false,
+    }
+}
+
+struct Fixture {
+    _scratch: Scratch,
+    host: PluginHost,
+    granted: MockServer,
+    other: MockServer,
+}
+
+/// `granted` is in the plugin's allowed hosts and the secret's hosts;
+/// `other` is in the plugin's allowed hosts only (unless `grant_other` is false).
+async fn fixture(extra: &str, grant_other: bool) -> Fixture {
+    let granted = MockServer::start().await;
+    let other = MockServer::start().await;
+    let scratch = Scratch::new();
+    let secret_file = scratch.write("api_key.txt", &format!("{SECRET}\n"));
+    let hosts = if grant_other {
+        format!("[\"{}\", \"{}\"]", granted.uri(), other.uri())
+    } else {
+        format!("[\"{}\"]", granted.uri())
+    };
+    let yaml = format!(
+        r#"plugins:
+  hostile:
+    path: {wasm}
+    allowed_hosts: {hosts}
+    secrets:
+      api_key: {{ file: {secret}, hosts: ["{granted}"] }}
+    limits: {{ memory_mb: 64, timeout_ms: 1000, max_response_bytes: 65536 }}
+{extra}"#,
+        wasm = wasm("hostile").display(),
+        secret = secret_file.display(),
+        granted = granted.uri(),
+    );
+    let config = Config::load(&scratch.config(&yaml)).expect("config");
+    let host = PluginHost::load(&config, &scratch.path().join("cache"))
+        .await
+        .expect("load hostile plugin");
+    Fixture {
+        _scratch: scratch,
+        host,
+        granted,
+        other,
+    }
+}
+
+impl Fixture {
+    async fn call(&self, action: &str, input: Value) -> soar_runner::plugin_host::Outcome {
+        self.host.invoke("hostile", action, &input, &invocation()).await
+    }
+
+    /// The host still works after whatever happened.
+    async fn assert_still_serves(&self) {
+        let out = self.call("noop", json!({})).await;
+        assert_eq!(out.result.expect("noop after attack"), json!({"done": true}));
+    }
+}
+
+fn plugin_kind(result: &Result<Value, InvokeError>) -> ErrorKind {
+    match result {
+        Err(InvokeError::Plugin { kind, .. }) => kind.clone(),
+        other => panic!("expected a typed plugin error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn infinite_loop_is_stopped_within_the_deadline() {
+    let f = fixture("", true).await;
+    let started = Instant::now();
+    let out = f.call("spin", json!({})).await;
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(out.result, Err(InvokeError::Timeout { limit_ms: 1000 })),
+        "{:?}",
+        out.result
+    );
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    f.assert_still_serves().await;
+}
+
+#[tokio::test]
+async fn one_gib_allocation_fails_cleanly() {
+    let f = fixture("", true).await;
+    let started = Instant::now();
+    let out = f.call("alloc", json!({"mb": 1024})).await;
+    match &out.result {
+        Err(InvokeError::MemoryLimit { limit, requested }) => {
+            assert_eq!(*limit, 64 << 20);
+            assert!(*requested > 64 << 20);
+        }
+        other => panic!("expected a memory limit error, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Within the cap, allocation works.
+    let ok = f.call("alloc", json!({"mb": 8})).await;
+    assert_eq!(ok.result.expect("8 MiB fits"), json!({"done": true}));
+    f.assert_still_serves().await;
+}
+
+#[tokio::test]
+async fn trap_and_panic_fail_the_invocation_with_a_clear_message() {
+    let f = fixture("", true).await;
+    let out = f.call("trap", json!({})).await;
+    assert!(matches!(out.result, Err(InvokeError::Trap { .. })), "{:?}", out.result);
+    let out = f.call("panic", json!({})).await;
+    match &out.result {
+        Err(InvokeError::Trap { message }) => {
+            assert!(message.contains("boom from the hostile fixture"), "{message}")
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    f.assert_still_serves().await;
+}
+
+#[tokio::test]
+async fn environment_and_arguments_are_empty() {
+    std::env::set_var("SOAR_TEST_CANARY", "visible-to-the-runner-only");
+    let f = fixture("", true).await;
+    let out = f.call("read_env", json!({"name": "SOAR_TEST_CANARY"})).await;
+    assert_eq!(
+        out.result.expect("read_env"),
+        json!({"value": null, "count": 0, "args": 0})
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_that_imports_the_filesystem_is_refused_at_load() {
+    let scratch = Scratch::new();
+    let yaml = format!(
+        "plugins:\n  fs-snoop:\n    path: {}\n",
+        wasm("fs_snoop").display()
+    );
+    let config = Config::load(&scratch.config(&yaml)).expect("config");
+    let err = match PluginHost::load(&config, &scratch.path().join("cache")).await {
+        Err(e) => e,
+        Ok(_) => panic!("a plugin importing wasi:filesystem must not load"),
+    };
+    assert!(matches!(err, LoadError::ForbiddenImport { .. }), "{err}");
+    assert!(err.to_string().contains("wasi:filesystem"), "{err}");
+}
+
+#[tokio::test]
+async fn request_to_a_host_not_granted_is_denied_and_nothing_is_sent() {
+    let f = fixture("", false).await;
+    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.other).await;
+    let out = f
+        .call("http", json!({"url": format!("{}/exfil", f.other.uri())}))
+        .await;
+    assert_eq!(plugin_kind(&out.result), ErrorKind::Denied);
+    assert_eq!(f.other.received_requests().await.unwrap().len(), 0);
+    assert_eq!(out.exchanges.len(), 1);
+    assert!(out.exchanges[0].error.as_deref().unwrap().contains("allowed_hosts"));
+    f.assert_still_serves().await;
+}
+
+#[tokio::test]
+async fn secret_not_granted_to_the_plugin_is_refused_and_nothing_is_sent() {
+    let f = fixture("", true).await;
+    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.granted).await;
+    let out = f
+        .call(
+            "http",
+            json!({"url": format!("{}/x", f.granted.uri()), "secret_header": ["authorization", "root_password"]}),
+        )
+        .await;
+    assert_eq!(plugin_kind(&out.result), ErrorKind::Denied);
+    assert_eq!(f.granted.received_requests().await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn granted_secret_towards_a_host_not_granted_for_it_is_refused() {
+    let f = fixture("", true).await;
+    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.other).await;
+    for input in [
+        json!({"url": format!("{}/x", f.other.uri()), "secret_header": ["x-apikey", "api_key"]}),
+        json!({"method": "POST", "url": format!("{}/x", f.other.uri()), "secret_form": ["password", "api_key"]}),
+    ] {
+        let out = f.call("http", input).await;
+        assert_eq!(plugin_kind(&out.result), ErrorKind::Denied);
+    }
+    assert_eq!(f.other.received_requests().await.unwrap().len(), 0);
+}
+
+/// Answers with the request's `x-apikey` header and body, as a careless
+/// (or malicious) vendor endpoint might.
+struct Echo;
+
+impl Respond for Echo {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let key = request
+            .headers
+            .get("x-apikey")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        ResponseTemplate::new(200)
+            .insert_header("x-echo", key.as_str())
+            .set_body_string(format!(
+                "you sent {key} and {}",
+                String::from_utf8_lossy(&request.body)
+            ))
+    }
+}
+
+#[tokio::test]
+async fn an_echoed_secret_is_scrubbed_before_the_plugin_sees_it() {
+    let f = fixture("", true).await;
+    Mock::given(path("/echo")).respond_with(Echo).mount(&f.granted).await;
+    let out = f
+        .call(
+            "http",
+            json!({"method": "POST", "url": format!("{}/echo", f.granted.uri()),
+                   "secret_header": ["x-apikey", "api_key"], "secret_form": ["password", "api_key"]}),
+        )
+        .await;
+    // The vendor really got the secret...
+    let received = f.granted.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].headers.get("x-apikey").unwrap(), SECRET);
+    assert!(String::from_utf8_lossy(&received[0].body).contains(SECRET));
+    // ...but neither the plugin's output nor the exchange record holds it.
+    let output = out.result.expect("echo call").to_string();
+    assert!(!output.contains(SECRET), "{output}");
+    assert!(output.contains("[redacted:api_key]"), "{output}");
+    let record = serde_json::to_string(&out.exchanges).unwrap();
+    assert!(!record.contains(SECRET), "{record}");
+    assert!(record.contains("[secret:api_key]"), "{record}");
+}
+
+#[tokio::test]
+async fn dry_run_lets_only_get_and_head_leave() {
+    let f = fixture("", true).await;
+    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.granted).await;
+    let dry = Invocation {
+        dry_run: true,
+        ..invocation()
+    };
+    let post = f
+        .host
+        .invoke("hostile", "http", &json!({"method": "POST", "url": format!("{}/contain", f.granted.uri())}), &dry)
+        .await;
+    assert_eq!(plugin_kind(&post.result), ErrorKind::Denied);
+    let get = f
+        .host
+        .invoke("hostile", "http", &json!({"url": format!("{}/status", f.granted.uri())}), &dry)
+        .await;
+    assert_eq!(get.result.expect("GET in dry run")["status"], 200);
+    let received = f.granted.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].method.as_str(), "GET");
+}
+
+#[tokio::test]
+async fn redirects_are_not_followed_around_the_allowlist() {
+    let f = fixture("", false).await;
+    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.other).await;
+    Mock::given(path("/go"))
+        .respond_with(
+            ResponseTemplate::new(302).insert_header("location", format!("{}/stolen", f.other.uri()).as_str()),
+        )
+        .mount(&f.granted)
+        .await;
+    let out = f.call("http", json!({"url": format!("{}/go", f.granted.uri())})).await;
+    assert_eq!(out.result.expect("302 is an answer")["status"], 302);
+    assert_eq!(f.other.received_requests().await.unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn oversized_response_bodies_are_refused() {
+    let f = fixture("", true).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(200_000)))
+        .mount(&f.granted)
+        .await;
+    let out = f.call("http", json!({"url": format!("{}/big", f.granted.uri())})).await;
+    let err = out.result.expect_err("over the 64 KiB cap");
+    assert!(err.to_string().contains("65536"), "{err}");
+    f.assert_still_serves().await;
+}
+
+#[tokio::test]
+async fn input_is_checked_against_the_schema_before_invoking() {
+    let f = fixture("", true).await;
+    let out = f.call("alloc", json!({"mb": "lots"})).await;
+    match out.result {
+        Err(InvokeError::InvalidInput { problems, .. }) => {
+            assert!(problems[0].contains("/mb"), "{problems:?}")
+        }
+        other => panic!("expected invalid input, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn each_invocation_gets_a_fresh_instance() {
+    // A 40 MiB allocation twice under a 64 MiB cap only fits if no memory
+    // survives from the previous invocation.
+    let f = fixture("", true).await;
+    for _ in 0..3 {
+        let out = f.call("alloc", json!({"mb": 40})).await;
+        assert_eq!(out.result.expect("fresh memory each time"), json!({"done": true}));
+    }
+}
