@@ -65,7 +65,12 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, YamlErro
 fn first_line_message(rendered: &str) -> String {
     let first = rendered.lines().next().unwrap_or(rendered).trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    // serde-saphyr appends " at line N, column M"; our prefix already says it.
+    // serde-saphyr says "line N column M: ..." or "... at line N, column M";
+    // our `path:line:col:` prefix already carries the position.
+    let first = match first.strip_prefix("line ") {
+        Some(rest) => rest.split_once(": ").map_or(first, |(_, msg)| msg),
+        None => first,
+    };
     match first.rfind(" at line ") {
         Some(cut) => first[..cut].to_string(),
         None => first.to_string(),

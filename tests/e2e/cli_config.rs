@@ -1,1 +1,144 @@
-//! placeholder
+//! Config mistakes and CLI misuse get a clear message naming the file, line
+//! and key, and exit 2; the compiled-component cache and digest pin work.
+
+use soar_e2e::{wasm, Scratch};
+
+fn hostile(scratch: &Scratch, extra: &str) {
+    scratch.config(&format!(
+        "plugins:\n  hostile:\n    path: {}\n{extra}",
+        wasm("hostile").display()
+    ));
+}
+
+#[test]
+fn unknown_key_is_reported_with_file_line_and_key() {
+    let scratch = Scratch::new();
+    scratch.config("plugins:\n  hostile:\n    pathh: x.wasm\n");
+    let run = scratch.soar(&["plugins", "list"], &[]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("soar.yaml:3:"), "{}", run.stderr());
+    assert!(run.stderr().contains("pathh"), "{}", run.stderr());
+}
+
+#[test]
+fn missing_plugin_file_names_the_key_and_the_file() {
+    let scratch = Scratch::new();
+    scratch.config("plugins:\n  edr:\n    path: nowhere/edr.wasm\n");
+    let run = scratch.soar(&["plugins", "list"], &[]);
+    assert_eq!(run.code(), 2);
+    let err = run.stderr();
+    assert!(err.contains("soar.yaml:3:11: `plugins.edr.path`"), "{err}");
+    assert!(err.contains("nowhere/edr.wasm"), "{err}");
+}
+
+#[test]
+fn digest_pin_refuses_a_swapped_plugin() {
+    let scratch = Scratch::new();
+    hostile(&scratch, &format!("    sha256: \"{}\"\n", "0".repeat(64)));
+    let run = scratch.soar(&["plugins", "list"], &[]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("`plugins.hostile.sha256`"), "{}", run.stderr());
+    assert!(run.stderr().contains("refusing"), "{}", run.stderr());
+}
+
+#[test]
+fn digest_pin_accepts_the_right_file() {
+    let scratch = Scratch::new();
+    let bytes = std::fs::read(wasm("hostile")).unwrap();
+    let digest = soar_runner::plugin_host::sha256_hex(&bytes);
+    hostile(&scratch, &format!("    sha256: \"{digest}\"\n"));
+    let run = scratch.soar(&["plugins", "list", "--json"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert_eq!(run.json()["plugins"][0]["sha256"], digest);
+}
+
+#[test]
+fn missing_config_explains_how_to_point_at_one() {
+    let scratch = Scratch::new();
+    let run = scratch.soar(&["plugins", "list"], &[]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("--config"), "{}", run.stderr());
+}
+
+#[test]
+fn config_flag_and_env_are_honoured() {
+    let scratch = Scratch::new();
+    hostile(&scratch, "");
+    std::fs::rename(scratch.path().join("soar.yaml"), scratch.path().join("other.yaml")).unwrap();
+    let run = scratch.soar(&["plugins", "list", "--config", "other.yaml"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let run = scratch.soar(&["plugins", "list"], &[("SOAR_CONFIG", "other.yaml")]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stdout().contains("hostile"));
+}
+
+#[test]
+fn bad_input_json_and_schema_violations_exit_2() {
+    let scratch = Scratch::new();
+    hostile(&scratch, "");
+    let run = scratch.soar(&["plugins", "call", "hostile", "alloc", "--input", "{mb: 1"], &[]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("--input:1:2"), "{}", run.stderr());
+    let run = scratch.soar(&["plugins", "call", "hostile", "alloc", "--input", r#"{"mb": "x"}"#], &[]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("error[invalid_input]"), "{}", run.stderr());
+    let run = scratch.soar(&["plugins", "call", "hostile", "nope", "--input", "{}"], &[]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("actions: noop"), "{}", run.stderr());
+}
+
+#[test]
+fn input_can_come_from_a_file() {
+    let scratch = Scratch::new();
+    hostile(&scratch, "");
+    scratch.write("in.json", r#"{"mb": 1}"#);
+    let run = scratch.soar(&["plugins", "call", "hostile", "alloc", "--input", "@in.json"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    assert!(run.stdout().contains("\"done\": true"));
+}
+
+#[test]
+fn destructive_actions_need_allow_destructive() {
+    let scratch = Scratch::new();
+    hostile(&scratch, "");
+    let run = scratch.soar(&["plugins", "call", "hostile", "wipe", "--input", "{}"], &[]);
+    assert_eq!(run.code(), 2);
+    assert!(run.stderr().contains("destructive"), "{}", run.stderr());
+    let run = scratch.soar(
+        &["plugins", "call", "hostile", "wipe", "--input", "{}", "--allow-destructive"],
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+}
+
+#[test]
+fn a_crashing_plugin_exits_1_with_the_error_kind() {
+    let scratch = Scratch::new();
+    hostile(&scratch, "    limits: { timeout_ms: 300 }\n");
+    let run = scratch.soar(&["plugins", "call", "hostile", "spin", "--input", "{}", "--json"], &[]);
+    assert_eq!(run.code(), 1);
+    assert_eq!(run.json()["error"]["kind"], "timeout");
+    let run = scratch.soar(&["plugins", "call", "hostile", "panic", "--input", "{}"], &[]);
+    assert_eq!(run.code(), 1);
+    assert!(run.stderr().contains("error[trap]"), "{}", run.stderr());
+}
+
+#[test]
+fn compiled_components_are_cached_between_calls() {
+    let scratch = Scratch::new();
+    hostile(&scratch, "");
+    let cache = scratch.path().join(".soar/cache/components");
+    let run = scratch.soar(&["plugins", "call", "hostile", "noop", "--input", "{}"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let first = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
+    let run = scratch.soar(&["plugins", "call", "hostile", "noop", "--input", "{}"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+    // Reused, not recompiled and rewritten.
+    assert_eq!(std::fs::metadata(&entries[0]).unwrap().modified().unwrap(), first);
+    // A corrupt cache entry is recompiled, not trusted.
+    std::fs::write(&entries[0], b"garbage").unwrap();
+    let run = scratch.soar(&["plugins", "call", "hostile", "noop", "--input", "{}"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.stderr());
+}

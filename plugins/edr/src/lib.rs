@@ -130,7 +130,10 @@ impl ContainmentAction {
         match self {
             Self::Contain => status.is_contained(),
             Self::LiftContainment => {
-                matches!(status, HostStatus::Normal | HostStatus::LiftContainmentPending)
+                matches!(
+                    status,
+                    HostStatus::Normal | HostStatus::LiftContainmentPending
+                )
             }
         }
     }
@@ -389,11 +392,15 @@ mod tests {
         )
     }
 
-    /// A host that answers the token and device lookup with `status`.
+    /// A host that grants a token and answers the device lookup with `answer`.
+    fn lookup(answer: Response) -> MockHost {
+        let mock = MockHost::new().respond("POST", TOKEN_URL, token());
+        mock.respond("GET", &device_url(ID), answer)
+    }
+
+    /// A host that grants a token and reports the device with `status`.
     fn falcon(status: &str) -> MockHost {
-        MockHost::new()
-            .respond("POST", TOKEN_URL, token())
-            .respond("GET", &device_url(ID), device(status))
+        lookup(device(status))
     }
 
     fn call_with(
@@ -421,7 +428,10 @@ mod tests {
         let (out, mock) = call(falcon("normal"), "get_host");
         out.unwrap();
         let token = &mock.requests()[0];
-        assert_eq!((token.method.as_str(), token.url.as_str()), ("POST", TOKEN_URL));
+        assert_eq!(
+            (token.method.as_str(), token.url.as_str()),
+            ("POST", TOKEN_URL)
+        );
         assert_eq!(
             String::from_utf8_lossy(&token.body),
             "client_id={{secret:client_id}}&client_secret={{secret:client_secret}}"
@@ -450,9 +460,7 @@ mod tests {
     #[test]
     fn get_host_keeps_missing_fields_and_unknown_statuses() {
         let body = json!({"resources": [{"device_id": ID, "status": "quarantined"}]});
-        let mock = MockHost::new()
-            .respond("POST", TOKEN_URL, token())
-            .respond("GET", &device_url(ID), Response::json(200, &body));
+        let mock = lookup(Response::json(200, &body));
         let out = call(mock, "get_host").0.unwrap();
         assert_eq!(out["status"], "quarantined");
         assert_eq!(out["contained"], false);
@@ -548,7 +556,10 @@ mod tests {
         let mock = MockHost::new().respond(
             "POST",
             TOKEN_URL,
-            Response::json(401, &json!({"errors": [{"code": 401, "message": "access denied"}]})),
+            Response::json(
+                401,
+                &json!({"errors": [{"code": 401, "message": "access denied"}]}),
+            ),
         );
         let (out, mock) = call(mock, "isolate_host");
         let err = out.unwrap_err();
@@ -566,9 +577,7 @@ mod tests {
             err.kind,
             ErrorKind::RateLimited(Some(RetryAfter::DelayMs(12_000)))
         );
-        let mock = MockHost::new()
-            .respond("POST", TOKEN_URL, token())
-            .respond("GET", &device_url(ID), limited);
+        let mock = lookup(limited);
         let err = call(mock, "get_host").0.unwrap_err();
         assert_eq!(
             err.kind,
@@ -584,8 +593,8 @@ mod tests {
             (403, ErrorKind::Unauthorized),
             (409, ErrorKind::Conflict),
         ] {
-            let mock = falcon("normal")
-                .respond("POST", CONTAIN_URL, Response::json(status, &json!({})));
+            let mock =
+                falcon("normal").respond("POST", CONTAIN_URL, Response::json(status, &json!({})));
             let err = call(mock, "isolate_host").0.unwrap_err();
             assert_eq!(err.kind, kind, "status {status}");
         }
@@ -602,9 +611,7 @@ mod tests {
             &json!({"errors": [{"code": 404, "message": "Device not found"}], "resources": []}),
         );
         for answer in [empty, gone] {
-            let mock = MockHost::new()
-                .respond("POST", TOKEN_URL, token())
-                .respond("GET", &device_url(ID), answer);
+            let mock = lookup(answer);
             let (out, mock) = call(mock, "isolate_host");
             let err = out.unwrap_err();
             assert_eq!(err.kind, ErrorKind::NotFound);
@@ -615,13 +622,16 @@ mod tests {
 
     #[test]
     fn malformed_json_is_permanent() {
-        let mock = MockHost::new()
-            .respond("POST", TOKEN_URL, token())
-            .respond("GET", &device_url(ID), Response::bytes(200, "<html>oops"));
+        let mock = lookup(Response::bytes(200, "<html>oops"));
         let err = call(mock, "get_host").0.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Permanent);
-        assert!(err.message.contains("not the expected JSON"), "{}", err.message);
-        let mock = MockHost::new().respond("POST", TOKEN_URL, Response::json(201, &json!({"x": 1})));
+        assert!(
+            err.message.contains("not the expected JSON"),
+            "{}",
+            err.message
+        );
+        let mock =
+            MockHost::new().respond("POST", TOKEN_URL, Response::json(201, &json!({"x": 1})));
         let err = call(mock, "get_host").0.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Permanent);
     }
@@ -629,12 +639,20 @@ mod tests {
     #[test]
     fn bad_input_and_missing_config_send_nothing() {
         let (out, mock) = MockHost::new().config("base_url", BASE).run(|| {
-            plugin().call("isolate_host", json!({"host_id": "  "}), Invocation::for_test("k"))
+            plugin().call(
+                "isolate_host",
+                json!({"host_id": "  "}),
+                Invocation::for_test("k"),
+            )
         });
         assert_eq!(out.unwrap_err().kind, ErrorKind::InvalidInput);
         assert!(mock.requests().is_empty());
         let (out, mock) = MockHost::new().run(|| {
-            plugin().call("get_host", json!({ "host_id": ID }), Invocation::for_test("k"))
+            plugin().call(
+                "get_host",
+                json!({ "host_id": ID }),
+                Invocation::for_test("k"),
+            )
         });
         let err = out.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Permanent);
@@ -651,10 +669,17 @@ mod tests {
             .respond(
                 "GET",
                 "https://falcon.test/devices/entities/devices/v2?ids=a%20b%26c",
-                Response::json(200, &json!({"resources": [{"device_id": odd, "status": "normal"}]})),
+                Response::json(
+                    200,
+                    &json!({"resources": [{"device_id": odd, "status": "normal"}]}),
+                ),
             );
         let (out, _) = mock.run(|| {
-            plugin().call("get_host", json!({ "host_id": odd }), Invocation::for_test("k"))
+            plugin().call(
+                "get_host",
+                json!({ "host_id": odd }),
+                Invocation::for_test("k"),
+            )
         });
         assert_eq!(out.unwrap()["host_id"], odd);
     }
@@ -672,6 +697,8 @@ mod tests {
         };
         let get = action("get_host");
         assert!(!get.destructive && get.idempotent && get.probe.is_none());
+        assert_eq!(get.input_schema["required"], json!(["host_id"]));
+        assert_eq!(get.input_schema["additionalProperties"], false);
         for name in ["isolate_host", "release_host"] {
             let a = action(name);
             assert!(a.destructive && a.idempotent, "{name}");
