@@ -2,6 +2,8 @@
 //! plugins are, and a scratch directory with a `soar.yaml` to run them in.
 //! Build first with `scripts/test.sh` (it builds the plugins for wasm once).
 
+pub mod sim;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,0 +1,184 @@
+//! A loopback vendor simulator speaking the VirusTotal v3 and CrowdStrike
+//! Falcon shapes (see `../shared/vendor-specs/`), with in-memory state: a
+//! contained host stays contained. Used by the demo and by tests.
+
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+/// Credentials the simulator accepts.
+pub const VT_API_KEY: &str = "demo-virustotal-key";
+/// Falcon OAuth2 client id.
+pub const FALCON_CLIENT_ID: &str = "demo-falcon-client";
+/// Falcon OAuth2 client secret.
+pub const FALCON_CLIENT_SECRET: &str = "demo-falcon-secret";
+/// The EICAR test file's SHA-256: every engine calls it malicious.
+pub const MALICIOUS_SHA256: &str =
+    "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
+/// A host the simulated EDR knows.
+pub const HOST_ID: &str = "0a1b2c3d4e5f4a5b8c7d6e5f4a3b2c1d";
+
+const TOKEN: &str = "sim-access-token";
+
+#[derive(Default)]
+struct State {
+    /// device_id -> status
+    hosts: BTreeMap<String, String>,
+}
+
+#[derive(Clone)]
+struct Simulator {
+    state: Arc<Mutex<State>>,
+}
+
+fn json_response(status: u16, body: Value) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(body)
+}
+
+fn vt_error(status: u16, code: &str, message: &str) -> ResponseTemplate {
+    json_response(status, json!({"error": {"code": code, "message": message}}))
+}
+
+fn falcon_error(status: u16, message: &str) -> ResponseTemplate {
+    json_response(
+        status,
+        json!({"meta": {"query_time": 0.0}, "errors": [{"code": status, "message": message}], "resources": []}),
+    )
+}
+
+fn header<'a>(request: &'a Request, name: &str) -> &'a str {
+    request
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn query(request: &Request, key: &str) -> Option<String> {
+    request
+        .url
+        .query_pairs()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
+}
+
+impl Simulator {
+    fn virustotal(&self, request: &Request, rest: &str) -> ResponseTemplate {
+        if header(request, "x-apikey") != VT_API_KEY {
+            return vt_error(401, "WrongCredentialsError", "Wrong API key");
+        }
+        let (kind, id) = rest.split_once('/').unwrap_or((rest, ""));
+        let malicious = matches!(
+            (kind, id),
+            ("files", MALICIOUS_SHA256) | ("ip_addresses", "203.0.113.66") | ("domains", "evil.example")
+        );
+        let clean = matches!(
+            (kind, id),
+            ("ip_addresses", "8.8.8.8") | ("domains", "example.com")
+        );
+        let stats = if malicious {
+            json!({"malicious": 61, "suspicious": 2, "undetected": 7, "harmless": 0})
+        } else if clean {
+            json!({"malicious": 0, "suspicious": 0, "undetected": 20, "harmless": 70})
+        } else {
+            return vt_error(404, "NotFoundError", &format!("{id} not found"));
+        };
+        let vt_type = match kind {
+            "files" => "file",
+            "ip_addresses" => "ip_address",
+            _ => "domain",
+        };
+        json_response(
+            200,
+            json!({"data": {"id": id, "type": vt_type,
+                "links": {"self": format!("https://www.virustotal.com/api/v3/{kind}/{id}")},
+                "attributes": {"last_analysis_stats": stats, "reputation": if malicious { -87 } else { 12 }}}}),
+        )
+    }
+
+    fn falcon(&self, request: &Request) -> ResponseTemplate {
+        let path = request.url.path();
+        if path == "/oauth2/token" && request.method.as_str() == "POST" {
+            let form: BTreeMap<String, String> = url_form(&request.body);
+            let ok = form.get("client_id").map(String::as_str) == Some(FALCON_CLIENT_ID)
+                && form.get("client_secret").map(String::as_str) == Some(FALCON_CLIENT_SECRET);
+            return if ok {
+                json_response(201, json!({"access_token": TOKEN, "expires_in": 1799, "token_type": "bearer"}))
+            } else {
+                falcon_error(401, "access denied, invalid client credentials")
+            };
+        }
+        if header(request, "authorization") != format!("Bearer {TOKEN}") {
+            return falcon_error(401, "access denied, invalid bearer token");
+        }
+        let mut state = self.state.lock().expect("simulator state");
+        match (request.method.as_str(), path) {
+            ("GET", "/devices/entities/devices/v2") => {
+                let id = query(request, "ids").unwrap_or_default();
+                match state.hosts.get(&id) {
+                    Some(status) => json_response(
+                        200,
+                        json!({"meta": {"query_time": 0.01}, "errors": [], "resources": [{
+                            "device_id": id, "hostname": "FIN-WS-042", "status": status,
+                            "platform_name": "Windows", "os_version": "Windows 11",
+                            "last_seen": "2026-11-27T09:00:00Z", "local_ip": "10.20.30.42"}]}),
+                    ),
+                    None => falcon_error(404, "device not found"),
+                }
+            }
+            ("POST", "/devices/entities/devices-actions/v2") => {
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+                let ids: Vec<String> = body["ids"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .unwrap_or_default();
+                let new_status = match query(request, "action_name").as_deref() {
+                    Some("contain") => "contained",
+                    Some("lift_containment") => "normal",
+                    _ => return falcon_error(400, "unsupported action_name"),
+                };
+                if ids.is_empty() || ids.iter().any(|id| !state.hosts.contains_key(id)) {
+                    return falcon_error(404, "device not found");
+                }
+                for id in &ids {
+                    state.hosts.insert(id.clone(), new_status.to_string());
+                }
+                json_response(
+                    202,
+                    json!({"meta": {"query_time": 0.02}, "errors": [], "resources": ids.iter().map(|id| json!({"id": id})).collect::<Vec<_>>()}),
+                )
+            }
+            _ => falcon_error(404, "no such endpoint"),
+        }
+    }
+}
+
+fn url_form(body: &[u8]) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(body).into_owned().collect()
+}
+
+impl Respond for Simulator {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        match request.url.path().strip_prefix("/api/v3/") {
+            Some(rest) if request.method.as_str() == "GET" => self.virustotal(request, rest),
+            _ => self.falcon(request),
+        }
+    }
+}
+
+/// Starts the simulator on `127.0.0.1:port` (0 for any free port).
+pub async fn start(port: u16) -> std::io::Result<MockServer> {
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+    let server = MockServer::builder().listener(listener).start().await;
+    let mut state = State::default();
+    state.hosts.insert(HOST_ID.to_string(), "normal".to_string());
+    Mock::given(any())
+        .respond_with(Simulator {
+            state: Arc::new(Mutex::new(state)),
+        })
+        .mount(&server)
+        .await;
+    Ok(server)
+}
