@@ -60,7 +60,7 @@ macro_rules! export_plugin {
                     $crate::__private::invoke(&$plugin(), &action, &input, invocation)
                 }
             }
-            $crate::bindings::export!(SoarPluginExport with_types_in $crate::bindings);
+    $crate::bindings::export!(SoarPluginExport with_types_in $crate::bindings);
         };
     };
 }

@@ -37,7 +37,11 @@ fn digest_pin_refuses_a_swapped_plugin() {
     hostile(&scratch, &format!("    sha256: \"{}\"\n", "0".repeat(64)));
     let run = scratch.soar(&["plugins", "list"], &[]);
     assert_eq!(run.code(), 2);
-    assert!(run.stderr().contains("`plugins.hostile.sha256`"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("`plugins.hostile.sha256`"),
+        "{}",
+        run.stderr()
+    );
     assert!(run.stderr().contains("refusing"), "{}", run.stderr());
 }
 
@@ -64,7 +68,11 @@ fn missing_config_explains_how_to_point_at_one() {
 fn config_flag_and_env_are_honoured() {
     let scratch = Scratch::new();
     hostile(&scratch, "");
-    std::fs::rename(scratch.path().join("soar.yaml"), scratch.path().join("other.yaml")).unwrap();
+    std::fs::rename(
+        scratch.path().join("soar.yaml"),
+        scratch.path().join("other.yaml"),
+    )
+    .unwrap();
     let run = scratch.soar(&["plugins", "list", "--config", "other.yaml"], &[]);
     assert_eq!(run.code(), 0, "{}", run.stderr());
     let run = scratch.soar(&["plugins", "list"], &[("SOAR_CONFIG", "other.yaml")]);
@@ -76,13 +84,33 @@ fn config_flag_and_env_are_honoured() {
 fn bad_input_json_and_schema_violations_exit_2() {
     let scratch = Scratch::new();
     hostile(&scratch, "");
-    let run = scratch.soar(&["plugins", "call", "hostile", "alloc", "--input", "{mb: 1"], &[]);
+    let run = scratch.soar(
+        &["plugins", "call", "hostile", "alloc", "--input", "{mb: 1"],
+        &[],
+    );
     assert_eq!(run.code(), 2);
     assert!(run.stderr().contains("--input:1:2"), "{}", run.stderr());
-    let run = scratch.soar(&["plugins", "call", "hostile", "alloc", "--input", r#"{"mb": "x"}"#], &[]);
+    let run = scratch.soar(
+        &[
+            "plugins",
+            "call",
+            "hostile",
+            "alloc",
+            "--input",
+            r#"{"mb": "x"}"#,
+        ],
+        &[],
+    );
     assert_eq!(run.code(), 2);
-    assert!(run.stderr().contains("error[invalid_input]"), "{}", run.stderr());
-    let run = scratch.soar(&["plugins", "call", "hostile", "nope", "--input", "{}"], &[]);
+    assert!(
+        run.stderr().contains("error[invalid_input]"),
+        "{}",
+        run.stderr()
+    );
+    let run = scratch.soar(
+        &["plugins", "call", "hostile", "nope", "--input", "{}"],
+        &[],
+    );
     assert_eq!(run.code(), 2);
     assert!(run.stderr().contains("actions: noop"), "{}", run.stderr());
 }
@@ -92,7 +120,10 @@ fn input_can_come_from_a_file() {
     let scratch = Scratch::new();
     hostile(&scratch, "");
     scratch.write("in.json", r#"{"mb": 1}"#);
-    let run = scratch.soar(&["plugins", "call", "hostile", "alloc", "--input", "@in.json"], &[]);
+    let run = scratch.soar(
+        &["plugins", "call", "hostile", "alloc", "--input", "@in.json"],
+        &[],
+    );
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert!(run.stdout().contains("\"done\": true"));
 }
@@ -101,11 +132,22 @@ fn input_can_come_from_a_file() {
 fn destructive_actions_need_allow_destructive() {
     let scratch = Scratch::new();
     hostile(&scratch, "");
-    let run = scratch.soar(&["plugins", "call", "hostile", "wipe", "--input", "{}"], &[]);
+    let run = scratch.soar(
+        &["plugins", "call", "hostile", "wipe", "--input", "{}"],
+        &[],
+    );
     assert_eq!(run.code(), 2);
     assert!(run.stderr().contains("destructive"), "{}", run.stderr());
     let run = scratch.soar(
-        &["plugins", "call", "hostile", "wipe", "--input", "{}", "--allow-destructive"],
+        &[
+            "plugins",
+            "call",
+            "hostile",
+            "wipe",
+            "--input",
+            "{}",
+            "--allow-destructive",
+        ],
         &[],
     );
     assert_eq!(run.code(), 0, "{}", run.stderr());
@@ -115,10 +157,18 @@ fn destructive_actions_need_allow_destructive() {
 fn a_crashing_plugin_exits_1_with_the_error_kind() {
     let scratch = Scratch::new();
     hostile(&scratch, "    limits: { timeout_ms: 300 }\n");
-    let run = scratch.soar(&["plugins", "call", "hostile", "spin", "--input", "{}", "--json"], &[]);
+    let run = scratch.soar(
+        &[
+            "plugins", "call", "hostile", "spin", "--input", "{}", "--json",
+        ],
+        &[],
+    );
     assert_eq!(run.code(), 1);
     assert_eq!(run.json()["error"]["kind"], "timeout");
-    let run = scratch.soar(&["plugins", "call", "hostile", "panic", "--input", "{}"], &[]);
+    let run = scratch.soar(
+        &["plugins", "call", "hostile", "panic", "--input", "{}"],
+        &[],
+    );
     assert_eq!(run.code(), 1);
     assert!(run.stderr().contains("error[trap]"), "{}", run.stderr());
 }
@@ -128,17 +178,32 @@ fn compiled_components_are_cached_between_calls() {
     let scratch = Scratch::new();
     hostile(&scratch, "");
     let cache = scratch.path().join(".soar/cache/components");
-    let run = scratch.soar(&["plugins", "call", "hostile", "noop", "--input", "{}"], &[]);
+    let run = scratch.soar(
+        &["plugins", "call", "hostile", "noop", "--input", "{}"],
+        &[],
+    );
     assert_eq!(run.code(), 0, "{}", run.stderr());
-    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let first = std::fs::metadata(&entries[0]).unwrap().modified().unwrap();
-    let run = scratch.soar(&["plugins", "call", "hostile", "noop", "--input", "{}"], &[]);
+    let run = scratch.soar(
+        &["plugins", "call", "hostile", "noop", "--input", "{}"],
+        &[],
+    );
     assert_eq!(run.code(), 0, "{}", run.stderr());
     // Reused, not recompiled and rewritten.
-    assert_eq!(std::fs::metadata(&entries[0]).unwrap().modified().unwrap(), first);
+    assert_eq!(
+        std::fs::metadata(&entries[0]).unwrap().modified().unwrap(),
+        first
+    );
     // A corrupt cache entry is recompiled, not trusted.
     std::fs::write(&entries[0], b"garbage").unwrap();
-    let run = scratch.soar(&["plugins", "call", "hostile", "noop", "--input", "{}"], &[]);
+    let run = scratch.soar(
+        &["plugins", "call", "hostile", "noop", "--input", "{}"],
+        &[],
+    );
     assert_eq!(run.code(), 0, "{}", run.stderr());
 }

@@ -31,10 +31,22 @@ fn threatintel(scratch: &Scratch, server: &MockServer, limits: &str) {
 
 fn lookup_hash(scratch: &Scratch) -> Run {
     let run = scratch.soar(
-        &["plugins", "call", "threatintel", "lookup_hash", "--json", "--input", &format!(r#"{{"hash":"{SHA}"}}"#)],
+        &[
+            "plugins",
+            "call",
+            "threatintel",
+            "lookup_hash",
+            "--json",
+            "--input",
+            &format!(r#"{{"hash":"{SHA}"}}"#),
+        ],
         &[("VT_API_KEY", VT_KEY)],
     );
-    assert!(!run.all_output().contains(VT_KEY), "secret leaked:\n{}", run.all_output());
+    assert!(
+        !run.all_output().contains(VT_KEY),
+        "secret leaked:\n{}",
+        run.all_output()
+    );
     run
 }
 
@@ -67,7 +79,10 @@ async fn threatintel_malicious_hash() {
     assert_eq!(out["output"]["verdict"], "malicious");
     assert_eq!(out["output"]["stats"]["malicious"], 61);
     assert_eq!(out["exchanges"][0]["status"], 200);
-    assert_eq!(out["exchanges"][0]["request_headers"][0], json!(["x-apikey", "[secret:api_key]"]));
+    assert_eq!(
+        out["exchanges"][0]["request_headers"][0],
+        json!(["x-apikey", "[secret:api_key]"])
+    );
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
 
@@ -83,8 +98,18 @@ async fn threatintel_unknown_hash_is_a_verdict_not_a_failure() {
 async fn assert_failure(response: ResponseTemplate, kind: &str) -> Value {
     let (scratch, _server) = vt_answers(response).await;
     let run = lookup_hash(&scratch);
-    assert_eq!(run.code(), 1, "stdout: {}\nstderr: {}", run.stdout(), run.stderr());
-    assert!(run.stderr().contains(&format!("error[{kind}]")), "{}", run.stderr());
+    assert_eq!(
+        run.code(),
+        1,
+        "stdout: {}\nstderr: {}",
+        run.stdout(),
+        run.stderr()
+    );
+    assert!(
+        run.stderr().contains(&format!("error[{kind}]")),
+        "{}",
+        run.stderr()
+    );
     let out = run.json();
     assert_eq!(out["ok"], false);
     assert_eq!(out["error"]["kind"], kind);
@@ -94,14 +119,20 @@ async fn assert_failure(response: ResponseTemplate, kind: &str) -> Value {
 #[tokio::test]
 async fn threatintel_wrong_key_is_unauthorized() {
     let body = json!({"error": {"code": "WrongCredentialsError", "message": "Wrong API key"}});
-    assert_failure(ResponseTemplate::new(401).set_body_json(body), "unauthorized").await;
+    assert_failure(
+        ResponseTemplate::new(401).set_body_json(body),
+        "unauthorized",
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn threatintel_quota_is_rate_limited_with_the_vendor_delay() {
     let body = json!({"error": {"code": "QuotaExceededError", "message": "Quota exceeded"}});
     let out = assert_failure(
-        ResponseTemplate::new(429).insert_header("retry-after", "30").set_body_json(body),
+        ResponseTemplate::new(429)
+            .insert_header("retry-after", "30")
+            .set_body_json(body),
         "rate_limited",
     )
     .await;
@@ -110,7 +141,11 @@ async fn threatintel_quota_is_rate_limited_with_the_vendor_delay() {
 
 #[tokio::test]
 async fn threatintel_server_error_is_unavailable() {
-    assert_failure(ResponseTemplate::new(503).set_body_string("upstream down"), "unavailable").await;
+    assert_failure(
+        ResponseTemplate::new(503).set_body_string("upstream down"),
+        "unavailable",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -127,12 +162,24 @@ async fn threatintel_slow_vendor_times_out_as_unavailable() {
     let body = vt_file(json!({"harmless": 1}));
     let started = Instant::now();
     let out = assert_failure(
-        ResponseTemplate::new(200).set_delay(Duration::from_secs(5)).set_body_json(body),
+        ResponseTemplate::new(200)
+            .set_delay(Duration::from_secs(5))
+            .set_body_json(body),
         "unavailable",
     )
     .await;
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
-    assert!(out["error"]["message"].as_str().unwrap().contains("in time"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        out["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in time"),
+        "{out}"
+    );
 }
 
 // ---- edr (CrowdStrike Falcon) ----
@@ -191,14 +238,22 @@ async fn falcon(status: &str) -> MockServer {
 
 fn edr_call(scratch: &Scratch, action: &str, extra: &[&str]) -> Run {
     let input = format!(r#"{{"host_id":"{HOST_ID}"}}"#);
-    let mut args = vec!["plugins", "call", "edr", action, "--json", "--input", &input];
+    let mut args = vec![
+        "plugins", "call", "edr", action, "--json", "--input", &input,
+    ];
     args.extend_from_slice(extra);
     let run = scratch.soar(
         &args,
-        &[("FALCON_CLIENT_ID", CS_ID), ("FALCON_CLIENT_SECRET", CS_SECRET)],
+        &[
+            ("FALCON_CLIENT_ID", CS_ID),
+            ("FALCON_CLIENT_SECRET", CS_SECRET),
+        ],
     );
     let all = run.all_output();
-    assert!(!all.contains(CS_SECRET) && !all.contains(CS_ID), "secret leaked:\n{all}");
+    assert!(
+        !all.contains(CS_SECRET) && !all.contains(CS_ID),
+        "secret leaked:\n{all}"
+    );
     run
 }
 
@@ -235,6 +290,13 @@ async fn edr_isolate_contains_exactly_once() {
     assert_eq!(run.code(), 0, "{}", run.stderr());
     assert_eq!(run.json()["output"]["already"], false);
     assert_eq!(contain_requests(&server).await, 1);
+    // The vendor-issued access token is masked in the recorded exchanges.
+    assert!(!run.stdout().contains("tok-abc"), "{}", run.stdout());
+    assert!(
+        run.stdout().contains("Bearer [redacted]"),
+        "{}",
+        run.stdout()
+    );
 }
 
 #[tokio::test]
@@ -255,7 +317,11 @@ async fn edr_destructive_call_needs_the_flag_and_sends_nothing_without_it() {
     edr(&scratch, &server);
     let run = edr_call(&scratch, "isolate_host", &[]);
     assert_eq!(run.code(), 2);
-    assert!(run.stderr().contains("--allow-destructive"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("--allow-destructive"),
+        "{}",
+        run.stderr()
+    );
     assert_eq!(server.received_requests().await.unwrap().len(), 0);
 }
 
@@ -274,7 +340,9 @@ async fn edr_dry_run_plans_without_containing() {
 async fn edr_bad_credentials_are_unauthorized() {
     let server = MockServer::start().await;
     Mock::given(path("/oauth2/token"))
-        .respond_with(ResponseTemplate::new(401).set_body_json(json!({"errors": [{"code": 401, "message": "access denied, invalid bearer token"}]})))
+        .respond_with(ResponseTemplate::new(401).set_body_json(
+            json!({"errors": [{"code": 401, "message": "access denied, invalid bearer token"}]}),
+        ))
         .mount(&server)
         .await;
     let scratch = Scratch::new();
@@ -287,12 +355,17 @@ async fn edr_bad_credentials_are_unauthorized() {
 #[tokio::test]
 async fn edr_rate_limit_and_outage_map_to_retryable_kinds() {
     for (response, kind) in [
-        (ResponseTemplate::new(429).insert_header("retry-after", "2"), "rate_limited"),
+        (
+            ResponseTemplate::new(429).insert_header("retry-after", "2"),
+            "rate_limited",
+        ),
         (ResponseTemplate::new(500), "unavailable"),
     ] {
         let server = MockServer::start().await;
         Mock::given(path("/oauth2/token"))
-            .respond_with(ResponseTemplate::new(201).set_body_json(json!({"access_token": "t", "expires_in": 1799, "token_type": "bearer"})))
+            .respond_with(ResponseTemplate::new(201).set_body_json(
+                json!({"access_token": "t", "expires_in": 1799, "token_type": "bearer"}),
+            ))
             .mount(&server)
             .await;
         Mock::given(path("/devices/entities/devices/v2"))

@@ -68,13 +68,18 @@ async fn fixture(extra: &str, grant_other: bool) -> Fixture {
 
 impl Fixture {
     async fn call(&self, action: &str, input: Value) -> soar_runner::plugin_host::Outcome {
-        self.host.invoke("hostile", action, &input, &invocation()).await
+        self.host
+            .invoke("hostile", action, &input, &invocation())
+            .await
     }
 
     /// The host still works after whatever happened.
     async fn assert_still_serves(&self) {
         let out = self.call("noop", json!({})).await;
-        assert_eq!(out.result.expect("noop after attack"), json!({"done": true}));
+        assert_eq!(
+            out.result.expect("noop after attack"),
+            json!({"done": true})
+        );
     }
 }
 
@@ -123,11 +128,18 @@ async fn one_gib_allocation_fails_cleanly() {
 async fn trap_and_panic_fail_the_invocation_with_a_clear_message() {
     let f = fixture("", true).await;
     let out = f.call("trap", json!({})).await;
-    assert!(matches!(out.result, Err(InvokeError::Trap { .. })), "{:?}", out.result);
+    assert!(
+        matches!(out.result, Err(InvokeError::Trap { .. })),
+        "{:?}",
+        out.result
+    );
     let out = f.call("panic", json!({})).await;
     match &out.result {
         Err(InvokeError::Trap { message }) => {
-            assert!(message.contains("boom from the hostile fixture"), "{message}")
+            assert!(
+                message.contains("boom from the hostile fixture"),
+                "{message}"
+            )
         }
         other => panic!("expected a trap, got {other:?}"),
     }
@@ -138,7 +150,9 @@ async fn trap_and_panic_fail_the_invocation_with_a_clear_message() {
 async fn environment_and_arguments_are_empty() {
     std::env::set_var("SOAR_TEST_CANARY", "visible-to-the-runner-only");
     let f = fixture("", true).await;
-    let out = f.call("read_env", json!({"name": "SOAR_TEST_CANARY"})).await;
+    let out = f
+        .call("read_env", json!({"name": "SOAR_TEST_CANARY"}))
+        .await;
     assert_eq!(
         out.result.expect("read_env"),
         json!({"value": null, "count": 0, "args": 0})
@@ -164,21 +178,31 @@ async fn a_plugin_that_imports_the_filesystem_is_refused_at_load() {
 #[tokio::test]
 async fn request_to_a_host_not_granted_is_denied_and_nothing_is_sent() {
     let f = fixture("", false).await;
-    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.other).await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&f.other)
+        .await;
     let out = f
         .call("http", json!({"url": format!("{}/exfil", f.other.uri())}))
         .await;
     assert_eq!(plugin_kind(&out.result), ErrorKind::Denied);
     assert_eq!(f.other.received_requests().await.unwrap().len(), 0);
     assert_eq!(out.exchanges.len(), 1);
-    assert!(out.exchanges[0].error.as_deref().unwrap().contains("allowed_hosts"));
+    assert!(out.exchanges[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("allowed_hosts"));
     f.assert_still_serves().await;
 }
 
 #[tokio::test]
 async fn secret_not_granted_to_the_plugin_is_refused_and_nothing_is_sent() {
     let f = fixture("", true).await;
-    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.granted).await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&f.granted)
+        .await;
     let out = f
         .call(
             "http",
@@ -192,7 +216,10 @@ async fn secret_not_granted_to_the_plugin_is_refused_and_nothing_is_sent() {
 #[tokio::test]
 async fn granted_secret_towards_a_host_not_granted_for_it_is_refused() {
     let f = fixture("", true).await;
-    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.other).await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&f.other)
+        .await;
     for input in [
         json!({"url": format!("{}/x", f.other.uri()), "secret_header": ["x-apikey", "api_key"]}),
         json!({"method": "POST", "url": format!("{}/x", f.other.uri()), "secret_form": ["password", "api_key"]}),
@@ -227,7 +254,10 @@ impl Respond for Echo {
 #[tokio::test]
 async fn an_echoed_secret_is_scrubbed_before_the_plugin_sees_it() {
     let f = fixture("", true).await;
-    Mock::given(path("/echo")).respond_with(Echo).mount(&f.granted).await;
+    Mock::given(path("/echo"))
+        .respond_with(Echo)
+        .mount(&f.granted)
+        .await;
     let out = f
         .call(
             "http",
@@ -252,19 +282,32 @@ async fn an_echoed_secret_is_scrubbed_before_the_plugin_sees_it() {
 #[tokio::test]
 async fn dry_run_lets_only_get_and_head_leave() {
     let f = fixture("", true).await;
-    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.granted).await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&f.granted)
+        .await;
     let dry = Invocation {
         dry_run: true,
         ..invocation()
     };
     let post = f
         .host
-        .invoke("hostile", "http", &json!({"method": "POST", "url": format!("{}/contain", f.granted.uri())}), &dry)
+        .invoke(
+            "hostile",
+            "http",
+            &json!({"method": "POST", "url": format!("{}/contain", f.granted.uri())}),
+            &dry,
+        )
         .await;
     assert_eq!(plugin_kind(&post.result), ErrorKind::Denied);
     let get = f
         .host
-        .invoke("hostile", "http", &json!({"url": format!("{}/status", f.granted.uri())}), &dry)
+        .invoke(
+            "hostile",
+            "http",
+            &json!({"url": format!("{}/status", f.granted.uri())}),
+            &dry,
+        )
         .await;
     assert_eq!(get.result.expect("GET in dry run")["status"], 200);
     let received = f.granted.received_requests().await.unwrap();
@@ -275,14 +318,20 @@ async fn dry_run_lets_only_get_and_head_leave() {
 #[tokio::test]
 async fn redirects_are_not_followed_around_the_allowlist() {
     let f = fixture("", false).await;
-    Mock::given(any()).respond_with(ResponseTemplate::new(200)).mount(&f.other).await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&f.other)
+        .await;
     Mock::given(path("/go"))
         .respond_with(
-            ResponseTemplate::new(302).insert_header("location", format!("{}/stolen", f.other.uri()).as_str()),
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/stolen", f.other.uri()).as_str()),
         )
         .mount(&f.granted)
         .await;
-    let out = f.call("http", json!({"url": format!("{}/go", f.granted.uri())})).await;
+    let out = f
+        .call("http", json!({"url": format!("{}/go", f.granted.uri())}))
+        .await;
     assert_eq!(out.result.expect("302 is an answer")["status"], 302);
     assert_eq!(f.other.received_requests().await.unwrap().len(), 0);
 }
@@ -294,7 +343,9 @@ async fn oversized_response_bodies_are_refused() {
         .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(200_000)))
         .mount(&f.granted)
         .await;
-    let out = f.call("http", json!({"url": format!("{}/big", f.granted.uri())})).await;
+    let out = f
+        .call("http", json!({"url": format!("{}/big", f.granted.uri())}))
+        .await;
     let err = out.result.expect_err("over the 64 KiB cap");
     assert!(err.to_string().contains("65536"), "{err}");
     f.assert_still_serves().await;
@@ -319,6 +370,9 @@ async fn each_invocation_gets_a_fresh_instance() {
     let f = fixture("", true).await;
     for _ in 0..3 {
         let out = f.call("alloc", json!({"mb": 40})).await;
-        assert_eq!(out.result.expect("fresh memory each time"), json!({"done": true}));
+        assert_eq!(
+            out.result.expect("fresh memory each time"),
+            json!({"done": true})
+        );
     }
 }

@@ -72,7 +72,9 @@ impl Simulator {
         let (kind, id) = rest.split_once('/').unwrap_or((rest, ""));
         let malicious = matches!(
             (kind, id),
-            ("files", MALICIOUS_SHA256) | ("ip_addresses", "203.0.113.66") | ("domains", "evil.example")
+            ("files", MALICIOUS_SHA256)
+                | ("ip_addresses", "203.0.113.66")
+                | ("domains", "evil.example")
         );
         let clean = matches!(
             (kind, id),
@@ -105,7 +107,10 @@ impl Simulator {
             let ok = form.get("client_id").map(String::as_str) == Some(FALCON_CLIENT_ID)
                 && form.get("client_secret").map(String::as_str) == Some(FALCON_CLIENT_SECRET);
             return if ok {
-                json_response(201, json!({"access_token": TOKEN, "expires_in": 1799, "token_type": "bearer"}))
+                json_response(
+                    201,
+                    json!({"access_token": TOKEN, "expires_in": 1799, "token_type": "bearer"}),
+                )
             } else {
                 falcon_error(401, "access denied, invalid client credentials")
             };
@@ -132,7 +137,11 @@ impl Simulator {
                 let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
                 let ids: Vec<String> = body["ids"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 let new_status = match query(request, "action_name").as_deref() {
                     Some("contain") => "contained",
@@ -173,7 +182,9 @@ pub async fn start(port: u16) -> std::io::Result<MockServer> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     let server = MockServer::builder().listener(listener).start().await;
     let mut state = State::default();
-    state.hosts.insert(HOST_ID.to_string(), "normal".to_string());
+    state
+        .hosts
+        .insert(HOST_ID.to_string(), "normal".to_string());
     Mock::given(any())
         .respond_with(Simulator {
             state: Arc::new(Mutex::new(state)),

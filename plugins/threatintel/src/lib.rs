@@ -192,7 +192,11 @@ fn lookup_ip(input: IpInput, ctx: &Context) -> Result<Report> {
 }
 
 fn lookup_domain(input: DomainInput, ctx: &Context) -> Result<Report> {
-    let domain = input.domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let domain = input
+        .domain
+        .trim()
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
     if domain.is_empty() || domain.contains('/') || domain.contains(' ') {
         return Err(Error::invalid_input(format!(
             "`{}` is not a domain name",
@@ -246,8 +250,14 @@ mod tests {
     #[test]
     fn clean_and_suspicious_verdicts() {
         for (stats, expected) in [
-            (json!({"malicious": 0, "suspicious": 2, "undetected": 5, "harmless": 1}), "suspicious"),
-            (json!({"malicious": 0, "suspicious": 0, "undetected": 50, "harmless": 10}), "clean"),
+            (
+                json!({"malicious": 0, "suspicious": 2, "undetected": 5, "harmless": 1}),
+                "suspicious",
+            ),
+            (
+                json!({"malicious": 0, "suspicious": 0, "undetected": 50, "harmless": 10}),
+                "clean",
+            ),
         ] {
             let body = json!({"data": {"id": SHA, "type": "file", "attributes": {"last_analysis_stats": stats}}});
             let (out, _) = call(MockHost::new().respond("GET", &url(), Response::json(200, &body)));
@@ -283,28 +293,42 @@ mod tests {
             (503, ErrorKind::Unavailable),
             (500, ErrorKind::Unavailable),
         ] {
-            let (out, _) = call(MockHost::new().respond("GET", &url(), Response::json(status, &json!({}))));
+            let (out, _) =
+                call(MockHost::new().respond("GET", &url(), Response::json(status, &json!({}))));
             assert_eq!(out.unwrap_err().kind, kind, "status {status}");
         }
     }
 
     #[test]
     fn malformed_json_is_a_permanent_error_naming_the_problem() {
-        let (out, _) = call(MockHost::new().respond("GET", &url(), Response::bytes(200, "<html>oops")));
+        let (out, _) =
+            call(MockHost::new().respond("GET", &url(), Response::bytes(200, "<html>oops")));
         let err = out.unwrap_err();
         assert_eq!(err.kind, ErrorKind::Permanent);
-        assert!(err.message.contains("not the expected JSON"), "{}", err.message);
+        assert!(
+            err.message.contains("not the expected JSON"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
     fn bad_input_is_rejected_before_any_request() {
         let (out, mock) = MockHost::new().config("base_url", BASE).run(|| {
-            plugin().call("lookup_hash", json!({"hash": "not-a-hash"}), Invocation::for_test("k"))
+            plugin().call(
+                "lookup_hash",
+                json!({"hash": "not-a-hash"}),
+                Invocation::for_test("k"),
+            )
         });
         assert_eq!(out.unwrap_err().kind, ErrorKind::InvalidInput);
         assert!(mock.requests().is_empty());
         let (out, _) = MockHost::new().config("base_url", BASE).run(|| {
-            plugin().call("lookup_ip", json!({"ip": "999.1.1.1"}), Invocation::for_test("k"))
+            plugin().call(
+                "lookup_ip",
+                json!({"ip": "999.1.1.1"}),
+                Invocation::for_test("k"),
+            )
         });
         assert_eq!(out.unwrap_err().kind, ErrorKind::InvalidInput);
     }
@@ -314,13 +338,29 @@ mod tests {
         let body = json!({"data": {"id": "x", "type": "t", "attributes": {"last_analysis_stats": {"harmless": 3}}}});
         let mock = MockHost::new()
             .config("base_url", "https://vt.test/")
-            .respond("GET", "https://vt.test/api/v3/ip_addresses/198.51.100.7", Response::json(200, &body))
-            .respond("GET", "https://vt.test/api/v3/domains/evil.example", Response::json(200, &body));
+            .respond(
+                "GET",
+                "https://vt.test/api/v3/ip_addresses/198.51.100.7",
+                Response::json(200, &body),
+            )
+            .respond(
+                "GET",
+                "https://vt.test/api/v3/domains/evil.example",
+                Response::json(200, &body),
+            );
         let (out, mock) = mock.run(|| {
             let p = plugin();
             (
-                p.call("lookup_ip", json!({"ip": "198.51.100.7"}), Invocation::for_test("k")),
-                p.call("lookup_domain", json!({"domain": "Evil.Example."}), Invocation::for_test("k")),
+                p.call(
+                    "lookup_ip",
+                    json!({"ip": "198.51.100.7"}),
+                    Invocation::for_test("k"),
+                ),
+                p.call(
+                    "lookup_domain",
+                    json!({"domain": "Evil.Example."}),
+                    Invocation::for_test("k"),
+                ),
             )
         });
         assert_eq!(out.0.unwrap()["verdict"], "clean");

@@ -47,7 +47,11 @@ impl Exit {
 }
 
 #[derive(Parser)]
-#[command(name = "soar", version, about = "A durable, fail-closed playbook runner for security operations")]
+#[command(
+    name = "soar",
+    version,
+    about = "A durable, fail-closed playbook runner for security operations"
+)]
 struct Cli {
     /// Config file [default: ./soar.yaml]
     #[arg(long, global = true, env = "SOAR_CONFIG")]
@@ -122,7 +126,10 @@ pub fn main_entry() -> i32 {
         config: cli.config,
         data_dir: cli.data_dir,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

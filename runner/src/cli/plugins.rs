@@ -47,7 +47,9 @@ pub enum PluginsCommand {
 }
 
 async fn load(globals: &Globals) -> Result<PluginHost, Exit> {
-    let config = globals.config().map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let config = globals
+        .config()
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
     PluginHost::load(&config, &globals.cache_dir())
         .await
         .map_err(|e| Exit::invalid(format!("error: {e}")))
@@ -58,7 +60,11 @@ fn find<'a>(host: &'a PluginHost, name: &str) -> Result<&'a LoadedPlugin, Exit> 
         let known: Vec<&str> = host.plugins().map(|p| p.name.as_str()).collect();
         Exit::invalid(format!(
             "error: no plugin named `{name}` is configured (configured: {})",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
         ))
     })
 }
@@ -138,7 +144,10 @@ async fn list(globals: &Globals, json: bool) -> Result<Exit, Exit> {
             actions.join(", ")
         );
     }
-    if host.plugins().any(|p| p.manifest.actions.iter().any(|a| a.destructive)) {
+    if host
+        .plugins()
+        .any(|p| p.manifest.actions.iter().any(|a| a.destructive))
+    {
         println!("(! marks a destructive action)");
     }
     Ok(Exit::ok())
@@ -182,12 +191,24 @@ async fn inspect(globals: &Globals, name: &str, json: bool) -> Result<Exit, Exit
                     .targets
                     .iter()
                     .find(|t| &t.field == field)
-                    .map(|t| format!(" (target: {})", serde_json::to_value(t.kind).unwrap_or_default().as_str().unwrap_or("")))
+                    .map(|t| {
+                        format!(
+                            " (target: {})",
+                            serde_json::to_value(t.kind)
+                                .unwrap_or_default()
+                                .as_str()
+                                .unwrap_or("")
+                        )
+                    })
                     .unwrap_or_default();
                 println!(
                     "    input.{field}: {}{}{}",
                     schema["type"].as_str().unwrap_or("any"),
-                    if required.contains(&field.as_str()) { ", required" } else { "" },
+                    if required.contains(&field.as_str()) {
+                        ", required"
+                    } else {
+                        ""
+                    },
                     target
                 );
             }
@@ -250,7 +271,12 @@ async fn call(globals: &Globals, args: CallArgs) -> Result<Exit, Exit> {
     let host = load(globals).await?;
     let plugin = find(&host, &args.name)?;
     let Some(action) = plugin.manifest.action(&args.action) else {
-        let known: Vec<&str> = plugin.manifest.actions.iter().map(|a| a.name.as_str()).collect();
+        let known: Vec<&str> = plugin
+            .manifest
+            .actions
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
         return Err(Exit::invalid(format!(
             "error: plugin `{}` has no action `{}` (actions: {})",
             args.name,
@@ -283,7 +309,10 @@ async fn call(globals: &Globals, args: CallArgs) -> Result<Exit, Exit> {
                     json!({"ok": true, "output": output, "exchanges": outcome.exchanges, "logs": outcome.logs, "duration_ms": duration_ms})
                 );
             } else {
-                println!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&output).unwrap_or_default()
+                );
             }
             Ok(Exit::ok())
         }

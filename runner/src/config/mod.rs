@@ -239,14 +239,8 @@ impl Config {
         let defaults = resolve_limits(&raw.limits, &Limits::default(), "limits", &mut problems);
         let mut plugins = BTreeMap::new();
         for (name, spanned) in &raw.plugins {
-            let plugin = resolve_plugin(
-                name,
-                spanned,
-                &base,
-                &plugins_dir,
-                &defaults,
-                &mut problems,
-            );
+            let plugin =
+                resolve_plugin(name, spanned, &base, &plugins_dir, &defaults, &mut problems);
             plugins.insert(name.clone(), plugin);
         }
         if !problems.is_empty() {
@@ -359,7 +353,11 @@ fn resolve_plugin(
         }
     });
     let sha256_pos = raw.sha256.as_ref().map(Pos::of).unwrap_or_default();
-    let allowed_hosts = origins(&raw.allowed_hosts, &format!("{key}.allowed_hosts"), problems);
+    let allowed_hosts = origins(
+        &raw.allowed_hosts,
+        &format!("{key}.allowed_hosts"),
+        problems,
+    );
     let mut secrets = BTreeMap::new();
     for (secret, grant) in &raw.secrets {
         let skey = format!("secrets.{secret}");
@@ -501,13 +499,29 @@ plugins:
         let ConfigError::Invalid { problems, .. } = &err else {
             panic!("{err}")
         };
-        let keys: Vec<(&str, u64)> = problems.iter().map(|p| (p.key.as_str(), p.pos.line)).collect();
+        let keys: Vec<(&str, u64)> = problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.pos.line))
+            .collect();
         assert!(keys.contains(&("plugins.edr.sha256", 3)), "{keys:?}");
-        assert!(keys.contains(&("plugins.edr.allowed_hosts[1]", 4)), "{keys:?}");
+        assert!(
+            keys.contains(&("plugins.edr.allowed_hosts[1]", 4)),
+            "{keys:?}"
+        );
         assert!(keys.contains(&("plugins.edr.secrets.token", 6)), "{keys:?}");
-        assert!(keys.contains(&("plugins.edr.secrets.token.hosts[0]", 6)), "{keys:?}");
-        assert!(keys.contains(&("plugins.edr.limits.memory_mb", 7)), "{keys:?}");
-        assert!(err.to_string().ends_with("found 5 problem(s) in the config"), "{err}");
+        assert!(
+            keys.contains(&("plugins.edr.secrets.token.hosts[0]", 6)),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("plugins.edr.limits.memory_mb", 7)),
+            "{keys:?}"
+        );
+        assert!(
+            err.to_string()
+                .ends_with("found 5 problem(s) in the config"),
+            "{err}"
+        );
     }
 
     #[test]

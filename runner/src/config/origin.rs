@@ -27,7 +27,9 @@ impl Origin {
     pub fn of_url(url: &Url) -> Result<Self, String> {
         let scheme = url.scheme();
         if scheme != "http" && scheme != "https" {
-            return Err(format!("scheme `{scheme}` is not allowed (http or https only)"));
+            return Err(format!(
+                "scheme `{scheme}` is not allowed (http or https only)"
+            ));
         }
         if !url.username().is_empty() || url.password().is_some() {
             return Err("credentials in the URL are not allowed".into());
@@ -77,8 +79,16 @@ mod tests {
     #[test]
     fn distinguishes_scheme_and_port() {
         let grant = Origin::parse_grant("https://api.example.com").unwrap();
-        for other in ["http://api.example.com/", "https://api.example.com:8443/", "https://api.example.com.evil.test/"] {
-            assert_ne!(grant, Origin::of_url(&Url::parse(other).unwrap()).unwrap(), "{other}");
+        for other in [
+            "http://api.example.com/",
+            "https://api.example.com:8443/",
+            "https://api.example.com.evil.test/",
+        ] {
+            assert_ne!(
+                grant,
+                Origin::of_url(&Url::parse(other).unwrap()).unwrap(),
+                "{other}"
+            );
         }
     }
 

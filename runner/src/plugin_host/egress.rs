@@ -127,6 +127,65 @@ const RESERVED_HEADERS: &[&str] = &[
     "proxy-authorization",
 ];
 
+/// Request headers whose plain-text values are credentials (a bearer token
+/// the vendor issued mid-invocation, say): recorded without their value.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie", "x-api-key", "x-apikey"];
+
+/// JSON fields of a response body that carry credentials; their values are
+/// masked in the record (the plugin still receives them).
+const CREDENTIAL_FIELDS: &[&str] = &["access_token", "refresh_token", "id_token", "client_secret"];
+
+/// A header value as recorded: credential headers keep only their scheme.
+fn record_header(name: &str, redacted: String) -> String {
+    if !CREDENTIAL_HEADERS.contains(&name) || !redacted.chars().any(|c| !c.is_whitespace()) {
+        return redacted;
+    }
+    if redacted.contains("[secret:") {
+        // Built from named secrets: the placeholders already hide the value.
+        return redacted;
+    }
+    match redacted.split_once(' ') {
+        Some((scheme, _)) => format!("{scheme} [redacted]"),
+        None => "[redacted]".to_string(),
+    }
+}
+
+/// The recorded copy of a JSON response body, with credential fields masked.
+fn record_response_body(body: &[u8]) -> RecordedBody {
+    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return RecordedBody::of(body);
+    };
+    fn mask(v: &mut serde_json::Value) -> bool {
+        let mut changed = false;
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, child) in map.iter_mut() {
+                    if CREDENTIAL_FIELDS.contains(&k.as_str()) && child.is_string() {
+                        *child = serde_json::Value::String("[redacted]".into());
+                        changed = true;
+                    } else {
+                        changed |= mask(child);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for child in items {
+                    changed |= mask(child);
+                }
+            }
+            _ => {}
+        }
+        changed
+    }
+    if mask(&mut value) {
+        let mut record = RecordedBody::of(value.to_string().as_bytes());
+        record.size = body.len();
+        record
+    } else {
+        RecordedBody::of(body)
+    }
+}
+
 /// The shared HTTP client: no redirects and no proxy from the environment,
 /// either of which would route a request around the allowlist.
 pub fn new_client() -> reqwest::Client {
@@ -162,7 +221,10 @@ impl Egress {
 
     fn secret(&mut self, name: &str, origin: &Origin) -> Result<String, String> {
         let grant = self.policy.secrets.get(name).ok_or_else(|| {
-            format!("secret `{name}` is not granted to plugin `{}`", self.policy.plugin)
+            format!(
+                "secret `{name}` is not granted to plugin `{}`",
+                self.policy.plugin
+            )
         })?;
         if !grant.hosts.contains(origin) {
             return Err(format!(
@@ -281,8 +343,9 @@ impl Egress {
                 self.policy.plugin
             )));
         }
-        let method = reqwest::Method::from_bytes(record.method.as_bytes())
-            .map_err(|_| HttpError::Invalid(format!("`{}` is not an HTTP method", record.method)))?;
+        let method = reqwest::Method::from_bytes(record.method.as_bytes()).map_err(|_| {
+            HttpError::Invalid(format!("`{}` is not an HTTP method", record.method))
+        })?;
         if self.dry_run
             && method != reqwest::Method::GET
             && method != reqwest::Method::HEAD
@@ -315,7 +378,8 @@ impl Egress {
             let header_value = reqwest::header::HeaderValue::from_str(&value.real)
                 .map_err(|_| HttpError::Invalid(format!("header `{name}` has an invalid value")))?;
             headers.append(header_name, header_value);
-            record.request_headers.push((name, value.redacted));
+            let shown = record_header(&name, value.redacted);
+            record.request_headers.push((name, shown));
         }
         let (body, redacted_body) = match &request.body {
             RequestBody::Empty => (Vec::new(), Vec::new()),
@@ -335,9 +399,10 @@ impl Egress {
                             "application/x-www-form-urlencoded",
                         ),
                     );
-                    record
-                        .request_headers
-                        .push(("content-type".into(), "application/x-www-form-urlencoded".into()));
+                    record.request_headers.push((
+                        "content-type".into(),
+                        "application/x-www-form-urlencoded".into(),
+                    ));
                 }
                 (real.finish().into_bytes(), shown.finish().into_bytes())
             }
@@ -404,7 +469,7 @@ impl Egress {
         let body = self.scrub_bytes(body);
         record.outcome = ExchangeOutcome::Sent;
         record.response_headers = response_headers.clone();
-        record.response_body = Some(RecordedBody::of(&body));
+        record.response_body = Some(record_response_body(&body));
         response_headers.shrink_to_fit();
         Ok(HttpResponse {
             status,
@@ -488,12 +553,34 @@ mod tests {
     }
 
     #[test]
+    fn vendor_issued_tokens_are_not_recorded() {
+        assert_eq!(
+            record_header("authorization", "Bearer eyJabc".into()),
+            "Bearer [redacted]"
+        );
+        assert_eq!(
+            record_header("authorization", "Bearer [secret:token]".into()),
+            "Bearer [secret:token]"
+        );
+        assert_eq!(
+            record_header("accept", "application/json".into()),
+            "application/json"
+        );
+        let r = record_response_body(br#"{"access_token":"eyJ.abc","expires_in":1799}"#);
+        assert!(!r.text.contains("eyJ.abc"), "{}", r.text);
+        assert!(r.text.contains("1799"));
+    }
+
+    #[test]
     fn recorded_body_digests_what_it_cuts() {
         let big = vec![b'a'; RECORDED_BODY_BYTES + 1];
         let r = RecordedBody::of(&big);
         assert!(r.truncated);
         assert_eq!(r.text.len(), RECORDED_BODY_BYTES);
-        assert_eq!(r.sha256.as_deref(), Some(hex::encode(Sha256::digest(&big)).as_str()));
+        assert_eq!(
+            r.sha256.as_deref(),
+            Some(hex::encode(Sha256::digest(&big)).as_str())
+        );
         assert!(RecordedBody::of(b"{}").sha256.is_none());
     }
 }

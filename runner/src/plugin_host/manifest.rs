@@ -118,8 +118,12 @@ impl Manifest {
             if let Some(probe) = &a.probe {
                 match manifest.action(probe) {
                     Some(p) if !p.destructive => {}
-                    Some(_) => return Err(format!("probe `{probe}` of `{}` is destructive", a.name)),
-                    None => return Err(format!("probe `{probe}` of `{}` is not an action", a.name)),
+                    Some(_) => {
+                        return Err(format!("probe `{probe}` of `{}` is destructive", a.name))
+                    }
+                    None => {
+                        return Err(format!("probe `{probe}` of `{}` is not an action", a.name))
+                    }
                 }
             }
         }

@@ -63,6 +63,8 @@ pub struct LoadedPlugin {
     /// SHA-256 of the `.wasm` file (approvals bind to it).
     pub digest: String,
     pre: PluginPre<SandboxState>,
+    /// Input validators per action, compiled once at load.
+    validators: BTreeMap<String, Arc<jsonschema::Validator>>,
     policy: Arc<EgressPolicy>,
     config: Arc<BTreeMap<String, String>>,
     limits: Limits,
@@ -87,7 +89,8 @@ impl PluginHost {
             .map(|p| p.limits.memory_bytes)
             .max()
             .unwrap_or(Limits::default().memory_bytes);
-        let engine = engine::new_engine(max_memory).map_err(|e| LoadError::Engine(e.to_string()))?;
+        let engine =
+            engine::new_engine(max_memory).map_err(|e| LoadError::Engine(e.to_string()))?;
         let ticker = engine::EpochTicker::start(&engine);
         let linker = sandbox::linker(&engine).map_err(|e| LoadError::Engine(e.to_string()))?;
         let cache = ComponentCache::new(cache_dir);
@@ -131,19 +134,21 @@ impl PluginHost {
                 });
             }
         }
-        let component = cache
-            .load(&self.engine, &digest, &wasm)
-            .map_err(|e| LoadError::Compile {
-                plugin: plugin.name.clone(),
-                path: plugin.wasm_path.clone(),
-                reason: format!("{e:#}"),
-            })?;
-        let instance_pre = linker
-            .instantiate_pre(&component)
-            .map_err(|e| LoadError::ForbiddenImport {
-                plugin: plugin.name.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let component =
+            cache
+                .load(&self.engine, &digest, &wasm)
+                .map_err(|e| LoadError::Compile {
+                    plugin: plugin.name.clone(),
+                    path: plugin.wasm_path.clone(),
+                    reason: format!("{e:#}"),
+                })?;
+        let instance_pre =
+            linker
+                .instantiate_pre(&component)
+                .map_err(|e| LoadError::ForbiddenImport {
+                    plugin: plugin.name.clone(),
+                    reason: format!("{e:#}"),
+                })?;
         let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Manifest {
             plugin: plugin.name.clone(),
             reason: format!("it does not export the soar:plugin connector interface: {e:#}"),
@@ -160,6 +165,7 @@ impl PluginHost {
             },
             digest,
             pre,
+            validators: BTreeMap::new(),
             policy: Arc::new(EgressPolicy {
                 plugin: plugin.name.clone(),
                 allowed: plugin.allowed_hosts.clone(),
@@ -189,11 +195,29 @@ impl PluginHost {
             .map_err(|_| manifest_err("describe() did not return in time".into()))?
             .map_err(|e| manifest_err(format!("describe() failed: {e:#}")))?;
         loaded.manifest = Manifest::from_wit(raw).map_err(manifest_err)?;
+        for action in &loaded.manifest.actions {
+            let validator = jsonschema::validator_for(&action.input_schema).map_err(|e| {
+                manifest_err(format!("input schema of `{}` is invalid: {e}", action.name))
+            })?;
+            loaded
+                .validators
+                .insert(action.name.clone(), Arc::new(validator));
+        }
         Ok(loaded)
     }
 
-    fn new_store(&self, plugin: &LoadedPlugin, dry_run: bool, deadline: Instant) -> Store<SandboxState> {
-        let egress = Egress::new(plugin.policy.clone(), self.client.clone(), dry_run, deadline);
+    fn new_store(
+        &self,
+        plugin: &LoadedPlugin,
+        dry_run: bool,
+        deadline: Instant,
+    ) -> Store<SandboxState> {
+        let egress = Egress::new(
+            plugin.policy.clone(),
+            self.client.clone(),
+            dry_run,
+            deadline,
+        );
         let state = SandboxState::new(
             plugin.plugin_name.clone(),
             plugin.config.clone(),
@@ -237,13 +261,13 @@ impl PluginHost {
         let Some(loaded) = self.plugins.get(plugin) else {
             return fail(InvokeError::UnknownPlugin(plugin.to_string()));
         };
-        let Some(manifest) = loaded.manifest.action(action) else {
+        let Some(validator) = loaded.validators.get(action) else {
             return fail(InvokeError::UnknownAction {
                 plugin: plugin.to_string(),
                 action: action.to_string(),
             });
         };
-        if let Err(problems) = validate(&manifest.input_schema, input) {
+        if let Err(problems) = check(validator, input) {
             return fail(InvokeError::InvalidInput {
                 action: action.to_string(),
                 problems,
@@ -277,8 +301,9 @@ impl PluginHost {
             }),
             Ok(Err(trap)) => Err(classify_trap(&trap, &state, limit)),
             Ok(Ok(Err(e))) => Err(plugin_error(e)),
-            Ok(Ok(Ok(text))) => serde_json::from_str(&text)
-                .map_err(|e| InvokeError::BadOutput(e.to_string())),
+            Ok(Ok(Ok(text))) => {
+                serde_json::from_str(&text).map_err(|e| InvokeError::BadOutput(e.to_string()))
+            }
         };
         Outcome {
             result,
@@ -292,7 +317,11 @@ impl PluginHost {
 /// Checks a value against a JSON Schema; every violation, with its path.
 pub fn validate(schema: &serde_json::Value, value: &serde_json::Value) -> Result<(), Vec<String>> {
     let validator = jsonschema::validator_for(schema)
-        .map_err(|e| vec![format!("the action's input schema is invalid: {e}")])?;
+        .map_err(|e| vec![format!("the schema itself is invalid: {e}")])?;
+    check(&validator, value)
+}
+
+fn check(validator: &jsonschema::Validator, value: &serde_json::Value) -> Result<(), Vec<String>> {
     let problems: Vec<String> = validator
         .iter_errors(value)
         .map(|e| {

@@ -2,7 +2,9 @@
 //! sockets or clocks), captured stdio, a memory limiter, and the host
 //! functions of the WIT contract.
 
-use super::bindings::soar::plugin::host::{self as wit_host, HttpError, HttpRequest, HttpResponse, LogLevel};
+use super::bindings::soar::plugin::host::{
+    self as wit_host, HttpError, HttpRequest, HttpResponse, LogLevel,
+};
 use super::bindings::Plugin;
 use super::egress::Egress;
 use std::collections::BTreeMap;

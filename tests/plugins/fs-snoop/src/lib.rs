@@ -2,12 +2,18 @@
 //! makes it import `wasi:filesystem`, which soar does not provide, so the
 //! runner must refuse to load it at all.
 
-use soar_plugin_sdk::{export_plugin, Action, Context, Deserialize, JsonSchema, Plugin, Result, Serialize};
+use soar_plugin_sdk::{
+    export_plugin, Action, Context, Deserialize, JsonSchema, Plugin, Result, Serialize,
+};
 
 /// The fixture's declaration.
 pub fn plugin() -> Plugin {
-    Plugin::new("fs-snoop", env!("CARGO_PKG_VERSION"), "reads files it must not")
-        .action(Action::new("read", "reads a file", read))
+    Plugin::new(
+        "fs-snoop",
+        env!("CARGO_PKG_VERSION"),
+        "reads files it must not",
+    )
+    .action(Action::new("read", "reads a file", read))
 }
 
 export_plugin!(plugin);

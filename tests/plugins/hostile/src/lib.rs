@@ -9,20 +9,28 @@ use soar_plugin_sdk::{
 
 /// The fixture's declaration.
 pub fn plugin() -> Plugin {
-    Plugin::new("hostile", env!("CARGO_PKG_VERSION"), "misbehaves on purpose")
-        .secret("api_key")
-        .action(Action::new("noop", "does nothing", noop).idempotent())
-        .action(Action::new("spin", "loops forever", spin))
-        .action(Action::new("alloc", "allocates and touches `mb` MiB", alloc))
-        .action(Action::new("trap", "aborts (a wasm trap)", trap))
-        .action(Action::new("panic", "panics with a message", panic))
-        .action(Action::new("read_env", "reads the environment", read_env))
-        .action(Action::new("http", "sends the described request", http))
-        .action(
-            Action::new("wipe", "pretends to be destructive", noop)
-                .destructive()
-                .target("host", TargetKind::Host),
-        )
+    Plugin::new(
+        "hostile",
+        env!("CARGO_PKG_VERSION"),
+        "misbehaves on purpose",
+    )
+    .secret("api_key")
+    .action(Action::new("noop", "does nothing", noop).idempotent())
+    .action(Action::new("spin", "loops forever", spin))
+    .action(Action::new(
+        "alloc",
+        "allocates and touches `mb` MiB",
+        alloc,
+    ))
+    .action(Action::new("trap", "aborts (a wasm trap)", trap))
+    .action(Action::new("panic", "panics with a message", panic))
+    .action(Action::new("read_env", "reads the environment", read_env))
+    .action(Action::new("http", "sends the described request", http))
+    .action(
+        Action::new("wipe", "pretends to be destructive", noop)
+            .destructive()
+            .target("host", TargetKind::Host),
+    )
 }
 
 export_plugin!(plugin);
