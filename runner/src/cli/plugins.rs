@@ -23,27 +23,7 @@ pub enum PluginsCommand {
         json: bool,
     },
     /// Invoke one action directly (input checked against its schema first)
-    Call {
-        /// Plugin name from the config
-        name: String,
-        /// Action name
-        action: String,
-        /// Input JSON, `@FILE`, or `@-` for stdin
-        #[arg(long)]
-        input: String,
-        /// Result (output or typed error, and the HTTP exchanges) as JSON on stdout
-        #[arg(long)]
-        json: bool,
-        /// Plan only: the host lets only GET and HEAD requests leave
-        #[arg(long)]
-        dry_run: bool,
-        /// Required to call an action the connector marks destructive
-        #[arg(long)]
-        allow_destructive: bool,
-        /// Idempotency key to pass [default: a fresh one]
-        #[arg(long)]
-        idempotency_key: Option<String>,
-    },
+    Call(CallArgs),
 }
 
 async fn load(globals: &Globals) -> Result<PluginHost, Exit> {
@@ -73,29 +53,7 @@ pub async fn run(globals: &Globals, command: PluginsCommand) -> Exit {
     let result = match command {
         PluginsCommand::List { json } => list(globals, json).await,
         PluginsCommand::Inspect { name, json } => inspect(globals, &name, json).await,
-        PluginsCommand::Call {
-            name,
-            action,
-            input,
-            json,
-            dry_run,
-            allow_destructive,
-            idempotency_key,
-        } => {
-            call(
-                globals,
-                CallArgs {
-                    name,
-                    action,
-                    input,
-                    json,
-                    dry_run,
-                    allow_destructive,
-                    idempotency_key,
-                },
-            )
-            .await
-        }
+        PluginsCommand::Call(args) => call(globals, args).await,
     };
     result.unwrap_or_else(|e| e)
 }
@@ -225,13 +183,26 @@ fn list_or_none(items: &[String]) -> String {
     }
 }
 
-struct CallArgs {
+#[derive(clap::Args)]
+pub struct CallArgs {
+    /// Plugin name from the config
     name: String,
+    /// Action name
     action: String,
+    /// Input JSON, `@FILE`, or `@-` for stdin
+    #[arg(long)]
     input: String,
+    /// Result (output or typed error, and the HTTP exchanges) as JSON on stdout
+    #[arg(long)]
     json: bool,
+    /// Plan only: the host lets only GET and HEAD requests leave
+    #[arg(long)]
     dry_run: bool,
+    /// Required to call an action the connector marks destructive
+    #[arg(long)]
     allow_destructive: bool,
+    /// Idempotency key to pass [default: a fresh one]
+    #[arg(long)]
     idempotency_key: Option<String>,
 }
 
