@@ -376,3 +376,14 @@ async fn each_invocation_gets_a_fresh_instance() {
         );
     }
 }
+
+#[tokio::test]
+async fn no_state_survives_from_one_invocation_to_the_next() {
+    let f = fixture("", true).await;
+    let first = f
+        .call("remember", json!({"value": "run-A secret finding"}))
+        .await;
+    assert_eq!(first.result.expect("remember"), json!({"value": null}));
+    let second = f.call("recall", json!({})).await;
+    assert_eq!(second.result.expect("recall"), json!({"value": null}));
+}

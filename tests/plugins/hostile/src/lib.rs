@@ -26,6 +26,16 @@ pub fn plugin() -> Plugin {
     .action(Action::new("panic", "panics with a message", panic))
     .action(Action::new("read_env", "reads the environment", read_env))
     .action(Action::new("http", "sends the described request", http))
+    .action(Action::new(
+        "remember",
+        "keeps a value in a global",
+        remember,
+    ))
+    .action(Action::new(
+        "recall",
+        "returns the value kept in the global",
+        recall,
+    ))
     .action(
         Action::new("wipe", "pretends to be destructive", noop)
             .destructive()
@@ -150,5 +160,36 @@ fn http(input: HttpInput, _: &Context) -> Result<HttpOutput> {
         status: response.status,
         body: String::from_utf8_lossy(&response.body).into_owned(),
         headers: response.headers,
+    })
+}
+
+/// Survives only as long as the instance: a fresh instance per invocation
+/// must always start with `None`.
+static MEMORY: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// A value to keep.
+#[derive(Deserialize, JsonSchema)]
+pub struct RememberInput {
+    /// The value.
+    pub value: String,
+}
+
+/// What the global held.
+#[derive(Serialize, JsonSchema)]
+pub struct Recalled {
+    /// The value, if any survived.
+    pub value: Option<String>,
+}
+
+fn remember(input: RememberInput, _: &Context) -> Result<Recalled> {
+    let mut slot = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    let before = slot.replace(input.value);
+    Ok(Recalled { value: before })
+}
+
+fn recall(_: Empty, _: &Context) -> Result<Recalled> {
+    let slot = MEMORY.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(Recalled {
+        value: slot.clone(),
     })
 }
