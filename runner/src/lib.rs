@@ -6,6 +6,11 @@
 
 pub mod cli;
 pub mod config;
+pub mod journal;
+pub mod playbook;
 pub mod plugin_host;
+pub mod retry;
+pub mod scheduler;
 pub mod secrets;
+pub mod template;
 pub mod yaml;

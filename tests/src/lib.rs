@@ -2,6 +2,7 @@
 //! plugins are, and a scratch directory with a `soar.yaml` to run them in.
 //! Build first with `scripts/test.sh` (it builds the plugins for wasm once).
 
+pub mod engine;
 pub mod sim;
 
 use std::path::{Path, PathBuf};

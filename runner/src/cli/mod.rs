@@ -2,6 +2,7 @@
 //! Each command lives in its own module and returns an [`Exit`].
 
 mod plugins;
+mod runs;
 
 use crate::config::{Config, ConfigError};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -15,6 +16,8 @@ pub mod exit {
     pub const FAILED: i32 = 1;
     /// Invalid usage, config, playbook or input.
     pub const INVALID: i32 = 2;
+    /// The run is paused: waiting for approval or in doubt.
+    pub const PAUSED: i32 = 3;
 }
 
 /// A command's end: exit code and, for failures, what to tell the user.
@@ -77,10 +80,88 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Check playbooks; every problem as PATH:LINE:COL (exit 2 if any)
+    Validate {
+        /// Playbook files
+        #[arg(required = true)]
+        playbooks: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the playbook format (for editors)
+    Schema,
+    /// Start a run of a playbook on an alert
+    Run {
+        /// Playbook file
+        playbook: PathBuf,
+        /// Alert JSON file, or `-` for stdin
+        #[arg(long)]
+        input: String,
+        /// Who starts the run [default: the OS user]
+        #[arg(long = "as")]
+        who: Option<String>,
+        /// One JSON object on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Continue unfinished runs from their journals
+    Resume {
+        /// Run id
+        run_id: Option<String>,
+        /// Every unfinished run
+        #[arg(long, conflicts_with = "run_id")]
+        all: bool,
+        /// JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// A run's status and steps
+    Status {
+        /// Run id
+        run_id: String,
+        /// JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// List runs
+    Runs {
+        /// Only runs with this status (running, waiting_approval, in_doubt, succeeded, failed, cancelled)
+        #[arg(long)]
+        status: Option<String>,
+        /// JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// A run's journal (`soar journal RUN_ID`), or `soar journal verify RUN_ID|--all`
+    #[command(args_conflicts_with_subcommands = true)]
+    Journal {
+        #[command(subcommand)]
+        command: Option<JournalCommand>,
+        /// Run id
+        run_id: Option<String>,
+        /// One JSON object per line
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-evaluate a run's conditions and templates against its journal
+    Replay {
+        /// Run id
+        run_id: String,
+    },
     /// List, inspect and call connectors
     Plugins {
         #[command(subcommand)]
         command: plugins::PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Check the hash chain: detects edited, deleted or reordered records
+    Verify {
+        /// Run id
+        run_id: Option<String>,
+        /// Every run
+        #[arg(long, conflicts_with = "run_id")]
+        all: bool,
     },
 }
 
@@ -138,6 +219,22 @@ pub fn main_entry() -> i32 {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Validate { playbooks } => runs::validate(&globals, &playbooks).await,
+            Command::Schema => runs::schema(),
+            Command::Run { playbook, input, who, json } => {
+                runs::run(&globals, &playbook, &input, who, json, true).await
+            }
+            Command::Resume { run_id, all, json } => runs::resume(&globals, run_id, all, json).await,
+            Command::Status { run_id, json } => runs::status(&globals, &run_id, json),
+            Command::Runs { status, json } => runs::runs(&globals, status, json),
+            Command::Journal { command: Some(JournalCommand::Verify { run_id, all }), .. } => {
+                runs::verify(&globals, run_id, all)
+            }
+            Command::Journal { command: None, run_id: Some(id), json } => {
+                runs::show_journal(&globals, &id, json)
+            }
+            Command::Journal { .. } => Exit::invalid("error: give a RUN_ID, or `verify RUN_ID|--all`"),
+            Command::Replay { run_id } => runs::replay(&globals, &run_id).await,
             Command::Plugins { command } => plugins::run(&globals, command).await,
         }
     });

@@ -26,6 +26,14 @@ pub fn plugin() -> Plugin {
     .action(Action::new("panic", "panics with a message", panic))
     .action(Action::new("read_env", "reads the environment", read_env))
     .action(Action::new("http", "sends the described request", http))
+    .action(
+        Action::new(
+            "http_idempotent",
+            "sends the described request; safe to repeat",
+            http,
+        )
+        .idempotent(),
+    )
     .action(Action::new(
         "remember",
         "keeps a value in a global",
@@ -130,6 +138,15 @@ pub struct HttpInput {
     /// Form field that carries the named secret, e.g. `["password", "api_key"]`.
     #[serde(default)]
     pub secret_form: Option<(String, String)>,
+    /// Send the invocation's idempotency key as `idempotency-key`.
+    #[serde(default)]
+    pub send_key: bool,
+    /// Map a non-2xx answer to its typed error instead of returning it.
+    #[serde(default)]
+    pub check_status: bool,
+    /// A JSON body.
+    #[serde(default)]
+    pub json: Option<soar_plugin_sdk::Value>,
 }
 
 fn get() -> String {
@@ -147,15 +164,24 @@ pub struct HttpOutput {
     pub headers: Vec<(String, String)>,
 }
 
-fn http(input: HttpInput, _: &Context) -> Result<HttpOutput> {
+fn http(input: HttpInput, ctx: &Context) -> Result<HttpOutput> {
     let mut request = Request::new(&input.method, input.url);
+    if input.send_key {
+        request = request.header("idempotency-key", ctx.idempotency_key());
+    }
+    if let Some(body) = &input.json {
+        request = request.json(body);
+    }
     if let Some((name, secret)) = input.secret_header {
         request = request.secret_header(&name, &secret);
     }
     if let Some((field, secret)) = input.secret_form {
         request = request.form(vec![(field.as_str(), Part::Secret(secret))]);
     }
-    let response = request.send()?;
+    let mut response = request.send()?;
+    if input.check_status {
+        response = response.error_for_status()?;
+    }
     Ok(HttpOutput {
         status: response.status,
         body: String::from_utf8_lossy(&response.body).into_owned(),

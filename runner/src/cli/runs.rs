@@ -1,0 +1,451 @@
+//! `soar validate | schema | run | resume | status | runs | journal | replay`:
+//! the playbook commands, thin glue over playbook, scheduler and journal.
+
+use super::{exit, Exit, Globals};
+use crate::journal::{Event, Journal, Record, RunStatus};
+use crate::playbook::{self, Catalog, Playbook};
+use crate::plugin_host::{ActionManifest, PluginHost};
+use crate::scheduler::{Engine, FinishedStep, RunReport, RunState, StepStatus};
+use crate::template::Templates;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+impl Catalog for PluginHost {
+    fn action(&self, plugin: &str, action: &str) -> Result<ActionManifest, String> {
+        let Some(p) = self.plugin(plugin) else {
+            let known: Vec<String> = self.plugins().map(|p| p.name.clone()).collect();
+            return Err(format!(
+                "no plugin `{plugin}` is installed (installed: {})",
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            ));
+        };
+        p.manifest.action(action).cloned().ok_or_else(|| {
+            let names: Vec<&str> = p.manifest.actions.iter().map(|a| a.name.as_str()).collect();
+            format!("plugin `{plugin}` has no action `{action}` (actions: {})", names.join(", "))
+        })
+    }
+}
+
+async fn host(globals: &Globals) -> Result<Arc<PluginHost>, Exit> {
+    let config = globals.config().map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    PluginHost::load(&config, &globals.cache_dir())
+        .await
+        .map(Arc::new)
+        .map_err(|e| Exit::invalid(format!("error: {e}")))
+}
+
+fn journal(globals: &Globals) -> Result<Journal, Exit> {
+    let durability = if std::env::var("SOAR_DURABILITY").as_deref() == Ok("power-loss") {
+        crate::journal::Durability::PowerLoss
+    } else {
+        crate::journal::Durability::Process
+    };
+    Journal::open(&globals.data_dir.join("journal"), durability)
+        .map_err(|e| Exit::failed(format!("error: cannot open the journal: {e}")))
+}
+
+/// Loads and validates a playbook against the installed plugins.
+fn checked_playbook(path: &Path, host: &PluginHost) -> Result<Playbook, Vec<String>> {
+    let pb = playbook::load(path).map_err(|ds| ds.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let problems = playbook::validate(&pb, host);
+    if problems.is_empty() {
+        Ok(pb)
+    } else {
+        Err(problems.iter().map(ToString::to_string).collect())
+    }
+}
+
+pub async fn validate(globals: &Globals, paths: &[PathBuf]) -> Exit {
+    let host = match host(globals).await {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let mut problems = Vec::new();
+    let mut steps = 0;
+    for path in paths {
+        match checked_playbook(path, &host) {
+            Ok(pb) => steps += pb.steps.len(),
+            Err(p) => problems.extend(p),
+        }
+    }
+    if problems.is_empty() {
+        println!("ok: {} playbook(s) valid, {steps} step(s)", paths.len());
+        Exit::ok()
+    } else {
+        for p in &problems {
+            println!("{p}");
+        }
+        Exit::invalid(format!("found {} problem(s)", problems.len()))
+    }
+}
+
+pub fn schema() -> Exit {
+    println!("{}", serde_json::to_string_pretty(&playbook::json_schema()).unwrap_or_default());
+    Exit::ok()
+}
+
+fn exit_for(status: RunStatus) -> i32 {
+    match status {
+        RunStatus::Succeeded => exit::OK,
+        RunStatus::Failed | RunStatus::Cancelled => exit::FAILED,
+        RunStatus::Running | RunStatus::WaitingApproval | RunStatus::InDoubt => exit::PAUSED,
+    }
+}
+
+fn print_report(report: &RunReport, json_out: bool) {
+    if json_out {
+        println!("{}", serde_json::to_string(report).unwrap_or_default());
+        return;
+    }
+    let dedup = if report.deduplicated { " (deduplicated: existing run)" } else { "" };
+    println!("run {} [{}] {}{dedup}", report.run_id, report.playbook, report.status.as_str());
+    for (id, s) in &report.steps {
+        let detail = s
+            .error
+            .as_ref()
+            .map(|e| format!("  {}", e.get("message").or(e.get("reason")).unwrap_or(e)))
+            .unwrap_or_default();
+        println!("  {:<24} {}{}", id, s.status, detail);
+    }
+    if report.outputs.as_object().is_some_and(|o| !o.is_empty()) {
+        println!("outputs: {}", report.outputs);
+    }
+}
+
+fn read_alert(arg: &str) -> Result<Value, Exit> {
+    let text = if arg == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Exit::invalid(format!("error: cannot read the alert from stdin: {e}")))?;
+        s
+    } else {
+        std::fs::read_to_string(arg).map_err(|e| Exit::invalid(format!("error: cannot read `{arg}`: {e}")))?
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        Exit::invalid(format!("error: {arg}:{}:{}: the alert is not valid JSON: {e}", e.line(), e.column()))
+    })
+}
+
+fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub async fn run(globals: &Globals, path: &Path, input: &str, who: Option<String>, json_out: bool, progress: bool) -> Exit {
+    let alert = match read_alert(input) {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let host = match host(globals).await {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let pb = match checked_playbook(path, &host) {
+        Ok(pb) => Arc::new(pb),
+        Err(problems) => return Exit::invalid(format!("{}\nerror: the playbook is invalid; nothing ran", problems.join("\n"))),
+    };
+    let journal = match journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let engine = Engine::new(host, journal).with_progress(progress && !json_out);
+    match engine.start(pb, alert, &who.unwrap_or_else(os_user)).await {
+        Ok(report) => {
+            print_report(&report, json_out);
+            Exit { code: exit_for(report.status), message: None }
+        }
+        Err(e @ crate::scheduler::EngineError::Input(_)) => Exit::invalid(format!("error: {e}")),
+        Err(e) => Exit::failed(format!("error: {e}")),
+    }
+}
+
+/// The playbook a run started with, checked against the journaled hash.
+fn playbook_of(records: &[Record], host: &PluginHost) -> Result<Playbook, String> {
+    let path = records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::RunStarted { playbook_path, .. } => Some(playbook_path.clone()),
+            _ => None,
+        })
+        .ok_or("the journal has no run_started record")?;
+    checked_playbook(Path::new(&path), host).map_err(|p| format!("playbook `{path}`: {}", p.join("; ")))
+}
+
+pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_out: bool) -> Exit {
+    if run_id.is_none() && !all {
+        return Exit::invalid("error: give a RUN_ID or --all");
+    }
+    let host = match host(globals).await {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let journal = match journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let ids = match run_id {
+        Some(id) => vec![id],
+        None => match journal.run_ids() {
+            Ok(ids) => ids,
+            Err(e) => return Exit::failed(format!("error: {e}")),
+        },
+    };
+    let engine = Engine::new(host.clone(), journal.clone()).with_progress(!json_out);
+    let mut worst = exit::OK;
+    let mut handles = Vec::new();
+    for id in ids {
+        let records = match journal.read(&id) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: run {id}: {e}");
+                worst = worst.max(exit::FAILED);
+                continue;
+            }
+        };
+        let state = RunState::from_records(&records);
+        if state.final_status.is_some() {
+            continue;
+        }
+        let pb = match playbook_of(&records, &host) {
+            Ok(pb) => Arc::new(pb),
+            Err(e) => {
+                eprintln!("error: run {id}: {e}");
+                worst = worst.max(exit::FAILED);
+                continue;
+            }
+        };
+        let engine = engine.clone();
+        handles.push(tokio::spawn(async move { (id.clone(), engine.resume(&id, pb).await) }));
+    }
+    let mut reports = Vec::new();
+    for h in handles {
+        match h.await {
+            Ok((_, Ok(report))) => {
+                worst = worst.max(exit_for(report.status));
+                reports.push(report);
+            }
+            Ok((id, Err(e))) => {
+                eprintln!("error: run {id}: {e}");
+                worst = worst.max(exit::FAILED);
+            }
+            Err(e) => {
+                eprintln!("error: resume task failed: {e}");
+                worst = worst.max(exit::FAILED);
+            }
+        }
+    }
+    if json_out {
+        println!("{}", json!({"resumed": reports}));
+    } else {
+        if reports.is_empty() {
+            println!("nothing to resume");
+        }
+        for r in &reports {
+            print_report(r, false);
+        }
+    }
+    Exit { code: worst, message: None }
+}
+
+pub fn status(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
+    let journal = match journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    match journal.read(run_id) {
+        Ok(records) if !records.is_empty() => {
+            let report = RunReport::from_records(run_id, &records, None);
+            print_report(&report, json_out);
+            Exit { code: exit_for(report.status).min(exit::FAILED).max(exit::OK), message: None }
+        }
+        Ok(_) => Exit::invalid(format!("error: no run `{run_id}`")),
+        Err(e) => Exit::failed(format!("error: {e}")),
+    }
+}
+
+pub fn runs(globals: &Globals, status: Option<String>, json_out: bool) -> Exit {
+    let journal = match journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let ids = match journal.run_ids() {
+        Ok(ids) => ids,
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    let mut rows = Vec::new();
+    for id in ids {
+        match journal.summary(&id) {
+            Ok(s) => {
+                if status.as_deref().is_some_and(|want| want != s.status.as_str()) {
+                    continue;
+                }
+                rows.push(s);
+            }
+            Err(e) => eprintln!("warning: run {id}: {e}"),
+        }
+    }
+    if json_out {
+        println!("{}", json!({ "runs": rows }));
+    } else {
+        for s in &rows {
+            println!("{:<24} {:<18} {:<16} {} by {}", s.run_id, s.playbook, s.status.as_str(), s.started_at, s.started_by);
+        }
+    }
+    Exit::ok()
+}
+
+pub fn show_journal(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
+    let journal = match journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let records = match journal.read(run_id) {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => return Exit::invalid(format!("error: no run `{run_id}`")),
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    for r in &records {
+        let mut line = serde_json::to_value(&r.event).unwrap_or(Value::Null);
+        if let Some(obj) = line.as_object_mut() {
+            obj.insert("seq".into(), json!(r.seq));
+            obj.insert("at".into(), json!(r.at));
+        }
+        if json_out {
+            println!("{line}");
+        } else {
+            let ty = line["type"].as_str().unwrap_or("?").to_string();
+            let mut detail = line.clone();
+            if let Some(o) = detail.as_object_mut() {
+                for k in ["seq", "at", "type"] {
+                    o.remove(k);
+                }
+            }
+            println!("{:>4} {} {:<16} {}", r.seq, r.at, ty, detail);
+        }
+    }
+    Exit::ok()
+}
+
+pub fn verify(globals: &Globals, run_id: Option<String>, all: bool) -> Exit {
+    let journal = match journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let ids = match (run_id, all) {
+        (Some(id), _) => vec![id],
+        (None, true) => match journal.run_ids() {
+            Ok(ids) => ids,
+            Err(e) => return Exit::failed(format!("error: {e}")),
+        },
+        (None, false) => return Exit::invalid("error: give a RUN_ID or --all"),
+    };
+    let mut bad = 0;
+    for id in &ids {
+        match journal.verify(id) {
+            Ok(report) if report.problems.is_empty() => println!("{id}: ok ({} records)", report.records),
+            Ok(report) => {
+                bad += 1;
+                for p in &report.problems {
+                    println!("{id}: {p}");
+                }
+            }
+            Err(e) => {
+                bad += 1;
+                println!("{id}: {e}");
+            }
+        }
+    }
+    if bad == 0 {
+        Exit::ok()
+    } else {
+        Exit::failed(format!("error: {bad} of {} journal(s) failed verification", ids.len()))
+    }
+}
+
+/// Re-evaluates every condition and template of a run against its recorded
+/// outputs and reports any decision that would now come out differently.
+pub async fn replay(globals: &Globals, run_id: &str) -> Exit {
+    let host = match host(globals).await {
+        Ok(h) => h,
+        Err(e) => return e,
+    };
+    let journal = match journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let records = match journal.read(run_id) {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => return Exit::invalid(format!("error: no run `{run_id}`")),
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    let pb = match playbook_of(&records, &host) {
+        Ok(pb) => pb,
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    let state = RunState::from_records(&records);
+    let templates = Templates::new();
+    let engine = Engine::new(host, journal);
+    let mut finished: BTreeMap<String, FinishedStep> = BTreeMap::new();
+    let mut differences = Vec::new();
+    let mut checked = 0;
+    for r in &records {
+        let ctx = engine.context(run_id, &state.inputs, &finished);
+        match &r.event {
+            Event::StepSkipped { step, reason } if reason.starts_with("condition") => {
+                if let Some(s) = pb.steps.iter().find(|s| &s.id == step) {
+                    checked += 1;
+                    let cond = s.r#if.clone().unwrap_or_default();
+                    if templates.eval_condition(&cond, &ctx).ok() != Some(false) {
+                        differences.push(format!("seq {}: step `{step}` was skipped, but `{cond}` no longer evaluates to false", r.seq));
+                    }
+                }
+            }
+            Event::StepStarted { step, .. } => {
+                if let Some(cond) = pb.steps.iter().find(|s| &s.id == step).and_then(|s| s.r#if.clone()) {
+                    checked += 1;
+                    if templates.eval_condition(&cond, &ctx).ok() != Some(true) {
+                        differences.push(format!("seq {}: step `{step}` ran, but `{cond}` no longer evaluates to true", r.seq));
+                    }
+                }
+            }
+            Event::AttemptStarted { step, item, input, .. } => {
+                if let Some(s) = pb.steps.iter().find(|s| &s.id == step) {
+                    checked += 1;
+                    let mut ctx = ctx.clone();
+                    if let (Some(i), Some(list_t)) = (item, &s.for_each) {
+                        let list = templates.render_value(&Value::String(list_t.clone()), &ctx).unwrap_or(Value::Null);
+                        ctx["item"] = list.get(*i as usize).cloned().unwrap_or(Value::Null);
+                        ctx["index"] = json!(i);
+                    }
+                    match templates.render_value(&s.with, &ctx) {
+                        Ok(v) if &v == input => {}
+                        Ok(v) => differences.push(format!("seq {}: input of `{step}` would now render as {v}, journal has {input}", r.seq)),
+                        Err(e) => differences.push(format!("seq {}: input of `{step}` no longer renders: {e}", r.seq)),
+                    }
+                }
+            }
+            Event::StepFinished { step, status, output, error } => {
+                let status = StepStatus::parse(status).unwrap_or(StepStatus::Failed);
+                finished.insert(step.clone(), FinishedStep { status, output: output.clone(), error: error.clone() });
+            }
+            _ => {}
+        }
+        if let Event::StepSkipped { step, .. } = &r.event {
+            finished.insert(step.clone(), FinishedStep { status: StepStatus::Skipped, output: None, error: None });
+        }
+    }
+    if differences.is_empty() {
+        println!("replay of {run_id}: {checked} decision(s) re-evaluated, all identical");
+        Exit::ok()
+    } else {
+        for d in &differences {
+            println!("{d}");
+        }
+        Exit::failed(format!("replay of {run_id}: {} decision(s) differ", differences.len()))
+    }
+}

@@ -1,0 +1,503 @@
+//! The run journal: an append-only, hash-chained event log per run in sled.
+//! The scheduler appends an [`Event`] before and after every effect and
+//! rebuilds a run from [`Journal::read`] alone; [`Journal::verify`] proves the
+//! log was not edited. Layout in `store.rs`, durability in `flusher.rs`.
+
+mod canonical;
+mod event;
+mod flusher;
+mod store;
+mod time;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use event::{AttemptOutcome, Event, ParseRunStatusError, RunStatus};
+pub use time::{format_rfc3339_millis, format_unix_millis};
+
+use canonical::{record_hash, GENESIS_HASH};
+use flusher::GroupCommit;
+use serde::{Deserialize, Serialize};
+use sled::transaction::ConflictableTransactionError as TxError;
+use sled::transaction::TransactionError;
+use sled::Transactional;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use store::{storage, Head, StoredRecordRef};
+
+/// How much a completed [`Journal::append`] survives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The record is in the OS page cache: it survives the soar process being
+    /// killed, not a power cut. sled's flush (`sync_file_range`) only.
+    Process,
+    /// Additionally `fdatasync`ed: survives a power cut. Costs a device
+    /// cache flush per group commit.
+    PowerLoss,
+}
+
+/// One journaled event with its place in the run's hash chain. Serializes as
+/// `{"seq", "at", "prev_hash", "hash", "type", ...event fields}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Position in the run, from 1, without gaps.
+    pub seq: u64,
+    /// When it was appended, RFC 3339 UTC with milliseconds.
+    pub at: String,
+    /// `hash` of the previous record (64 zeros for seq 1).
+    pub prev_hash: String,
+    /// `hex(sha256(prev_hash || "\n" || canonical JSON of {seq, at, event}))`,
+    /// over the stored event (large values as `{"$blob": ..}` references).
+    pub hash: String,
+    /// What happened (large values inlined back).
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// A run at a glance, derived from its records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunSummary {
+    /// Run id.
+    pub run_id: String,
+    /// Playbook name.
+    pub playbook: String,
+    /// Where it stands (see [`Journal::summary`]).
+    pub status: RunStatus,
+    /// `at` of its first record.
+    pub started_at: String,
+    /// `at` of its last record.
+    pub updated_at: String,
+    /// Who or what started it.
+    pub started_by: String,
+    /// Its dedup key, if it claimed one.
+    pub dedup_key: Option<String>,
+}
+
+/// The result of [`Journal::verify`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifyReport {
+    /// Run id.
+    pub run_id: String,
+    /// Records found (decodable or not).
+    pub records: u64,
+    /// One human line per problem, e.g. `seq 3: hash mismatch (record
+    /// edited)`; empty when the log is intact.
+    pub problems: Vec<String>,
+}
+
+impl VerifyReport {
+    /// Whether no problem was found.
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Why a journal operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// sled or the file system failed (disk full, lock held by another
+    /// process, flush error...).
+    #[error("journal storage: {0}")]
+    Storage(String),
+    /// A stored record (or the head, seq 0) cannot be used as it is.
+    #[error("journal of run `{run_id}` is corrupt at seq {seq}: {reason}")]
+    Corrupt {
+        /// Run id.
+        run_id: String,
+        /// The record's seq (0: the run's head).
+        seq: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No record and no head for this run id.
+    #[error("no run `{0}` in the journal")]
+    UnknownRun(String),
+    /// The event cannot be journaled as given (bad run id, serialization,
+    /// a run not starting with `run_started`).
+    #[error("cannot journal this event: {0}")]
+    Encode(String),
+}
+
+/// The append-only journal of every run. Cheap to clone; all clones share
+/// one sled database and one flusher thread, which stops (after a last
+/// flush) when the last clone is dropped, releasing the directory.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    durability: Durability,
+    records: sled::Tree,
+    heads: sled::Tree,
+    dedup: sled::Tree,
+    blobs: sled::Tree,
+    runs: sled::Tree,
+    /// One mutex per run with an append in progress, so seq numbers are
+    /// assigned one at a time per run while different runs proceed in
+    /// parallel. Entries are removed when no appender holds them.
+    run_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    commit: GroupCommit,
+    /// Kept for tests that edit the trees behind the journal's back.
+    #[cfg_attr(not(test), allow(dead_code))]
+    db: sled::Db,
+}
+
+impl fmt::Debug for Journal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.inner.dir)
+            .field("durability", &self.inner.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal stored in `dir`. Only one
+    /// process (and one `Journal`, with its clones) may hold it at a time.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Journal, JournalError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            JournalError::Storage(format!(
+                "cannot create the journal directory `{}`: {e}",
+                dir.display()
+            ))
+        })?;
+        let db = sled::Config::new().path(dir).open().map_err(|e| {
+            JournalError::Storage(format!(
+                "cannot open the journal at `{}`: {e}",
+                dir.display()
+            ))
+        })?;
+        let tree = |name: &str| db.open_tree(name).map_err(storage);
+        let inner = Inner {
+            dir: dir.to_path_buf(),
+            durability,
+            records: tree(store::RECORDS)?,
+            heads: tree(store::HEADS)?,
+            dedup: tree(store::DEDUP)?,
+            blobs: tree(store::BLOBS)?,
+            runs: tree(store::RUNS)?,
+            run_locks: Mutex::new(HashMap::new()),
+            commit: GroupCommit::start(db.clone(), dir.to_path_buf(), durability)?,
+            db,
+        };
+        tracing::debug!(dir = %dir.display(), ?durability, "journal opened");
+        Ok(Journal {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The directory the journal lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Appends one event to the run's log and returns only once it is
+    /// durable (group commit: concurrent appends from many tasks share one
+    /// flush).
+    ///
+    /// A run's first event must be [`Event::RunStarted`], and only the first.
+    /// The record and the run's head are written in one sled transaction, so
+    /// a crash leaves both or neither.
+    pub async fn append(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+        store::check_run_id(run_id)?;
+        let prepared = store::prepare(&event)?;
+        let (seq, at, prev_hash, hash) = {
+            let lock = self.inner.run_lock(run_id);
+            let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+            let result = self.inner.commit_record(run_id, &event, &prepared);
+            drop(guard);
+            self.inner.release_run_lock(run_id, lock);
+            result?
+        };
+        // The run lock is released before waiting: the next record of this
+        // run may be written meanwhile (sled's log is ordered, so it cannot
+        // become durable before this one) and shares the same flush.
+        self.inner.commit.wait_durable().await?;
+        Ok(Record {
+            seq,
+            at,
+            prev_hash,
+            hash,
+            event,
+        })
+    }
+
+    /// The run's records in seq order, large values inlined back. A record
+    /// that fails to decode (or whose blob is missing or altered) is an
+    /// error naming its seq, never skipped. Does not check the hash chain:
+    /// that is [`Journal::verify`]. Records whose `append` has not returned
+    /// yet (written, not yet flushed) may be included.
+    pub fn read(&self, run_id: &str) -> Result<Vec<Record>, JournalError> {
+        self.read_records(run_id, true)
+    }
+
+    /// Checks the run's log: every hash, seq continuity from 1, `prev_hash`
+    /// links, the head, and referenced blobs.
+    pub fn verify(&self, run_id: &str) -> Result<VerifyReport, JournalError> {
+        known_shape(run_id)?;
+        verify::verify(
+            &self.inner.records,
+            &self.inner.heads,
+            &self.inner.blobs,
+            run_id,
+        )
+    }
+
+    /// Every run id, oldest first (in order of their first append).
+    pub fn run_ids(&self) -> Result<Vec<String>, JournalError> {
+        self.inner
+            .runs
+            .iter()
+            .values()
+            .map(|v| {
+                let v = v.map_err(storage)?;
+                String::from_utf8(v.to_vec()).map_err(|_| {
+                    JournalError::Storage("the run index holds a non-UTF-8 run id".into())
+                })
+            })
+            .collect()
+    }
+
+    /// The run at a glance. Its status is that of the latest `run_paused` or
+    /// `run_finished` record (`running` if none); step activity recorded after
+    /// a pause means the run was resumed, so it is `running` again.
+    pub fn summary(&self, run_id: &str) -> Result<RunSummary, JournalError> {
+        let records = self.read_records(run_id, false)?;
+        summarize(run_id, &records)
+    }
+
+    /// Atomically claims dedup key `key` for `run_id`; returns
+    /// `Some(existing_run_id)` if another run already holds it
+    /// (compare-and-swap in sled).
+    ///
+    /// Claiming again for the same run returns `None`. The claim is made
+    /// durable by the next flush, at the latest with the run's first append:
+    /// sled's log is ordered, so a durable `run_started` implies its claim.
+    pub fn claim_dedup(&self, key: &str, run_id: &str) -> Result<Option<String>, JournalError> {
+        loop {
+            let swapped = self
+                .inner
+                .dedup
+                .compare_and_swap(key.as_bytes(), None::<&[u8]>, Some(run_id.as_bytes()))
+                .map_err(storage)?;
+            match swapped {
+                Ok(()) => return Ok(None),
+                Err(e) => match e.current {
+                    Some(holder) => {
+                        let holder = String::from_utf8_lossy(&holder).into_owned();
+                        return Ok((holder != run_id).then_some(holder));
+                    }
+                    // Removed between the compare and our look: claim again.
+                    None => continue,
+                },
+            }
+        }
+    }
+
+    /// Number of physical flushes done so far (for benchmarks/tests of group
+    /// commit).
+    pub fn flush_count(&self) -> u64 {
+        self.inner.commit.flush_count()
+    }
+
+    fn read_records(&self, run_id: &str, inline: bool) -> Result<Vec<Record>, JournalError> {
+        known_shape(run_id)?;
+        let prefix = store::run_prefix(run_id);
+        let mut out = Vec::new();
+        for item in self.inner.records.scan_prefix(&prefix) {
+            let (key, value) = item.map_err(storage)?;
+            let seq = store::key_seq(&prefix, &key).ok_or_else(|| JournalError::Corrupt {
+                run_id: run_id.to_string(),
+                seq: 0,
+                reason: format!("a key of {} bytes is not a record key", key.len()),
+            })?;
+            out.push(store::decode(
+                &self.inner.blobs,
+                run_id,
+                seq,
+                &value,
+                inline,
+            )?);
+        }
+        if out.is_empty()
+            && !self
+                .inner
+                .heads
+                .contains_key(run_id.as_bytes())
+                .map_err(storage)?
+        {
+            return Err(JournalError::UnknownRun(run_id.to_string()));
+        }
+        Ok(out)
+    }
+
+    /// The sled database, for tests that tamper with it.
+    #[cfg(test)]
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.inner.db
+    }
+}
+
+impl Inner {
+    fn run_lock(&self, run_id: &str) -> Arc<Mutex<()>> {
+        let mut locks = self
+            .run_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(locks.entry(run_id.to_string()).or_default())
+    }
+
+    fn release_run_lock(&self, run_id: &str, lock: Arc<Mutex<()>>) {
+        let mut locks = self
+            .run_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // Clones are only made under this lock, so the count is stable here:
+        // 2 means the map and us, nobody else is waiting on this run.
+        if Arc::strong_count(&lock) == 2 {
+            locks.remove(run_id);
+        }
+    }
+
+    /// Writes the next record of `run_id` and its head in one transaction.
+    /// Returns (seq, at, prev_hash, hash).
+    fn commit_record(
+        &self,
+        run_id: &str,
+        event: &Event,
+        prepared: &store::Prepared,
+    ) -> Result<(u64, String, String, String), JournalError> {
+        let at = time::now();
+        let is_start = matches!(event, Event::RunStarted { .. });
+        let result = (&self.records, &self.heads, &self.blobs, &self.runs).transaction(
+            |(records, heads, blobs, runs)| {
+                let abort = |e: JournalError| TxError::Abort(e);
+                let corrupt = |seq: u64, reason: String| {
+                    abort(JournalError::Corrupt {
+                        run_id: run_id.to_string(),
+                        seq,
+                        reason,
+                    })
+                };
+                let (seq, prev_hash) = match heads.get(run_id.as_bytes())? {
+                    Some(bytes) => {
+                        let head = Head::decode(&bytes).map_err(|e| corrupt(0, e))?;
+                        (head.seq + 1, head.hash)
+                    }
+                    None => (1, GENESIS_HASH.to_string()),
+                };
+                if is_start != (seq == 1) {
+                    return Err(abort(JournalError::Encode(if is_start {
+                        format!("run `{run_id}` already started ({} records)", seq - 1)
+                    } else {
+                        format!(
+                            "the first event of run `{run_id}` must be run_started, not {}",
+                            event.kind()
+                        )
+                    })));
+                }
+                let key = store::record_key(run_id, seq);
+                // Never overwrite: a record past the head means the head was
+                // damaged, and appending would destroy evidence.
+                if records.get(&key)?.is_some() {
+                    return Err(corrupt(
+                        seq,
+                        "a record already exists past the run's head".into(),
+                    ));
+                }
+                let hash = record_hash(&prev_hash, seq, &at, &prepared.canonical);
+                let stored = serde_json::to_vec(&StoredRecordRef {
+                    seq,
+                    at: &at,
+                    prev_hash: &prev_hash,
+                    hash: &hash,
+                    event: &prepared.stored_event,
+                })
+                .map_err(|e| abort(JournalError::Encode(e.to_string())))?;
+                let head = serde_json::to_vec(&Head {
+                    seq,
+                    hash: hash.clone(),
+                })
+                .map_err(|e| abort(JournalError::Encode(e.to_string())))?;
+                records.insert(key, stored)?;
+                heads.insert(run_id.as_bytes(), head)?;
+                for (digest, bytes) in &prepared.blobs {
+                    // Content-addressed: an existing blob is the same value.
+                    if blobs.get(digest.as_bytes())?.is_none() {
+                        blobs.insert(digest.as_bytes(), bytes.as_slice())?;
+                    }
+                }
+                if seq == 1 {
+                    let order = runs.generate_id()?;
+                    runs.insert(&order.to_be_bytes(), run_id.as_bytes())?;
+                }
+                Ok((seq, prev_hash, hash))
+            },
+        );
+        match result {
+            Ok((seq, prev_hash, hash)) => Ok((seq, at, prev_hash, hash)),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(storage(e)),
+        }
+    }
+}
+
+/// A run id that could never have been appended is simply unknown (and must
+/// not reach a prefix scan, where a NUL would match another run's keys).
+fn known_shape(run_id: &str) -> Result<(), JournalError> {
+    store::check_run_id(run_id).map_err(|_| JournalError::UnknownRun(run_id.to_string()))
+}
+
+/// Derives a [`RunSummary`] from a run's records (see [`Journal::summary`]).
+fn summarize(run_id: &str, records: &[Record]) -> Result<RunSummary, JournalError> {
+    let corrupt = |seq: u64, reason: String| JournalError::Corrupt {
+        run_id: run_id.to_string(),
+        seq,
+        reason,
+    };
+    let (first, last) = match (records.first(), records.last()) {
+        (Some(first), Some(last)) => (first, last),
+        _ => return Err(corrupt(1, "the run has a head but no records".into())),
+    };
+    let Event::RunStarted {
+        playbook,
+        started_by,
+        dedup_key,
+        ..
+    } = &first.event
+    else {
+        return Err(corrupt(
+            first.seq,
+            format!(
+                "the first record is {}, not run_started",
+                first.event.kind()
+            ),
+        ));
+    };
+    let mut status = RunStatus::Running;
+    for record in &records[1..] {
+        match &record.event {
+            Event::RunPaused { status: s, .. } | Event::RunFinished { status: s, .. } => {
+                status = *s;
+            }
+            // Only the executor appends step activity, and it only runs an
+            // unpaused run: a paused run with later activity was resumed.
+            _ if !status.is_terminal() => status = RunStatus::Running,
+            _ => {}
+        }
+    }
+    Ok(RunSummary {
+        run_id: run_id.to_string(),
+        playbook: playbook.clone(),
+        status,
+        started_at: first.at.clone(),
+        updated_at: last.at.clone(),
+        started_by: started_by.clone(),
+        dedup_key: dedup_key.clone(),
+    })
+}

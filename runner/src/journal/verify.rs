@@ -1,0 +1,177 @@
+//! Integrity check of one run: recomputes every hash from the stored text,
+//! follows the `prev_hash` links and seq numbers from 1, compares the last
+//! record with the head, and checks referenced blobs. Reports, never repairs.
+
+use super::canonical::{record_hash, Json, GENESIS_HASH};
+use super::store::{self, blob_ref, check_blob, key_seq, large_slot, storage, Head};
+use super::{Event, JournalError, VerifyReport};
+
+/// What one stored record says about itself.
+struct Checked {
+    seq: u64,
+    prev_hash: String,
+    hash: String,
+}
+
+/// Verifies `run_id` in the given trees.
+pub(crate) fn verify(
+    records: &sled::Tree,
+    heads: &sled::Tree,
+    blobs: &sled::Tree,
+    run_id: &str,
+) -> Result<VerifyReport, JournalError> {
+    let prefix = store::run_prefix(run_id);
+    let mut problems = Vec::new();
+    let mut count = 0u64;
+    let mut expected = 1u64;
+    // Hash of the previous record when it is known to be trustworthy enough
+    // to check a link against (not after a gap or an undecodable record).
+    let mut prev: Option<String> = Some(GENESIS_HASH.to_string());
+    // Key seq of the last record, and its stored hash if it decoded.
+    let mut last: Option<(u64, Option<String>)> = None;
+
+    for item in records.scan_prefix(&prefix) {
+        let (key, value) = item.map_err(storage)?;
+        count += 1;
+        let Some(seq) = key_seq(&prefix, &key) else {
+            problems.push(format!(
+                "a key of {} bytes under this run is not a record key",
+                key.len()
+            ));
+            prev = None;
+            continue;
+        };
+        if seq > expected {
+            problems.push(if seq - expected == 1 {
+                format!("seq {expected} missing (record deleted)")
+            } else {
+                format!("seq {expected}-{} missing (records deleted)", seq - 1)
+            });
+            // The gap already explains the broken link of this record.
+            prev = None;
+        }
+        expected = seq.saturating_add(1);
+
+        match check_record(blobs, seq, &value, &mut problems)? {
+            Some(checked) => {
+                // A record out of place is already reported; its link adds nothing.
+                if checked.seq == seq {
+                    if let Some(p) = &prev {
+                        if *p != checked.prev_hash {
+                            problems.push(format!(
+                                "seq {seq}: prev_hash does not match the hash of seq {} (chain broken: a record replaced or inserted)",
+                                seq - 1
+                            ));
+                        }
+                    }
+                }
+                // After a record out of place, links to it say nothing new.
+                prev = (checked.seq == seq).then(|| checked.hash.clone());
+                last = Some((seq, Some(checked.hash)));
+            }
+            None => {
+                prev = None;
+                last = Some((seq, None));
+            }
+        }
+    }
+
+    match heads.get(run_id.as_bytes()).map_err(storage)? {
+        None if count == 0 => return Err(JournalError::UnknownRun(run_id.to_string())),
+        None => problems.push("head missing (run index damaged)".to_string()),
+        Some(bytes) => match Head::decode(&bytes) {
+            Err(e) => problems.push(format!("head: {e}")),
+            Ok(head) => {
+                let (last_seq, last_hash) = last.unwrap_or((0, None));
+                if last_seq < head.seq {
+                    problems.push(format!(
+                        "head says {} records, found {last_seq} (tail truncated)",
+                        head.seq
+                    ));
+                } else if last_seq > head.seq {
+                    problems.push(format!(
+                        "head says {} records, found {last_seq} (records added outside the journal)",
+                        head.seq
+                    ));
+                } else if last_hash.is_some_and(|h| h != head.hash) {
+                    problems.push(format!(
+                        "seq {last_seq}: hash differs from the head's (last record replaced)"
+                    ));
+                }
+            }
+        },
+    }
+
+    Ok(VerifyReport {
+        run_id: run_id.to_string(),
+        records: count,
+        problems,
+    })
+}
+
+/// Checks one record against itself and its blob; `None` if it cannot even
+/// be decoded (the problem is pushed either way).
+fn check_record(
+    blobs: &sled::Tree,
+    key_seq: u64,
+    bytes: &[u8],
+    problems: &mut Vec<String>,
+) -> Result<Option<Checked>, JournalError> {
+    let fields = std::str::from_utf8(bytes)
+        .map_err(|e| e.to_string())
+        .and_then(Json::parse)
+        .and_then(|doc| {
+            let field = |name: &str| doc.get(name).ok_or(format!("no `{name}`"));
+            let text = |name: &str| {
+                field(name)?
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or(format!("`{name}` is not a string"))
+            };
+            let seq = field("seq")?
+                .as_u64()
+                .ok_or("`seq` is not an integer".to_string())?;
+            Ok((
+                seq,
+                text("at")?,
+                text("prev_hash")?,
+                text("hash")?,
+                field("event")?.canonical(),
+            ))
+        });
+    let (seq, at, prev_hash, hash, event) = match fields {
+        Ok(fields) => fields,
+        Err(reason) => {
+            problems.push(format!("seq {key_seq}: undecodable record ({reason})"));
+            return Ok(None);
+        }
+    };
+
+    if seq != key_seq {
+        problems.push(format!(
+            "seq {key_seq}: holds the record of seq {seq} (records reordered)"
+        ));
+    }
+    if record_hash(&prev_hash, seq, &at, &event) != hash {
+        problems.push(format!("seq {key_seq}: hash mismatch (record edited)"));
+    }
+    // The canonical text is plain JSON, so serde_json reads it back.
+    match serde_json::from_str::<serde_json::Value>(&event) {
+        Ok(value) => {
+            if let Err(e) = serde_json::from_value::<Event>(value.clone()) {
+                problems.push(format!("seq {key_seq}: not a journal event ({e})"));
+            }
+            if let Some((digest, size)) = large_slot(&value).and_then(blob_ref) {
+                if let Err(problem) = check_blob(blobs, digest, size)? {
+                    problems.push(format!("seq {key_seq}: {problem}"));
+                }
+            }
+        }
+        Err(e) => problems.push(format!("seq {key_seq}: undecodable event ({e})")),
+    }
+    Ok(Some(Checked {
+        seq,
+        prev_hash,
+        hash,
+    }))
+}

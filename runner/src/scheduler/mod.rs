@@ -1,0 +1,770 @@
+//! The scheduler: runs a playbook's step graph concurrently on tokio,
+//! journaling write-ahead (an attempt's start is durable before the plugin
+//! is invoked, its result before any dependent starts), and resumes any run
+//! from its journal alone. Fresh runs and resumes share one executor.
+
+mod inputs;
+mod state;
+
+pub use state::{AttemptError, FinishedStep, ItemState, RunState, StepStatus};
+
+use crate::journal::{AttemptOutcome, Event, Journal, JournalError, Record, RunStatus};
+use crate::playbook::{OnError, Playbook, Step};
+use crate::plugin_host::{InvokeError, Invocation, PluginHost};
+use crate::retry;
+use crate::template::Templates;
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinSet;
+
+/// Why a run could not be started or continued.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The alert does not map onto the playbook's inputs.
+    #[error("the alert does not fit the playbook's inputs:\n  {}", .0.join("\n  "))]
+    Input(Vec<String>),
+    /// The journal failed.
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    /// The dedup template failed.
+    #[error("dedup key: {0}")]
+    Dedup(String),
+    /// Resuming with a playbook other than the one the run started with.
+    #[error("run `{run_id}` started with playbook content {expected}, but the file now has {actual}; resume with the original playbook")]
+    PlaybookChanged {
+        /// Run.
+        run_id: String,
+        /// Hash in the journal.
+        expected: String,
+        /// Hash of the file given.
+        actual: String,
+    },
+}
+
+/// A step as reported by `soar run --json` and `soar status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepReport {
+    /// `pending`, `running`, or a final status.
+    pub status: String,
+    /// Output when finished.
+    pub output: Option<Value>,
+    /// Error when failed or in doubt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
+/// The state of a run, derived from its journal.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunReport {
+    /// Run id.
+    pub run_id: String,
+    /// Playbook name.
+    pub playbook: String,
+    /// Run status.
+    pub status: RunStatus,
+    /// True when `soar run` matched an existing run's dedup key.
+    pub deduplicated: bool,
+    /// Steps by id.
+    pub steps: BTreeMap<String, StepReport>,
+    /// Playbook outputs (when finished).
+    pub outputs: Value,
+}
+
+impl RunReport {
+    /// Builds the report of `run_id` from its records; steps of `playbook`
+    /// with no record yet are `pending`.
+    pub fn from_records(run_id: &str, records: &[Record], playbook: Option<&Playbook>) -> Self {
+        let state = RunState::from_records(records);
+        let mut steps = BTreeMap::new();
+        if let Some(pb) = playbook {
+            for s in &pb.steps {
+                steps.insert(
+                    s.id.clone(),
+                    StepReport {
+                        status: "pending".into(),
+                        output: None,
+                        error: None,
+                    },
+                );
+            }
+        }
+        for r in records {
+            match &r.event {
+                Event::StepStarted { step, .. } => {
+                    steps.insert(
+                        step.clone(),
+                        StepReport {
+                            status: "running".into(),
+                            output: None,
+                            error: None,
+                        },
+                    );
+                }
+                Event::StepSkipped { step, reason } => {
+                    steps.insert(
+                        step.clone(),
+                        StepReport {
+                            status: "skipped".into(),
+                            output: None,
+                            error: Some(json!({"reason": reason})),
+                        },
+                    );
+                }
+                Event::StepFinished {
+                    step,
+                    status,
+                    output,
+                    error,
+                } => {
+                    steps.insert(
+                        step.clone(),
+                        StepReport {
+                            status: status.clone(),
+                            output: output.clone(),
+                            error: error.clone(),
+                        },
+                    );
+                }
+                _ => {}
+            }
+        }
+        let status = state
+            .final_status
+            .or(state.paused)
+            .unwrap_or(RunStatus::Running);
+        RunReport {
+            run_id: run_id.to_string(),
+            playbook: state.playbook.clone(),
+            status,
+            deduplicated: false,
+            steps,
+            outputs: state.outputs,
+        }
+    }
+}
+
+/// Runs and resumes playbooks.
+#[derive(Clone)]
+pub struct Engine {
+    host: Arc<PluginHost>,
+    journal: Journal,
+    templates: Arc<Templates>,
+    /// Fault injection for crash tests: after this many durable appends in
+    /// this process, stop forever (the test then SIGKILLs the process).
+    hang_after: Option<u64>,
+    appended: Arc<AtomicU64>,
+    /// Print a line per step event on stderr.
+    progress: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn format_ms(ms: u64) -> String {
+    // civil from days (Howard Hinnant), UTC
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60,
+        ms % 1000
+    )
+}
+
+/// A new run id: time-ordered, unique per process and call.
+fn new_run_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let digest = Sha256::digest(format!("{nanos}:{}:{n}", std::process::id()));
+    format!("r{:011x}{}", (nanos / 1_000_000) as u64, &hex::encode(digest)[..8])
+}
+
+/// The idempotency key of a step item: stable across retries and resumes.
+pub fn idempotency_key(run_id: &str, step: &str, item: Option<u32>) -> String {
+    let material = match item {
+        Some(i) => format!("{run_id}/{step}/{i}"),
+        None => format!("{run_id}/{step}"),
+    };
+    format!("soar-{}", &hex::encode(Sha256::digest(material))[..32])
+}
+
+/// What a step item's execution came to.
+enum ItemEnd {
+    Done(Value),
+    Failed(AttemptError),
+    InDoubt(String),
+}
+
+/// What a step came to.
+struct StepEnd {
+    status: StepStatus,
+    output: Option<Value>,
+    error: Option<Value>,
+}
+
+impl Engine {
+    /// An engine over a loaded plugin host and an open journal.
+    pub fn new(host: Arc<PluginHost>, journal: Journal) -> Self {
+        let hang_after = std::env::var("SOAR_TEST_HANG_AFTER_APPEND")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Self {
+            host,
+            journal,
+            templates: Arc::new(Templates::new()),
+            hang_after,
+            appended: Arc::new(AtomicU64::new(0)),
+            progress: false,
+        }
+    }
+
+    /// Prints step progress on stderr as it is journaled.
+    pub fn with_progress(mut self, on: bool) -> Self {
+        self.progress = on;
+        self
+    }
+
+    fn show_progress(&self, run_id: &str, event: &Event) {
+        let line = match event {
+            Event::StepStarted { step, items: Some(n) } => format!("started   {step} ({n} items)"),
+            Event::StepStarted { step, .. } => format!("started   {step}"),
+            Event::StepFinished { step, status, .. } => format!("{status:<9} {step}"),
+            Event::StepSkipped { step, reason } => format!("skipped   {step}: {reason}"),
+            Event::RetryScheduled { step, next_attempt, delay_ms, reason, .. } => {
+                format!("retry     {step}: attempt {next_attempt} in {delay_ms} ms ({reason})")
+            }
+            Event::Reconciled { step, decision, detail, .. } => format!("reconcile {step}: {decision}: {detail}"),
+            _ => return,
+        };
+        eprintln!("[{run_id}] {line}");
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    async fn append(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+        if let Some(limit) = self.hang_after {
+            // Freeze every task at its next append, as a crashed process would.
+            if self.appended.load(Ordering::SeqCst) >= limit {
+                std::future::pending::<()>().await;
+            }
+        }
+        if self.progress {
+            self.show_progress(run_id, &event);
+        }
+        let record = self.journal.append(run_id, event).await?;
+        let n = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.hang_after == Some(n) {
+            tracing::warn!(appends = n, "SOAR_TEST_HANG_AFTER_APPEND reached: hanging");
+            if let Ok(marker) = std::env::var("SOAR_TEST_HANG_MARKER") {
+                let _ = std::fs::write(marker, n.to_string());
+            }
+            std::future::pending::<()>().await;
+        }
+        Ok(record)
+    }
+
+    /// Starts a run of `playbook` on `alert` and drives it until it finishes
+    /// or pauses. A matching dedup key returns the existing run instead.
+    pub async fn start(
+        &self,
+        playbook: Arc<Playbook>,
+        alert: Value,
+        started_by: &str,
+    ) -> Result<RunReport, EngineError> {
+        let inputs =
+            inputs::normalise(&playbook, &alert, &self.templates).map_err(EngineError::Input)?;
+        let run_id = new_run_id();
+        let dedup_key = match &playbook.dedup {
+            Some(t) => {
+                let key = self
+                    .templates
+                    .render_str(t, &json!({"inputs": inputs, "alert": alert}))
+                    .map_err(|e| EngineError::Dedup(e.to_string()))?;
+                let claim = format!("{}:{}", playbook.name, key);
+                if let Some(existing) = self.journal.claim_dedup(&claim, &run_id)? {
+                    let records = self.journal.read(&existing)?;
+                    let mut report = RunReport::from_records(&existing, &records, Some(&playbook));
+                    report.deduplicated = true;
+                    return Ok(report);
+                }
+                Some(key)
+            }
+            None => None,
+        };
+        self.append(
+            &run_id,
+            Event::RunStarted {
+                playbook: playbook.name.clone(),
+                version: playbook.version.clone(),
+                playbook_sha256: playbook.sha256.clone(),
+                playbook_path: playbook.path.display().to_string(),
+                inputs: inputs.clone(),
+                alert,
+                started_by: started_by.to_string(),
+                dedup_key,
+            },
+        )
+        .await?;
+        self.drive(&run_id, playbook).await
+    }
+
+    /// Continues an unfinished run from its journal.
+    pub async fn resume(&self, run_id: &str, playbook: Arc<Playbook>) -> Result<RunReport, EngineError> {
+        let records = self.journal.read(run_id)?;
+        let state = RunState::from_records(&records);
+        if state.playbook_sha256 != playbook.sha256 {
+            return Err(EngineError::PlaybookChanged {
+                run_id: run_id.to_string(),
+                expected: state.playbook_sha256,
+                actual: playbook.sha256.clone(),
+            });
+        }
+        if state.final_status.is_some() {
+            return Ok(RunReport::from_records(run_id, &records, Some(&playbook)));
+        }
+        self.drive(run_id, playbook).await
+    }
+
+    /// The executor: runs every step whose needs are settled, concurrently.
+    async fn drive(&self, run_id: &str, playbook: Arc<Playbook>) -> Result<RunReport, EngineError> {
+        let records = self.journal.read(run_id)?;
+        let state = Arc::new(RunState::from_records(&records));
+        let mut finished: BTreeMap<String, FinishedStep> = state.finished.clone();
+        let mut running: JoinSet<(String, Result<StepEnd, JournalError>)> = JoinSet::new();
+        let mut started: std::collections::BTreeSet<String> = finished.keys().cloned().collect();
+        let mut failing = false;
+        let mut in_doubt = false;
+        loop {
+            if !failing && !in_doubt {
+                for step in &playbook.steps {
+                    if started.contains(&step.id) {
+                        continue;
+                    }
+                    if !step.needs.iter().all(|n| finished.contains_key(n)) {
+                        continue;
+                    }
+                    started.insert(step.id.clone());
+                    // Blocked by an upstream in-doubt step or a fatal failure: wait.
+                    if step.needs.iter().any(|n| finished[n].status == StepStatus::InDoubt) {
+                        continue;
+                    }
+                    if let Some(n) = step.needs.iter().find(|n| finished[*n].status == StepStatus::Skipped) {
+                        let reason = format!("needs `{n}`, which was skipped");
+                        self.append(run_id, Event::StepSkipped { step: step.id.clone(), reason }).await?;
+                        finished.insert(step.id.clone(), FinishedStep { status: StepStatus::Skipped, output: None, error: None });
+                        continue;
+                    }
+                    let ctx = self.context(run_id, &state.inputs, &finished);
+                    let engine = self.clone();
+                    let run = run_id.to_string();
+                    let step = step.clone();
+                    let state = state.clone();
+                    running.spawn(async move {
+                        let id = step.id.clone();
+                        (id, engine.run_step(&run, &step, ctx, &state).await)
+                    });
+                }
+            }
+            let Some(joined) = running.join_next().await else {
+                // Nothing running: either all steps settled or we are blocked.
+                let newly_ready = !failing
+                    && !in_doubt
+                    && playbook.steps.iter().any(|s| {
+                        !started.contains(&s.id) && s.needs.iter().all(|n| finished.contains_key(n))
+                    });
+                if newly_ready {
+                    continue;
+                }
+                break;
+            };
+            let (id, end) = joined.unwrap_or_else(|e| {
+                (String::new(), Err(JournalError::Storage(format!("step task panicked: {e}"))))
+            });
+            let end = end?;
+            let step = playbook.steps.iter().find(|s| s.id == id);
+            match end.status {
+                StepStatus::Failed if step.map(|s| s.on_error) != Some(OnError::Continue) => failing = true,
+                StepStatus::InDoubt => in_doubt = true,
+                _ => {}
+            }
+            finished.insert(id, FinishedStep { status: end.status, output: end.output, error: end.error });
+        }
+        let (status, error) = if failing {
+            (RunStatus::Failed, Some("a step failed".to_string()))
+        } else if in_doubt {
+            (RunStatus::InDoubt, None)
+        } else {
+            (RunStatus::Succeeded, None)
+        };
+        if status == RunStatus::InDoubt {
+            self.append(
+                run_id,
+                Event::RunPaused {
+                    status,
+                    reason: "a step's outcome is unknown and its action is not idempotent: an operator must resolve it".into(),
+                },
+            )
+            .await?;
+        } else {
+            let outputs = if status == RunStatus::Succeeded {
+                self.render_outputs(run_id, &playbook, &state.inputs, &finished)
+            } else {
+                Value::Object(Map::new())
+            };
+            self.append(run_id, Event::RunFinished { status, outputs, error }).await?;
+        }
+        let records = self.journal.read(run_id)?;
+        Ok(RunReport::from_records(run_id, &records, Some(&playbook)))
+    }
+
+    fn render_outputs(
+        &self,
+        run_id: &str,
+        playbook: &Playbook,
+        inputs: &Value,
+        finished: &BTreeMap<String, FinishedStep>,
+    ) -> Value {
+        let ctx = self.context(run_id, inputs, finished);
+        let mut out = Map::new();
+        for (k, t) in &playbook.outputs {
+            let v = self
+                .templates
+                .render_value(&Value::String(t.clone()), &ctx)
+                .unwrap_or_else(|e| json!({"error": e.to_string()}));
+            out.insert(k.clone(), v);
+        }
+        Value::Object(out)
+    }
+
+    /// The template context: inputs, finished steps, run id.
+    pub fn context(&self, run_id: &str, inputs: &Value, finished: &BTreeMap<String, FinishedStep>) -> Value {
+        let steps: Map<String, Value> = finished
+            .iter()
+            .map(|(id, f)| {
+                (
+                    id.clone(),
+                    json!({"status": f.status.as_str(), "output": f.output, "error": f.error}),
+                )
+            })
+            .collect();
+        json!({"inputs": inputs, "steps": steps, "run": {"id": run_id}})
+    }
+
+    async fn finish_step(&self, run_id: &str, step: &str, end: StepEnd) -> Result<StepEnd, JournalError> {
+        self.append(
+            run_id,
+            Event::StepFinished {
+                step: step.to_string(),
+                status: end.status.as_str().to_string(),
+                output: end.output.clone(),
+                error: end.error.clone(),
+            },
+        )
+        .await?;
+        Ok(end)
+    }
+
+    async fn run_step(&self, run_id: &str, step: &Step, ctx: Value, state: &RunState) -> Result<StepEnd, JournalError> {
+        let fail = |message: String| StepEnd {
+            status: StepStatus::Failed,
+            output: None,
+            error: Some(json!({"kind": "template", "message": message})),
+        };
+        if let Some(cond) = &step.r#if {
+            match self.templates.eval_condition(cond, &ctx) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.append(
+                        run_id,
+                        Event::StepSkipped {
+                            step: step.id.clone(),
+                            reason: format!("condition `{cond}` is false"),
+                        },
+                    )
+                    .await?;
+                    return Ok(StepEnd { status: StepStatus::Skipped, output: None, error: None });
+                }
+                Err(e) => return self.finish_step(run_id, &step.id, fail(format!("`if`: {e}"))).await,
+            }
+        }
+        let items: Option<Vec<Value>> = match &step.for_each {
+            None => None,
+            Some(t) => match self.templates.render_value(&Value::String(t.clone()), &ctx) {
+                Ok(Value::Array(list)) => Some(list),
+                Ok(other) => {
+                    return self
+                        .finish_step(run_id, &step.id, fail(format!("`for_each` must give a list, got {other}")))
+                        .await
+                }
+                Err(e) => return self.finish_step(run_id, &step.id, fail(format!("`for_each`: {e}"))).await,
+            },
+        };
+        self.append(
+            run_id,
+            Event::StepStarted {
+                step: step.id.clone(),
+                items: items.as_ref().map(|l| l.len() as u32),
+            },
+        )
+        .await?;
+        let end = match items {
+            None => match self.run_item(run_id, step, &ctx, None, state).await? {
+                ItemEnd::Done(output) => StepEnd { status: StepStatus::Succeeded, output: Some(output), error: None },
+                ItemEnd::Failed(e) => StepEnd { status: StepStatus::Failed, output: None, error: Some(e.to_json()) },
+                ItemEnd::InDoubt(m) => StepEnd { status: StepStatus::InDoubt, output: None, error: Some(json!({"kind": "in_doubt", "message": m})) },
+            },
+            Some(list) => {
+                let mut outputs = Vec::with_capacity(list.len());
+                let mut end = None;
+                for (i, item) in list.into_iter().enumerate() {
+                    let mut item_ctx = ctx.clone();
+                    item_ctx["item"] = item;
+                    item_ctx["index"] = json!(i);
+                    match self.run_item(run_id, step, &item_ctx, Some(i as u32), state).await? {
+                        ItemEnd::Done(o) => outputs.push(o),
+                        ItemEnd::Failed(e) => {
+                            let mut err = e.to_json();
+                            err["item"] = json!(i);
+                            end = Some(StepEnd { status: StepStatus::Failed, output: None, error: Some(err) });
+                            break;
+                        }
+                        ItemEnd::InDoubt(m) => {
+                            end = Some(StepEnd { status: StepStatus::InDoubt, output: None, error: Some(json!({"kind": "in_doubt", "message": m, "item": i})) });
+                            break;
+                        }
+                    }
+                }
+                end.unwrap_or(StepEnd { status: StepStatus::Succeeded, output: Some(Value::Array(outputs)), error: None })
+            }
+        };
+        self.finish_step(run_id, &step.id, end).await
+    }
+
+    async fn run_item(
+        &self,
+        run_id: &str,
+        step: &Step,
+        ctx: &Value,
+        item: Option<u32>,
+        state: &RunState,
+    ) -> Result<ItemEnd, JournalError> {
+        let (plugin, action) = step.uses.split_once('.').unwrap_or((step.uses.as_str(), ""));
+        let manifest = self
+            .host
+            .plugin(plugin)
+            .and_then(|p| p.manifest.action(action).cloned().map(|a| (a, p.digest.clone())));
+        let Some((manifest, digest)) = manifest else {
+            return Ok(ItemEnd::Failed(AttemptError {
+                kind: "unknown_action".into(),
+                message: format!("`{}` is not installed", step.uses),
+                retry_after_ms: None,
+            }));
+        };
+        let key = idempotency_key(run_id, &step.id, item);
+        let policy = retry::Policy {
+            max_attempts: step.retry.max_attempts.max(1),
+            initial_delay: step.retry.initial_delay,
+            max_delay: step.retry.max_delay,
+            multiplier: step.retry.multiplier,
+            jitter: step.retry.jitter,
+        };
+        let mut current = state.item(&step.id, item);
+        loop {
+            let attempt = match current {
+                ItemState::Done(output) => return Ok(ItemEnd::Done(output)),
+                ItemState::InDoubt => {
+                    return Ok(ItemEnd::InDoubt("recorded as in doubt; waiting for an operator".into()))
+                }
+                ItemState::NotStarted => 1,
+                ItemState::Errored { attempt, error } => {
+                    if !error.retryable() || attempt >= policy.max_attempts {
+                        return Ok(ItemEnd::Failed(error));
+                    }
+                    let delay = policy.delay_before(attempt + 1, error.retry_after_ms.map(Duration::from_millis));
+                    let at_ms = now_ms() + delay.as_millis() as u64;
+                    self.append(
+                        run_id,
+                        Event::RetryScheduled {
+                            step: step.id.clone(),
+                            item,
+                            next_attempt: attempt + 1,
+                            at: format_ms(at_ms),
+                            delay_ms: delay.as_millis() as u64,
+                            reason: format!("{}: {}", error.kind, error.message),
+                        },
+                    )
+                    .await?;
+                    current = ItemState::RetryAt { next_attempt: attempt + 1, at_ms };
+                    continue;
+                }
+                ItemState::RetryAt { next_attempt, at_ms } => {
+                    let wait = at_ms.saturating_sub(now_ms());
+                    tokio::time::sleep(Duration::from_millis(wait)).await;
+                    next_attempt
+                }
+                ItemState::InFlight { attempt } => {
+                    // Started, no result: the effect is unknown. Repeat only
+                    // what is safe to repeat with the same key.
+                    // Bounded: an action that keeps timing out ends in doubt.
+                    if manifest.idempotent && attempt < policy.max_attempts.max(2) {
+                        self.append(
+                            run_id,
+                            Event::Reconciled {
+                                step: step.id.clone(),
+                                item,
+                                attempt,
+                                decision: "reinvoke".into(),
+                                detail: format!("`{}` is idempotent: invoking again with key {key}", step.uses),
+                            },
+                        )
+                        .await?;
+                        attempt + 1
+                    } else {
+                        let detail = format!(
+                            "attempt {attempt} of `{}` started but has no recorded result, and the action is not idempotent",
+                            step.uses
+                        );
+                        self.append(
+                            run_id,
+                            Event::Reconciled {
+                                step: step.id.clone(),
+                                item,
+                                attempt,
+                                decision: "in_doubt".into(),
+                                detail: detail.clone(),
+                            },
+                        )
+                        .await?;
+                        return Ok(ItemEnd::InDoubt(detail));
+                    }
+                }
+            };
+            let input = match self.templates.render_value(&step.with, ctx) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Ok(ItemEnd::Failed(AttemptError {
+                        kind: "template".into(),
+                        message: format!("`with`: {e}"),
+                        retry_after_ms: None,
+                    }))
+                }
+            };
+            // Write-ahead: this record is durable before the plugin runs.
+            self.append(
+                run_id,
+                Event::AttemptStarted {
+                    step: step.id.clone(),
+                    item,
+                    attempt,
+                    idempotency_key: key.clone(),
+                    input: input.clone(),
+                    plugin: plugin.to_string(),
+                    action: action.to_string(),
+                    plugin_sha256: digest.clone(),
+                    dry_run: false,
+                },
+            )
+            .await?;
+            let invocation = Invocation {
+                run_id: run_id.to_string(),
+                step_id: step.id.clone(),
+                attempt,
+                idempotency_key: key.clone(),
+                dry_run: false,
+            };
+            let call = self.host.invoke(plugin, action, &input, &invocation);
+            let outcome = match step.timeout {
+                Some(t) => match tokio::time::timeout(t, call).await {
+                    Ok(o) => o,
+                    Err(_) => crate::plugin_host::Outcome {
+                        result: Err(InvokeError::Timeout { limit_ms: t.as_millis() as u64 }),
+                        exchanges: Vec::new(),
+                        logs: Vec::new(),
+                        duration: t,
+                    },
+                },
+                None => call.await,
+            };
+            let timed_out = matches!(outcome.result, Err(InvokeError::Timeout { .. }));
+            let (journal_outcome, next) = match outcome.result {
+                Ok(output) => (AttemptOutcome::Ok { output: output.clone() }, ItemState::Done(output)),
+                Err(e) => {
+                    let retry_after_ms = match &e {
+                        InvokeError::Plugin { kind: crate::plugin_host::ErrorKind::RateLimited { retry_after_ms }, .. } => *retry_after_ms,
+                        _ => None,
+                    };
+                    let kind = if timed_out && !manifest.destructive { "unavailable".to_string() } else { e.kind_name().to_string() };
+                    let error = AttemptError { kind, message: e.to_string(), retry_after_ms };
+                    (
+                        AttemptOutcome::Err { kind: error.kind.clone(), message: error.message.clone(), retry_after_ms },
+                        ItemState::Errored { attempt, error },
+                    )
+                }
+            };
+            self.append(
+                run_id,
+                Event::AttemptFinished {
+                    step: step.id.clone(),
+                    item,
+                    attempt,
+                    outcome: journal_outcome,
+                    duration_ms: outcome.duration.as_millis() as u64,
+                    exchanges: serde_json::to_value(&outcome.exchanges).unwrap_or(Value::Null),
+                    logs: serde_json::to_value(&outcome.logs).unwrap_or(Value::Null),
+                },
+            )
+            .await?;
+            // A destructive action that timed out may have acted: treat it as
+            // a crash mid-attempt, never a blind retry.
+            current = if timed_out && manifest.destructive { ItemState::InFlight { attempt } } else { next };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotency_keys_are_stable_and_distinct() {
+        assert_eq!(idempotency_key("r1", "a", None), idempotency_key("r1", "a", None));
+        assert_ne!(idempotency_key("r1", "a", None), idempotency_key("r1", "a", Some(0)));
+        assert_ne!(idempotency_key("r1", "a", Some(0)), idempotency_key("r1", "a", Some(1)));
+        assert_ne!(idempotency_key("r1", "a", None), idempotency_key("r2", "a", None));
+    }
+
+    #[test]
+    fn timestamps_round_trip() {
+        for ms in [0, 1_795_774_530_123, 951_782_400_000] {
+            assert_eq!(state::parse_at_ms(&format_ms(ms)), Some(ms), "{}", format_ms(ms));
+        }
+    }
+}

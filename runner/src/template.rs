@@ -1,0 +1,689 @@
+//! The one template engine: minijinja with strict undefined, over a JSON
+//! context. A string that is exactly one `{{ expr }}` yields the expression's
+//! native JSON value (a list stays a list); any other string renders as text.
+
+use minijinja::value::ValueKind;
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior, Value};
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+/// A template that could not be compiled, rendered or evaluated; the message
+/// is written for the playbook author (minijinja's reason, and for undefined
+/// values the path that is missing and what exists instead).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TemplateError {
+    /// What went wrong.
+    pub message: String,
+}
+
+impl TemplateError {
+    fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// The template environment every playbook string goes through.
+#[derive(Debug)]
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Templates {
+    /// Strict undefined (a typo is an error, never an empty string), no
+    /// auto-escaping (outputs feed APIs, not HTML).
+    pub fn new() -> Self {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        // Strict mode lets `[inputs.nope]` render as "[undefined]": refuse any
+        // emitted value that has an undefined inside it, too.
+        env.set_formatter(|out, state, value| {
+            if contains_undefined(value) {
+                return Err(minijinja::Error::new(
+                    ErrorKind::UndefinedError,
+                    "the value contains an undefined part",
+                ));
+            }
+            minijinja::escape_formatter(out, state, value)
+        });
+        Self { env }
+    }
+
+    /// Renders every string inside `value` (recursively through arrays and
+    /// objects; keys are kept as written). A string that is exactly one
+    /// expression `{{ expr }}` (surrounding whitespace allowed) evaluates to
+    /// the expression's native JSON value (list, number, bool, object, null)
+    /// rather than text, so `for_each: "{{ inputs.iocs }}"` yields a list and
+    /// `count: "{{ steps.x.output.n }}"` a number. Other strings render as text.
+    pub fn render_value(
+        &self,
+        value: &serde_json::Value,
+        ctx: &serde_json::Value,
+    ) -> Result<serde_json::Value, TemplateError> {
+        let root = Value::from_serialize(ctx);
+        self.render_value_in(value, ctx, &root)
+    }
+
+    fn render_value_in(
+        &self,
+        value: &serde_json::Value,
+        ctx: &serde_json::Value,
+        root: &Value,
+    ) -> Result<serde_json::Value, TemplateError> {
+        Ok(match value {
+            serde_json::Value::String(s) => self.render_string(s, ctx, root)?,
+            serde_json::Value::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|v| self.render_value_in(v, ctx, root))
+                    .collect::<Result<_, _>>()?,
+            ),
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), self.render_value_in(v, ctx, root)?)))
+                    .collect::<Result<_, TemplateError>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    fn render_string(
+        &self,
+        template: &str,
+        ctx: &serde_json::Value,
+        root: &Value,
+    ) -> Result<serde_json::Value, TemplateError> {
+        if let Some(source) = single_expression(template) {
+            // A string that only looks like one expression (`{{ a }} and {{ b }}`)
+            // does not compile as one; it is rendered as text below.
+            if let Ok(expr) = self.compile_expression(source) {
+                let value = expr
+                    .eval(root)
+                    .map_err(|e| self.explain(&e, source, true, ctx))?;
+                if contains_undefined(&value) {
+                    return Err(self.undefined(source, None, true, ctx));
+                }
+                return serde_json::to_value(&value).map_err(|e| {
+                    TemplateError::new(format!("the value cannot be turned into JSON: {e}"))
+                });
+            }
+        }
+        self.render_text(template, ctx, root)
+            .map(serde_json::Value::String)
+    }
+
+    /// Renders `template` as text.
+    pub fn render_str(
+        &self,
+        template: &str,
+        ctx: &serde_json::Value,
+    ) -> Result<String, TemplateError> {
+        self.render_text(template, ctx, &Value::from_serialize(ctx))
+    }
+
+    fn render_text(
+        &self,
+        template: &str,
+        ctx: &serde_json::Value,
+        root: &Value,
+    ) -> Result<String, TemplateError> {
+        if !has_markup(template) {
+            return Ok(template.to_string());
+        }
+        self.env
+            .render_str(template, root)
+            .map_err(|e| self.explain(&e, template, false, ctx))
+    }
+
+    /// A condition (`if:`): either a bare expression
+    /// `steps.a.output.verdict == 'malicious'` or one wrapped in `{{ }}`;
+    /// evaluates to bool by Jinja truthiness. An undefined result is an error,
+    /// not false: a misspelt path must not silently skip a step.
+    pub fn eval_condition(
+        &self,
+        expr: &str,
+        ctx: &serde_json::Value,
+    ) -> Result<bool, TemplateError> {
+        let source = condition_source(expr)?;
+        let compiled = self
+            .compile_expression(source)
+            .map_err(|e| condition_syntax(&e, source))?;
+        let value = compiled
+            .eval(Value::from_serialize(ctx))
+            .map_err(|e| self.explain(&e, source, true, ctx))?;
+        if contains_undefined(&value) {
+            return Err(self.undefined(source, None, true, ctx));
+        }
+        Ok(value.is_true())
+    }
+
+    /// True when `template` is exactly one `{{ expr }}` that compiles, i.e.
+    /// [`render_value`](Self::render_value) will give its native value.
+    pub fn is_single_expression(&self, template: &str) -> bool {
+        single_expression(template).is_some_and(|s| self.compile_expression(s).is_ok())
+    }
+
+    /// The variables a template (or condition, when `is_condition`) reads, as
+    /// dotted paths as deep as statically known, e.g. `{"inputs.host_id",
+    /// "steps.lookup.output.verdict"}`. A subscript stops the path
+    /// (`steps['a'].output` gives `steps`); loop variables and `{% set %}`
+    /// names are not included, nor global functions (`range`, `dict`...).
+    /// A syntax error is `Err` with minijinja's message.
+    pub fn references(
+        &self,
+        template: &str,
+        is_condition: bool,
+    ) -> Result<BTreeSet<String>, TemplateError> {
+        let found = if is_condition {
+            let source = condition_source(template)?;
+            self.compile_expression(source)
+                .map_err(|e| condition_syntax(&e, source))?
+                .undeclared_variables(true)
+        } else {
+            if !has_markup(template) {
+                return Ok(BTreeSet::new());
+            }
+            self.env
+                .template_from_str(template)
+                .map_err(|e| TemplateError::new(reason(&e, template)))?
+                .undeclared_variables(true)
+        };
+        let globals: BTreeSet<&str> = self.env.globals().map(|(name, _)| name).collect();
+        Ok(found
+            .into_iter()
+            .filter(|path| !globals.contains(root_of(path)))
+            .collect())
+    }
+
+    /// `Environment::compile_expression`, minus a panic: minijinja's lexer
+    /// panics ("empty lexer stack") on a `}}` outside brackets in an
+    /// expression, which user text like `a }} {{ b` contains.
+    fn compile_expression<'s>(
+        &'s self,
+        source: &'s str,
+    ) -> Result<minijinja::Expression<'s, 's>, minijinja::Error> {
+        if closes_early(source) {
+            return Err(minijinja::Error::new(
+                ErrorKind::SyntaxError,
+                "unexpected `}}` inside an expression",
+            ));
+        }
+        self.env.compile_expression(source)
+    }
+
+    /// Turns a minijinja error into an author-facing one.
+    fn explain(
+        &self,
+        err: &minijinja::Error,
+        source: &str,
+        is_expression: bool,
+        ctx: &serde_json::Value,
+    ) -> TemplateError {
+        if err.kind() == ErrorKind::UndefinedError {
+            return self.undefined(source, err.range(), is_expression, ctx);
+        }
+        TemplateError::new(reason(err, source))
+    }
+
+    /// "undefined value: `inputs.nope` (`inputs` has: a, b)": names the
+    /// first path that does not resolve, from the error's span when it covers
+    /// a plain path, else from the variables the template reads.
+    fn undefined(
+        &self,
+        source: &str,
+        range: Option<Range<usize>>,
+        is_expression: bool,
+        ctx: &serde_json::Value,
+    ) -> TemplateError {
+        let from_span = range
+            .and_then(|r| path_at(source, r))
+            .and_then(|path| missing(ctx, &path));
+        let found = from_span.or_else(|| {
+            let refs = if is_expression {
+                self.compile_expression(source)
+                    .map(|e| e.undeclared_variables(true))
+                    .unwrap_or_default()
+            } else {
+                self.env
+                    .template_from_str(source)
+                    .map(|t| t.undeclared_variables(true))
+                    .unwrap_or_default()
+            };
+            let refs: BTreeSet<String> = refs.into_iter().collect();
+            refs.iter().find_map(|path| missing(ctx, path))
+        });
+        match found {
+            Some(what) => TemplateError::new(format!("undefined value: {what}")),
+            None => TemplateError::new(format!("undefined value in `{}`", source.trim())),
+        }
+    }
+}
+
+/// minijinja's reason ("unknown filter: filter nofilter is unknown"), with
+/// the line when the template has several.
+fn reason(err: &minijinja::Error, source: &str) -> String {
+    let mut text = match err.detail() {
+        Some(detail) => format!("{}: {detail}", err.kind()),
+        None => err.kind().to_string(),
+    };
+    if source.contains('\n') {
+        if let Some(line) = err.line() {
+            text.push_str(&format!(" (template line {line})"));
+        }
+    }
+    text
+}
+
+fn condition_syntax(err: &minijinja::Error, source: &str) -> TemplateError {
+    let mut text = reason(err, source);
+    if source.contains("{{") || source.contains("{%") {
+        text.push_str(
+            "; a condition is one expression, e.g. `steps.a.output.verdict == 'malicious'` \
+             (optionally wrapped whole in `{{ }}`)",
+        );
+    }
+    TemplateError::new(text)
+}
+
+/// The expression of a condition: the inside of a whole-string `{{ }}`, else
+/// the string itself.
+fn condition_source(expr: &str) -> Result<&str, TemplateError> {
+    let source = single_expression(expr).unwrap_or_else(|| expr.trim());
+    if source.is_empty() {
+        return Err(TemplateError::new("empty condition"));
+    }
+    Ok(source)
+}
+
+/// The inside of a string that is written as one `{{ ... }}` (whitespace
+/// control markers `-`/`+` allowed); whether it really is one expression is
+/// decided by compiling it.
+fn single_expression(template: &str) -> Option<&str> {
+    let inner = template.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
+    let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner);
+    let inner = inner.trim();
+    (!inner.is_empty()).then_some(inner)
+}
+
+/// True if `source` has a variable-end `}}` (optionally `-}}`/`+}}`) outside
+/// string literals and brackets, mirroring minijinja's lexer.
+fn closes_early(source: &str) -> bool {
+    let bytes = source.as_bytes();
+    let mut depth = 0isize;
+    let mut i = 0;
+    while i < bytes.len() {
+        let rest = &bytes[i..];
+        if depth == 0
+            && (rest.starts_with(b"}}")
+                || (matches!(rest[0], b'-' | b'+') && rest[1..].starts_with(b"}}")))
+        {
+            return true;
+        }
+        match rest[0] {
+            quote @ (b'"' | b'\'') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Strings without any Jinja markup are literals; skipping the engine for
+/// them keeps rendering cheap and their text byte-exact.
+fn has_markup(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+fn root_of(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+/// True if `value` is undefined or has an undefined item or entry.
+fn contains_undefined(value: &Value) -> bool {
+    match value.kind() {
+        ValueKind::Undefined => true,
+        ValueKind::Seq => value
+            .try_iter()
+            .map(|mut items| items.any(|v| contains_undefined(&v)))
+            .unwrap_or(false),
+        ValueKind::Map => value
+            .try_iter()
+            .map(|mut keys| {
+                keys.any(|k| {
+                    value
+                        .get_item(&k)
+                        .map(|v| contains_undefined(&v))
+                        .unwrap_or(false)
+                })
+            })
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// The dotted path an error span points at, widened to the left so that
+/// `.nope.deeper` becomes `inputs.nope.deeper`; `None` unless it is a plain path.
+fn path_at(source: &str, range: Range<usize>) -> Option<String> {
+    let end = range.end.min(source.len());
+    let mut start = range.start.min(end);
+    let bytes = source.as_bytes();
+    while start > 0
+        && (bytes[start - 1].is_ascii_alphanumeric() || b"_.".contains(&bytes[start - 1]))
+    {
+        start -= 1;
+    }
+    let path = source.get(start..end)?.trim();
+    let plain = !path.is_empty()
+        && path.split('.').all(|seg| {
+            !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        });
+    plain.then(|| path.to_string())
+}
+
+/// Walks `path` through `ctx`; describes the first segment that does not
+/// resolve, or `None` when the whole path exists.
+fn missing(ctx: &serde_json::Value, path: &str) -> Option<String> {
+    let mut current = ctx;
+    let mut walked = String::new();
+    for seg in path.split('.') {
+        let next = match current {
+            serde_json::Value::Object(map) => map.get(seg),
+            serde_json::Value::Array(items) => seg.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        let here = if walked.is_empty() {
+            seg.to_string()
+        } else {
+            format!("{walked}.{seg}")
+        };
+        let Some(next) = next else {
+            let what = if walked.is_empty() {
+                format!("variables: {}", keys(current))
+            } else {
+                match current {
+                    serde_json::Value::Object(_) => format!("`{walked}` has: {}", keys(current)),
+                    serde_json::Value::Array(items) => {
+                        format!("`{walked}` is a list of {} item(s)", items.len())
+                    }
+                    other => format!("`{walked}` is {}", kind_of(other)),
+                }
+            };
+            return Some(format!("`{here}` ({what})"));
+        };
+        current = next;
+        walked = here;
+    }
+    None
+}
+
+fn keys(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => {
+            let mut names: Vec<&str> = map.keys().map(String::as_str).take(20).collect();
+            if map.len() > 20 {
+                names.push("...");
+            }
+            names.join(", ")
+        }
+        _ => "nothing".to_string(),
+    }
+}
+
+fn kind_of(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ctx() -> serde_json::Value {
+        json!({
+            "inputs": { "host_id": "h-1", "iocs": ["a", "b"], "count": 3, "empty": {} },
+            "steps": {
+                "lookup": { "status": "succeeded", "output": { "verdict": "malicious", "n": 61 }, "error": null },
+                "skipped": { "status": "skipped", "output": null, "error": null }
+            },
+        })
+    }
+
+    #[test]
+    fn strict_undefined_is_an_error_naming_the_path() {
+        let t = Templates::new();
+        let err = t
+            .render_str("host {{ inputs.nope }}", &json!({"inputs": {}}))
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "undefined value: `inputs.nope` (`inputs` has: nothing)"
+        );
+        let err = t
+            .render_value(&json!("{{ inputs.nope }}"), &json!({"inputs": {"a": 1}}))
+            .unwrap_err();
+        assert_eq!(
+            err.message,
+            "undefined value: `inputs.nope` (`inputs` has: a)"
+        );
+        // An attribute of a missing key names the missing key, not the leaf.
+        let err = t
+            .render_str("{{ inputs.nope.deeper }}", &ctx())
+            .unwrap_err();
+        assert!(
+            err.message
+                .contains("`inputs.nope` (`inputs` has: count, empty, host_id, iocs)"),
+            "{err}"
+        );
+        let err = t.render_str("{{ nope }}", &ctx()).unwrap_err();
+        assert_eq!(
+            err.message,
+            "undefined value: `nope` (variables: inputs, steps)"
+        );
+    }
+
+    #[test]
+    fn undefined_inside_a_list_or_an_operation_is_an_error_too() {
+        let t = Templates::new();
+        for template in [
+            "{{ [inputs.nope] }}",
+            "x {{ [inputs.nope] }}",
+            "{{ {'k': inputs.nope} }}",
+            "{{ inputs.host_id ~ inputs.nope }}",
+        ] {
+            let err = t.render_value(&json!(template), &ctx()).unwrap_err();
+            assert!(err.message.contains("`inputs.nope`"), "{template}: {err}");
+        }
+        let err = t
+            .render_str("{{ steps.skipped.output.verdict }}", &ctx())
+            .unwrap_err();
+        assert!(
+            err.message.contains("`steps.skipped.output` is null"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn single_expressions_keep_their_native_type() {
+        let t = Templates::new();
+        let c = ctx();
+        assert_eq!(
+            t.render_value(&json!("{{ inputs.iocs }}"), &c).unwrap(),
+            json!(["a", "b"])
+        );
+        assert_eq!(
+            t.render_value(&json!("  {{inputs.count}} "), &c).unwrap(),
+            json!(3)
+        );
+        assert_eq!(
+            t.render_value(&json!("{{- steps.lookup.output.n -}}"), &c)
+                .unwrap(),
+            json!(61)
+        );
+        assert_eq!(
+            t.render_value(&json!("{{ inputs.count > 2 }}"), &c)
+                .unwrap(),
+            json!(true)
+        );
+        assert_eq!(
+            t.render_value(&json!("{{ steps.lookup.error }}"), &c)
+                .unwrap(),
+            json!(null)
+        );
+        assert_eq!(
+            t.render_value(&json!("{{ {'a': {'b': inputs.count}} }}"), &c)
+                .unwrap(),
+            json!({"a": {"b": 3}})
+        );
+        assert_eq!(
+            t.render_value(&json!("{{ inputs.host_id }}"), &c).unwrap(),
+            json!("h-1")
+        );
+        // Two expressions, or text around one, is text.
+        assert_eq!(
+            t.render_value(&json!("{{ inputs.count }} {{ inputs.count }}"), &c)
+                .unwrap(),
+            json!("3 3")
+        );
+        assert_eq!(
+            t.render_value(&json!("n={{ inputs.count }}"), &c).unwrap(),
+            json!("n=3")
+        );
+        assert!(t.is_single_expression("{{ inputs.iocs }}"));
+        assert!(!t.is_single_expression("{{ a }} {{ b }}"));
+        assert!(!t.is_single_expression("inputs.iocs"));
+    }
+
+    #[test]
+    fn nested_objects_render_every_string_and_keep_keys_and_literals() {
+        let t = Templates::new();
+        let value = json!({
+            "host_id": "{{ inputs.host_id }}",
+            "tags": ["soar", "{{ steps.lookup.output.verdict }}", 7],
+            "meta": { "note": "verdict={{ steps.lookup.output.verdict | upper }}", "{{ key }}": true },
+            "raw": "no template here {x}",
+        });
+        assert_eq!(
+            t.render_value(&value, &ctx()).unwrap(),
+            json!({
+                "host_id": "h-1",
+                "tags": ["soar", "malicious", 7],
+                "meta": { "note": "verdict=MALICIOUS", "{{ key }}": true },
+                "raw": "no template here {x}",
+            })
+        );
+    }
+
+    #[test]
+    fn text_rendering_loops_and_filters() {
+        let t = Templates::new();
+        let text = t
+            .render_str(
+                "{% for i in inputs.iocs %}{{ loop.index }}:{{ i }} {% endfor %}",
+                &ctx(),
+            )
+            .unwrap();
+        assert_eq!(text, "1:a 2:b ");
+        // No HTML escaping: values go to APIs.
+        assert_eq!(t.render_str("{{ '<b>&' }}", &ctx()).unwrap(), "<b>&");
+        let err = t
+            .render_str("{{ inputs.iocs | nofilter }}", &ctx())
+            .unwrap_err();
+        assert!(err.message.contains("unknown filter"), "{err}");
+        assert!(err.message.contains("nofilter"), "{err}");
+        let err = t.render_str("{{ inputs.iocs ", &ctx()).unwrap_err();
+        assert!(err.message.starts_with("syntax error"), "{err}");
+    }
+
+    #[test]
+    fn conditions_bare_or_wrapped() {
+        let t = Templates::new();
+        let c = ctx();
+        assert!(t
+            .eval_condition("steps.lookup.output.verdict == 'malicious'", &c)
+            .unwrap());
+        assert!(t
+            .eval_condition("{{ steps.lookup.output.verdict == 'malicious' }}", &c)
+            .unwrap());
+        assert!(!t.eval_condition("steps.lookup.output.n < 10", &c).unwrap());
+        assert!(!t.eval_condition("inputs.empty", &c).unwrap());
+        assert!(t.eval_condition("inputs.iocs", &c).unwrap());
+        assert!(!t.eval_condition("inputs.nope is defined", &c).unwrap());
+        let err = t
+            .eval_condition("steps.lookup.output.verdcit == 'x'", &c)
+            .unwrap_err();
+        assert!(
+            err.message.contains("`steps.lookup.output.verdcit`"),
+            "{err}"
+        );
+        let err = t.eval_condition("inputs.nope", &c).unwrap_err();
+        assert!(err.message.contains("`inputs.nope`"), "{err}");
+        let err = t.eval_condition("{{ a }} == 'x'", &c).unwrap_err();
+        assert!(
+            err.message.contains("a condition is one expression"),
+            "{err}"
+        );
+        assert!(t.eval_condition("  ", &c).is_err());
+        // minijinja's lexer panics on a bare `}}` in an expression; we do not.
+        for text in ["a }} b", "{{ a }} or {{ b }}", "x -}}", "'}}' == '}}' }}"] {
+            let err = t.eval_condition(text, &c).unwrap_err();
+            assert!(err.message.starts_with("syntax error"), "{text}: {err}");
+            assert!(t.references(text, true).is_err(), "{text}");
+        }
+        assert!(t.eval_condition("'}}' == '}}'", &c).unwrap());
+        assert!(t
+            .eval_condition("{'a': {'b': 1}} == {'a': {'b': 1}}", &c)
+            .unwrap());
+    }
+
+    #[test]
+    fn references_are_dotted_paths() {
+        let t = Templates::new();
+        let refs = t
+            .references(
+                "{{ inputs.host_id }} {% for x in steps.a.output.items %}{{ x.name }}{{ loop.index }}{% endfor %}{{ range(3) | list }}",
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            refs.into_iter().collect::<Vec<_>>(),
+            ["inputs.host_id", "steps.a.output.items"]
+        );
+        let refs = t
+            .references("steps.lookup.output.verdict == 'malicious' and item", true)
+            .unwrap();
+        assert_eq!(
+            refs.into_iter().collect::<Vec<_>>(),
+            ["item", "steps.lookup.output.verdict"]
+        );
+        let refs = t.references("{{ steps['a'].output }}", false).unwrap();
+        assert_eq!(refs.into_iter().collect::<Vec<_>>(), ["steps"]);
+        assert!(t.references("plain text", false).unwrap().is_empty());
+        let err = t.references("{{ inputs. }}", false).unwrap_err();
+        assert!(err.message.starts_with("syntax error"), "{err}");
+        assert!(t.references("a ==", true).is_err());
+    }
+}

@@ -1,0 +1,143 @@
+//! Crash test: real runs of a multi-step playbook are SIGKILLed at every
+//! point between two journal records (including between an attempt's start
+//! record and its result), then `soar resume --all` finishes them. The
+//! vendor's request log must show that no non-idempotent side effect was
+//! sent twice and none without its idempotency key.
+
+use serde_json::json;
+use soar_e2e::engine::{run, scratch_for};
+use soar_e2e::{soar_bin, Scratch};
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn playbook(s: &Scratch, vendor: &str) {
+    s.write(
+        "pb.yaml",
+        &format!(
+            r#"name: crashy
+version: "1"
+description: enrich, two side effects in parallel, then a final one
+owner: soc
+inputs: {{}}
+steps:
+  - id: lookup
+    uses: hostile.http_idempotent
+    with: {{ method: GET, url: "{v}/lookup", send_key: true, check_status: true }}
+  - id: ticket
+    uses: hostile.http
+    needs: [lookup]
+    with: {{ method: POST, url: "{v}/effect/ticket", send_key: true, check_status: true, json: {{ n: 1 }} }}
+  - id: block
+    uses: hostile.http_idempotent
+    needs: [lookup]
+    with: {{ method: POST, url: "{v}/effect/block", send_key: true, check_status: true }}
+  - id: notify
+    uses: hostile.http
+    needs: [ticket, block]
+    with: {{ method: POST, url: "{v}/effect/notify", send_key: true, check_status: true }}
+"#,
+            v = vendor
+        ),
+    );
+}
+
+fn record_count(s: &Scratch, run_id: &str) -> usize {
+    let r = s.soar(&["journal", run_id, "--json"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr());
+    r.stdout().lines().count()
+}
+
+/// Starts `soar run` that freezes after `n` journal appends, waits for it to
+/// freeze (or finish), then SIGKILLs it.
+fn run_and_kill(s: &Scratch, n: usize) {
+    let marker = s.path().join("hung");
+    let _ = std::fs::remove_file(&marker);
+    let mut child = Command::new(soar_bin())
+        .args(["run", "pb.yaml", "--input", "alert.json", "--json"])
+        .current_dir(s.path())
+        .env("SOAR_DATA_DIR", s.path().join(".soar"))
+        .env("SOAR_TEST_HANG_AFTER_APPEND", n.to_string())
+        .env("SOAR_TEST_HANG_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn soar");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Let in-flight plugin calls race the kill, as in a real crash.
+    std::thread::sleep(Duration::from_millis(n as u64 % 3 * 20));
+    // SIGKILL: no destructors, no flush.
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_at_every_journal_point_then_resume_repeats_no_harm() {
+    let vendor = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+        .mount(&vendor)
+        .await;
+
+    // Reference run without a crash: how many journal points there are.
+    let s = scratch_for(&vendor.uri());
+    playbook(&s, &vendor.uri());
+    let reference = run(&s, "pb.yaml", &json!({}), &[]);
+    assert_eq!(reference.code(), 0, "{}", reference.stderr());
+    let points = record_count(&s, reference.json()["run_id"].as_str().unwrap());
+    assert!(points >= 12, "expected a dozen journal points, got {points}");
+    vendor.reset().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+        .mount(&vendor)
+        .await;
+
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for n in 1..points {
+        let s = scratch_for(&vendor.uri());
+        playbook(&s, &vendor.uri());
+        s.write("alert.json", "{}");
+        run_and_kill(&s, n);
+        let resumed = s.soar(&["resume", "--all", "--json"], &[]);
+        let doc = resumed.json();
+        let runs = doc["resumed"].as_array().cloned().unwrap_or_default();
+        // A kill before the first record leaves nothing to resume.
+        for r in &runs {
+            let status = r["status"].as_str().unwrap().to_string();
+            assert!(
+                status == "succeeded" || status == "in_doubt",
+                "kill point {n}: run ended {status}: {r}"
+            );
+            *outcomes.entry(status).or_default() += 1;
+        }
+        let verify = s.soar(&["journal", "verify", "--all"], &[]);
+        assert_eq!(verify.code(), 0, "kill point {n}: {}", verify.stdout());
+    }
+
+    let requests = vendor.received_requests().await.unwrap();
+    let mut by_key: BTreeMap<(String, String), usize> = BTreeMap::new();
+    for r in &requests {
+        let key = r
+            .headers
+            .get("idempotency-key")
+            .unwrap_or_else(|| panic!("{} {} sent without its idempotency key", r.method, r.url))
+            .to_str()
+            .unwrap()
+            .to_string();
+        *by_key.entry((r.url.path().to_string(), key)).or_default() += 1;
+    }
+    for ((path, key), count) in &by_key {
+        let non_idempotent = path == "/effect/ticket" || path == "/effect/notify";
+        assert!(
+            !non_idempotent || *count == 1,
+            "non-idempotent {path} sent {count} times with key {key}"
+        );
+    }
+    assert!(outcomes.get("succeeded").copied().unwrap_or(0) > 0, "{outcomes:?}");
+    eprintln!("kill points: {}, outcomes after resume: {outcomes:?}, vendor requests: {}", points - 1, requests.len());
+}
