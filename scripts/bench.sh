@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/build-plugins.sh
 cargo build -p soar-runner --bin soar
 cargo bench -p soar-runner --profile dev --bench plugin_invoke
+cargo bench -p soar-runner --profile dev --bench engine

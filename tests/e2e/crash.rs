@@ -90,7 +90,10 @@ async fn sigkill_at_every_journal_point_then_resume_repeats_no_harm() {
     let reference = run(&s, "pb.yaml", &json!({}), &[]);
     assert_eq!(reference.code(), 0, "{}", reference.stderr());
     let points = record_count(&s, reference.json()["run_id"].as_str().unwrap());
-    assert!(points >= 12, "expected a dozen journal points, got {points}");
+    assert!(
+        points >= 12,
+        "expected a dozen journal points, got {points}"
+    );
     vendor.reset().await;
     Mock::given(any())
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
@@ -138,6 +141,13 @@ async fn sigkill_at_every_journal_point_then_resume_repeats_no_harm() {
             "non-idempotent {path} sent {count} times with key {key}"
         );
     }
-    assert!(outcomes.get("succeeded").copied().unwrap_or(0) > 0, "{outcomes:?}");
-    eprintln!("kill points: {}, outcomes after resume: {outcomes:?}, vendor requests: {}", points - 1, requests.len());
+    assert!(
+        outcomes.get("succeeded").copied().unwrap_or(0) > 0,
+        "{outcomes:?}"
+    );
+    eprintln!(
+        "kill points: {}, outcomes after resume: {outcomes:?}, vendor requests: {}",
+        points - 1,
+        requests.len()
+    );
 }

@@ -33,7 +33,10 @@ async fn dag_runs_in_order_with_independent_steps_concurrent() {
         .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(700)))
         .mount(&server)
         .await;
-    Mock::given(path("/ok")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+    Mock::given(path("/ok"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
     let s = scratch_for(&server.uri());
     let u = server.uri();
     s.write(
@@ -82,8 +85,12 @@ outputs:
             .unwrap_or_else(|| panic!("no {ty} for {step}"))
     };
     let first_finish = seq("attempt_finished", "a").min(seq("attempt_finished", "b"));
-    assert!(seq("attempt_started", "a") < first_finish && seq("attempt_started", "b") < first_finish);
-    assert!(seq("attempt_started", "join") > seq("step_finished", "a").max(seq("step_finished", "b")));
+    assert!(
+        seq("attempt_started", "a") < first_finish && seq("attempt_started", "b") < first_finish
+    );
+    assert!(
+        seq("attempt_started", "join") > seq("step_finished", "a").max(seq("step_finished", "b"))
+    );
     let requests = server.received_requests().await.unwrap();
     assert_eq!(requests.last().unwrap().url.path(), "/ok", "join runs last");
 }
@@ -132,14 +139,21 @@ steps:
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
     let j = journal(&s, report["run_id"].as_str().unwrap());
     let skipped = events(&j, "step_skipped");
-    assert!(skipped.iter().any(|e| e["reason"].as_str().unwrap().contains("condition")));
-    assert!(skipped.iter().any(|e| e["reason"].as_str().unwrap().contains("needs `contain`")));
+    assert!(skipped
+        .iter()
+        .any(|e| e["reason"].as_str().unwrap().contains("condition")));
+    assert!(skipped
+        .iter()
+        .any(|e| e["reason"].as_str().unwrap().contains("needs `contain`")));
 }
 
 #[tokio::test]
 async fn for_each_runs_once_per_item_and_collects_in_order() {
     let server = MockServer::start().await;
-    Mock::given(method("GET")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
     let s = scratch_for(&server.uri());
     let u = server.uri();
     s.write(
@@ -161,22 +175,46 @@ outputs:
 "#
         ),
     );
-    let r = run(&s, "pb.yaml", &json!({"iocs": ["1.2.3.4", "evil.example", "abc"]}), &[]);
+    let r = run(
+        &s,
+        "pb.yaml",
+        &json!({"iocs": ["1.2.3.4", "evil.example", "abc"]}),
+        &[],
+    );
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let report = r.json();
     assert_eq!(report["outputs"]["count"], 3);
     let reqs = server.received_requests().await.unwrap();
     let paths: Vec<String> = reqs.iter().map(|r| r.url.path().to_string()).collect();
-    assert_eq!(paths, ["/ioc/0/1.2.3.4", "/ioc/1/evil.example", "/ioc/2/abc"]);
-    let keys: std::collections::BTreeSet<_> =
-        reqs.iter().map(|r| r.headers.get("idempotency-key").unwrap().to_str().unwrap().to_string()).collect();
+    assert_eq!(
+        paths,
+        ["/ioc/0/1.2.3.4", "/ioc/1/evil.example", "/ioc/2/abc"]
+    );
+    let keys: std::collections::BTreeSet<_> = reqs
+        .iter()
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
     assert_eq!(keys.len(), 3, "one idempotency key per item");
 }
 
 async fn flaky(first: ResponseTemplate, times: u64) -> MockServer {
     let server = MockServer::start().await;
-    Mock::given(path("/flaky")).respond_with(first).up_to_n_times(times).mount(&server).await;
-    Mock::given(path("/flaky")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+    Mock::given(path("/flaky"))
+        .respond_with(first)
+        .up_to_n_times(times)
+        .mount(&server)
+        .await;
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
     server
 }
 
@@ -212,16 +250,26 @@ async fn unavailable_twice_then_ok_takes_three_journaled_attempts() {
     let r = run(&s, "pb.yaml", &json!({}), &[]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
     let j = journal(&s, r.json()["run_id"].as_str().unwrap());
-    let started: Vec<_> = events(&j, "attempt_started").into_iter().filter(|e| e["step"] == "call").collect();
+    let started: Vec<_> = events(&j, "attempt_started")
+        .into_iter()
+        .filter(|e| e["step"] == "call")
+        .collect();
     assert_eq!(started.len(), 3);
     assert_eq!(events(&j, "retry_scheduled").len(), 2);
-    let keys: std::collections::BTreeSet<_> = started.iter().map(|e| e["idempotency_key"].to_string()).collect();
+    let keys: std::collections::BTreeSet<_> = started
+        .iter()
+        .map(|e| e["idempotency_key"].to_string())
+        .collect();
     assert_eq!(keys.len(), 1, "retries keep the idempotency key");
 }
 
 #[tokio::test]
 async fn rate_limit_retry_after_is_honoured() {
-    let server = flaky(ResponseTemplate::new(429).insert_header("retry-after", "1"), 1).await;
+    let server = flaky(
+        ResponseTemplate::new(429).insert_header("retry-after", "1"),
+        1,
+    )
+    .await;
     let s = scratch_for(&server.uri());
     retry_playbook(&s, &format!("{}/flaky", server.uri()), "fail");
     let r = run(&s, "pb.yaml", &json!({}), &[]);
@@ -230,7 +278,11 @@ async fn rate_limit_retry_after_is_honoured() {
     let j = journal(&s, r.json()["run_id"].as_str().unwrap());
     let retry = events(&j, "retry_scheduled");
     assert_eq!(retry.len(), 1);
-    assert!(retry[0]["delay_ms"].as_u64().unwrap() >= 1000, "{}", retry[0]);
+    assert!(
+        retry[0]["delay_ms"].as_u64().unwrap() >= 1000,
+        "{}",
+        retry[0]
+    );
     assert!(reqs.len() >= 2);
 }
 
@@ -379,7 +431,13 @@ steps:
     );
     let r = run(&s, "pb.yaml", &json!({}), &[]);
     assert_eq!(r.code(), 0, "{}", r.stderr());
-    assert_eq!(server.received_requests().await.unwrap()[0].headers.get("x-apikey").unwrap(), SECRET);
+    assert_eq!(
+        server.received_requests().await.unwrap()[0]
+            .headers
+            .get("x-apikey")
+            .unwrap(),
+        SECRET
+    );
     let id = r.json()["run_id"].as_str().unwrap().to_string();
     let j = s.soar(&["journal", &id, "--json"], &[]);
     assert!(!j.stdout().contains(SECRET));
@@ -394,7 +452,11 @@ steps:
                 stack.push(p);
             } else {
                 let bytes = std::fs::read(&p).unwrap();
-                assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()), "{}", p.display());
+                assert!(
+                    !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                    "{}",
+                    p.display()
+                );
             }
         }
     }
@@ -432,7 +494,10 @@ steps:
     let out = r.stdout();
     assert!(out.contains("bad.yaml:9:"), "{out}");
     assert!(out.contains("ghost"), "{out}");
-    assert!(out.contains("bad.yaml:11:") || out.contains("bad.yaml:12:"), "{out}");
+    assert!(
+        out.contains("bad.yaml:11:") || out.contains("bad.yaml:12:"),
+        "{out}"
+    );
     s.write(
         "good.yaml",
         "name: good\nversion: \"1\"\ndescription: d\nowner: soc\ninputs: {}\nsteps:\n  - id: a\n    uses: hostile.noop\n",

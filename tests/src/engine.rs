@@ -26,9 +26,25 @@ pub fn scratch_for(vendor: &str) -> Scratch {
 }
 
 /// Runs `soar run PLAYBOOK --input alert.json --json` with `alert`.
-pub fn run(scratch: &Scratch, playbook: &str, alert: &serde_json::Value, extra_env: &[(&str, &str)]) -> Run {
+pub fn run(
+    scratch: &Scratch,
+    playbook: &str,
+    alert: &serde_json::Value,
+    extra_env: &[(&str, &str)],
+) -> Run {
     scratch.write("alert.json", &alert.to_string());
-    scratch.soar(&["run", playbook, "--input", "alert.json", "--json", "--as", "tester"], extra_env)
+    scratch.soar(
+        &[
+            "run",
+            playbook,
+            "--input",
+            "alert.json",
+            "--json",
+            "--as",
+            "tester",
+        ],
+        extra_env,
+    )
 }
 
 /// The run's journal as JSON lines.

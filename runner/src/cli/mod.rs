@@ -221,19 +221,29 @@ pub fn main_entry() -> i32 {
         match cli.command {
             Command::Validate { playbooks } => runs::validate(&globals, &playbooks).await,
             Command::Schema => runs::schema(),
-            Command::Run { playbook, input, who, json } => {
-                runs::run(&globals, &playbook, &input, who, json, true).await
+            Command::Run {
+                playbook,
+                input,
+                who,
+                json,
+            } => runs::run(&globals, &playbook, &input, who, json, true).await,
+            Command::Resume { run_id, all, json } => {
+                runs::resume(&globals, run_id, all, json).await
             }
-            Command::Resume { run_id, all, json } => runs::resume(&globals, run_id, all, json).await,
             Command::Status { run_id, json } => runs::status(&globals, &run_id, json),
             Command::Runs { status, json } => runs::runs(&globals, status, json),
-            Command::Journal { command: Some(JournalCommand::Verify { run_id, all }), .. } => {
-                runs::verify(&globals, run_id, all)
+            Command::Journal {
+                command: Some(JournalCommand::Verify { run_id, all }),
+                ..
+            } => runs::verify(&globals, run_id, all),
+            Command::Journal {
+                command: None,
+                run_id: Some(id),
+                json,
+            } => runs::show_journal(&globals, &id, json),
+            Command::Journal { .. } => {
+                Exit::invalid("error: give a RUN_ID, or `verify RUN_ID|--all`")
             }
-            Command::Journal { command: None, run_id: Some(id), json } => {
-                runs::show_journal(&globals, &id, json)
-            }
-            Command::Journal { .. } => Exit::invalid("error: give a RUN_ID, or `verify RUN_ID|--all`"),
             Command::Replay { run_id } => runs::replay(&globals, &run_id).await,
             Command::Plugins { command } => plugins::run(&globals, command).await,
         }

@@ -19,18 +19,27 @@ impl Catalog for PluginHost {
             let known: Vec<String> = self.plugins().map(|p| p.name.clone()).collect();
             return Err(format!(
                 "no plugin `{plugin}` is installed (installed: {})",
-                if known.is_empty() { "none".into() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
             ));
         };
         p.manifest.action(action).cloned().ok_or_else(|| {
             let names: Vec<&str> = p.manifest.actions.iter().map(|a| a.name.as_str()).collect();
-            format!("plugin `{plugin}` has no action `{action}` (actions: {})", names.join(", "))
+            format!(
+                "plugin `{plugin}` has no action `{action}` (actions: {})",
+                names.join(", ")
+            )
         })
     }
 }
 
 async fn host(globals: &Globals) -> Result<Arc<PluginHost>, Exit> {
-    let config = globals.config().map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    let config = globals
+        .config()
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
     PluginHost::load(&config, &globals.cache_dir())
         .await
         .map(Arc::new)
@@ -49,7 +58,8 @@ fn journal(globals: &Globals) -> Result<Journal, Exit> {
 
 /// Loads and validates a playbook against the installed plugins.
 fn checked_playbook(path: &Path, host: &PluginHost) -> Result<Playbook, Vec<String>> {
-    let pb = playbook::load(path).map_err(|ds| ds.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let pb = playbook::load(path)
+        .map_err(|ds| ds.iter().map(ToString::to_string).collect::<Vec<_>>())?;
     let problems = playbook::validate(&pb, host);
     if problems.is_empty() {
         Ok(pb)
@@ -83,7 +93,10 @@ pub async fn validate(globals: &Globals, paths: &[PathBuf]) -> Exit {
 }
 
 pub fn schema() -> Exit {
-    println!("{}", serde_json::to_string_pretty(&playbook::json_schema()).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&playbook::json_schema()).unwrap_or_default()
+    );
     Exit::ok()
 }
 
@@ -100,8 +113,17 @@ fn print_report(report: &RunReport, json_out: bool) {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
         return;
     }
-    let dedup = if report.deduplicated { " (deduplicated: existing run)" } else { "" };
-    println!("run {} [{}] {}{dedup}", report.run_id, report.playbook, report.status.as_str());
+    let dedup = if report.deduplicated {
+        " (deduplicated: existing run)"
+    } else {
+        ""
+    };
+    println!(
+        "run {} [{}] {}{dedup}",
+        report.run_id,
+        report.playbook,
+        report.status.as_str()
+    );
     for (id, s) in &report.steps {
         let detail = s
             .error
@@ -123,10 +145,15 @@ fn read_alert(arg: &str) -> Result<Value, Exit> {
             .map_err(|e| Exit::invalid(format!("error: cannot read the alert from stdin: {e}")))?;
         s
     } else {
-        std::fs::read_to_string(arg).map_err(|e| Exit::invalid(format!("error: cannot read `{arg}`: {e}")))?
+        std::fs::read_to_string(arg)
+            .map_err(|e| Exit::invalid(format!("error: cannot read `{arg}`: {e}")))?
     };
     serde_json::from_str(&text).map_err(|e| {
-        Exit::invalid(format!("error: {arg}:{}:{}: the alert is not valid JSON: {e}", e.line(), e.column()))
+        Exit::invalid(format!(
+            "error: {arg}:{}:{}: the alert is not valid JSON: {e}",
+            e.line(),
+            e.column()
+        ))
     })
 }
 
@@ -136,7 +163,14 @@ fn os_user() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-pub async fn run(globals: &Globals, path: &Path, input: &str, who: Option<String>, json_out: bool, progress: bool) -> Exit {
+pub async fn run(
+    globals: &Globals,
+    path: &Path,
+    input: &str,
+    who: Option<String>,
+    json_out: bool,
+    progress: bool,
+) -> Exit {
     let alert = match read_alert(input) {
         Ok(a) => a,
         Err(e) => return e,
@@ -147,7 +181,12 @@ pub async fn run(globals: &Globals, path: &Path, input: &str, who: Option<String
     };
     let pb = match checked_playbook(path, &host) {
         Ok(pb) => Arc::new(pb),
-        Err(problems) => return Exit::invalid(format!("{}\nerror: the playbook is invalid; nothing ran", problems.join("\n"))),
+        Err(problems) => {
+            return Exit::invalid(format!(
+                "{}\nerror: the playbook is invalid; nothing ran",
+                problems.join("\n")
+            ))
+        }
     };
     let journal = match journal(globals) {
         Ok(j) => j,
@@ -157,7 +196,10 @@ pub async fn run(globals: &Globals, path: &Path, input: &str, who: Option<String
     match engine.start(pb, alert, &who.unwrap_or_else(os_user)).await {
         Ok(report) => {
             print_report(&report, json_out);
-            Exit { code: exit_for(report.status), message: None }
+            Exit {
+                code: exit_for(report.status),
+                message: None,
+            }
         }
         Err(e @ crate::scheduler::EngineError::Input(_)) => Exit::invalid(format!("error: {e}")),
         Err(e) => Exit::failed(format!("error: {e}")),
@@ -173,7 +215,8 @@ fn playbook_of(records: &[Record], host: &PluginHost) -> Result<Playbook, String
             _ => None,
         })
         .ok_or("the journal has no run_started record")?;
-    checked_playbook(Path::new(&path), host).map_err(|p| format!("playbook `{path}`: {}", p.join("; ")))
+    checked_playbook(Path::new(&path), host)
+        .map_err(|p| format!("playbook `{path}`: {}", p.join("; ")))
 }
 
 pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_out: bool) -> Exit {
@@ -220,7 +263,9 @@ pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_o
             }
         };
         let engine = engine.clone();
-        handles.push(tokio::spawn(async move { (id.clone(), engine.resume(&id, pb).await) }));
+        handles.push(tokio::spawn(async move {
+            (id.clone(), engine.resume(&id, pb).await)
+        }));
     }
     let mut reports = Vec::new();
     for h in handles {
@@ -249,7 +294,10 @@ pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_o
             print_report(r, false);
         }
     }
-    Exit { code: worst, message: None }
+    Exit {
+        code: worst,
+        message: None,
+    }
 }
 
 pub fn status(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
@@ -261,7 +309,7 @@ pub fn status(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
         Ok(records) if !records.is_empty() => {
             let report = RunReport::from_records(run_id, &records, None);
             print_report(&report, json_out);
-            Exit { code: exit_for(report.status).min(exit::FAILED).max(exit::OK), message: None }
+            Exit::ok()
         }
         Ok(_) => Exit::invalid(format!("error: no run `{run_id}`")),
         Err(e) => Exit::failed(format!("error: {e}")),
@@ -281,7 +329,10 @@ pub fn runs(globals: &Globals, status: Option<String>, json_out: bool) -> Exit {
     for id in ids {
         match journal.summary(&id) {
             Ok(s) => {
-                if status.as_deref().is_some_and(|want| want != s.status.as_str()) {
+                if status
+                    .as_deref()
+                    .is_some_and(|want| want != s.status.as_str())
+                {
                     continue;
                 }
                 rows.push(s);
@@ -293,7 +344,14 @@ pub fn runs(globals: &Globals, status: Option<String>, json_out: bool) -> Exit {
         println!("{}", json!({ "runs": rows }));
     } else {
         for s in &rows {
-            println!("{:<24} {:<18} {:<16} {} by {}", s.run_id, s.playbook, s.status.as_str(), s.started_at, s.started_by);
+            println!(
+                "{:<24} {:<18} {:<16} {} by {}",
+                s.run_id,
+                s.playbook,
+                s.status.as_str(),
+                s.started_at,
+                s.started_by
+            );
         }
     }
     Exit::ok()
@@ -347,7 +405,9 @@ pub fn verify(globals: &Globals, run_id: Option<String>, all: bool) -> Exit {
     let mut bad = 0;
     for id in &ids {
         match journal.verify(id) {
-            Ok(report) if report.problems.is_empty() => println!("{id}: ok ({} records)", report.records),
+            Ok(report) if report.problems.is_empty() => {
+                println!("{id}: ok ({} records)", report.records)
+            }
             Ok(report) => {
                 bad += 1;
                 for p in &report.problems {
@@ -363,7 +423,10 @@ pub fn verify(globals: &Globals, run_id: Option<String>, all: bool) -> Exit {
     if bad == 0 {
         Exit::ok()
     } else {
-        Exit::failed(format!("error: {bad} of {} journal(s) failed verification", ids.len()))
+        Exit::failed(format!(
+            "error: {bad} of {} journal(s) failed verification",
+            ids.len()
+        ))
     }
 }
 
@@ -406,19 +469,31 @@ pub async fn replay(globals: &Globals, run_id: &str) -> Exit {
                 }
             }
             Event::StepStarted { step, .. } => {
-                if let Some(cond) = pb.steps.iter().find(|s| &s.id == step).and_then(|s| s.r#if.clone()) {
+                if let Some(cond) = pb
+                    .steps
+                    .iter()
+                    .find(|s| &s.id == step)
+                    .and_then(|s| s.r#if.clone())
+                {
                     checked += 1;
                     if templates.eval_condition(&cond, &ctx).ok() != Some(true) {
-                        differences.push(format!("seq {}: step `{step}` ran, but `{cond}` no longer evaluates to true", r.seq));
+                        differences.push(format!(
+                            "seq {}: step `{step}` ran, but `{cond}` no longer evaluates to true",
+                            r.seq
+                        ));
                     }
                 }
             }
-            Event::AttemptStarted { step, item, input, .. } => {
+            Event::AttemptStarted {
+                step, item, input, ..
+            } => {
                 if let Some(s) = pb.steps.iter().find(|s| &s.id == step) {
                     checked += 1;
                     let mut ctx = ctx.clone();
                     if let (Some(i), Some(list_t)) = (item, &s.for_each) {
-                        let list = templates.render_value(&Value::String(list_t.clone()), &ctx).unwrap_or(Value::Null);
+                        let list = templates
+                            .render_value(&Value::String(list_t.clone()), &ctx)
+                            .unwrap_or(Value::Null);
                         ctx["item"] = list.get(*i as usize).cloned().unwrap_or(Value::Null);
                         ctx["index"] = json!(i);
                     }
@@ -429,14 +504,33 @@ pub async fn replay(globals: &Globals, run_id: &str) -> Exit {
                     }
                 }
             }
-            Event::StepFinished { step, status, output, error } => {
+            Event::StepFinished {
+                step,
+                status,
+                output,
+                error,
+            } => {
                 let status = StepStatus::parse(status).unwrap_or(StepStatus::Failed);
-                finished.insert(step.clone(), FinishedStep { status, output: output.clone(), error: error.clone() });
+                finished.insert(
+                    step.clone(),
+                    FinishedStep {
+                        status,
+                        output: output.clone(),
+                        error: error.clone(),
+                    },
+                );
             }
             _ => {}
         }
         if let Event::StepSkipped { step, .. } = &r.event {
-            finished.insert(step.clone(), FinishedStep { status: StepStatus::Skipped, output: None, error: None });
+            finished.insert(
+                step.clone(),
+                FinishedStep {
+                    status: StepStatus::Skipped,
+                    output: None,
+                    error: None,
+                },
+            );
         }
     }
     if differences.is_empty() {
@@ -446,6 +540,9 @@ pub async fn replay(globals: &Globals, run_id: &str) -> Exit {
         for d in &differences {
             println!("{d}");
         }
-        Exit::failed(format!("replay of {run_id}: {} decision(s) differ", differences.len()))
+        Exit::failed(format!(
+            "replay of {run_id}: {} decision(s) differ",
+            differences.len()
+        ))
     }
 }

@@ -10,7 +10,7 @@ pub use state::{AttemptError, FinishedStep, ItemState, RunState, StepStatus};
 
 use crate::journal::{AttemptOutcome, Event, Journal, JournalError, Record, RunStatus};
 use crate::playbook::{OnError, Playbook, Step};
-use crate::plugin_host::{InvokeError, Invocation, PluginHost};
+use crate::plugin_host::{Invocation, InvokeError, PluginHost};
 use crate::retry;
 use crate::template::Templates;
 use serde_json::{json, Map, Value};
@@ -201,7 +201,11 @@ fn new_run_id() -> String {
         .unwrap_or(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let digest = Sha256::digest(format!("{nanos}:{}:{n}", std::process::id()));
-    format!("r{:011x}{}", (nanos / 1_000_000) as u64, &hex::encode(digest)[..8])
+    format!(
+        "r{:011x}{}",
+        (nanos / 1_000_000) as u64,
+        &hex::encode(digest)[..8]
+    )
 }
 
 /// The idempotency key of a step item: stable across retries and resumes.
@@ -251,14 +255,28 @@ impl Engine {
 
     fn show_progress(&self, run_id: &str, event: &Event) {
         let line = match event {
-            Event::StepStarted { step, items: Some(n) } => format!("started   {step} ({n} items)"),
+            Event::StepStarted {
+                step,
+                items: Some(n),
+            } => format!("started   {step} ({n} items)"),
             Event::StepStarted { step, .. } => format!("started   {step}"),
             Event::StepFinished { step, status, .. } => format!("{status:<9} {step}"),
             Event::StepSkipped { step, reason } => format!("skipped   {step}: {reason}"),
-            Event::RetryScheduled { step, next_attempt, delay_ms, reason, .. } => {
+            Event::RetryScheduled {
+                step,
+                next_attempt,
+                delay_ms,
+                reason,
+                ..
+            } => {
                 format!("retry     {step}: attempt {next_attempt} in {delay_ms} ms ({reason})")
             }
-            Event::Reconciled { step, decision, detail, .. } => format!("reconcile {step}: {decision}: {detail}"),
+            Event::Reconciled {
+                step,
+                decision,
+                detail,
+                ..
+            } => format!("reconcile {step}: {decision}: {detail}"),
             _ => return,
         };
         eprintln!("[{run_id}] {line}");
@@ -337,7 +355,11 @@ impl Engine {
     }
 
     /// Continues an unfinished run from its journal.
-    pub async fn resume(&self, run_id: &str, playbook: Arc<Playbook>) -> Result<RunReport, EngineError> {
+    pub async fn resume(
+        &self,
+        run_id: &str,
+        playbook: Arc<Playbook>,
+    ) -> Result<RunReport, EngineError> {
         let records = self.journal.read(run_id)?;
         let state = RunState::from_records(&records);
         if state.playbook_sha256 != playbook.sha256 {
@@ -373,13 +395,35 @@ impl Engine {
                     }
                     started.insert(step.id.clone());
                     // Blocked by an upstream in-doubt step or a fatal failure: wait.
-                    if step.needs.iter().any(|n| finished[n].status == StepStatus::InDoubt) {
+                    if step
+                        .needs
+                        .iter()
+                        .any(|n| finished[n].status == StepStatus::InDoubt)
+                    {
                         continue;
                     }
-                    if let Some(n) = step.needs.iter().find(|n| finished[*n].status == StepStatus::Skipped) {
+                    if let Some(n) = step
+                        .needs
+                        .iter()
+                        .find(|n| finished[*n].status == StepStatus::Skipped)
+                    {
                         let reason = format!("needs `{n}`, which was skipped");
-                        self.append(run_id, Event::StepSkipped { step: step.id.clone(), reason }).await?;
-                        finished.insert(step.id.clone(), FinishedStep { status: StepStatus::Skipped, output: None, error: None });
+                        self.append(
+                            run_id,
+                            Event::StepSkipped {
+                                step: step.id.clone(),
+                                reason,
+                            },
+                        )
+                        .await?;
+                        finished.insert(
+                            step.id.clone(),
+                            FinishedStep {
+                                status: StepStatus::Skipped,
+                                output: None,
+                                error: None,
+                            },
+                        );
                         continue;
                     }
                     let ctx = self.context(run_id, &state.inputs, &finished);
@@ -406,16 +450,28 @@ impl Engine {
                 break;
             };
             let (id, end) = joined.unwrap_or_else(|e| {
-                (String::new(), Err(JournalError::Storage(format!("step task panicked: {e}"))))
+                (
+                    String::new(),
+                    Err(JournalError::Storage(format!("step task panicked: {e}"))),
+                )
             });
             let end = end?;
             let step = playbook.steps.iter().find(|s| s.id == id);
             match end.status {
-                StepStatus::Failed if step.map(|s| s.on_error) != Some(OnError::Continue) => failing = true,
+                StepStatus::Failed if step.map(|s| s.on_error) != Some(OnError::Continue) => {
+                    failing = true
+                }
                 StepStatus::InDoubt => in_doubt = true,
                 _ => {}
             }
-            finished.insert(id, FinishedStep { status: end.status, output: end.output, error: end.error });
+            finished.insert(
+                id,
+                FinishedStep {
+                    status: end.status,
+                    output: end.output,
+                    error: end.error,
+                },
+            );
         }
         let (status, error) = if failing {
             (RunStatus::Failed, Some("a step failed".to_string()))
@@ -439,7 +495,15 @@ impl Engine {
             } else {
                 Value::Object(Map::new())
             };
-            self.append(run_id, Event::RunFinished { status, outputs, error }).await?;
+            self.append(
+                run_id,
+                Event::RunFinished {
+                    status,
+                    outputs,
+                    error,
+                },
+            )
+            .await?;
         }
         let records = self.journal.read(run_id)?;
         Ok(RunReport::from_records(run_id, &records, Some(&playbook)))
@@ -465,7 +529,12 @@ impl Engine {
     }
 
     /// The template context: inputs, finished steps, run id.
-    pub fn context(&self, run_id: &str, inputs: &Value, finished: &BTreeMap<String, FinishedStep>) -> Value {
+    pub fn context(
+        &self,
+        run_id: &str,
+        inputs: &Value,
+        finished: &BTreeMap<String, FinishedStep>,
+    ) -> Value {
         let steps: Map<String, Value> = finished
             .iter()
             .map(|(id, f)| {
@@ -478,7 +547,12 @@ impl Engine {
         json!({"inputs": inputs, "steps": steps, "run": {"id": run_id}})
     }
 
-    async fn finish_step(&self, run_id: &str, step: &str, end: StepEnd) -> Result<StepEnd, JournalError> {
+    async fn finish_step(
+        &self,
+        run_id: &str,
+        step: &str,
+        end: StepEnd,
+    ) -> Result<StepEnd, JournalError> {
         self.append(
             run_id,
             Event::StepFinished {
@@ -492,7 +566,13 @@ impl Engine {
         Ok(end)
     }
 
-    async fn run_step(&self, run_id: &str, step: &Step, ctx: Value, state: &RunState) -> Result<StepEnd, JournalError> {
+    async fn run_step(
+        &self,
+        run_id: &str,
+        step: &Step,
+        ctx: Value,
+        state: &RunState,
+    ) -> Result<StepEnd, JournalError> {
         let fail = |message: String| StepEnd {
             status: StepStatus::Failed,
             output: None,
@@ -510,9 +590,17 @@ impl Engine {
                         },
                     )
                     .await?;
-                    return Ok(StepEnd { status: StepStatus::Skipped, output: None, error: None });
+                    return Ok(StepEnd {
+                        status: StepStatus::Skipped,
+                        output: None,
+                        error: None,
+                    });
                 }
-                Err(e) => return self.finish_step(run_id, &step.id, fail(format!("`if`: {e}"))).await,
+                Err(e) => {
+                    return self
+                        .finish_step(run_id, &step.id, fail(format!("`if`: {e}")))
+                        .await
+                }
             }
         }
         let items: Option<Vec<Value>> = match &step.for_each {
@@ -521,10 +609,18 @@ impl Engine {
                 Ok(Value::Array(list)) => Some(list),
                 Ok(other) => {
                     return self
-                        .finish_step(run_id, &step.id, fail(format!("`for_each` must give a list, got {other}")))
+                        .finish_step(
+                            run_id,
+                            &step.id,
+                            fail(format!("`for_each` must give a list, got {other}")),
+                        )
                         .await
                 }
-                Err(e) => return self.finish_step(run_id, &step.id, fail(format!("`for_each`: {e}"))).await,
+                Err(e) => {
+                    return self
+                        .finish_step(run_id, &step.id, fail(format!("`for_each`: {e}")))
+                        .await
+                }
             },
         };
         self.append(
@@ -537,9 +633,21 @@ impl Engine {
         .await?;
         let end = match items {
             None => match self.run_item(run_id, step, &ctx, None, state).await? {
-                ItemEnd::Done(output) => StepEnd { status: StepStatus::Succeeded, output: Some(output), error: None },
-                ItemEnd::Failed(e) => StepEnd { status: StepStatus::Failed, output: None, error: Some(e.to_json()) },
-                ItemEnd::InDoubt(m) => StepEnd { status: StepStatus::InDoubt, output: None, error: Some(json!({"kind": "in_doubt", "message": m})) },
+                ItemEnd::Done(output) => StepEnd {
+                    status: StepStatus::Succeeded,
+                    output: Some(output),
+                    error: None,
+                },
+                ItemEnd::Failed(e) => StepEnd {
+                    status: StepStatus::Failed,
+                    output: None,
+                    error: Some(e.to_json()),
+                },
+                ItemEnd::InDoubt(m) => StepEnd {
+                    status: StepStatus::InDoubt,
+                    output: None,
+                    error: Some(json!({"kind": "in_doubt", "message": m})),
+                },
             },
             Some(list) => {
                 let mut outputs = Vec::with_capacity(list.len());
@@ -548,21 +656,36 @@ impl Engine {
                     let mut item_ctx = ctx.clone();
                     item_ctx["item"] = item;
                     item_ctx["index"] = json!(i);
-                    match self.run_item(run_id, step, &item_ctx, Some(i as u32), state).await? {
+                    match self
+                        .run_item(run_id, step, &item_ctx, Some(i as u32), state)
+                        .await?
+                    {
                         ItemEnd::Done(o) => outputs.push(o),
                         ItemEnd::Failed(e) => {
                             let mut err = e.to_json();
                             err["item"] = json!(i);
-                            end = Some(StepEnd { status: StepStatus::Failed, output: None, error: Some(err) });
+                            end = Some(StepEnd {
+                                status: StepStatus::Failed,
+                                output: None,
+                                error: Some(err),
+                            });
                             break;
                         }
                         ItemEnd::InDoubt(m) => {
-                            end = Some(StepEnd { status: StepStatus::InDoubt, output: None, error: Some(json!({"kind": "in_doubt", "message": m, "item": i})) });
+                            end = Some(StepEnd {
+                                status: StepStatus::InDoubt,
+                                output: None,
+                                error: Some(json!({"kind": "in_doubt", "message": m, "item": i})),
+                            });
                             break;
                         }
                     }
                 }
-                end.unwrap_or(StepEnd { status: StepStatus::Succeeded, output: Some(Value::Array(outputs)), error: None })
+                end.unwrap_or(StepEnd {
+                    status: StepStatus::Succeeded,
+                    output: Some(Value::Array(outputs)),
+                    error: None,
+                })
             }
         };
         self.finish_step(run_id, &step.id, end).await
@@ -576,11 +699,16 @@ impl Engine {
         item: Option<u32>,
         state: &RunState,
     ) -> Result<ItemEnd, JournalError> {
-        let (plugin, action) = step.uses.split_once('.').unwrap_or((step.uses.as_str(), ""));
-        let manifest = self
-            .host
-            .plugin(plugin)
-            .and_then(|p| p.manifest.action(action).cloned().map(|a| (a, p.digest.clone())));
+        let (plugin, action) = step
+            .uses
+            .split_once('.')
+            .unwrap_or((step.uses.as_str(), ""));
+        let manifest = self.host.plugin(plugin).and_then(|p| {
+            p.manifest
+                .action(action)
+                .cloned()
+                .map(|a| (a, p.digest.clone()))
+        });
         let Some((manifest, digest)) = manifest else {
             return Ok(ItemEnd::Failed(AttemptError {
                 kind: "unknown_action".into(),
@@ -601,14 +729,17 @@ impl Engine {
             let attempt = match current {
                 ItemState::Done(output) => return Ok(ItemEnd::Done(output)),
                 ItemState::InDoubt => {
-                    return Ok(ItemEnd::InDoubt("recorded as in doubt; waiting for an operator".into()))
+                    return Ok(ItemEnd::InDoubt(
+                        "recorded as in doubt; waiting for an operator".into(),
+                    ))
                 }
                 ItemState::NotStarted => 1,
                 ItemState::Errored { attempt, error } => {
                     if !error.retryable() || attempt >= policy.max_attempts {
                         return Ok(ItemEnd::Failed(error));
                     }
-                    let delay = policy.delay_before(attempt + 1, error.retry_after_ms.map(Duration::from_millis));
+                    let delay = policy
+                        .delay_before(attempt + 1, error.retry_after_ms.map(Duration::from_millis));
                     let at_ms = now_ms() + delay.as_millis() as u64;
                     self.append(
                         run_id,
@@ -622,10 +753,16 @@ impl Engine {
                         },
                     )
                     .await?;
-                    current = ItemState::RetryAt { next_attempt: attempt + 1, at_ms };
+                    current = ItemState::RetryAt {
+                        next_attempt: attempt + 1,
+                        at_ms,
+                    };
                     continue;
                 }
-                ItemState::RetryAt { next_attempt, at_ms } => {
+                ItemState::RetryAt {
+                    next_attempt,
+                    at_ms,
+                } => {
                     let wait = at_ms.saturating_sub(now_ms());
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                     next_attempt
@@ -642,7 +779,10 @@ impl Engine {
                                 item,
                                 attempt,
                                 decision: "reinvoke".into(),
-                                detail: format!("`{}` is idempotent: invoking again with key {key}", step.uses),
+                                detail: format!(
+                                    "`{}` is idempotent: invoking again with key {key}",
+                                    step.uses
+                                ),
                             },
                         )
                         .await?;
@@ -705,7 +845,9 @@ impl Engine {
                 Some(t) => match tokio::time::timeout(t, call).await {
                     Ok(o) => o,
                     Err(_) => crate::plugin_host::Outcome {
-                        result: Err(InvokeError::Timeout { limit_ms: t.as_millis() as u64 }),
+                        result: Err(InvokeError::Timeout {
+                            limit_ms: t.as_millis() as u64,
+                        }),
                         exchanges: Vec::new(),
                         logs: Vec::new(),
                         duration: t,
@@ -715,16 +857,36 @@ impl Engine {
             };
             let timed_out = matches!(outcome.result, Err(InvokeError::Timeout { .. }));
             let (journal_outcome, next) = match outcome.result {
-                Ok(output) => (AttemptOutcome::Ok { output: output.clone() }, ItemState::Done(output)),
+                Ok(output) => (
+                    AttemptOutcome::Ok {
+                        output: output.clone(),
+                    },
+                    ItemState::Done(output),
+                ),
                 Err(e) => {
                     let retry_after_ms = match &e {
-                        InvokeError::Plugin { kind: crate::plugin_host::ErrorKind::RateLimited { retry_after_ms }, .. } => *retry_after_ms,
+                        InvokeError::Plugin {
+                            kind: crate::plugin_host::ErrorKind::RateLimited { retry_after_ms },
+                            ..
+                        } => *retry_after_ms,
                         _ => None,
                     };
-                    let kind = if timed_out && !manifest.destructive { "unavailable".to_string() } else { e.kind_name().to_string() };
-                    let error = AttemptError { kind, message: e.to_string(), retry_after_ms };
+                    let kind = if timed_out && !manifest.destructive {
+                        "unavailable".to_string()
+                    } else {
+                        e.kind_name().to_string()
+                    };
+                    let error = AttemptError {
+                        kind,
+                        message: e.to_string(),
+                        retry_after_ms,
+                    };
                     (
-                        AttemptOutcome::Err { kind: error.kind.clone(), message: error.message.clone(), retry_after_ms },
+                        AttemptOutcome::Err {
+                            kind: error.kind.clone(),
+                            message: error.message.clone(),
+                            retry_after_ms,
+                        },
                         ItemState::Errored { attempt, error },
                     )
                 }
@@ -744,7 +906,11 @@ impl Engine {
             .await?;
             // A destructive action that timed out may have acted: treat it as
             // a crash mid-attempt, never a blind retry.
-            current = if timed_out && manifest.destructive { ItemState::InFlight { attempt } } else { next };
+            current = if timed_out && manifest.destructive {
+                ItemState::InFlight { attempt }
+            } else {
+                next
+            };
         }
     }
 }
@@ -755,16 +921,33 @@ mod tests {
 
     #[test]
     fn idempotency_keys_are_stable_and_distinct() {
-        assert_eq!(idempotency_key("r1", "a", None), idempotency_key("r1", "a", None));
-        assert_ne!(idempotency_key("r1", "a", None), idempotency_key("r1", "a", Some(0)));
-        assert_ne!(idempotency_key("r1", "a", Some(0)), idempotency_key("r1", "a", Some(1)));
-        assert_ne!(idempotency_key("r1", "a", None), idempotency_key("r2", "a", None));
+        assert_eq!(
+            idempotency_key("r1", "a", None),
+            idempotency_key("r1", "a", None)
+        );
+        assert_ne!(
+            idempotency_key("r1", "a", None),
+            idempotency_key("r1", "a", Some(0))
+        );
+        assert_ne!(
+            idempotency_key("r1", "a", Some(0)),
+            idempotency_key("r1", "a", Some(1))
+        );
+        assert_ne!(
+            idempotency_key("r1", "a", None),
+            idempotency_key("r2", "a", None)
+        );
     }
 
     #[test]
     fn timestamps_round_trip() {
         for ms in [0, 1_795_774_530_123, 951_782_400_000] {
-            assert_eq!(state::parse_at_ms(&format_ms(ms)), Some(ms), "{}", format_ms(ms));
+            assert_eq!(
+                state::parse_at_ms(&format_ms(ms)),
+                Some(ms),
+                "{}",
+                format_ms(ms)
+            );
         }
     }
 }

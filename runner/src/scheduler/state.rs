@@ -181,10 +181,15 @@ impl RunState {
                     s.started_by = started_by.clone();
                 }
                 Event::AttemptStarted {
-                    step, item, attempt, ..
+                    step,
+                    item,
+                    attempt,
+                    ..
                 } => {
-                    s.items
-                        .insert((step.clone(), *item), ItemState::InFlight { attempt: *attempt });
+                    s.items.insert(
+                        (step.clone(), *item),
+                        ItemState::InFlight { attempt: *attempt },
+                    );
                 }
                 Event::AttemptFinished {
                     step,
@@ -294,7 +299,10 @@ mod tests {
     #[test]
     fn parses_journal_timestamps() {
         assert_eq!(parse_at_ms("1970-01-01T00:00:00.000Z"), Some(0));
-        assert_eq!(parse_at_ms("2026-11-27T10:15:30.123Z"), Some(1_795_774_530_123));
+        assert_eq!(
+            parse_at_ms("2026-11-27T10:15:30.123Z"),
+            Some(1_795_774_530_123)
+        );
         assert_eq!(parse_at_ms("garbage"), None);
     }
 }

@@ -1,0 +1,227 @@
+//! Durable engine benchmarks: a 10-step chain of no-op plugin actions with
+//! the journal durable, next to this disk's measured fsync latency.
+//! - latency of one run at concurrency 1 (target: <= 12 fsync times);
+//! - throughput at concurrency 64 in durable steps per second;
+//! - resident memory with 10,000 paused runs;
+//! - journal bytes per step.
+//!
+//! Run with `scripts/bench.sh`.
+
+use soar_runner::config::Config;
+use soar_runner::journal::{Durability, Event, Journal, RunStatus};
+use soar_runner::plugin_host::PluginHost;
+use soar_runner::scheduler::Engine;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn target_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("bench binary path");
+    exe.ancestors()
+        .nth(3)
+        .expect("<target>/<profile>/deps")
+        .to_path_buf()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn fsync_latency(dir: &Path) -> Duration {
+    let mut f = std::fs::File::create(dir.join("fsync-probe")).unwrap();
+    let block = vec![7u8; 4096];
+    let samples = (0..200)
+        .map(|_| {
+            f.write_all(&block).unwrap();
+            let started = Instant::now();
+            f.sync_data().unwrap();
+            started.elapsed()
+        })
+        .collect();
+    median(samples)
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn bench(durability: Durability, label: &str, fsync: Duration) {
+    let wasm = target_dir().join("wasm32-wasip2/plugin/hostile.wasm");
+    assert!(
+        wasm.exists(),
+        "run scripts/bench.sh (builds {})",
+        wasm.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("soar.yaml");
+    std::fs::write(
+        &config_path,
+        format!("plugins:\n  hostile:\n    path: {}\n", wasm.display()),
+    )
+    .unwrap();
+    let mut pb = String::from("name: bench\nversion: \"1\"\ndescription: ten no-op steps\nowner: bench\ninputs: {}\nsteps:\n");
+    for i in 1..=10 {
+        pb.push_str(&format!("  - id: s{i}\n    uses: hostile.noop\n"));
+        if i > 1 {
+            pb.push_str(&format!("    needs: [s{}]\n", i - 1));
+        }
+    }
+    let pb_path = dir.path().join("bench.yaml");
+    std::fs::write(&pb_path, pb).unwrap();
+    let playbook = Arc::new(soar_runner::playbook::load(&pb_path).expect("playbook"));
+    let config = Config::load(&config_path).unwrap();
+    let host = Arc::new(
+        PluginHost::load(&config, &dir.path().join("cache"))
+            .await
+            .unwrap(),
+    );
+    let journal = Journal::open(&dir.path().join("journal"), durability).unwrap();
+    let engine = Engine::new(host, journal.clone());
+
+    // Warm up.
+    for _ in 0..5 {
+        engine
+            .start(playbook.clone(), serde_json::json!({}), "bench")
+            .await
+            .unwrap();
+    }
+    let mut latencies = Vec::new();
+    for _ in 0..40 {
+        let started = Instant::now();
+        let report = engine
+            .start(playbook.clone(), serde_json::json!({}), "bench")
+            .await
+            .unwrap();
+        latencies.push(started.elapsed());
+        assert_eq!(report.status, RunStatus::Succeeded);
+    }
+    let lat = median(latencies);
+
+    let flushes_before = journal.flush_count();
+    let runs_per_task = 6;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let engine = engine.clone();
+        let playbook = playbook.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..runs_per_task {
+                let r = engine
+                    .start(playbook.clone(), serde_json::json!({}), "bench")
+                    .await
+                    .unwrap();
+                assert_eq!(r.status, RunStatus::Succeeded);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let steps = 64 * runs_per_task * 10;
+    let flushes = journal.flush_count() - flushes_before;
+    let records_per_run = 2 + 10 * 4; // run started/finished + per step: step/attempt started/finished
+
+    // Journal bytes per step: the records of one run as stored (JSON).
+    let some_run = journal.run_ids().unwrap().pop().unwrap();
+    let bytes: usize = journal
+        .read(&some_run)
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap().len())
+        .sum();
+
+    println!(
+        "[{label}] fsync (fdatasync of 4 KiB, median)      {:>9.3} ms",
+        fsync.as_secs_f64() * 1e3
+    );
+    println!(
+        "[{label}] 10-step run latency, concurrency 1       {:>9.3} ms  = {:.1} fsync times",
+        lat.as_secs_f64() * 1e3,
+        lat.as_secs_f64() / fsync.as_secs_f64()
+    );
+    println!(
+        "[{label}] throughput, concurrency 64               {:>9.0} durable steps/s ({steps} steps in {:.2} s, {flushes} flushes for ~{} records)",
+        steps as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64(),
+        64 * runs_per_task * records_per_run
+    );
+    println!(
+        "[{label}] journal bytes per step                   {:>9} B (JSON records of one run / 10)",
+        bytes / 10
+    );
+}
+
+async fn paused_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(&dir.path().join("journal"), Durability::Process).unwrap();
+    let before = rss_kib();
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let journal = journal.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (t..10_000).step_by(64) {
+                let id = format!("paused-{i}");
+                journal
+                    .append(
+                        &id,
+                        Event::RunStarted {
+                            playbook: "bench".into(),
+                            version: "1".into(),
+                            playbook_sha256: "0".repeat(64),
+                            playbook_path: "bench.yaml".into(),
+                            inputs: serde_json::json!({"host": "ws-1"}),
+                            alert: serde_json::json!({"id": id}),
+                            started_by: "bench".into(),
+                            dedup_key: None,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                journal
+                    .append(
+                        &id,
+                        Event::RunPaused {
+                            status: RunStatus::WaitingApproval,
+                            reason: "waiting for approval".into(),
+                        },
+                    )
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let runs = journal.run_ids().unwrap().len();
+    let after = rss_kib();
+    println!(
+        "[paused] {runs} paused runs: process RSS {:.1} MB (was {:.1} MB before creating them); a paused run holds no plugin instance, only journal records",
+        after as f64 / 1024.0,
+        before as f64 / 1024.0
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let probe_dir = tempfile::tempdir().unwrap();
+    let fsync = fsync_latency(probe_dir.path());
+    runtime.block_on(async {
+        bench(Durability::Process, "process-crash durability", fsync).await;
+        bench(Durability::PowerLoss, "power-loss durability", fsync).await;
+        paused_memory().await;
+    });
+}
