@@ -204,6 +204,24 @@ impl Journal {
     /// The record and the run's head are written in one sled transaction, so
     /// a crash leaves both or neither.
     pub async fn append(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+        let record = self.write(run_id, event)?;
+        // The run lock is released before waiting: the next record of this
+        // run may be written meanwhile (sled's log is ordered, so it cannot
+        // become durable before this one) and shares the same flush.
+        self.inner.commit.wait_durable().await?;
+        Ok(record)
+    }
+
+    /// Appends without waiting for a flush. The record becomes durable with
+    /// the next flush, and no later than the next [`Journal::append`] of any
+    /// run returns (sled's log is ordered). For records whose loss in a
+    /// crash the scheduler can recover from by itself: a crash then looks
+    /// as if it happened just before this record.
+    pub fn append_buffered(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+        self.write(run_id, event)
+    }
+
+    fn write(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
         store::check_run_id(run_id)?;
         let prepared = store::prepare(&event)?;
         let (seq, at, prev_hash, hash) = {
@@ -214,10 +232,6 @@ impl Journal {
             self.inner.release_run_lock(run_id, lock);
             result?
         };
-        // The run lock is released before waiting: the next record of this
-        // run may be written meanwhile (sled's log is ordered, so it cannot
-        // become durable before this one) and shares the same flush.
-        self.inner.commit.wait_durable().await?;
         Ok(Record {
             seq,
             at,

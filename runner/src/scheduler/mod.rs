@@ -287,7 +287,25 @@ impl Engine {
         &self.journal
     }
 
+    /// Appends and waits until durable: for records a side effect or a
+    /// decision must not precede (write-ahead).
     async fn append(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+        self.record(run_id, event, true).await
+    }
+
+    /// Appends without waiting for the flush: for records the scheduler can
+    /// rebuild if a crash loses them. They are durable before anything that
+    /// depends on them happens, since the next waited append flushes them too.
+    async fn note(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+        self.record(run_id, event, false).await
+    }
+
+    async fn record(
+        &self,
+        run_id: &str,
+        event: Event,
+        durable: bool,
+    ) -> Result<Record, JournalError> {
         if let Some(limit) = self.hang_after {
             // Freeze every task at its next append, as a crashed process would.
             if self.appended.load(Ordering::SeqCst) >= limit {
@@ -297,7 +315,11 @@ impl Engine {
         if self.progress {
             self.show_progress(run_id, &event);
         }
-        let record = self.journal.append(run_id, event).await?;
+        let record = if durable {
+            self.journal.append(run_id, event).await?
+        } else {
+            self.journal.append_buffered(run_id, event)?
+        };
         let n = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
         if self.hang_after == Some(n) {
             tracing::warn!(appends = n, "SOAR_TEST_HANG_AFTER_APPEND reached: hanging");
@@ -582,7 +604,7 @@ impl Engine {
             match self.templates.eval_condition(cond, &ctx) {
                 Ok(true) => {}
                 Ok(false) => {
-                    self.append(
+                    self.note(
                         run_id,
                         Event::StepSkipped {
                             step: step.id.clone(),
@@ -623,7 +645,7 @@ impl Engine {
                 }
             },
         };
-        self.append(
+        self.note(
             run_id,
             Event::StepStarted {
                 step: step.id.clone(),
@@ -741,7 +763,7 @@ impl Engine {
                     let delay = policy
                         .delay_before(attempt + 1, error.retry_after_ms.map(Duration::from_millis));
                     let at_ms = now_ms() + delay.as_millis() as u64;
-                    self.append(
+                    self.note(
                         run_id,
                         Event::RetryScheduled {
                             step: step.id.clone(),
@@ -891,19 +913,22 @@ impl Engine {
                     )
                 }
             };
-            self.append(
-                run_id,
-                Event::AttemptFinished {
-                    step: step.id.clone(),
-                    item,
-                    attempt,
-                    outcome: journal_outcome,
-                    duration_ms: outcome.duration.as_millis() as u64,
-                    exchanges: serde_json::to_value(&outcome.exchanges).unwrap_or(Value::Null),
-                    logs: serde_json::to_value(&outcome.logs).unwrap_or(Value::Null),
-                },
-            )
-            .await?;
+            // A lost result of an idempotent action is recovered by invoking
+            // it again; any other result must be durable before moving on.
+            let event = Event::AttemptFinished {
+                step: step.id.clone(),
+                item,
+                attempt,
+                outcome: journal_outcome,
+                duration_ms: outcome.duration.as_millis() as u64,
+                exchanges: serde_json::to_value(&outcome.exchanges).unwrap_or(Value::Null),
+                logs: serde_json::to_value(&outcome.logs).unwrap_or(Value::Null),
+            };
+            if manifest.idempotent && !manifest.destructive {
+                self.note(run_id, event).await?;
+            } else {
+                self.append(run_id, event).await?;
+            }
             // A destructive action that timed out may have acted: treat it as
             // a crash mid-attempt, never a blind retry.
             current = if timed_out && manifest.destructive {
