@@ -505,3 +505,23 @@ steps:
     let r = s.soar(&["validate", "good.yaml"], &[]);
     assert_eq!(r.code(), 0, "{}", r.stdout());
 }
+
+#[tokio::test]
+async fn destructive_steps_are_refused_until_approval_gates_exist() {
+    let server = vendor().await;
+    let s = scratch_for(&server.uri());
+    s.write(
+        "pb.yaml",
+        "name: wipe\nversion: \"1\"\ndescription: d\nowner: soc\ninputs: {}\nsteps:\n  - id: wipe\n    uses: hostile.wipe\n",
+    );
+    let v = s.soar(&["validate", "pb.yaml"], &[]);
+    assert_eq!(v.code(), 2);
+    assert!(
+        v.stdout().contains("pb.yaml:7:") && v.stdout().contains("destructive"),
+        "{}",
+        v.stdout()
+    );
+    let r = run(&s, "pb.yaml", &json!({}), &[]);
+    assert_eq!(r.code(), 2, "{}", r.stdout());
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}

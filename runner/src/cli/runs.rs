@@ -47,10 +47,10 @@ async fn host(globals: &Globals) -> Result<Arc<PluginHost>, Exit> {
 }
 
 fn journal(globals: &Globals) -> Result<Journal, Exit> {
-    let durability = if std::env::var("SOAR_DURABILITY").as_deref() == Ok("power-loss") {
-        crate::journal::Durability::PowerLoss
-    } else {
-        crate::journal::Durability::Process
+    // Reading runs needs no config; writing them honours its durability.
+    let durability = match globals.config().map(|c| c.durability) {
+        Ok(crate::config::JournalDurability::PowerLoss) => crate::journal::Durability::PowerLoss,
+        _ => crate::journal::Durability::Process,
     };
     Journal::open(&globals.data_dir.join("journal"), durability)
         .map_err(|e| Exit::failed(format!("error: cannot open the journal: {e}")))
@@ -60,7 +60,23 @@ fn journal(globals: &Globals) -> Result<Journal, Exit> {
 fn checked_playbook(path: &Path, host: &PluginHost) -> Result<Playbook, Vec<String>> {
     let pb = playbook::load(path)
         .map_err(|ds| ds.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let problems = playbook::validate(&pb, host);
+    let mut problems = playbook::validate(&pb, host);
+    // Fail closed until approval gates exist: no playbook may reach a
+    // destructive action at all.
+    for step in &pb.steps {
+        if let Some((plugin, action)) = step.uses.split_once('.') {
+            if host.action(plugin, action).is_ok_and(|a| a.destructive) {
+                problems.push(playbook::Diagnostic::new(
+                    &pb.path,
+                    step.pos,
+                    format!(
+                        "step `{}`: `{}` is destructive, and destructive steps need an approval gate, which this version of soar does not support yet",
+                        step.id, step.uses
+                    ),
+                ));
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(pb)
     } else {

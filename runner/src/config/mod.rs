@@ -25,6 +25,26 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     plugins: BTreeMap<String, Spanned<RawPlugin>>,
+    #[serde(default)]
+    journal: RawJournal,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    #[serde(default)]
+    durability: Option<JournalDurability>,
+}
+
+/// What a durable journal record survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalDurability {
+    /// A killed process (sled's flush: `sync_file_range`). The default.
+    #[default]
+    Process,
+    /// A power cut too: the journal's files are `fdatasync`ed after each group commit.
+    PowerLoss,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -138,6 +158,8 @@ pub struct Config {
     pub path: PathBuf,
     /// Plugins by name.
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// What journal records survive.
+    pub durability: JournalDurability,
 }
 
 /// One problem in the config, with its place.
@@ -252,6 +274,7 @@ impl Config {
         Ok(Config {
             path: path.to_path_buf(),
             plugins,
+            durability: raw.journal.durability.unwrap_or_default(),
         })
     }
 }
@@ -449,6 +472,7 @@ mod tests {
         let c = parse(
             r#"
 plugins_dir: wasm
+journal: { durability: power_loss }
 limits:
   timeout_ms: 5000
 plugins:
@@ -463,6 +487,7 @@ plugins:
 "#,
         )
         .unwrap();
+        assert_eq!(c.durability, JournalDurability::PowerLoss);
         let edr = &c.plugins["edr"];
         assert_eq!(edr.wasm_path, Path::new("/etc/soar/wasm/edr.wasm"));
         assert_eq!(edr.limits.memory_bytes, 32 << 20);

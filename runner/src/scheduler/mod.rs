@@ -738,6 +738,18 @@ impl Engine {
                 retry_after_ms: None,
             }));
         };
+        if manifest.destructive {
+            // Fail closed: approval gates are not implemented yet, so nothing
+            // destructive runs, whatever the playbook says.
+            return Ok(ItemEnd::Failed(AttemptError {
+                kind: "blocked".into(),
+                message: format!(
+                    "`{}` is destructive and needs an approval gate; not invoked",
+                    step.uses
+                ),
+                retry_after_ms: None,
+            }));
+        }
         let key = idempotency_key(run_id, &step.id, item);
         let policy = retry::Policy {
             max_attempts: step.retry.max_attempts.max(1),
