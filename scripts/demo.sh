@@ -38,6 +38,7 @@ YAML
 export VT_API_KEY=demo-virustotal-key
 export FALCON_CLIENT_ID=demo-falcon-client FALCON_CLIENT_SECRET=demo-falcon-secret
 export SOAR_DATA_DIR="$work/data"
+repo="$PWD"
 cd "$work"
 host=0a1b2c3d4e5f4a5b8c7d6e5f4a3b2c1d
 run() { printf '\n\033[1m$ soar %s\033[0m\n' "$*"; "$soar" "$@"; }
@@ -54,4 +55,13 @@ run plugins call edr isolate_host --allow-destructive --input "{\"host_id\":\"$h
 printf '\n(idempotent: a second isolation sees the host contained and sends nothing)'
 run plugins call edr isolate_host --allow-destructive --input "{\"host_id\":\"$host\"}"
 run plugins call edr get_host --input "{\"host_id\":\"$host\"}"
+printf '\n--- a playbook: enrich the alert in parallel, journaled ---'
+run validate "$repo/playbooks/malware-enrichment.yaml"
+run run "$repo/playbooks/malware-enrichment.yaml" --input "$repo/examples/alerts/edr-malware.json"
+run_id="$("$soar" runs --json | sed -n 's/.*"run_id":"\([^"]*\)".*/\1/p' | head -1)"
+printf '\n(the same alert again is deduplicated: same run, nothing sent)'
+run run "$repo/playbooks/malware-enrichment.yaml" --input "$repo/examples/alerts/edr-malware.json"
+run journal "$run_id"
+run journal verify --all
+run replay "$run_id"
 printf '\ndemo finished: the secrets above were filled in by the host, never seen by the connectors.\n'

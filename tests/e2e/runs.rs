@@ -525,3 +525,48 @@ async fn destructive_steps_are_refused_until_approval_gates_exist() {
     assert_eq!(r.code(), 2, "{}", r.stdout());
     assert_eq!(server.received_requests().await.unwrap().len(), 0);
 }
+
+#[test]
+fn shipped_playbooks_validate_and_run_against_the_simulators() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sim = rt.block_on(soar_e2e::sim::start(0)).unwrap();
+    let url = sim.uri();
+    let s = soar_e2e::Scratch::new();
+    s.config(&format!(
+        r#"plugins:
+  threatintel:
+    path: {ti}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_key: {{ env: VT_API_KEY, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+  edr:
+    path: {edr}
+    allowed_hosts: ["{url}"]
+    secrets:
+      client_id: {{ env: FALCON_CLIENT_ID, hosts: ["{url}"] }}
+      client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{url}"] }}
+    config: {{ base_url: "{url}" }}
+"#,
+        ti = soar_e2e::wasm("threatintel").display(),
+        edr = soar_e2e::wasm("edr").display(),
+    ));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let playbook = root.join("playbooks/malware-enrichment.yaml");
+    let alert = root.join("examples/alerts/edr-malware.json");
+    let env = [
+        ("VT_API_KEY", soar_e2e::sim::VT_API_KEY),
+        ("FALCON_CLIENT_ID", soar_e2e::sim::FALCON_CLIENT_ID),
+        ("FALCON_CLIENT_SECRET", soar_e2e::sim::FALCON_CLIENT_SECRET),
+    ];
+    let v = s.soar(&["validate", playbook.to_str().unwrap()], &env);
+    assert_eq!(v.code(), 0, "{}{}", v.stdout(), v.stderr());
+    let r = s.soar(
+        &["run", playbook.to_str().unwrap(), "--input", alert.to_str().unwrap(), "--json"],
+        &env,
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let report = r.json();
+    assert_eq!(report["outputs"]["verdict"], "malicious");
+    assert_eq!(report["outputs"]["hostname"], "FIN-WS-042");
+    assert_eq!(report["steps"]["assess"]["status"], "succeeded");
+}
