@@ -550,7 +550,9 @@ fn shipped_playbooks_validate_and_run_against_the_simulators() {
         ti = soar_e2e::wasm("threatintel").display(),
         edr = soar_e2e::wasm("edr").display(),
     ));
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
     let playbook = root.join("playbooks/malware-enrichment.yaml");
     let alert = root.join("examples/alerts/edr-malware.json");
     let env = [
@@ -561,7 +563,13 @@ fn shipped_playbooks_validate_and_run_against_the_simulators() {
     let v = s.soar(&["validate", playbook.to_str().unwrap()], &env);
     assert_eq!(v.code(), 0, "{}{}", v.stdout(), v.stderr());
     let r = s.soar(
-        &["run", playbook.to_str().unwrap(), "--input", alert.to_str().unwrap(), "--json"],
+        &[
+            "run",
+            playbook.to_str().unwrap(),
+            "--input",
+            alert.to_str().unwrap(),
+            "--json",
+        ],
         &env,
     );
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
