@@ -151,3 +151,95 @@ async fn sigkill_at_every_journal_point_then_resume_repeats_no_harm() {
         requests.len()
     );
 }
+
+/// Kills a one-step `post_once` run after its attempt's start record, once
+/// the POST has reached the vendor but before its result is journaled, then
+/// resumes. Returns the resume report and the vendor's requests.
+async fn interrupted_post(
+    probe_status: u16,
+) -> (serde_json::Value, Vec<wiremock::Request>, Scratch) {
+    let vendor = MockServer::start().await;
+    Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&vendor)
+        .await;
+    Mock::given(wiremock::matchers::method("GET"))
+        .respond_with(ResponseTemplate::new(probe_status))
+        .mount(&vendor)
+        .await;
+    let s = scratch_for(&vendor.uri());
+    s.write(
+        "pb.yaml",
+        &format!(
+            "name: once\nversion: \"1\"\ndescription: d\nowner: soc\ninputs: {{}}\nsteps:\n  - id: post\n    uses: hostile.post_once\n    with: {{ url: \"{}/effect\" }}\n",
+            vendor.uri()
+        ),
+    );
+    s.write("alert.json", "{}");
+    // Records: run_started, step_started, attempt_started; the 4th append
+    // (attempt_finished) never happens.
+    run_and_kill(&s, 3);
+    let posts = vendor.received_requests().await.unwrap().len();
+    assert_eq!(posts, 1, "the POST was sent before the crash");
+    let resumed = s.soar(&["resume", "--all", "--json"], &[]);
+    let report = resumed.json()["resumed"][0].clone();
+    (report, vendor.received_requests().await.unwrap(), s)
+}
+
+fn decisions(s: &Scratch, run_id: &str) -> Vec<String> {
+    let r = s.soar(&["journal", run_id, "--json"], &[]);
+    r.stdout()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["type"] == "reconciled")
+        .map(|e| e["decision"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_that_sees_the_effect_settles_the_step_without_acting_again() {
+    let (report, requests, s) = interrupted_post(200).await;
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let posts = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .count();
+    assert_eq!(posts, 1, "not posted again");
+    let probe = requests
+        .iter()
+        .find(|r| r.method.as_str() == "GET")
+        .expect("probe called");
+    assert!(
+        probe.url.query().unwrap_or("").contains("key=soar-"),
+        "{}",
+        probe.url
+    );
+    assert_eq!(
+        decisions(&s, report["run_id"].as_str().unwrap()),
+        ["done_by_probe"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_that_sees_no_effect_lets_the_action_run_again_with_the_same_key() {
+    let (report, requests, s) = interrupted_post(404).await;
+    assert_eq!(report["status"], "succeeded", "{report}");
+    let keys: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method.as_str() == "POST")
+        .map(|r| {
+            r.headers
+                .get("idempotency-key")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1], "same idempotency key");
+    assert_eq!(
+        decisions(&s, report["run_id"].as_str().unwrap()),
+        ["reinvoke_after_probe"]
+    );
+}

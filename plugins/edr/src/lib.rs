@@ -104,6 +104,19 @@ pub struct Host {
     pub local_ip: Option<String>,
     /// Operating system version, when reported.
     pub os_version: Option<String>,
+    /// The probe answer for crash reconciliation: whether the effect of each
+    /// destructive action this probe covers is already in place.
+    pub effects: Effects,
+}
+
+/// Whether `isolate_host` / `release_host` have taken effect on this host
+/// (a pending change counts: Falcon is already carrying it out).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Effects {
+    /// Contained or containment pending.
+    pub isolate_host: bool,
+    /// Normal or lift pending.
+    pub release_host: bool,
 }
 
 /// Which containment change an action asks for.
@@ -247,6 +260,10 @@ impl Falcon {
         let device = reply.resources.into_iter().next().ok_or_else(missing)?;
         Ok(Host {
             contained: device.status.is_contained(),
+            effects: Effects {
+                isolate_host: ContainmentAction::Contain.already(&device.status),
+                release_host: ContainmentAction::LiftContainment.already(&device.status),
+            },
             host_id: device.device_id,
             hostname: device.hostname,
             status: device.status,
@@ -450,6 +467,10 @@ mod tests {
         assert_eq!(out["hostname"], "WS-0042");
         assert_eq!(out["status"], "contained");
         assert_eq!(out["contained"], true);
+        assert_eq!(
+            out["effects"],
+            json!({"isolate_host": true, "release_host": false})
+        );
         assert_eq!(out["platform"], "Windows");
         assert_eq!(out["last_seen"], "2026-05-01T10:00:00Z");
         assert_eq!(out["local_ip"], "10.1.2.3");

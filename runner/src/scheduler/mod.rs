@@ -307,8 +307,17 @@ impl Engine {
         durable: bool,
     ) -> Result<Record, JournalError> {
         if let Some(limit) = self.hang_after {
-            // Freeze every task at its next append, as a crashed process would.
+            // Fault injection: after `limit` records, freeze every task at its
+            // next append, before writing, as if the process died there. What
+            // happens in between (a plugin call, say) still happens.
             if self.appended.load(Ordering::SeqCst) >= limit {
+                if let Ok(marker) = std::env::var("SOAR_TEST_HANG_MARKER") {
+                    let _ = std::fs::write(marker, limit.to_string());
+                }
+                tracing::warn!(
+                    appends = limit,
+                    "SOAR_TEST_HANG_AFTER_APPEND reached: hanging"
+                );
                 std::future::pending::<()>().await;
             }
         }
@@ -320,14 +329,7 @@ impl Engine {
         } else {
             self.journal.append_buffered(run_id, event)?
         };
-        let n = self.appended.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.hang_after == Some(n) {
-            tracing::warn!(appends = n, "SOAR_TEST_HANG_AFTER_APPEND reached: hanging");
-            if let Ok(marker) = std::env::var("SOAR_TEST_HANG_MARKER") {
-                let _ = std::fs::write(marker, n.to_string());
-            }
-            std::future::pending::<()>().await;
-        }
+        self.appended.fetch_add(1, Ordering::SeqCst);
         Ok(record)
     }
 
@@ -758,7 +760,11 @@ impl Engine {
             multiplier: step.retry.multiplier,
             jitter: step.retry.jitter,
         };
+        // Deterministic: upstream outputs are journaled, so a resume renders
+        // the same input the interrupted attempt had.
+        let rendered = self.templates.render_value(&step.with, ctx);
         let mut current = state.item(&step.id, item);
+        let mut next_attempt_override: Option<u32> = None;
         loop {
             let attempt = match current {
                 ItemState::Done(output) => return Ok(ItemEnd::Done(output)),
@@ -767,7 +773,7 @@ impl Engine {
                         "recorded as in doubt; waiting for an operator".into(),
                     ))
                 }
-                ItemState::NotStarted => 1,
+                ItemState::NotStarted => next_attempt_override.take().unwrap_or(1),
                 ItemState::Errored { attempt, error } => {
                     if !error.retryable() || attempt >= policy.max_attempts {
                         return Ok(ItemEnd::Failed(error));
@@ -802,28 +808,92 @@ impl Engine {
                     next_attempt
                 }
                 ItemState::InFlight { attempt } => {
-                    // Started, no result: the effect is unknown. Repeat only
-                    // what is safe to repeat with the same key.
+                    // Started, no result: the effect is unknown. Ask the
+                    // action's probe first, then repeat only what is safe to
+                    // repeat with the same key; otherwise it is in doubt.
+                    let mut probe_detail = String::new();
+                    if let (Some(probe), Ok(input)) = (&manifest.probe, &rendered) {
+                        let invocation = Invocation {
+                            run_id: run_id.to_string(),
+                            step_id: step.id.clone(),
+                            attempt,
+                            idempotency_key: key.clone(),
+                            dry_run: false,
+                        };
+                        let answer = self.host.invoke(plugin, probe, input, &invocation).await;
+                        match answer.result {
+                            Ok(output) if output["effects"][action] == Value::Bool(true) => {
+                                self.append(
+                                    run_id,
+                                    Event::Reconciled {
+                                        step: step.id.clone(),
+                                        item,
+                                        attempt,
+                                        decision: "done_by_probe".into(),
+                                        detail: format!("probe `{plugin}.{probe}` shows the effect of `{}` in place; not acting again", step.uses),
+                                    },
+                                )
+                                .await?;
+                                self.append(
+                                    run_id,
+                                    Event::AttemptFinished {
+                                        step: step.id.clone(),
+                                        item,
+                                        attempt,
+                                        outcome: AttemptOutcome::Ok {
+                                            output: output.clone(),
+                                        },
+                                        duration_ms: answer.duration.as_millis() as u64,
+                                        exchanges: serde_json::to_value(&answer.exchanges)
+                                            .unwrap_or(Value::Null),
+                                        logs: serde_json::to_value(&answer.logs)
+                                            .unwrap_or(Value::Null),
+                                    },
+                                )
+                                .await?;
+                                return Ok(ItemEnd::Done(output));
+                            }
+                            Ok(output) if output["effects"][action] == Value::Bool(false) => {
+                                self.append(
+                                    run_id,
+                                    Event::Reconciled {
+                                        step: step.id.clone(),
+                                        item,
+                                        attempt,
+                                        decision: "reinvoke_after_probe".into(),
+                                        detail: format!("probe `{plugin}.{probe}` shows no effect of `{}`: invoking again with key {key}", step.uses),
+                                    },
+                                )
+                                .await?;
+                                current = ItemState::NotStarted;
+                                next_attempt_override = Some(attempt + 1);
+                                continue;
+                            }
+                            Ok(output) => {
+                                probe_detail = format!(
+                                    "; probe `{probe}` gave no `effects.{action}` answer: {output}"
+                                )
+                            }
+                            Err(e) => probe_detail = format!("; probe `{probe}` failed: {e}"),
+                        }
+                    }
                     // Bounded: an action that keeps timing out ends in doubt.
                     if manifest.idempotent && attempt < policy.max_attempts.max(2) {
-                        self.append(
+                        self.note(
                             run_id,
                             Event::Reconciled {
                                 step: step.id.clone(),
                                 item,
                                 attempt,
                                 decision: "reinvoke".into(),
-                                detail: format!(
-                                    "`{}` is idempotent: invoking again with key {key}",
-                                    step.uses
-                                ),
+                                detail: format!("`{}` is idempotent: invoking again with key {key}{probe_detail}", step.uses),
                             },
                         )
                         .await?;
                         attempt + 1
                     } else {
                         let detail = format!(
-                            "attempt {attempt} of `{}` started but has no recorded result, and the action is not idempotent",
+                            "attempt {attempt} of `{}` started but has no recorded result, and the action is not idempotent{probe_detail}",
                             step.uses
                         );
                         self.append(
@@ -841,8 +911,8 @@ impl Engine {
                     }
                 }
             };
-            let input = match self.templates.render_value(&step.with, ctx) {
-                Ok(v) => v,
+            let input = match &rendered {
+                Ok(v) => v.clone(),
                 Err(e) => {
                     return Ok(ItemEnd::Failed(AttemptError {
                         kind: "template".into(),

@@ -28,6 +28,22 @@ pub fn plugin() -> Plugin {
     .action(Action::new("http", "sends the described request", http))
     .action(
         Action::new(
+            "post_once",
+            "POSTs to `url` with the idempotency key; not safe to repeat",
+            post_once,
+        )
+        .probe("was_posted"),
+    )
+    .action(
+        Action::new(
+            "was_posted",
+            "probe: did `post_once` with this key reach `url`?",
+            was_posted,
+        )
+        .idempotent(),
+    )
+    .action(
+        Action::new(
             "http_idempotent",
             "sends the described request; safe to repeat",
             http,
@@ -218,4 +234,47 @@ fn recall(_: Empty, _: &Context) -> Result<Recalled> {
     Ok(Recalled {
         value: slot.clone(),
     })
+}
+
+/// Where `post_once` posts and `was_posted` looks.
+#[derive(Deserialize, JsonSchema)]
+pub struct PostInput {
+    /// Vendor URL.
+    pub url: String,
+}
+
+/// What `post_once` got back.
+#[derive(Serialize, JsonSchema)]
+pub struct Posted {
+    /// HTTP status.
+    pub status: u16,
+}
+
+fn post_once(input: PostInput, ctx: &Context) -> Result<Posted> {
+    let response = Request::post(input.url)
+        .header("idempotency-key", ctx.idempotency_key())
+        .send()?
+        .error_for_status()?;
+    Ok(Posted {
+        status: response.status,
+    })
+}
+
+/// The probe's answer.
+#[derive(Serialize, JsonSchema)]
+pub struct Probe {
+    /// `effects.post_once`: whether the vendor has the post with this key.
+    pub effects: std::collections::BTreeMap<String, bool>,
+}
+
+fn was_posted(input: PostInput, ctx: &Context) -> Result<Probe> {
+    let url = format!(
+        "{}?key={}",
+        input.url,
+        soar_plugin_sdk::http::encode(ctx.idempotency_key())
+    );
+    let response = Request::get(url).send()?;
+    let mut effects = std::collections::BTreeMap::new();
+    effects.insert("post_once".to_string(), response.status == 200);
+    Ok(Probe { effects })
 }
