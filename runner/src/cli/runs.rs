@@ -247,6 +247,8 @@ pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_o
         Ok(j) => j,
         Err(e) => return e,
     };
+    let single = run_id.is_some();
+    let only = run_id.clone();
     let ids = match run_id {
         Some(id) => vec![id],
         None => match journal.run_ids() {
@@ -300,7 +302,19 @@ pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_o
             }
         }
     }
-    if json_out {
+    if json_out && single {
+        // `soar resume RUN_ID --json`: the run's report, as `soar run --json`.
+        match reports.first() {
+            Some(r) => print_report(r, true),
+            None => {
+                if let Some(id) = &only {
+                    if let Ok(records) = journal.read(id) {
+                        print_report(&RunReport::from_records(id, &records, None), true);
+                    }
+                }
+            }
+        }
+    } else if json_out {
         println!("{}", json!({"resumed": reports}));
     } else {
         if reports.is_empty() {
