@@ -243,3 +243,30 @@ async fn a_probe_that_sees_no_effect_lets_the_action_run_again_with_the_same_key
         ["reinvoke_after_probe"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dedup_key_claimed_by_a_run_that_died_before_starting_is_taken_over() {
+    let vendor = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&vendor)
+        .await;
+    let s = scratch_for(&vendor.uri());
+    s.write(
+        "pb.yaml",
+        &format!(
+            "name: dd\nversion: \"1\"\ndescription: d\nowner: soc\ninputs:\n  id: {{ type: string }}\ndedup: \"{{{{ inputs.id }}}}\"\nsteps:\n  - id: one\n    uses: hostile.http_idempotent\n    with: {{ url: \"{}/x\", send_key: true }}\n",
+            vendor.uri()
+        ),
+    );
+    s.write("alert.json", r#"{"id": "A-1"}"#);
+    // Dies after claiming the dedup key, before its first record.
+    run_and_kill(&s, 0);
+    let r = run(&s, "pb.yaml", &json!({"id": "A-1"}), &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(r.json()["deduplicated"], false);
+    assert_eq!(vendor.received_requests().await.unwrap().len(), 1);
+    let again = run(&s, "pb.yaml", &json!({"id": "A-1"}), &[]);
+    assert_eq!(again.json()["deduplicated"], true);
+    assert_eq!(again.json()["run_id"], r.json()["run_id"]);
+}

@@ -285,6 +285,33 @@ impl Journal {
         summarize(run_id, &records)
     }
 
+    /// Moves dedup key `key` from `stale` (a run that never journaled its
+    /// start: the process died between claiming and starting) to `run_id`.
+    /// Returns the holder if someone else took it meanwhile.
+    pub fn reclaim_dedup(
+        &self,
+        key: &str,
+        stale: &str,
+        run_id: &str,
+    ) -> Result<Option<String>, JournalError> {
+        let swapped = self
+            .inner
+            .dedup
+            .compare_and_swap(
+                key.as_bytes(),
+                Some(stale.as_bytes()),
+                Some(run_id.as_bytes()),
+            )
+            .map_err(storage)?;
+        match swapped {
+            Ok(()) => Ok(None),
+            Err(e) => match e.current {
+                Some(holder) => Ok(Some(String::from_utf8_lossy(&holder).into_owned())),
+                None => self.claim_dedup(key, run_id),
+            },
+        }
+    }
+
     /// Atomically claims dedup key `key` for `run_id`; returns
     /// `Some(existing_run_id)` if another run already holds it
     /// (compare-and-swap in sled).

@@ -351,11 +351,22 @@ impl Engine {
                     .render_str(t, &json!({"inputs": inputs, "alert": alert}))
                     .map_err(|e| EngineError::Dedup(e.to_string()))?;
                 let claim = format!("{}:{}", playbook.name, key);
-                if let Some(existing) = self.journal.claim_dedup(&claim, &run_id)? {
-                    let records = self.journal.read(&existing)?;
-                    let mut report = RunReport::from_records(&existing, &records, Some(&playbook));
-                    report.deduplicated = true;
-                    return Ok(report);
+                let mut holder = self.journal.claim_dedup(&claim, &run_id)?;
+                while let Some(existing) = holder {
+                    match self.journal.read(&existing) {
+                        Ok(records) if !records.is_empty() => {
+                            let mut report =
+                                RunReport::from_records(&existing, &records, Some(&playbook));
+                            report.deduplicated = true;
+                            return Ok(report);
+                        }
+                        // The holder died between claiming and journaling its
+                        // start: nothing ran under it, so take the key over.
+                        Ok(_) | Err(JournalError::UnknownRun(_)) => {
+                            holder = self.journal.reclaim_dedup(&claim, &existing, &run_id)?;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Some(key)
             }
