@@ -582,6 +582,28 @@ impl Engine {
         json!({"inputs": inputs, "steps": steps, "run": {"id": run_id}})
     }
 
+    /// Journals a reconciliation decision about an interrupted attempt.
+    #[allow(clippy::too_many_arguments)]
+    async fn reconciled(
+        &self,
+        run_id: &str,
+        step: &str,
+        item: Option<u32>,
+        attempt: u32,
+        decision: &str,
+        detail: String,
+        durable: bool,
+    ) -> Result<Record, JournalError> {
+        let event = Event::Reconciled {
+            step: step.to_string(),
+            item,
+            attempt,
+            decision: decision.to_string(),
+            detail,
+        };
+        self.record(run_id, event, durable).await
+    }
+
     async fn finish_step(
         &self,
         run_id: &str,
@@ -834,15 +856,18 @@ impl Engine {
                         let answer = self.host.invoke(plugin, probe, input, &invocation).await;
                         match answer.result {
                             Ok(output) if output["effects"][action] == Value::Bool(true) => {
-                                self.append(
+                                let detail = format!(
+                                    "probe `{plugin}.{probe}` shows the effect of `{}` in place; not acting again",
+                                    step.uses
+                                );
+                                self.reconciled(
                                     run_id,
-                                    Event::Reconciled {
-                                        step: step.id.clone(),
-                                        item,
-                                        attempt,
-                                        decision: "done_by_probe".into(),
-                                        detail: format!("probe `{plugin}.{probe}` shows the effect of `{}` in place; not acting again", step.uses),
-                                    },
+                                    &step.id,
+                                    item,
+                                    attempt,
+                                    "done_by_probe",
+                                    detail,
+                                    true,
                                 )
                                 .await?;
                                 self.append(
@@ -865,15 +890,13 @@ impl Engine {
                                 return Ok(ItemEnd::Done(output));
                             }
                             Ok(output) if output["effects"][action] == Value::Bool(false) => {
-                                self.append(
-                                    run_id,
-                                    Event::Reconciled {
-                                        step: step.id.clone(),
-                                        item,
-                                        attempt,
-                                        decision: "reinvoke_after_probe".into(),
-                                        detail: format!("probe `{plugin}.{probe}` shows no effect of `{}`: invoking again with key {key}", step.uses),
-                                    },
+                                let detail = format!(
+                                    "probe `{plugin}.{probe}` shows no effect of `{}`: invoking again with key {key}",
+                                    step.uses
+                                );
+                                let decision = "reinvoke_after_probe";
+                                self.reconciled(
+                                    run_id, &step.id, item, attempt, decision, detail, true,
                                 )
                                 .await?;
                                 current = ItemState::NotStarted;
@@ -890,15 +913,17 @@ impl Engine {
                     }
                     // Bounded: an action that keeps timing out ends in doubt.
                     if manifest.idempotent && attempt < policy.max_attempts.max(2) {
-                        self.note(
+                        self.reconciled(
                             run_id,
-                            Event::Reconciled {
-                                step: step.id.clone(),
-                                item,
-                                attempt,
-                                decision: "reinvoke".into(),
-                                detail: format!("`{}` is idempotent: invoking again with key {key}{probe_detail}", step.uses),
-                            },
+                            &step.id,
+                            item,
+                            attempt,
+                            "reinvoke",
+                            format!(
+                                "`{}` is idempotent: invoking again with key {key}{probe_detail}",
+                                step.uses
+                            ),
+                            false,
                         )
                         .await?;
                         attempt + 1
@@ -907,15 +932,14 @@ impl Engine {
                             "attempt {attempt} of `{}` started but has no recorded result, and the action is not idempotent{probe_detail}",
                             step.uses
                         );
-                        self.append(
+                        self.reconciled(
                             run_id,
-                            Event::Reconciled {
-                                step: step.id.clone(),
-                                item,
-                                attempt,
-                                decision: "in_doubt".into(),
-                                detail: detail.clone(),
-                            },
+                            &step.id,
+                            item,
+                            attempt,
+                            "in_doubt",
+                            detail.clone(),
+                            true,
                         )
                         .await?;
                         return Ok(ItemEnd::InDoubt(detail));
