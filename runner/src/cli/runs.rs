@@ -5,10 +5,9 @@ use super::{exit, Exit, Globals};
 use crate::journal::{Event, Journal, Record, RunStatus};
 use crate::playbook::{self, Catalog, Playbook};
 use crate::plugin_host::{ActionManifest, PluginHost};
-use crate::scheduler::{Engine, FinishedStep, RunReport, RunState, StepStatus};
+use crate::scheduler::{self, Engine, RunReport, RunState};
 use crate::template::Templates;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -335,14 +334,12 @@ pub fn status(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
         Ok(j) => j,
         Err(e) => return e,
     };
-    match journal.read(run_id) {
-        Ok(records) if !records.is_empty() => {
-            let report = RunReport::from_records(run_id, &records, None);
-            print_report(&report, json_out);
+    match read_run(&journal, run_id) {
+        Ok(records) => {
+            print_report(&RunReport::from_records(run_id, &records, None), json_out);
             Exit::ok()
         }
-        Ok(_) => Exit::invalid(format!("error: no run `{run_id}`")),
-        Err(e) => Exit::failed(format!("error: {e}")),
+        Err(e) => e,
     }
 }
 
@@ -387,15 +384,23 @@ pub fn runs(globals: &Globals, status: Option<String>, json_out: bool) -> Exit {
     Exit::ok()
 }
 
+/// The run's records; an unknown run is a usage error.
+fn read_run(journal: &Journal, run_id: &str) -> Result<Vec<Record>, Exit> {
+    match journal.read(run_id) {
+        Ok(r) if !r.is_empty() => Ok(r),
+        Ok(_) => Err(Exit::invalid(format!("error: no run `{run_id}`"))),
+        Err(e) => Err(Exit::failed(format!("error: {e}"))),
+    }
+}
+
 pub fn show_journal(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
     let journal = match journal(globals) {
         Ok(j) => j,
         Err(e) => return e,
     };
-    let records = match journal.read(run_id) {
-        Ok(r) if !r.is_empty() => r,
-        Ok(_) => return Exit::invalid(format!("error: no run `{run_id}`")),
-        Err(e) => return Exit::failed(format!("error: {e}")),
+    let records = match read_run(&journal, run_id) {
+        Ok(r) => r,
+        Err(e) => return e,
     };
     for r in &records {
         let mut line = serde_json::to_value(&r.event).unwrap_or(Value::Null);
@@ -471,23 +476,22 @@ pub async fn replay(globals: &Globals, run_id: &str) -> Exit {
         Ok(j) => j,
         Err(e) => return e,
     };
-    let records = match journal.read(run_id) {
-        Ok(r) if !r.is_empty() => r,
-        Ok(_) => return Exit::invalid(format!("error: no run `{run_id}`")),
-        Err(e) => return Exit::failed(format!("error: {e}")),
+    let records = match read_run(&journal, run_id) {
+        Ok(r) => r,
+        Err(e) => return e,
     };
     let pb = match playbook_of(&records, &host) {
         Ok(pb) => pb,
         Err(e) => return Exit::failed(format!("error: {e}")),
     };
-    let state = RunState::from_records(&records);
     let templates = Templates::new();
-    let engine = Engine::new(host, journal);
-    let mut finished: BTreeMap<String, FinishedStep> = BTreeMap::new();
+    // Each decision is re-evaluated against the state the journal had reached
+    // just before it.
+    let mut so_far = RunState::default();
     let mut differences = Vec::new();
     let mut checked = 0;
     for r in &records {
-        let ctx = engine.context(run_id, &state.inputs, &finished);
+        let ctx = scheduler::context(run_id, &so_far.inputs, &so_far.finished);
         match &r.event {
             Event::StepSkipped { step, reason } if reason.starts_with("condition") => {
                 if let Some(s) = pb.steps.iter().find(|s| &s.id == step) {
@@ -534,34 +538,9 @@ pub async fn replay(globals: &Globals, run_id: &str) -> Exit {
                     }
                 }
             }
-            Event::StepFinished {
-                step,
-                status,
-                output,
-                error,
-            } => {
-                let status = StepStatus::parse(status).unwrap_or(StepStatus::Failed);
-                finished.insert(
-                    step.clone(),
-                    FinishedStep {
-                        status,
-                        output: output.clone(),
-                        error: error.clone(),
-                    },
-                );
-            }
             _ => {}
         }
-        if let Event::StepSkipped { step, .. } = &r.event {
-            finished.insert(
-                step.clone(),
-                FinishedStep {
-                    status: StepStatus::Skipped,
-                    output: None,
-                    error: None,
-                },
-            );
-        }
+        so_far.apply(r);
     }
     if differences.is_empty() {
         println!("replay of {run_id}: {checked} decision(s) re-evaluated, all identical");

@@ -14,7 +14,7 @@ mod verify;
 mod tests;
 
 pub use event::{AttemptOutcome, Event, ParseRunStatusError, RunStatus};
-pub use time::{format_rfc3339_millis, format_unix_millis};
+pub use time::{format_rfc3339_millis, format_unix_millis, parse_unix_millis};
 
 use canonical::{record_hash, GENESIS_HASH};
 use flusher::GroupCommit;

@@ -27,6 +27,27 @@ pub fn format_unix_millis(ms: u64) -> String {
     )
 }
 
+/// Parses a timestamp written by [`format_unix_millis`] back into
+/// milliseconds since the Unix epoch; `None` if it is not one.
+pub fn parse_unix_millis(at: &str) -> Option<u64> {
+    let b = at.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[10] != b'T' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| at.get(r)?.parse::<i64>().ok();
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let ms = if b[19] == b'.' { num(20..23)? } else { 0 };
+    // days from civil (the inverse of `civil_from_days`)
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from((((days * 24 + h) * 60 + mi) * 60 + s) * 1000 + ms).ok()
+}
+
 /// The current time, formatted for a record's `at`.
 pub(crate) fn now() -> String {
     format_rfc3339_millis(SystemTime::now())
@@ -52,6 +73,14 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn parses_what_it_formats() {
+        for ms in [0, 1_795_774_530_123, 951_782_400_000] {
+            assert_eq!(parse_unix_millis(&format_unix_millis(ms)), Some(ms));
+        }
+        assert_eq!(parse_unix_millis("garbage"), None);
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -3,7 +3,7 @@
 //! name, else its default; a required input that cannot be mapped rejects
 //! the alert before any step runs.
 
-use crate::playbook::{InputType, Playbook};
+use crate::playbook::Playbook;
 use crate::template::Templates;
 use serde_json::{Map, Value};
 
@@ -41,10 +41,10 @@ pub fn normalise(
             }
             None => Value::Null,
         };
-        if !value.is_null() && !type_matches(&decl.r#type, &value) {
+        if !value.is_null() && !decl.r#type.matches(&value) {
             problems.push(format!(
                 "input `{name}` must be {}, got {}",
-                type_name(&decl.r#type),
+                decl.r#type.describe(),
                 value
             ));
             continue;
@@ -55,27 +55,5 @@ pub fn normalise(
         Ok(Value::Object(inputs))
     } else {
         Err(problems)
-    }
-}
-
-fn type_matches(t: &InputType, v: &Value) -> bool {
-    match t {
-        InputType::String => v.is_string(),
-        InputType::Number => v.is_number(),
-        InputType::Integer => v.is_i64() || v.is_u64(),
-        InputType::Boolean => v.is_boolean(),
-        InputType::List => v.is_array(),
-        InputType::Object => v.is_object(),
-    }
-}
-
-fn type_name(t: &InputType) -> &'static str {
-    match t {
-        InputType::String => "a string",
-        InputType::Number => "a number",
-        InputType::Integer => "an integer",
-        InputType::Boolean => "a boolean",
-        InputType::List => "a list",
-        InputType::Object => "an object",
     }
 }

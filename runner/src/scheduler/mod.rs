@@ -168,30 +168,6 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn format_ms(ms: u64) -> String {
-    // civil from days (Howard Hinnant), UTC
-    let secs = (ms / 1000) as i64;
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        sod / 3600,
-        (sod / 60) % 60,
-        sod % 60,
-        ms % 1000
-    )
-}
-
 /// A new run id: time-ordered, unique per process and call.
 fn new_run_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -215,6 +191,42 @@ pub fn idempotency_key(run_id: &str, step: &str, item: Option<u32>) -> String {
         None => format!("{run_id}/{step}"),
     };
     format!("soar-{}", &hex::encode(Sha256::digest(material))[..32])
+}
+
+/// The template context: inputs, finished steps, run id.
+pub fn context(run_id: &str, inputs: &Value, finished: &BTreeMap<String, FinishedStep>) -> Value {
+    let steps: Map<String, Value> = finished
+        .iter()
+        .map(|(id, f)| {
+            (
+                id.clone(),
+                json!({"status": f.status.as_str(), "output": f.output, "error": f.error}),
+            )
+        })
+        .collect();
+    json!({"inputs": inputs, "steps": steps, "run": {"id": run_id}})
+}
+
+/// The journal record of an attempt's result, with the exchanges and logs
+/// of the invocation that produced it.
+fn attempt_finished(
+    step: &str,
+    item: Option<u32>,
+    attempt: u32,
+    outcome: AttemptOutcome,
+    duration: Duration,
+    exchanges: &[crate::plugin_host::HttpExchange],
+    logs: &[crate::plugin_host::PluginLog],
+) -> Event {
+    Event::AttemptFinished {
+        step: step.to_string(),
+        item,
+        attempt,
+        outcome,
+        duration_ms: duration.as_millis() as u64,
+        exchanges: serde_json::to_value(exchanges).unwrap_or(Value::Null),
+        logs: serde_json::to_value(logs).unwrap_or(Value::Null),
+    }
 }
 
 /// What a step item's execution came to.
@@ -461,7 +473,7 @@ impl Engine {
                         );
                         continue;
                     }
-                    let ctx = self.context(run_id, &state.inputs, &finished);
+                    let ctx = context(run_id, &state.inputs, &finished);
                     let engine = self.clone();
                     let run = run_id.to_string();
                     let step = step.clone();
@@ -551,7 +563,7 @@ impl Engine {
         inputs: &Value,
         finished: &BTreeMap<String, FinishedStep>,
     ) -> Value {
-        let ctx = self.context(run_id, inputs, finished);
+        let ctx = context(run_id, inputs, finished);
         let mut out = Map::new();
         for (k, t) in &playbook.outputs {
             let v = self
@@ -561,25 +573,6 @@ impl Engine {
             out.insert(k.clone(), v);
         }
         Value::Object(out)
-    }
-
-    /// The template context: inputs, finished steps, run id.
-    pub fn context(
-        &self,
-        run_id: &str,
-        inputs: &Value,
-        finished: &BTreeMap<String, FinishedStep>,
-    ) -> Value {
-        let steps: Map<String, Value> = finished
-            .iter()
-            .map(|(id, f)| {
-                (
-                    id.clone(),
-                    json!({"status": f.status.as_str(), "output": f.output, "error": f.error}),
-                )
-            })
-            .collect();
-        json!({"inputs": inputs, "steps": steps, "run": {"id": run_id}})
     }
 
     /// Journals a reconciliation decision about an interrupted attempt.
@@ -760,12 +753,11 @@ impl Engine {
             .uses
             .split_once('.')
             .unwrap_or((step.uses.as_str(), ""));
-        let manifest = self.host.plugin(plugin).and_then(|p| {
-            p.manifest
-                .action(action)
-                .cloned()
-                .map(|a| (a, p.digest.clone()))
-        });
+        // Borrowed, not cloned: this runs for every item of every step.
+        let manifest = self
+            .host
+            .plugin(plugin)
+            .and_then(|p| p.manifest.action(action).map(|a| (a, p.digest.as_str())));
         let Some((manifest, digest)) = manifest else {
             return Ok(ItemEnd::Failed(AttemptError {
                 kind: "unknown_action".into(),
@@ -820,7 +812,7 @@ impl Engine {
                             step: step.id.clone(),
                             item,
                             next_attempt: attempt + 1,
-                            at: format_ms(at_ms),
+                            at: crate::journal::format_unix_millis(at_ms),
                             delay_ms: delay.as_millis() as u64,
                             reason: format!("{}: {}", error.kind, error.message),
                         },
@@ -853,8 +845,13 @@ impl Engine {
                             idempotency_key: key.clone(),
                             dry_run: false,
                         };
-                        let answer = self.host.invoke(plugin, probe, input, &invocation).await;
-                        match answer.result {
+                        let crate::plugin_host::Outcome {
+                            result,
+                            exchanges,
+                            logs,
+                            duration,
+                        } = self.host.invoke(plugin, probe, input, &invocation).await;
+                        match result {
                             Ok(output) if output["effects"][action] == Value::Bool(true) => {
                                 let detail = format!(
                                     "probe `{plugin}.{probe}` shows the effect of `{}` in place; not acting again",
@@ -870,28 +867,21 @@ impl Engine {
                                     true,
                                 )
                                 .await?;
+                                let ok = AttemptOutcome::Ok {
+                                    output: output.clone(),
+                                };
                                 self.append(
                                     run_id,
-                                    Event::AttemptFinished {
-                                        step: step.id.clone(),
-                                        item,
-                                        attempt,
-                                        outcome: AttemptOutcome::Ok {
-                                            output: output.clone(),
-                                        },
-                                        duration_ms: answer.duration.as_millis() as u64,
-                                        exchanges: serde_json::to_value(&answer.exchanges)
-                                            .unwrap_or(Value::Null),
-                                        logs: serde_json::to_value(&answer.logs)
-                                            .unwrap_or(Value::Null),
-                                    },
+                                    attempt_finished(
+                                        &step.id, item, attempt, ok, duration, &exchanges, &logs,
+                                    ),
                                 )
                                 .await?;
                                 return Ok(ItemEnd::Done(output));
                             }
                             Ok(output) if output["effects"][action] == Value::Bool(false) => {
                                 let detail = format!(
-                                    "probe `{plugin}.{probe}` shows no effect of `{}`: invoking again with key {key}",
+                                    "probe `{plugin}.{probe}` shows no effect of `{}`: invoking again with key {key}; probe answered {output}",
                                     step.uses
                                 );
                                 let decision = "reinvoke_after_probe";
@@ -967,7 +957,7 @@ impl Engine {
                     input: input.clone(),
                     plugin: plugin.to_string(),
                     action: action.to_string(),
-                    plugin_sha256: digest.clone(),
+                    plugin_sha256: digest.to_string(),
                     dry_run: false,
                 },
             )
@@ -994,8 +984,14 @@ impl Engine {
                 },
                 None => call.await,
             };
-            let timed_out = matches!(outcome.result, Err(InvokeError::Timeout { .. }));
-            let (journal_outcome, next) = match outcome.result {
+            let crate::plugin_host::Outcome {
+                result,
+                exchanges,
+                logs,
+                duration,
+            } = outcome;
+            let timed_out = matches!(result, Err(InvokeError::Timeout { .. }));
+            let (journal_outcome, next) = match result {
                 Ok(output) => (
                     AttemptOutcome::Ok {
                         output: output.clone(),
@@ -1032,15 +1028,15 @@ impl Engine {
             };
             // A lost result of an idempotent action is recovered by invoking
             // it again; any other result must be durable before moving on.
-            let event = Event::AttemptFinished {
-                step: step.id.clone(),
+            let event = attempt_finished(
+                &step.id,
                 item,
                 attempt,
-                outcome: journal_outcome,
-                duration_ms: outcome.duration.as_millis() as u64,
-                exchanges: serde_json::to_value(&outcome.exchanges).unwrap_or(Value::Null),
-                logs: serde_json::to_value(&outcome.logs).unwrap_or(Value::Null),
-            };
+                journal_outcome,
+                duration,
+                &exchanges,
+                &logs,
+            );
             if manifest.idempotent && !manifest.destructive {
                 self.note(run_id, event).await?;
             } else {
@@ -1079,17 +1075,5 @@ mod tests {
             idempotency_key("r1", "a", None),
             idempotency_key("r2", "a", None)
         );
-    }
-
-    #[test]
-    fn timestamps_round_trip() {
-        for ms in [0, 1_795_774_530_123, 951_782_400_000] {
-            assert_eq!(
-                state::parse_at_ms(&format_ms(ms)),
-                Some(ms),
-                "{}",
-                format_ms(ms)
-            );
-        }
     }
 }

@@ -133,154 +133,132 @@ pub struct RunState {
     pub outputs: Value,
 }
 
-/// Parses an RFC 3339 `...Z` timestamp as written by the journal into Unix ms.
-pub fn parse_at_ms(at: &str) -> Option<u64> {
-    // YYYY-MM-DDTHH:MM:SS(.mmm)Z
-    let b = at.as_bytes();
-    if b.len() < 20 {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| at.get(r)?.parse::<i64>().ok();
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let ms = if b.get(19) == Some(&b'.') {
-        num(20..23).unwrap_or(0)
-    } else {
-        0
-    };
-    // days from civil (Howard Hinnant)
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    let total = ((days * 24 + h) * 60 + mi) * 60 + s;
-    u64::try_from(total * 1000 + ms).ok()
-}
-
 impl RunState {
     /// Rebuilds the state from records in order.
     pub fn from_records(records: &[Record]) -> Self {
-        let mut s = RunState::default();
+        let mut state = RunState::default();
         for r in records {
-            match &r.event {
-                Event::RunStarted {
-                    playbook,
-                    playbook_sha256,
-                    inputs,
-                    alert,
-                    started_by,
-                    ..
-                } => {
-                    s.playbook = playbook.clone();
-                    s.playbook_sha256 = playbook_sha256.clone();
-                    s.inputs = inputs.clone();
-                    s.alert = alert.clone();
-                    s.started_by = started_by.clone();
-                }
-                Event::AttemptStarted {
-                    step,
-                    item,
-                    attempt,
-                    ..
-                } => {
-                    s.items.insert(
-                        (step.clone(), *item),
-                        ItemState::InFlight { attempt: *attempt },
-                    );
-                }
-                Event::AttemptFinished {
-                    step,
-                    item,
-                    attempt,
-                    outcome,
-                    ..
-                } => {
-                    let state = match outcome {
-                        AttemptOutcome::Ok { output } => ItemState::Done(output.clone()),
-                        AttemptOutcome::Err {
-                            kind,
-                            message,
-                            retry_after_ms,
-                        } => ItemState::Errored {
-                            attempt: *attempt,
-                            error: AttemptError {
-                                kind: kind.clone(),
-                                message: message.clone(),
-                                retry_after_ms: *retry_after_ms,
-                            },
+            state.apply(r);
+        }
+        state
+    }
+
+    /// Folds one more record into the state (records in order).
+    pub fn apply(&mut self, record: &Record) {
+        match &record.event {
+            Event::RunStarted {
+                playbook,
+                playbook_sha256,
+                inputs,
+                alert,
+                started_by,
+                ..
+            } => {
+                self.playbook = playbook.clone();
+                self.playbook_sha256 = playbook_sha256.clone();
+                self.inputs = inputs.clone();
+                self.alert = alert.clone();
+                self.started_by = started_by.clone();
+            }
+            Event::AttemptStarted {
+                step,
+                item,
+                attempt,
+                ..
+            } => {
+                self.items.insert(
+                    (step.clone(), *item),
+                    ItemState::InFlight { attempt: *attempt },
+                );
+            }
+            Event::AttemptFinished {
+                step,
+                item,
+                attempt,
+                outcome,
+                ..
+            } => {
+                let state = match outcome {
+                    AttemptOutcome::Ok { output } => ItemState::Done(output.clone()),
+                    AttemptOutcome::Err {
+                        kind,
+                        message,
+                        retry_after_ms,
+                    } => ItemState::Errored {
+                        attempt: *attempt,
+                        error: AttemptError {
+                            kind: kind.clone(),
+                            message: message.clone(),
+                            retry_after_ms: *retry_after_ms,
                         },
-                    };
-                    s.items.insert((step.clone(), *item), state);
+                    },
+                };
+                self.items.insert((step.clone(), *item), state);
+            }
+            Event::RetryScheduled {
+                step,
+                item,
+                next_attempt,
+                at,
+                ..
+            } => {
+                self.items.insert(
+                    (step.clone(), *item),
+                    ItemState::RetryAt {
+                        next_attempt: *next_attempt,
+                        at_ms: crate::journal::parse_unix_millis(at).unwrap_or(0),
+                    },
+                );
+            }
+            Event::Reconciled {
+                step,
+                item,
+                decision,
+                ..
+            } => {
+                if decision == "in_doubt" {
+                    self.items.insert((step.clone(), *item), ItemState::InDoubt);
                 }
-                Event::RetryScheduled {
-                    step,
-                    item,
-                    next_attempt,
-                    at,
-                    ..
-                } => {
-                    s.items.insert(
-                        (step.clone(), *item),
-                        ItemState::RetryAt {
-                            next_attempt: *next_attempt,
-                            at_ms: parse_at_ms(at).unwrap_or(0),
-                        },
-                    );
-                }
-                Event::Reconciled {
-                    step,
-                    item,
-                    decision,
-                    ..
-                } => {
-                    if decision == "in_doubt" {
-                        s.items.insert((step.clone(), *item), ItemState::InDoubt);
-                    }
-                }
-                Event::StepSkipped { step, .. } => {
-                    s.finished.insert(
+            }
+            Event::StepSkipped { step, .. } => {
+                self.finished.insert(
+                    step.clone(),
+                    FinishedStep {
+                        status: StepStatus::Skipped,
+                        output: None,
+                        error: None,
+                    },
+                );
+            }
+            Event::StepFinished {
+                step,
+                status,
+                output,
+                error,
+            } => {
+                let status = StepStatus::parse(status).unwrap_or(StepStatus::Failed);
+                // An in-doubt step is settled later (by an operator): keep
+                // its items so a resume reconsiders them.
+                if status != StepStatus::InDoubt {
+                    self.finished.insert(
                         step.clone(),
                         FinishedStep {
-                            status: StepStatus::Skipped,
-                            output: None,
-                            error: None,
+                            status,
+                            output: output.clone(),
+                            error: error.clone(),
                         },
                     );
                 }
-                Event::StepFinished {
-                    step,
-                    status,
-                    output,
-                    error,
-                } => {
-                    let status = StepStatus::parse(status).unwrap_or(StepStatus::Failed);
-                    // An in-doubt step is settled later (by an operator): keep
-                    // its items so a resume reconsiders them.
-                    if status != StepStatus::InDoubt {
-                        s.finished.insert(
-                            step.clone(),
-                            FinishedStep {
-                                status,
-                                output: output.clone(),
-                                error: error.clone(),
-                            },
-                        );
-                    }
-                }
-                Event::RunPaused { status, .. } => s.paused = Some(*status),
-                Event::RunFinished {
-                    status, outputs, ..
-                } => {
-                    s.final_status = Some(*status);
-                    s.outputs = outputs.clone();
-                }
-                Event::StepStarted { .. } => {}
             }
+            Event::RunPaused { status, .. } => self.paused = Some(*status),
+            Event::RunFinished {
+                status, outputs, ..
+            } => {
+                self.final_status = Some(*status);
+                self.outputs = outputs.clone();
+            }
+            Event::StepStarted { .. } => {}
         }
-        s
     }
 
     /// Item state (NotStarted when nothing was journaled).
@@ -289,20 +267,5 @@ impl RunState {
             .get(&(step.to_string(), item))
             .cloned()
             .unwrap_or(ItemState::NotStarted)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_journal_timestamps() {
-        assert_eq!(parse_at_ms("1970-01-01T00:00:00.000Z"), Some(0));
-        assert_eq!(
-            parse_at_ms("2026-11-27T10:15:30.123Z"),
-            Some(1_795_774_530_123)
-        );
-        assert_eq!(parse_at_ms("garbage"), None);
     }
 }
