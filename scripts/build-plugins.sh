@@ -10,5 +10,9 @@ fi
 cargo build --profile plugin --target wasm32-wasip2 \
     -p soar-plugin-threatintel \
     -p soar-plugin-edr \
+    -p soar-plugin-identity \
+    -p soar-plugin-blocklist \
+    -p soar-plugin-cases \
+    -p soar-plugin-chatops \
     -p soar-fixture-hostile \
     -p soar-fixture-fs-snoop

@@ -4,6 +4,7 @@
 //! [`plugin_host`] (connectors in a wasmtime sandbox); [`cli`] is thin glue.
 //! YAML is parsed in [`yaml`] only; secret values live in [`secrets`].
 
+pub mod approvals;
 pub mod cli;
 pub mod config;
 pub mod journal;

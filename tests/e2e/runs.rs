@@ -507,7 +507,7 @@ steps:
 }
 
 #[tokio::test]
-async fn destructive_steps_are_refused_until_approval_gates_exist() {
+async fn destructive_steps_without_a_gate_are_rejected() {
     let server = vendor().await;
     let s = scratch_for(&server.uri());
     s.write(
@@ -517,7 +517,7 @@ async fn destructive_steps_are_refused_until_approval_gates_exist() {
     let v = s.soar(&["validate", "pb.yaml"], &[]);
     assert_eq!(v.code(), 2);
     assert!(
-        v.stdout().contains("pb.yaml:7:") && v.stdout().contains("destructive"),
+        v.stdout().contains("pb.yaml:8:") && v.stdout().contains("needs an approval step upstream"),
         "{}",
         v.stdout()
     );

@@ -1,6 +1,25 @@
-//! A loopback vendor simulator speaking the VirusTotal v3 and CrowdStrike
-//! Falcon shapes (see `../shared/vendor-specs/`), with in-memory state: a
-//! contained host stays contained. Used by the demo and by tests.
+//! A loopback vendor simulator speaking six vendor API shapes (VirusTotal v3,
+//! CrowdStrike Falcon, Okta, Cloudflare, TheHive 5, Slack; see
+//! `../shared/vendor-specs/`), with in-memory state: a contained host stays
+//! contained, a created rule or case exists. Used by the demo and by tests.
+
+mod cloudflare;
+mod okta;
+mod slack;
+mod thehive;
+
+pub use cloudflare::{
+    CLOUDFLARE_ACCOUNT_ID, CLOUDFLARE_ALLOWED_IP, CLOUDFLARE_ALLOW_RULE_ID,
+    CLOUDFLARE_DOMAIN_LIST_ID, CLOUDFLARE_LISTED_DOMAIN, CLOUDFLARE_TOKEN,
+};
+pub use okta::{
+    OKTA_ADMIN_ID, OKTA_ADMIN_LOGIN, OKTA_SUSPENDED_ID, OKTA_SUSPENDED_LOGIN, OKTA_TOKEN,
+    OKTA_USER_ID, OKTA_USER_LOGIN,
+};
+pub use slack::{
+    SLACK_ARCHIVED_CHANNEL, SLACK_BOT_TOKEN, SLACK_CHANNEL, SLACK_CHANNEL_ID, SLACK_FOREIGN_CHANNEL,
+};
+pub use thehive::{THEHIVE_API_KEY, THEHIVE_CASE_ID, THEHIVE_CASE_NUMBER};
 
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -26,6 +45,10 @@ const TOKEN: &str = "sim-access-token";
 struct State {
     /// device_id -> status
     hosts: BTreeMap<String, String>,
+    okta: okta::State,
+    slack: slack::State,
+    cloudflare: cloudflare::State,
+    thehive: thehive::State,
 }
 
 #[derive(Clone)]
@@ -170,9 +193,22 @@ fn url_form(body: &[u8]) -> BTreeMap<String, String> {
 
 impl Respond for Simulator {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        match request.url.path().strip_prefix("/api/v3/") {
-            Some(rest) if request.method.as_str() == "GET" => self.virustotal(request, rest),
-            _ => self.falcon(request),
+        let path = request.url.path();
+        if let Some(rest) = path.strip_prefix("/api/v3/") {
+            return self.virustotal(request, rest);
+        }
+        let mut state = self.state.lock().expect("simulator state");
+        if path.starts_with("/api/v1/users/") {
+            okta::respond(&mut state.okta, request)
+        } else if path.starts_with("/api/v1/") {
+            thehive::respond(&mut state.thehive, request)
+        } else if path.starts_with("/client/v4/") {
+            cloudflare::respond(&mut state.cloudflare, request)
+        } else if path.starts_with("/api/") {
+            slack::respond(&mut state.slack, request)
+        } else {
+            drop(state);
+            self.falcon(request)
         }
     }
 }

@@ -165,6 +165,10 @@ impl ContainmentAction {
 pub struct Containment {
     /// Falcon device id.
     pub host_id: String,
+    /// Host name, when reported: plans name the host the way people (and
+    /// protected-asset lists) do.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// `contain` or `lift_containment`.
     pub action: ContainmentAction,
     /// True when the host was already in the wanted state: nothing was sent.
@@ -275,7 +279,7 @@ impl Falcon {
     }
 
     /// Asks Falcon to apply `action` to `host_id`; any 2xx is accepted.
-    fn act(&self, action: ContainmentAction, host_id: &str) -> Result<()> {
+    fn act(&self, action: ContainmentAction, host_id: &str, key: &str) -> Result<()> {
         let url = join(
             &self.base,
             &format!(
@@ -286,6 +290,10 @@ impl Falcon {
         Request::post(url)
             .bearer_token(&self.token)
             .header("accept", "application/json")
+            // The IETF `Idempotency-Key` header: Falcon ignores it, but it
+            // puts the runner's key on the wire for the audit trail and for
+            // any proxy or gateway that deduplicates.
+            .header("idempotency-key", key)
             .json(&soar_plugin_sdk::json!({ "ids": [host_id] }))
             .send()?
             .error_for_status()?;
@@ -327,6 +335,7 @@ fn change(input: HostInput, ctx: &Context, action: ContainmentAction) -> Result<
     let host = falcon.host(id)?;
     let output = |already: bool, planned: Option<bool>, status: HostStatus| Containment {
         host_id: host.host_id.clone(),
+        hostname: host.hostname.clone(),
         action,
         already,
         planned,
@@ -350,7 +359,7 @@ fn change(input: HostInput, ctx: &Context, action: ContainmentAction) -> Result<
     if ctx.dry_run() {
         return Ok(output(false, Some(true), host.status.clone()));
     }
-    falcon.act(action, id)?;
+    falcon.act(action, id, ctx.idempotency_key())?;
     ctx.log(
         LogLevel::Info,
         "Falcon accepted the containment change",
@@ -496,7 +505,7 @@ mod tests {
         let (out, mock) = call(mock, "isolate_host");
         assert_eq!(
             out.unwrap(),
-            json!({"host_id": ID, "action": "contain", "already": false, "status": "containment_pending"})
+            json!({"host_id": ID, "hostname": "WS-0042", "action": "contain", "already": false, "status": "containment_pending"})
         );
         let posts = posts_to(&mock, CONTAIN_URL);
         assert_eq!(posts.len(), 1);
@@ -527,7 +536,7 @@ mod tests {
         let (out, mock) = call_with(falcon("normal"), "isolate_host", invocation);
         assert_eq!(
             out.unwrap(),
-            json!({"host_id": ID, "action": "contain", "already": false, "planned": true, "status": "normal"})
+            json!({"host_id": ID, "hostname": "WS-0042", "action": "contain", "already": false, "planned": true, "status": "normal"})
         );
         assert!(posts_to(&mock, CONTAIN_URL).is_empty());
     }

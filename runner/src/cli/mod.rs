@@ -1,6 +1,7 @@
 //! The `soar` command line: argument parsing, logging setup and exit codes.
 //! Each command lives in its own module and returns an [`Exit`].
 
+mod approvals;
 mod plugins;
 mod runs;
 
@@ -18,6 +19,8 @@ pub mod exit {
     pub const INVALID: i32 = 2;
     /// The run is paused: waiting for approval or in doubt.
     pub const PAUSED: i32 = 3;
+    /// An operator command was refused (token, role, four-eyes...); journaled.
+    pub const REFUSED: i32 = 4;
 }
 
 /// A command's end: exit code and, for failures, what to tell the user.
@@ -146,11 +149,103 @@ enum Command {
         /// Run id
         run_id: String,
     },
+    /// Approve a waiting approval step (token from SOAR_TOKEN or --token-file)
+    Approve {
+        /// Run id
+        run_id: String,
+        /// The approval step
+        step_id: String,
+        /// Approver name (from the config)
+        #[arg(long = "as")]
+        who: String,
+        /// Why (journaled)
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The continued run's report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deny a waiting approval step
+    Deny {
+        /// Run id
+        run_id: String,
+        /// The approval step
+        step_id: String,
+        /// Approver name (from the config)
+        #[arg(long = "as")]
+        who: String,
+        /// Why (journaled)
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The continued run's report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approvals waiting for a decision, with their handoff, age and expiry
+    Pending {
+        /// JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Settle an in-doubt step after checking the vendor console
+    Resolve {
+        /// Run id
+        run_id: String,
+        /// The in-doubt step
+        step_id: String,
+        /// Approver name (from the config)
+        #[arg(long = "as")]
+        who: String,
+        /// done: the effect is in place; failed: it is not and must not be; retry: invoke again with the same key
+        #[arg(long, value_enum)]
+        outcome: crate::journal::Resolution,
+        /// What was checked (journaled)
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        token: TokenArgs,
+        /// The continued run's report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a run: nothing more starts
+    Cancel {
+        /// Run id
+        run_id: String,
+        /// Approver name (from the config)
+        #[arg(long = "as")]
+        who: String,
+        /// Why (journaled)
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        token: TokenArgs,
+    },
     /// List, inspect and call connectors
     Plugins {
         #[command(subcommand)]
         command: plugins::PluginsCommand,
     },
+}
+
+/// The approver's token: `SOAR_TOKEN`, or a file holding it.
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// File holding the approver's token [default: env SOAR_TOKEN]
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    fn source(self) -> approvals::TokenSource {
+        approvals::TokenSource {
+            file: self.token_file,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -245,6 +340,65 @@ pub fn main_entry() -> i32 {
                 Exit::invalid("error: give a RUN_ID, or `verify RUN_ID|--all`")
             }
             Command::Replay { run_id } => runs::replay(&globals, &run_id).await,
+            Command::Approve {
+                run_id,
+                step_id,
+                who,
+                reason,
+                token,
+                json,
+            } => {
+                let op = approvals::Operator {
+                    run_id,
+                    step: step_id,
+                    who,
+                    token: token.source(),
+                    json,
+                };
+                approvals::vote(&globals, op, crate::journal::Vote::Approve, reason).await
+            }
+            Command::Deny {
+                run_id,
+                step_id,
+                who,
+                reason,
+                token,
+                json,
+            } => {
+                let op = approvals::Operator {
+                    run_id,
+                    step: step_id,
+                    who,
+                    token: token.source(),
+                    json,
+                };
+                approvals::vote(&globals, op, crate::journal::Vote::Deny, Some(reason)).await
+            }
+            Command::Pending { json } => approvals::pending(&globals, json),
+            Command::Resolve {
+                run_id,
+                step_id,
+                who,
+                outcome,
+                reason,
+                token,
+                json,
+            } => {
+                let op = approvals::Operator {
+                    run_id,
+                    step: step_id,
+                    who,
+                    token: token.source(),
+                    json,
+                };
+                approvals::resolve(&globals, op, outcome, &reason).await
+            }
+            Command::Cancel {
+                run_id,
+                who,
+                reason,
+                token,
+            } => approvals::cancel(&globals, &run_id, &who, &reason, &token.source()).await,
             Command::Plugins { command } => plugins::run(&globals, command).await,
         }
     });

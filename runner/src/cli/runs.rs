@@ -35,7 +35,7 @@ impl Catalog for PluginHost {
     }
 }
 
-async fn host(globals: &Globals) -> Result<Arc<PluginHost>, Exit> {
+pub(super) async fn host(globals: &Globals) -> Result<Arc<PluginHost>, Exit> {
     let config = globals
         .config()
         .map_err(|e| Exit::invalid(format!("error: {e}")))?;
@@ -45,7 +45,7 @@ async fn host(globals: &Globals) -> Result<Arc<PluginHost>, Exit> {
         .map_err(|e| Exit::invalid(format!("error: {e}")))
 }
 
-fn journal(globals: &Globals) -> Result<Journal, Exit> {
+pub(super) fn journal(globals: &Globals) -> Result<Journal, Exit> {
     // Reading runs needs no config; writing them honours its durability.
     let durability = match globals.config().map(|c| c.durability) {
         Ok(crate::config::JournalDurability::PowerLoss) => crate::journal::Durability::PowerLoss,
@@ -59,23 +59,7 @@ fn journal(globals: &Globals) -> Result<Journal, Exit> {
 fn checked_playbook(path: &Path, host: &PluginHost) -> Result<Playbook, Vec<String>> {
     let pb = playbook::load(path)
         .map_err(|ds| ds.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let mut problems = playbook::validate(&pb, host);
-    // Fail closed until approval gates exist: no playbook may reach a
-    // destructive action at all.
-    for step in &pb.steps {
-        if let Some((plugin, action)) = step.uses.split_once('.') {
-            if host.action(plugin, action).is_ok_and(|a| a.destructive) {
-                problems.push(playbook::Diagnostic::new(
-                    &pb.path,
-                    step.pos,
-                    format!(
-                        "step `{}`: `{}` is destructive, and destructive steps need an approval gate, which this version of soar does not support yet",
-                        step.id, step.uses
-                    ),
-                ));
-            }
-        }
-    }
+    let problems = playbook::validate(&pb, host);
     if problems.is_empty() {
         Ok(pb)
     } else {
@@ -115,7 +99,7 @@ pub fn schema() -> Exit {
     Exit::ok()
 }
 
-fn exit_for(status: RunStatus) -> i32 {
+pub(super) fn exit_for(status: RunStatus) -> i32 {
     match status {
         RunStatus::Succeeded => exit::OK,
         RunStatus::Failed | RunStatus::Cancelled => exit::FAILED,
@@ -123,7 +107,7 @@ fn exit_for(status: RunStatus) -> i32 {
     }
 }
 
-fn print_report(report: &RunReport, json_out: bool) {
+pub(super) fn print_report(report: &RunReport, json_out: bool) {
     if json_out {
         println!("{}", serde_json::to_string(report).unwrap_or_default());
         return;
@@ -149,6 +133,9 @@ fn print_report(report: &RunReport, json_out: bool) {
     }
     if report.outputs.as_object().is_some_and(|o| !o.is_empty()) {
         println!("outputs: {}", report.outputs);
+    }
+    for entry in &report.pending_approvals {
+        super::approvals::print_pending(entry);
     }
 }
 
@@ -207,7 +194,7 @@ pub async fn run(
         Ok(j) => j,
         Err(e) => return e,
     };
-    let engine = Engine::new(host, journal).with_progress(progress && !json_out);
+    let engine = engine(globals, host, journal, progress && !json_out);
     match engine.start(pb, alert, &who.unwrap_or_else(os_user)).await {
         Ok(report) => {
             print_report(&report, json_out);
@@ -246,16 +233,41 @@ pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_o
         Ok(j) => j,
         Err(e) => return e,
     };
-    let single = run_id.is_some();
-    let only = run_id.clone();
-    let ids = match run_id {
-        Some(id) => vec![id],
+    let ids = match &run_id {
+        Some(id) => vec![id.clone()],
         None => match journal.run_ids() {
             Ok(ids) => ids,
             Err(e) => return Exit::failed(format!("error: {e}")),
         },
     };
-    let engine = Engine::new(host.clone(), journal.clone()).with_progress(!json_out);
+    let engine = engine(globals, host, journal, !json_out);
+    continue_runs(&engine, ids, run_id.is_some(), json_out).await
+}
+
+/// An engine with the config's safety policy.
+pub(super) fn engine(
+    globals: &Globals,
+    host: Arc<PluginHost>,
+    journal: Journal,
+    progress: bool,
+) -> Engine {
+    let policy = globals.config().map(|c| c.policy).unwrap_or_default();
+    Engine::new(host, journal)
+        .with_progress(progress)
+        .with_policy(policy)
+}
+
+/// Drives every unfinished run of `ids` and prints their reports; `single`
+/// prints one report like `soar run` does.
+pub(super) async fn continue_runs(
+    engine: &Engine,
+    ids: Vec<String>,
+    single: bool,
+    json_out: bool,
+) -> Exit {
+    let journal = engine.journal().clone();
+    let host = engine.host().clone();
+    let only = if single { ids.first().cloned() } else { None };
     let mut worst = exit::OK;
     let mut handles = Vec::new();
     for id in ids {
@@ -308,7 +320,9 @@ pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_o
             None => {
                 if let Some(id) = &only {
                     if let Ok(records) = journal.read(id) {
-                        print_report(&RunReport::from_records(id, &records, None), true);
+                        let report = RunReport::from_records(id, &records, None);
+                        worst = worst.max(exit_for(report.status));
+                        print_report(&report, true);
                     }
                 }
             }
@@ -385,7 +399,7 @@ pub fn runs(globals: &Globals, status: Option<String>, json_out: bool) -> Exit {
 }
 
 /// The run's records; an unknown run is a usage error.
-fn read_run(journal: &Journal, run_id: &str) -> Result<Vec<Record>, Exit> {
+pub(super) fn read_run(journal: &Journal, run_id: &str) -> Result<Vec<Record>, Exit> {
     match journal.read(run_id) {
         Ok(r) if !r.is_empty() => Ok(r),
         Ok(_) => Err(Exit::invalid(format!("error: no run `{run_id}`"))),

@@ -3,8 +3,10 @@
 //! unknown keys are errors. See `docs/configuration.md`.
 
 mod origin;
+mod policy;
 
 pub use origin::Origin;
+pub use policy::{Approver, BlastCap, Policy, ProtectedAssets, ProtectedHit};
 
 use crate::secrets::SecretSource;
 use crate::yaml::{self, Pos, Spanned, YamlError};
@@ -27,6 +29,12 @@ struct RawConfig {
     plugins: BTreeMap<String, Spanned<RawPlugin>>,
     #[serde(default)]
     journal: RawJournal,
+    #[serde(default)]
+    approvals: policy::RawApprovals,
+    #[serde(default)]
+    protected: policy::RawProtected,
+    #[serde(default)]
+    blast_radius: BTreeMap<String, Spanned<policy::RawBlastCap>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -160,6 +168,8 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// What journal records survive.
     pub durability: JournalDurability,
+    /// Approvers, protected assets and blast-radius caps.
+    pub policy: Policy,
 }
 
 /// One problem in the config, with its place.
@@ -265,6 +275,12 @@ impl Config {
                 resolve_plugin(name, spanned, &base, &plugins_dir, &defaults, &mut problems);
             plugins.insert(name.clone(), plugin);
         }
+        let policy = policy::resolve(
+            &raw.approvals,
+            &raw.protected,
+            &raw.blast_radius,
+            &mut problems,
+        );
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -275,6 +291,7 @@ impl Config {
             path: path.to_path_buf(),
             plugins,
             durability: raw.journal.durability.unwrap_or_default(),
+            policy,
         })
     }
 }

@@ -125,6 +125,97 @@ pub enum Event {
         /// Its error, when it failed or is in doubt.
         error: Option<serde_json::Value>,
     },
+    /// An approval gate asks for a decision: what the approver is shown and
+    /// exactly what an approval will cover.
+    ApprovalRequested {
+        /// The approval step.
+        step: String,
+        /// Roles that may decide.
+        approvers: Vec<String>,
+        /// Distinct approvals needed.
+        min_approvals: u32,
+        /// After this (RFC 3339 UTC) the request counts as denied.
+        expires_at: String,
+        /// The rendered handoff (summary, why, affected...).
+        handoff: serde_json::Value,
+        /// The destructive steps an approval covers, bound to their inputs
+        /// and the plugin that will act.
+        bindings: Vec<ApprovalBinding>,
+        /// What the gated steps would do, from dry-run invocations.
+        plan: serde_json::Value,
+    },
+    /// An approver voted (the token was checked before this was written).
+    ApprovalVoted {
+        /// The approval step.
+        step: String,
+        /// Approver name.
+        by: String,
+        /// `approve` or `deny`.
+        vote: Vote,
+        /// Their reason.
+        reason: String,
+    },
+    /// An approval gate was decided.
+    ApprovalDecided {
+        /// The approval step.
+        step: String,
+        /// Granted, denied or expired.
+        decision: Decision,
+        /// Who decided (approvers, or nobody for an expiry).
+        by: Vec<String>,
+        /// Why.
+        reason: String,
+    },
+    /// A destructive step passed every check and may act; durable before
+    /// its first attempt.
+    ActionAuthorized {
+        /// Step id.
+        step: String,
+        /// `plugin.action`.
+        uses: String,
+        /// Why it may act: `{"approval": STEP, "approved_by": [...]}` or
+        /// `{"auto_approve": CONDITION, "values": {...}, "result": true}`.
+        basis: serde_json::Value,
+        /// SHA-256 of the rendered inputs (all items).
+        input_sha256: String,
+        /// SHA-256 of the plugin component that will act.
+        plugin_sha256: String,
+        /// Every target it names.
+        targets: Vec<String>,
+    },
+    /// An operator command was refused (wrong token, missing role...).
+    CommandRefused {
+        /// `approve`, `deny`, `resolve`, `cancel`.
+        command: String,
+        /// The step it named, if any.
+        step: Option<String>,
+        /// Who it claimed to be.
+        by: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An operator cancelled the run: nothing more starts.
+    RunCancelled {
+        /// Approver name.
+        by: String,
+        /// Their reason.
+        reason: String,
+    },
+    /// An operator settled an in-doubt step item.
+    OperatorResolved {
+        /// Step id.
+        step: String,
+        /// Item index of a `for_each` step.
+        item: Option<u32>,
+        /// The attempt that was in doubt.
+        attempt: u32,
+        /// Approver name.
+        by: String,
+        /// `done`, `failed` or `retry`.
+        outcome: Resolution,
+        /// Their reason (what they checked).
+        reason: String,
+    },
     /// The run stopped without finishing (waiting for an approval, in doubt).
     RunPaused {
         /// The status it is paused in.
@@ -155,10 +246,94 @@ impl Event {
             Event::Reconciled { .. } => "reconciled",
             Event::StepSkipped { .. } => "step_skipped",
             Event::StepFinished { .. } => "step_finished",
+            Event::ApprovalRequested { .. } => "approval_requested",
+            Event::ApprovalVoted { .. } => "approval_voted",
+            Event::ApprovalDecided { .. } => "approval_decided",
+            Event::ActionAuthorized { .. } => "action_authorized",
+            Event::CommandRefused { .. } => "command_refused",
+            Event::RunCancelled { .. } => "run_cancelled",
+            Event::OperatorResolved { .. } => "operator_resolved",
             Event::RunPaused { .. } => "run_paused",
             Event::RunFinished { .. } => "run_finished",
         }
     }
+}
+
+impl Event {
+    /// Written by the executor while it drives the run (as opposed to
+    /// operator commands, which are written while the run is paused).
+    pub fn is_step_activity(&self) -> bool {
+        !matches!(
+            self,
+            Event::ApprovalVoted { .. }
+                | Event::ApprovalDecided { .. }
+                | Event::CommandRefused { .. }
+                | Event::RunCancelled { .. }
+                | Event::OperatorResolved { .. }
+                | Event::RunPaused { .. }
+                | Event::RunFinished { .. }
+        )
+    }
+}
+
+/// A destructive step an approval covers, as it will run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalBinding {
+    /// Step id.
+    pub step: String,
+    /// `plugin.action`.
+    pub uses: String,
+    /// SHA-256 of the plugin component that will act.
+    pub plugin_sha256: String,
+    /// SHA-256 of the rendered inputs (all items, in order).
+    pub input_sha256: String,
+    /// The targets those inputs name.
+    pub targets: Vec<String>,
+}
+
+/// An approver's vote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Vote {
+    /// Approve.
+    Approve,
+    /// Deny.
+    Deny,
+}
+
+/// How an approval gate was decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Enough distinct approvers approved.
+    Granted,
+    /// Someone denied.
+    Denied,
+    /// Nobody decided in time (counts as a denial).
+    Expired,
+}
+
+impl Decision {
+    /// The JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Granted => "granted",
+            Decision::Denied => "denied",
+            Decision::Expired => "expired",
+        }
+    }
+}
+
+/// How an operator settled an in-doubt step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The effect is in place: record the step as done.
+    Done,
+    /// It did not happen and must not: record the step as failed.
+    Failed,
+    /// Invoke it again with the same idempotency key.
+    Retry,
 }
 
 /// The result of one attempt, tagged by `result`.

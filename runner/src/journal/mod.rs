@@ -13,7 +13,10 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use event::{AttemptOutcome, Event, ParseRunStatusError, RunStatus};
+pub use event::{
+    ApprovalBinding, AttemptOutcome, Decision, Event, ParseRunStatusError, Resolution, RunStatus,
+    Vote,
+};
 pub use time::{format_rfc3339_millis, format_unix_millis, parse_unix_millis};
 
 use canonical::{record_hash, GENESIS_HASH};
@@ -528,7 +531,8 @@ fn summarize(run_id: &str, records: &[Record]) -> Result<RunSummary, JournalErro
             }
             // Only the executor appends step activity, and it only runs an
             // unpaused run: a paused run with later activity was resumed.
-            _ if !status.is_terminal() => status = RunStatus::Running,
+            // Operator commands (votes, refusals) land while it is paused.
+            e if e.is_step_activity() && !status.is_terminal() => status = RunStatus::Running,
             _ => {}
         }
     }

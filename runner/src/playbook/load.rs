@@ -3,8 +3,8 @@
 //! keeping positions in side tables and checking what the types cannot.
 
 use super::model::{
-    InputDecl, InputPositions, InputType, OnError, Playbook, PlaybookPositions, RetryPolicy,
-    RetryPositions, Step, StepPositions,
+    default_approval_timeout, ApprovalGate, Handoff, InputDecl, InputPositions, InputType, OnError,
+    Playbook, PlaybookPositions, RetryPolicy, RetryPositions, Step, StepPositions,
 };
 use super::Diagnostic;
 use crate::yaml::{self, Pos, Spanned};
@@ -53,12 +53,13 @@ struct RawInput {
 #[serde(deny_unknown_fields)]
 struct RawStep {
     id: Spanned<String>,
-    // Optional here only so that an approval step without `uses` gets the
-    // "not supported yet" message from `validate` rather than a parse error.
+    // Exactly one of `uses` and `approval`: checked in `convert_step`.
     #[serde(default)]
     uses: Option<Spanned<String>>,
     #[serde(default)]
-    approval: Option<Spanned<serde_json::Value>>,
+    approval: Option<Spanned<RawApproval>>,
+    #[serde(default)]
+    auto_approve: Option<Spanned<String>>,
     #[serde(default)]
     with: Option<Spanned<SpannedMap<serde_json::Value>>>,
     #[serde(default)]
@@ -73,6 +74,19 @@ struct RawStep {
     on_error: OnError,
     #[serde(default)]
     for_each: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApproval {
+    #[serde(default)]
+    approvers: Vec<String>,
+    #[serde(default)]
+    min_approvals: Option<Spanned<u32>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    handoff: Handoff,
 }
 
 #[derive(Deserialize)]
@@ -237,18 +251,63 @@ fn at<T>(value: &Option<Spanned<T>>) -> Pos {
 fn convert_step(spanned: Spanned<RawStep>, diags: &mut Diagnostics<'_>) -> Step {
     let raw = spanned.value;
     let pos = Pos::of(&raw.id);
-    if raw.uses.is_none() && raw.approval.is_none() {
-        diags.push(
+    match (&raw.uses, &raw.approval) {
+        (None, None) => diags.push(
             pos,
             format!(
-                "step `{}` has no `uses` (write `uses: plugin.action`)",
+                "step `{}` has no `uses` (write `uses: plugin.action`, or `approval:` for a gate)",
                 raw.id.value
             ),
-        );
+        ),
+        (Some(_), Some(a)) => diags.push(
+            Pos::of(a),
+            format!(
+                "step `{}` has both `uses` and `approval`: an approval gate is a step of its own",
+                raw.id.value
+            ),
+        ),
+        _ => {}
     }
+    let approval = raw.approval.as_ref().map(|spanned| {
+        let a = &spanned.value;
+        let here = Pos::of(spanned);
+        if a.approvers.is_empty() {
+            diags.push(
+                here,
+                format!(
+                    "step `{}`: `approval.approvers` must list at least one role",
+                    raw.id.value
+                ),
+            );
+        }
+        let min_approvals = a.min_approvals.as_ref().map_or(1, |m| {
+            if m.value == 0 {
+                diags.push(Pos::of(m), "`approval.min_approvals` must be at least 1");
+            }
+            m.value
+        });
+        let timeout = a
+            .timeout
+            .as_ref()
+            .and_then(|t| {
+                let d = diags.duration(t, "approval.timeout")?;
+                if d.is_zero() {
+                    diags.push(Pos::of(t), "`approval.timeout` must be longer than 0s");
+                }
+                Some(d)
+            })
+            .unwrap_or_else(default_approval_timeout);
+        ApprovalGate {
+            approvers: a.approvers.clone(),
+            min_approvals,
+            timeout,
+            handoff: a.handoff.clone(),
+        }
+    });
     let mut positions = StepPositions {
         uses: at(&raw.uses),
         approval: at(&raw.approval),
+        auto_approve: at(&raw.auto_approve),
         with: at(&raw.with),
         needs: raw.needs.iter().map(Pos::of).collect(),
         r#if: at(&raw.condition),
@@ -306,7 +365,8 @@ fn convert_step(spanned: Spanned<RawStep>, diags: &mut Diagnostics<'_>) -> Step 
     Step {
         id: raw.id.value,
         uses: raw.uses.map(|u| u.value).unwrap_or_default(),
-        approval: raw.approval.map(|a| a.value),
+        approval,
+        auto_approve: raw.auto_approve.map(|a| a.value),
         with: serde_json::Value::Object(with),
         needs: raw.needs.into_iter().map(|n| n.value).collect(),
         r#if: raw.condition.map(|c| c.value),

@@ -10,8 +10,8 @@ mod validate;
 mod tests;
 
 pub use model::{
-    InputDecl, InputPositions, InputType, OnError, Playbook, PlaybookPositions, RetryPolicy,
-    RetryPositions, Step, StepPositions,
+    ApprovalGate, Handoff, InputDecl, InputPositions, InputType, OnError, Playbook,
+    PlaybookPositions, RetryPolicy, RetryPositions, Step, StepPositions,
 };
 pub use validate::{topo_order, validate};
 

@@ -129,15 +129,19 @@ pub struct Step {
     /// Unique id (`[a-z_][a-z0-9_]*`); templates read `steps.ID.output`.
     #[schemars(pattern(r"^[a-z_][a-z0-9_]*$"))]
     pub id: String,
-    /// The action, as `plugin.action`.
+    /// The action, as `plugin.action` (empty for an approval step).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(pattern(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$"))]
     pub uses: String,
-    /// Placeholder for human approval gates, which arrive in a later issue;
-    /// `validate` rejects any step that sets it. Left out of the published
-    /// schema until it means something.
+    /// Makes this an approval gate instead of an action: its branch waits
+    /// until enough approvers decide. Write either `uses` or `approval`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(skip)]
-    pub approval: Option<serde_json::Value>,
+    pub approval: Option<ApprovalGate>,
+    /// For a destructive action: a condition that, when true, authorizes it
+    /// without a human approval (journaled with its inputs and result).
+    /// Without it, a destructive step needs an approval step upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_approve: Option<String>,
     /// The action's input: an object whose strings are templates over
     /// `{inputs, steps, run}` (plus `item`/`index` with `for_each`).
     #[serde(default = "empty_object")]
@@ -177,6 +181,70 @@ pub struct Step {
     #[serde(skip)]
     #[schemars(skip)]
     pub positions: StepPositions,
+}
+
+/// A human approval gate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalGate {
+    /// Roles (from the config's approvers) whose members may decide.
+    #[schemars(length(min = 1))]
+    pub approvers: Vec<String>,
+    /// Distinct people who must approve (a single denial decides).
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub min_approvals: u32,
+    /// How long the request waits; unanswered, it counts as denied.
+    #[serde(default = "default_approval_timeout", with = "duration_text")]
+    #[schemars(with = "String")]
+    pub timeout: Duration,
+    /// What the approver is shown: templates over `{inputs, steps, run}`.
+    #[serde(default)]
+    pub handoff: Handoff,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Default wait for an approval: one hour, then fail closed.
+pub fn default_approval_timeout() -> Duration {
+    Duration::from_secs(3600)
+}
+
+/// The handoff shown to an approver. Each field is a template; a field
+/// that renders to a list or object is shown as such.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Handoff {
+    /// One line: what is being asked.
+    #[serde(default)]
+    pub summary: String,
+    /// Evidence from earlier steps.
+    #[serde(default)]
+    pub why: String,
+    /// Assets and users the action touches.
+    #[serde(default)]
+    pub affected: String,
+    /// What the playbook recommends.
+    #[serde(default)]
+    pub recommended_action: String,
+    /// What is not known.
+    #[serde(default)]
+    pub uncertainties: String,
+}
+
+impl Handoff {
+    /// Fields by name, in display order.
+    pub fn fields(&self) -> [(&'static str, &str); 5] {
+        [
+            ("summary", &self.summary),
+            ("why", &self.why),
+            ("affected", &self.affected),
+            ("recommended_action", &self.recommended_action),
+            ("uncertainties", &self.uncertainties),
+        ]
+    }
 }
 
 fn empty_object() -> serde_json::Value {
@@ -264,6 +332,8 @@ pub struct StepPositions {
     pub uses: Pos,
     /// The `approval` value.
     pub approval: Pos,
+    /// The `auto_approve` value.
+    pub auto_approve: Pos,
     /// The `with` mapping.
     pub with: Pos,
     /// Each key of `with`.

@@ -152,8 +152,17 @@ steps:
     uses: threatintel.lookup_ip
     with:
       ip: "{{ item }}"
-  - id: contain
+  - id: approve
     needs: [host, hash]
+    approval:
+      approvers: [soc-lead]
+      min_approvals: 2
+      timeout: 30m
+      handoff:
+        summary: "Isolate {{ steps.host.output.hostname }}?"
+        why: "{{ steps.hash.output }}"
+  - id: contain
+    needs: [host, hash, approve]
     if: >-
       inputs.contain and steps.hash.status == 'succeeded'
       and steps.hash.output.verdict == 'malicious'
@@ -213,15 +222,21 @@ fn full_playbook_loads_and_validates() {
     assert_eq!(hash.retry.jitter, 0.2);
     assert_eq!(hash.timeout, None);
     assert_eq!(pb.steps[2].for_each.as_deref(), Some("{{ inputs.ips }}"));
-    assert_eq!(pb.steps[3].needs, ["host", "hash"]);
-    assert!(pb.steps[3]
+    let gate = pb.steps[3].approval.as_ref().unwrap();
+    assert_eq!(gate.approvers, ["soc-lead"]);
+    assert_eq!(gate.min_approvals, 2);
+    assert_eq!(gate.timeout, Duration::from_secs(1800));
+    assert!(gate.handoff.summary.starts_with("Isolate"));
+    assert_eq!(pb.steps[3].uses, "");
+    assert_eq!(pb.steps[4].needs, ["host", "hash", "approve"]);
+    assert!(pb.steps[4]
         .r#if
         .as_deref()
         .unwrap()
         .starts_with("inputs.contain and"));
     assert_eq!(
-        pb.steps[4].with,
-        json!({ "host_id": pb.steps[4].with["host_id"] })
+        pb.steps[5].with,
+        json!({ "host_id": pb.steps[5].with["host_id"] })
     );
     assert_eq!(pb.outputs.len(), 4);
 }
@@ -236,13 +251,21 @@ fn topo_order_follows_needs_then_file_order() {
         .collect();
     assert_eq!(
         order,
-        ["host", "hash", "ip_reputation", "contain", "release_check"]
+        [
+            "host",
+            "hash",
+            "ip_reputation",
+            "approve",
+            "contain",
+            "release_check"
+        ]
     );
 
     let step = |id: &str, needs: &[&str]| Step {
         id: id.into(),
         uses: "edr.get_host".into(),
         approval: None,
+        auto_approve: None,
         with: json!({}),
         needs: needs.iter().map(|n| n.to_string()).collect(),
         r#if: None,
@@ -382,7 +405,7 @@ fn shape_problems_are_all_reported_by_load() {
     let errs = problems(&with_head("  - id: a\n    with: { host_id: x }\n"));
     assert_eq!(
         errs,
-        ["pb.yaml:7:9: step `a` has no `uses` (write `uses: plugin.action`)"]
+        ["pb.yaml:7:9: step `a` has no `uses` (write `uses: plugin.action`, or `approval:` for a gate)"]
     );
 }
 
@@ -454,6 +477,7 @@ fn with_is_checked_against_the_input_schema() {
     assert_eq!(
         errs,
         [
+            "pb.yaml:8:11: step `contain`: `edr.isolate_host` is destructive: it needs an approval step upstream (in its `needs`) or an explicit `auto_approve:` condition",
             "pb.yaml:10:7: step `contain`: missing required field `host_id` for edr.isolate_host",
             "pb.yaml:10:7: step `contain`: unknown field `reason` for edr.isolate_host (fields: host_id)",
             "pb.yaml:11:7: step `contain`: unknown field `hots_id` for edr.isolate_host (fields: host_id)",
@@ -567,13 +591,59 @@ fn retry_policies_must_make_sense() {
 }
 
 #[test]
-fn approval_gates_are_rejected_for_now() {
-    let errs = problems(&with_head(
-        "  - id: ok\n    approval: { approvers: [soc-leads] }\n",
-    ));
+fn approval_gate_shapes_are_checked_at_load() {
+    let errs = problems(&with_head(concat!(
+        "  - id: gate\n",
+        "    approval: { approvers: [soc-lead], timeout: soon }\n",
+        "  - id: both\n",
+        "    uses: edr.get_host\n",
+        "    approval: { approvers: [], min_approvals: 0 }\n",
+    )));
     assert_eq!(
         errs,
-        ["pb.yaml:8:15: step `ok`: approval gates are not supported yet"]
+        [
+            "pb.yaml:8:49: bad duration `soon` for `approval.timeout`: expected number at 0 (write e.g. \"500ms\", \"30s\", \"2m\")",
+            "pb.yaml:11:15: step `both` has both `uses` and `approval`: an approval gate is a step of its own",
+            "pb.yaml:11:15: step `both`: `approval.approvers` must list at least one role",
+            "pb.yaml:11:47: `approval.min_approvals` must be at least 1",
+        ]
+    );
+}
+
+#[test]
+fn destructive_steps_need_a_gate_that_sees_their_inputs() {
+    let errs = problems(&with_head(concat!(
+        "  - id: gate\n",
+        "    approval: { approvers: [soc-lead], handoff: { summary: \"{{ steps.later.output }}\" } }\n",
+        "    with: { x: 1 }\n",
+        "  - id: later\n",
+        "    uses: edr.get_host\n",
+        "    with: { host_id: x }\n",
+        "  - id: act\n",
+        "    needs: [gate, later]\n",
+        "    uses: edr.isolate_host\n",
+        "    with: { host_id: \"{{ steps.later.output.host_id }}\" }\n",
+        "  - id: bare\n",
+        "    uses: edr.release_host\n",
+        "    with: { host_id: x }\n",
+        "  - id: auto\n",
+        "    uses: edr.release_host\n",
+        "    auto_approve: \"inputs.host_id == 'lab-1'\"\n",
+        "    with: { host_id: x }\n",
+        "  - id: pointless\n",
+        "    uses: edr.get_host\n",
+        "    auto_approve: \"true\"\n",
+        "    with: { host_id: x }\n",
+    )));
+    assert_eq!(
+        errs,
+        [
+            "pb.yaml:8:15: step `gate` is an approval gate and cannot have with",
+            "pb.yaml:8:15: step `gate`: `approval.handoff.summary`: reads `steps.later` but `later` is not upstream of step `gate` (add it to `needs`)",
+            "pb.yaml:16:11: step `act` reads `steps.later`, which is not upstream of approval `gate`: an approval binds the exact inputs it approves, so add `later` to the needs of `gate`",
+            "pb.yaml:18:11: step `bare`: `edr.release_host` is destructive: it needs an approval step upstream (in its `needs`) or an explicit `auto_approve:` condition",
+            "pb.yaml:26:19: step `pointless`: `auto_approve` only applies to destructive actions, and `edr.get_host` is not one",
+        ]
     );
 }
 
@@ -590,6 +660,7 @@ fn several_problems_are_reported_at_once_in_file_order() {
             "pb.yaml:9:13",  // unknown input nope
             "pb.yaml:10:9",  // duplicate id
             "pb.yaml:11:13", // unknown need
+            "pb.yaml:12:11", // destructive without approval
             "pb.yaml:13:11", // missing host_id
             "pb.yaml:13:13", // unknown field host
             "pb.yaml:14:22", // jitter

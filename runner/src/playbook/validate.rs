@@ -323,15 +323,10 @@ impl<'a> Validator<'a> {
         let id = &step.id;
         let at = &step.positions;
         if step.approval.is_some() {
-            self.push(
-                or(at.approval, step.pos),
-                format!("step `{id}`: approval gates are not supported yet"),
-            );
-        }
-        if !(step.uses.is_empty() && step.approval.is_some()) {
-            if let Some(action) = self.action(step, catalog) {
-                self.with_schema(step, &action);
-            }
+            self.gate_shape(step);
+        } else if let Some(action) = self.action(step, catalog) {
+            self.with_schema(step, &action);
+            self.destructive(i, step, &action);
         }
 
         let upstream = &self.graph.upstream[i];
@@ -359,6 +354,28 @@ impl<'a> Validator<'a> {
                 format!("step `{id}`: `with` must be a mapping"),
             ),
         }
+        if let Some(gate) = &step.approval {
+            for (field, text) in gate.handoff.fields() {
+                let label = format!("step `{id}`: `approval.handoff.{field}`");
+                self.template(
+                    text,
+                    false,
+                    &place(false),
+                    &label,
+                    or(at.approval, step.pos),
+                );
+            }
+        }
+        if let Some(cond) = &step.auto_approve {
+            let label = format!("step `{id}`: `auto_approve`");
+            self.template(
+                cond,
+                true,
+                &place(false),
+                &label,
+                or(at.auto_approve, step.pos),
+            );
+        }
         if let Some(cond) = &step.r#if {
             let label = format!("step `{id}`: `if`");
             self.template(cond, true, &place(false), &label, or(at.r#if, step.pos));
@@ -378,6 +395,104 @@ impl<'a> Validator<'a> {
             }
         }
         self.retry(step);
+    }
+
+    /// An approval step carries no action-only keys.
+    fn gate_shape(&mut self, step: &Step) {
+        let at = or(step.positions.approval, step.pos);
+        let mut extra = Vec::new();
+        if step.with.as_object().is_some_and(|w| !w.is_empty()) {
+            extra.push("with");
+        }
+        if step.for_each.is_some() {
+            extra.push("for_each");
+        }
+        if step.timeout.is_some() {
+            extra.push("timeout (use `approval.timeout`)");
+        }
+        if step.positions.retry.block.line != 0 {
+            extra.push("retry");
+        }
+        if step.auto_approve.is_some() {
+            extra.push("auto_approve");
+        }
+        if !extra.is_empty() {
+            self.push(
+                at,
+                format!(
+                    "step `{}` is an approval gate and cannot have {}",
+                    step.id,
+                    extra.join(", ")
+                ),
+            );
+        }
+    }
+
+    /// Fail closed: a destructive action needs a gate upstream whose
+    /// request can bind its exact inputs, or an explicit `auto_approve`.
+    fn destructive(&mut self, i: usize, step: &Step, action: &ActionManifest) {
+        let at = &step.positions;
+        if !action.destructive {
+            if step.auto_approve.is_some() {
+                self.push(
+                    or(at.auto_approve, step.pos),
+                    format!(
+                        "step `{}`: `auto_approve` only applies to destructive actions, and `{}` is not one",
+                        step.id, step.uses
+                    ),
+                );
+            }
+            return;
+        }
+        let gates: Vec<usize> = self.graph.upstream[i]
+            .iter()
+            .copied()
+            .filter(|&g| self.playbook.steps[g].approval.is_some())
+            .collect();
+        if gates.is_empty() && step.auto_approve.is_none() {
+            self.push(
+                or(at.uses, step.pos),
+                format!(
+                    "step `{}`: `{}` is destructive: it needs an approval step upstream (in its `needs`) or an explicit `auto_approve:` condition",
+                    step.id, step.uses
+                ),
+            );
+            return;
+        }
+        // The approval is bound to the rendered inputs, so they must be
+        // renderable when the gate asks: nothing they read may run after it.
+        let mut reads = BTreeSet::new();
+        let mut texts: Vec<String> = Vec::new();
+        collect_strings(&step.with, &mut texts);
+        texts.extend(step.for_each.clone());
+        for text in &texts {
+            if let Ok(refs) = self.templates.references(text, false) {
+                reads.extend(refs);
+            }
+        }
+        for &g in &gates {
+            let gate_upstream = self.graph.upstream[g].clone();
+            for path in &reads {
+                let mut parts = path.split('.');
+                if parts.next() != Some("steps") {
+                    continue;
+                }
+                let Some(name) = parts.next() else { continue };
+                let Some(&read) = self.graph.index.get(name) else {
+                    continue;
+                };
+                if read != g && !gate_upstream.contains(&read) {
+                    let gate = self.playbook.steps[g].id.clone();
+                    self.push(
+                        or(at.with, step.pos),
+                        format!(
+                            "step `{}` reads `steps.{name}`, which is not upstream of approval `{gate}`: an approval binds the exact inputs it approves, so add `{name}` to the needs of `{gate}`",
+                            step.id
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     /// The action `uses` names, or a diagnostic.
@@ -634,6 +749,16 @@ impl<'a> Validator<'a> {
 
 /// `pos` when known, else `fallback` (positions are zero for playbooks not
 /// read from YAML).
+/// Every string inside a JSON value (the templates of a `with`).
+fn collect_strings(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| collect_strings(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| collect_strings(v, out)),
+        _ => {}
+    }
+}
+
 fn or(pos: Pos, fallback: Pos) -> Pos {
     if pos.line == 0 {
         fallback

@@ -3,11 +3,15 @@
 //! is invoked, its result before any dependent starts), and resumes any run
 //! from its journal alone. Fresh runs and resumes share one executor.
 
+mod gate;
 mod inputs;
 mod state;
 
-pub use state::{AttemptError, FinishedStep, ItemState, RunState, StepStatus};
+pub use state::{
+    AttemptError, Authorization, FinishedStep, GateState, ItemState, RunState, StepStatus,
+};
 
+use crate::config::Policy;
 use crate::journal::{AttemptOutcome, Event, Journal, JournalError, Record, RunStatus};
 use crate::playbook::{OnError, Playbook, Step};
 use crate::plugin_host::{Invocation, InvokeError, PluginHost};
@@ -72,6 +76,9 @@ pub struct RunReport {
     pub steps: BTreeMap<String, StepReport>,
     /// Playbook outputs (when finished).
     pub outputs: Value,
+    /// Approvals the run waits for (see `soar pending`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending_approvals: Vec<Value>,
 }
 
 impl RunReport {
@@ -99,6 +106,16 @@ impl RunReport {
                         step.clone(),
                         StepReport {
                             status: "running".into(),
+                            output: None,
+                            error: None,
+                        },
+                    );
+                }
+                Event::ApprovalRequested { step, .. } => {
+                    steps.insert(
+                        step.clone(),
+                        StepReport {
+                            status: "waiting_approval".into(),
                             output: None,
                             error: None,
                         },
@@ -142,6 +159,7 @@ impl RunReport {
             status,
             deduplicated: false,
             steps,
+            pending_approvals: state.pending_approvals(run_id, now_ms()),
             outputs: state.outputs,
         }
     }
@@ -159,6 +177,8 @@ pub struct Engine {
     appended: Arc<AtomicU64>,
     /// Print a line per step event on stderr.
     progress: bool,
+    /// Approvers, protected assets, blast-radius caps.
+    policy: Arc<Policy>,
 }
 
 fn now_ms() -> u64 {
@@ -256,7 +276,15 @@ impl Engine {
             hang_after,
             appended: Arc::new(AtomicU64::new(0)),
             progress: false,
+            policy: Arc::new(Policy::default()),
         }
+    }
+
+    /// The operator's safety policy (protected assets, blast radius). The
+    /// default protects nothing; destructive steps still need an approval.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = Arc::new(policy);
+        self
     }
 
     /// Prints step progress on stderr as it is journaled.
@@ -297,6 +325,11 @@ impl Engine {
     /// The journal.
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// The plugin host.
+    pub fn host(&self) -> &Arc<PluginHost> {
+        &self.host
     }
 
     /// Appends and waits until durable: for records a side effect or a
@@ -427,12 +460,15 @@ impl Engine {
         let records = self.journal.read(run_id)?;
         let state = Arc::new(RunState::from_records(&records));
         let mut finished: BTreeMap<String, FinishedStep> = state.finished.clone();
-        let mut running: JoinSet<(String, Result<StepEnd, JournalError>)> = JoinSet::new();
+        let mut running: JoinSet<(String, Result<Option<StepEnd>, JournalError>)> = JoinSet::new();
         let mut started: std::collections::BTreeSet<String> = finished.keys().cloned().collect();
         let mut failing = false;
         let mut in_doubt = false;
+        let mut waiting: Vec<String> = Vec::new();
+        // Cancelled: nothing more starts.
+        let cancelled = state.cancelled.is_some();
         loop {
-            if !failing && !in_doubt {
+            if !failing && !in_doubt && !cancelled {
                 for step in &playbook.steps {
                     if started.contains(&step.id) {
                         continue;
@@ -478,9 +514,11 @@ impl Engine {
                     let run = run_id.to_string();
                     let step = step.clone();
                     let state = state.clone();
+                    let playbook = playbook.clone();
                     running.spawn(async move {
                         let id = step.id.clone();
-                        (id, engine.run_step(&run, &step, ctx, &state).await)
+                        let end = engine.run_step(&run, &step, ctx, &state, &playbook).await;
+                        (id, end)
                     });
                 }
             }
@@ -488,6 +526,7 @@ impl Engine {
                 // Nothing running: either all steps settled or we are blocked.
                 let newly_ready = !failing
                     && !in_doubt
+                    && !cancelled
                     && playbook.steps.iter().any(|s| {
                         !started.contains(&s.id) && s.needs.iter().all(|n| finished.contains_key(n))
                     });
@@ -502,10 +541,15 @@ impl Engine {
                     Err(JournalError::Storage(format!("step task panicked: {e}"))),
                 )
             });
-            let end = end?;
+            let Some(end) = end? else {
+                waiting.push(id);
+                continue;
+            };
             let step = playbook.steps.iter().find(|s| s.id == id);
             match end.status {
-                StepStatus::Failed if step.map(|s| s.on_error) != Some(OnError::Continue) => {
+                StepStatus::Failed | StepStatus::Blocked
+                    if step.map(|s| s.on_error) != Some(OnError::Continue) =>
+                {
                     failing = true
                 }
                 StepStatus::InDoubt => in_doubt = true,
@@ -520,10 +564,17 @@ impl Engine {
                 },
             );
         }
-        let (status, error) = if failing {
+        let (status, error) = if let Some((by, reason)) = &state.cancelled {
+            (
+                RunStatus::Cancelled,
+                Some(format!("cancelled by {by}: {reason}")),
+            )
+        } else if failing {
             (RunStatus::Failed, Some("a step failed".to_string()))
         } else if in_doubt {
             (RunStatus::InDoubt, None)
+        } else if !waiting.is_empty() {
+            (RunStatus::WaitingApproval, None)
         } else {
             (RunStatus::Succeeded, None)
         };
@@ -536,6 +587,17 @@ impl Engine {
                 },
             )
             .await?;
+        } else if status == RunStatus::WaitingApproval {
+            self.append(
+                run_id,
+                Event::RunPaused {
+                    status,
+                    reason: format!("waiting for approval: {}", waiting.join(", ")),
+                },
+            )
+            .await?;
+        } else if state.final_status.is_some() {
+            // Already finished (a cancel writes its own end).
         } else {
             let outputs = if status == RunStatus::Succeeded {
                 self.render_outputs(run_id, &playbook, &state.inputs, &finished)
@@ -622,7 +684,8 @@ impl Engine {
         step: &Step,
         ctx: Value,
         state: &RunState,
-    ) -> Result<StepEnd, JournalError> {
+        playbook: &Playbook,
+    ) -> Result<Option<StepEnd>, JournalError> {
         let fail = |message: String| StepEnd {
             status: StepStatus::Failed,
             output: None,
@@ -640,18 +703,31 @@ impl Engine {
                         },
                     )
                     .await?;
-                    return Ok(StepEnd {
+                    return Ok(Some(StepEnd {
                         status: StepStatus::Skipped,
                         output: None,
                         error: None,
-                    });
+                    }));
                 }
                 Err(e) => {
                     return self
                         .finish_step(run_id, &step.id, fail(format!("`if`: {e}")))
                         .await
+                        .map(Some)
                 }
             }
+        }
+        if let Some(gate) = &step.approval {
+            if !state.gates.contains_key(&step.id) {
+                let started = Event::StepStarted {
+                    step: step.id.clone(),
+                    items: None,
+                };
+                self.note(run_id, started).await?;
+            }
+            return self
+                .run_approval(run_id, step, gate, &ctx, state, playbook)
+                .await;
         }
         let items: Option<Vec<Value>> = match &step.for_each {
             None => None,
@@ -665,11 +741,13 @@ impl Engine {
                             fail(format!("`for_each` must give a list, got {other}")),
                         )
                         .await
+                        .map(Some)
                 }
                 Err(e) => {
                     return self
                         .finish_step(run_id, &step.id, fail(format!("`for_each`: {e}")))
                         .await
+                        .map(Some)
                 }
             },
         };
@@ -681,6 +759,28 @@ impl Engine {
             },
         )
         .await?;
+        if self.action_of(step).is_some_and(|(m, _)| m.destructive) {
+            // Fail closed: every check passes, and is journaled, before the
+            // first attempt; otherwise the action is never invoked.
+            let verdict = match self.render_items(step, &ctx) {
+                Ok(rendered) => {
+                    self.authorize(run_id, step, &ctx, &rendered, state, playbook)
+                        .await?
+                }
+                Err(e) => Err(crate::approvals::guard::Blocked {
+                    rule: "incomplete_input",
+                    message: e,
+                }),
+            };
+            if let Err(blocked) = verdict {
+                let end = StepEnd {
+                    status: StepStatus::Blocked,
+                    output: None,
+                    error: Some(blocked.to_json()),
+                };
+                return self.finish_step(run_id, &step.id, end).await.map(Some);
+            }
+        }
         let end = match items {
             None => match self.run_item(run_id, step, &ctx, None, state).await? {
                 ItemEnd::Done(output) => StepEnd {
@@ -738,7 +838,7 @@ impl Engine {
                 })
             }
         };
-        self.finish_step(run_id, &step.id, end).await
+        self.finish_step(run_id, &step.id, end).await.map(Some)
     }
 
     async fn run_item(
@@ -765,18 +865,6 @@ impl Engine {
                 retry_after_ms: None,
             }));
         };
-        if manifest.destructive {
-            // Fail closed: approval gates are not implemented yet, so nothing
-            // destructive runs, whatever the playbook says.
-            return Ok(ItemEnd::Failed(AttemptError {
-                kind: "blocked".into(),
-                message: format!(
-                    "`{}` is destructive and needs an approval gate; not invoked",
-                    step.uses
-                ),
-                retry_after_ms: None,
-            }));
-        }
         let key = idempotency_key(run_id, &step.id, item);
         let policy = retry::Policy {
             max_attempts: step.retry.max_attempts.max(1),

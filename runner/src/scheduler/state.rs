@@ -2,7 +2,9 @@
 //! for each unfinished step item, where its attempts stood. Both a fresh run
 //! (empty state) and `soar resume` go through the same executor with it.
 
-use crate::journal::{AttemptOutcome, Event, Record, RunStatus};
+use crate::journal::{
+    ApprovalBinding, AttemptOutcome, Decision, Event, Record, Resolution, RunStatus, Vote,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -18,6 +20,8 @@ pub enum StepStatus {
     Skipped,
     /// An attempt's outcome is unknown and the action may not be repeated.
     InDoubt,
+    /// A destructive action was not invoked: a safety rule said no.
+    Blocked,
 }
 
 impl StepStatus {
@@ -28,6 +32,7 @@ impl StepStatus {
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
             StepStatus::InDoubt => "in_doubt",
+            StepStatus::Blocked => "blocked",
         }
     }
 
@@ -38,6 +43,7 @@ impl StepStatus {
             "failed" => StepStatus::Failed,
             "skipped" => StepStatus::Skipped,
             "in_doubt" => StepStatus::InDoubt,
+            "blocked" => StepStatus::Blocked,
             _ => return None,
         })
     }
@@ -131,6 +137,68 @@ pub struct RunState {
     pub paused: Option<RunStatus>,
     /// Outputs from `RunFinished`.
     pub outputs: Value,
+    /// Approval gates that asked, by step id.
+    pub gates: BTreeMap<String, GateState>,
+    /// Destructive steps authorized to act, by step id.
+    pub authorized: BTreeMap<String, Authorization>,
+    /// Who cancelled the run, and why.
+    pub cancelled: Option<(String, String)>,
+}
+
+/// An approval gate as its journal tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateState {
+    /// Roles that may decide.
+    pub approvers: Vec<String>,
+    /// Distinct approvals needed.
+    pub min_approvals: u32,
+    /// When it was asked (RFC 3339).
+    pub requested_at: String,
+    /// When it expires (Unix ms).
+    pub expires_at_ms: u64,
+    /// The rendered handoff.
+    pub handoff: Value,
+    /// What it covers.
+    pub bindings: Vec<ApprovalBinding>,
+    /// Dry-run plan.
+    pub plan: Value,
+    /// Votes so far: (approver, vote, reason).
+    pub votes: Vec<(String, Vote, String)>,
+    /// The decision and who made it.
+    pub decision: Option<(Decision, Vec<String>)>,
+}
+
+impl GateState {
+    /// Distinct approvers who approved.
+    pub fn approved_by(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .votes
+            .iter()
+            .filter(|(_, v, _)| *v == Vote::Approve)
+            .map(|(n, _, _)| n.clone())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Waiting for votes (asked, not decided).
+    pub fn is_waiting(&self) -> bool {
+        self.decision.is_none()
+    }
+}
+
+/// A destructive step's journaled authorization.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Authorization {
+    /// `plugin.action`.
+    pub uses: String,
+    /// Hash of the rendered inputs it was authorized with.
+    pub input_sha256: String,
+    /// Plugin digest it was authorized with.
+    pub plugin_sha256: String,
+    /// Targets.
+    pub targets: Vec<String>,
 }
 
 impl RunState {
@@ -250,6 +318,98 @@ impl RunState {
                     );
                 }
             }
+            Event::ApprovalRequested {
+                step,
+                approvers,
+                min_approvals,
+                expires_at,
+                handoff,
+                bindings,
+                plan,
+            } => {
+                self.gates.insert(
+                    step.clone(),
+                    GateState {
+                        approvers: approvers.clone(),
+                        min_approvals: *min_approvals,
+                        requested_at: record.at.clone(),
+                        expires_at_ms: crate::journal::parse_unix_millis(expires_at).unwrap_or(0),
+                        handoff: handoff.clone(),
+                        bindings: bindings.clone(),
+                        plan: plan.clone(),
+                        votes: Vec::new(),
+                        decision: None,
+                    },
+                );
+            }
+            Event::ApprovalVoted {
+                step,
+                by,
+                vote,
+                reason,
+            } => {
+                if let Some(g) = self.gates.get_mut(step) {
+                    g.votes.push((by.clone(), *vote, reason.clone()));
+                }
+            }
+            Event::ApprovalDecided {
+                step, decision, by, ..
+            } => {
+                if let Some(g) = self.gates.get_mut(step) {
+                    g.decision = Some((*decision, by.clone()));
+                }
+            }
+            Event::ActionAuthorized {
+                step,
+                uses,
+                input_sha256,
+                plugin_sha256,
+                targets,
+                ..
+            } => {
+                self.authorized.insert(
+                    step.clone(),
+                    Authorization {
+                        uses: uses.clone(),
+                        input_sha256: input_sha256.clone(),
+                        plugin_sha256: plugin_sha256.clone(),
+                        targets: targets.clone(),
+                    },
+                );
+            }
+            Event::RunCancelled { by, reason } => {
+                self.cancelled = Some((by.clone(), reason.clone()));
+            }
+            Event::OperatorResolved {
+                step,
+                item,
+                attempt,
+                by,
+                outcome,
+                reason,
+            } => {
+                let state = match outcome {
+                    Resolution::Done => ItemState::Done(serde_json::json!({
+                        "resolved_by": by, "outcome": "done", "reason": reason
+                    })),
+                    Resolution::Failed => ItemState::Errored {
+                        attempt: *attempt,
+                        error: AttemptError {
+                            kind: "resolved_failed".into(),
+                            message: format!("{by} resolved it as failed: {reason}"),
+                            retry_after_ms: None,
+                        },
+                    },
+                    Resolution::Retry => ItemState::RetryAt {
+                        next_attempt: attempt + 1,
+                        at_ms: 0,
+                    },
+                };
+                self.items.insert((step.clone(), *item), state);
+                // The run is no longer paused on it.
+                self.paused = None;
+            }
+            Event::CommandRefused { .. } => {}
             Event::RunPaused { status, .. } => self.paused = Some(*status),
             Event::RunFinished {
                 status, outputs, ..
@@ -259,6 +419,37 @@ impl RunState {
             }
             Event::StepStarted { .. } => {}
         }
+    }
+
+    /// Approvals waiting for a decision, as `soar pending` and a paused
+    /// `soar run` show them: handoff, plan, age, expiry, and the commands.
+    pub fn pending_approvals(&self, run_id: &str, now_ms: u64) -> Vec<Value> {
+        self.gates
+            .iter()
+            .filter(|(_, g)| g.is_waiting())
+            .map(|(step, gate)| {
+                let requested_ms =
+                    crate::journal::parse_unix_millis(&gate.requested_at).unwrap_or(now_ms);
+                serde_json::json!({
+                    "run_id": run_id,
+                    "playbook": self.playbook,
+                    "step": step,
+                    "started_by": self.started_by,
+                    "approvers": gate.approvers,
+                    "min_approvals": gate.min_approvals,
+                    "approved_by": gate.approved_by(),
+                    "requested_at": gate.requested_at,
+                    "expires_at": crate::journal::format_unix_millis(gate.expires_at_ms),
+                    "age_seconds": now_ms.saturating_sub(requested_ms) / 1000,
+                    "expired": now_ms >= gate.expires_at_ms,
+                    "handoff": gate.handoff,
+                    "plan": gate.plan,
+                    "covers": gate.bindings,
+                    "approve": format!("soar approve {run_id} {step} --as NAME --reason TEXT"),
+                    "deny": format!("soar deny {run_id} {step} --as NAME --reason TEXT"),
+                })
+            })
+            .collect()
     }
 
     /// Item state (NotStarted when nothing was journaled).

@@ -1,0 +1,277 @@
+//! Who may decide what: approver authentication, the rules a vote must pass
+//! (role, four-eyes, one vote per person, a gate that is waiting), and the
+//! checks a destructive step must pass before it acts ([`guard`]).
+//! Pure functions over the config's [`Policy`] and a run's [`RunState`].
+
+pub mod guard;
+
+use crate::config::{Approver, Policy};
+use crate::journal::{Decision, Vote};
+use crate::scheduler::{GateState, RunState};
+
+/// Why an operator command was refused. Every refusal is journaled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// No token was given.
+    #[error("no token: set SOAR_TOKEN or pass --token-file")]
+    NoToken,
+    /// The name is not a configured approver.
+    #[error("`{0}` is not an approver in the config")]
+    UnknownApprover(String),
+    /// The token does not match the approver's hash.
+    #[error("wrong token for `{0}`")]
+    WrongToken(String),
+    /// The approver has none of the roles the gate asks for.
+    #[error("`{who}` has roles [{has}], and approval `{step}` needs one of [{needs}]")]
+    MissingRole {
+        /// Approver.
+        who: String,
+        /// The gate.
+        step: String,
+        /// Their roles.
+        has: String,
+        /// Roles the gate asks for.
+        needs: String,
+    },
+    /// Four-eyes: the run's starter may not approve it.
+    #[error("`{0}` started this run and may not decide its approvals (four-eyes; see approvals.allow_self_approval)")]
+    OwnRun(String),
+    /// A second vote by the same person.
+    #[error("`{who}` already voted on `{step}`")]
+    AlreadyVoted {
+        /// Approver.
+        who: String,
+        /// The gate.
+        step: String,
+    },
+    /// The step is not an approval that is waiting.
+    #[error("{0}")]
+    NotWaiting(String),
+    /// The request expired before this vote.
+    #[error("approval `{0}` expired before this decision; it counts as denied")]
+    Expired(String),
+    /// The run is over.
+    #[error("run is {0}: nothing to decide")]
+    RunOver(String),
+}
+
+/// Checks that `who` is an approver and `token` is theirs.
+pub fn authenticate<'p>(
+    policy: &'p Policy,
+    who: &str,
+    token: Option<&str>,
+) -> Result<&'p Approver, Refusal> {
+    let approver = policy
+        .approvers
+        .get(who)
+        .ok_or_else(|| Refusal::UnknownApprover(who.to_string()))?;
+    let token = token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(Refusal::NoToken)?;
+    if !approver.token_matches(token) {
+        return Err(Refusal::WrongToken(who.to_string()));
+    }
+    Ok(approver)
+}
+
+/// Checks everything about a vote except the token (see [`authenticate`]):
+/// the gate is waiting and unexpired, the approver holds a role it asks
+/// for, did not start the run (unless allowed), and has not voted yet.
+pub fn check_vote<'s>(
+    policy: &Policy,
+    state: &'s RunState,
+    step: &str,
+    approver: &Approver,
+    now_ms: u64,
+) -> Result<&'s GateState, Refusal> {
+    if let Some(status) = state.final_status {
+        return Err(Refusal::RunOver(status.to_string()));
+    }
+    if state.cancelled.is_some() {
+        return Err(Refusal::RunOver("cancelled".into()));
+    }
+    let gate = state.gates.get(step).ok_or_else(|| {
+        let waiting: Vec<&str> = state
+            .gates
+            .iter()
+            .filter(|(_, g)| g.is_waiting())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        Refusal::NotWaiting(format!(
+            "step `{step}` is not an approval waiting for a decision (waiting: {})",
+            if waiting.is_empty() {
+                "none".to_string()
+            } else {
+                waiting.join(", ")
+            }
+        ))
+    })?;
+    if let Some((decision, _)) = &gate.decision {
+        return Err(Refusal::NotWaiting(format!(
+            "approval `{step}` is already decided: {}",
+            decision.as_str()
+        )));
+    }
+    if now_ms >= gate.expires_at_ms {
+        return Err(Refusal::Expired(step.to_string()));
+    }
+    if !approver.roles.iter().any(|r| gate.approvers.contains(r)) {
+        return Err(Refusal::MissingRole {
+            who: approver.name.clone(),
+            step: step.to_string(),
+            has: approver.roles.join(", "),
+            needs: gate.approvers.join(", "),
+        });
+    }
+    if !policy.allow_self_approval && state.started_by == approver.name {
+        return Err(Refusal::OwnRun(approver.name.clone()));
+    }
+    if gate.votes.iter().any(|(by, _, _)| by == &approver.name) {
+        return Err(Refusal::AlreadyVoted {
+            who: approver.name.clone(),
+            step: step.to_string(),
+        });
+    }
+    Ok(gate)
+}
+
+/// The gate's decision once `vote` by `who` is counted, if it decides it:
+/// any denial denies; enough distinct approvals grant.
+pub fn tally(gate: &GateState, who: &str, vote: Vote) -> Option<(Decision, Vec<String>)> {
+    match vote {
+        Vote::Deny => Some((Decision::Denied, vec![who.to_string()])),
+        Vote::Approve => {
+            let mut by = gate.approved_by();
+            if !by.iter().any(|b| b == who) {
+                by.push(who.to_string());
+                by.sort();
+            }
+            (by.len() as u32 >= gate.min_approvals).then_some((Decision::Granted, by))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    fn approver(name: &str, roles: &[&str], token: &str) -> Approver {
+        Approver {
+            name: name.into(),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            token_sha256: sha2::Sha256::digest(token.as_bytes()).into(),
+        }
+    }
+
+    fn policy() -> Policy {
+        let mut p = Policy::default();
+        for a in [
+            approver("alice", &["soc-lead"], "ta"),
+            approver("bob", &["soc-lead"], "tb"),
+            approver("carol", &["analyst"], "tc"),
+        ] {
+            p.approvers.insert(a.name.clone(), a);
+        }
+        p
+    }
+
+    fn state(min: u32) -> RunState {
+        let mut s = RunState {
+            started_by: "alice".into(),
+            ..Default::default()
+        };
+        s.gates.insert(
+            "approve".into(),
+            GateState {
+                approvers: vec!["soc-lead".into()],
+                min_approvals: min,
+                requested_at: String::new(),
+                expires_at_ms: 1_000,
+                handoff: serde_json::Value::Null,
+                bindings: vec![],
+                plan: serde_json::Value::Null,
+                votes: vec![],
+                decision: None,
+            },
+        );
+        s
+    }
+
+    #[test]
+    fn authentication_needs_known_name_and_matching_token() {
+        let p = policy();
+        assert_eq!(authenticate(&p, "bob", Some("tb")).unwrap().name, "bob");
+        assert_eq!(
+            authenticate(&p, "bob", Some("ta")),
+            Err(Refusal::WrongToken("bob".into()))
+        );
+        assert_eq!(authenticate(&p, "bob", None), Err(Refusal::NoToken));
+        assert_eq!(
+            authenticate(&p, "mallory", Some("tb")),
+            Err(Refusal::UnknownApprover("mallory".into()))
+        );
+    }
+
+    #[test]
+    fn vote_rules() {
+        let p = policy();
+        let s = state(2);
+        let bob = &p.approvers["bob"];
+        assert!(check_vote(&p, &s, "approve", bob, 10).is_ok());
+        // Expired.
+        assert_eq!(
+            check_vote(&p, &s, "approve", bob, 1_000),
+            Err(Refusal::Expired("approve".into()))
+        );
+        // Four-eyes.
+        let alice = &p.approvers["alice"];
+        assert_eq!(
+            check_vote(&p, &s, "approve", alice, 10),
+            Err(Refusal::OwnRun("alice".into()))
+        );
+        let mut lenient = p.clone();
+        lenient.allow_self_approval = true;
+        assert!(check_vote(&lenient, &s, "approve", alice, 10).is_ok());
+        // Missing role.
+        let carol = &p.approvers["carol"];
+        assert!(matches!(
+            check_vote(&p, &s, "approve", carol, 10),
+            Err(Refusal::MissingRole { .. })
+        ));
+        // Not a gate.
+        assert!(matches!(
+            check_vote(&p, &s, "isolate", bob, 10),
+            Err(Refusal::NotWaiting(_))
+        ));
+        // Second vote.
+        let mut voted = s.clone();
+        voted.gates.get_mut("approve").unwrap().votes.push((
+            "bob".into(),
+            Vote::Approve,
+            String::new(),
+        ));
+        assert!(matches!(
+            check_vote(&p, &voted, "approve", bob, 10),
+            Err(Refusal::AlreadyVoted { .. })
+        ));
+    }
+
+    #[test]
+    fn quorum_counts_distinct_people_and_one_denial_decides() {
+        let s = state(2);
+        let gate = &s.gates["approve"];
+        assert_eq!(tally(gate, "bob", Vote::Approve), None);
+        let mut g = gate.clone();
+        g.votes.push(("bob".into(), Vote::Approve, String::new()));
+        assert_eq!(
+            tally(&g, "dave", Vote::Approve),
+            Some((Decision::Granted, vec!["bob".into(), "dave".into()]))
+        );
+        assert_eq!(tally(&g, "bob", Vote::Approve), None);
+        assert_eq!(
+            tally(&g, "dave", Vote::Deny),
+            Some((Decision::Denied, vec!["dave".into()]))
+        );
+    }
+}

@@ -1,0 +1,315 @@
+//! The operator's safety policy for destructive actions, from `soar.yaml`:
+//! who may approve (name, roles, token hash), which assets are never acted
+//! on, and how many targets one run may touch per action.
+
+use super::{problem, ConfigProblem};
+use crate::plugin_host::TargetKind;
+use crate::yaml::{Pos, Spanned};
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawApprovals {
+    #[serde(default)]
+    allow_self_approval: bool,
+    #[serde(default)]
+    approvers: BTreeMap<String, Spanned<RawApprover>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApprover {
+    #[serde(default)]
+    roles: Vec<String>,
+    token_sha256: Spanned<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProtected {
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    ips: Vec<Spanned<String>>,
+    #[serde(default)]
+    domains: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBlastCap {
+    #[serde(default)]
+    max_targets: Option<u32>,
+    #[serde(default)]
+    max_targets_single_approver: Option<u32>,
+}
+
+/// A person who may decide approval gates. Only a hash of their token is
+/// kept: the config file never holds a credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approver {
+    /// Name used with `--as`.
+    pub name: String,
+    /// Roles an approval step may ask for.
+    pub roles: Vec<String>,
+    /// SHA-256 of the token.
+    pub token_sha256: [u8; 32],
+}
+
+impl Approver {
+    /// Whether `token` is this approver's (constant time in the token hash).
+    pub fn token_matches(&self, token: &str) -> bool {
+        use sha2::Digest;
+        use subtle::ConstantTimeEq;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.trim().as_bytes()).into();
+        digest.ct_eq(&self.token_sha256).into()
+    }
+}
+
+/// Assets no destructive action may name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProtectedAssets {
+    /// Host ids and host names (compared case-insensitively).
+    pub hosts: Vec<String>,
+    /// User ids, logins and e-mail addresses (case-insensitive).
+    pub users: Vec<String>,
+    /// Addresses and CIDR ranges.
+    pub ips: Vec<IpNet>,
+    /// Domains; their subdomains are protected too.
+    pub domains: Vec<String>,
+}
+
+/// Which protected entry a target value hit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtectedHit {
+    /// The value in the action's input or plan.
+    pub value: String,
+    /// The config entry it matched.
+    pub entry: String,
+}
+
+impl ProtectedAssets {
+    /// The protected entry `value` (a target of `kind`) falls under, if any.
+    pub fn hit(&self, kind: TargetKind, value: &str) -> Option<ProtectedHit> {
+        let v = value.trim();
+        let found = |entry: &str| {
+            Some(ProtectedHit {
+                value: value.to_string(),
+                entry: entry.to_string(),
+            })
+        };
+        match kind {
+            TargetKind::Host => self
+                .hosts
+                .iter()
+                .find(|h| h.eq_ignore_ascii_case(v))
+                .and_then(|h| found(h)),
+            TargetKind::User => self
+                .users
+                .iter()
+                .find(|u| u.eq_ignore_ascii_case(v))
+                .and_then(|u| found(u)),
+            TargetKind::Ip => {
+                // A value that is not an address cannot be checked: the
+                // caller treats an unparseable IP target as a block reason.
+                let addr: IpAddr = v
+                    .parse()
+                    .or_else(|_| v.parse::<IpNet>().map(|n| n.network()))
+                    .ok()?;
+                let net: Option<IpNet> = v.parse().ok();
+                self.ips
+                    .iter()
+                    .find(|p| match net {
+                        // A range target is protected if it overlaps a protected range.
+                        Some(n) => p.contains(&n.network()) || n.contains(&p.network()),
+                        None => p.contains(&addr),
+                    })
+                    .and_then(|p| found(&p.to_string()))
+            }
+            TargetKind::Domain => {
+                let d = v.trim_end_matches('.').to_ascii_lowercase();
+                self.domains
+                    .iter()
+                    .find(|p| {
+                        let p = p.trim_end_matches('.').to_ascii_lowercase();
+                        d == p || d.ends_with(&format!(".{p}"))
+                    })
+                    .and_then(|p| found(p))
+            }
+        }
+    }
+
+    /// True when nothing is protected.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+            && self.users.is_empty()
+            && self.ips.is_empty()
+            && self.domains.is_empty()
+    }
+}
+
+/// How many distinct targets one run may act on with one action.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlastCap {
+    /// Never more than this.
+    pub max_targets: Option<u32>,
+    /// More than this needs approvals from at least two people.
+    pub max_targets_single_approver: Option<u32>,
+}
+
+/// Everything that decides whether a destructive action may run.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Approvers by name.
+    pub approvers: BTreeMap<String, Approver>,
+    /// Whoever started a run may approve it (single-person teams only).
+    pub allow_self_approval: bool,
+    /// Never-touch assets.
+    pub protected: ProtectedAssets,
+    /// Caps by `plugin.action`.
+    pub blast_radius: BTreeMap<String, BlastCap>,
+}
+
+pub(super) fn resolve(
+    approvals: &RawApprovals,
+    protected: &RawProtected,
+    blast: &BTreeMap<String, Spanned<RawBlastCap>>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Policy {
+    let mut approvers = BTreeMap::new();
+    for (name, spanned) in &approvals.approvers {
+        let key = format!("approvals.approvers.{name}");
+        let raw = &spanned.value;
+        let hex_text = raw.token_sha256.value.trim().to_ascii_lowercase();
+        let mut hash = [0u8; 32];
+        if hex::decode_to_slice(&hex_text, &mut hash).is_err() {
+            problem(
+                problems,
+                Pos::of(&raw.token_sha256),
+                format!("{key}.token_sha256"),
+                "must be 64 hex digits: the SHA-256 of the approver's token (e.g. `printf %s \"$TOKEN\" | sha256sum`), never the token itself",
+            );
+            continue;
+        }
+        if raw.roles.is_empty() {
+            problem(
+                problems,
+                Pos::of(spanned),
+                format!("{key}.roles"),
+                "list at least one role (approval steps ask for roles)",
+            );
+        }
+        approvers.insert(
+            name.clone(),
+            Approver {
+                name: name.clone(),
+                roles: raw.roles.clone(),
+                token_sha256: hash,
+            },
+        );
+    }
+    let mut ips = Vec::new();
+    for (i, ip) in protected.ips.iter().enumerate() {
+        let text = ip.value.trim();
+        let net = text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<IpAddr>().map(IpNet::from));
+        match net {
+            Ok(n) => ips.push(n),
+            Err(_) => problem(
+                problems,
+                Pos::of(ip),
+                format!("protected.ips[{i}]"),
+                format!("`{text}` is neither an IP address nor a CIDR range"),
+            ),
+        }
+    }
+    let mut blast_radius = BTreeMap::new();
+    for (action, cap) in blast {
+        if action
+            .split_once('.')
+            .is_none_or(|(p, a)| p.is_empty() || a.is_empty())
+        {
+            problem(
+                problems,
+                Pos::of(cap),
+                format!("blast_radius.{action}"),
+                "keys are `plugin.action`, e.g. `edr.isolate_host`",
+            );
+            continue;
+        }
+        blast_radius.insert(
+            action.clone(),
+            BlastCap {
+                max_targets: cap.value.max_targets,
+                max_targets_single_approver: cap.value.max_targets_single_approver,
+            },
+        );
+    }
+    Policy {
+        approvers,
+        allow_self_approval: approvals.allow_self_approval,
+        protected: ProtectedAssets {
+            hosts: protected.hosts.clone(),
+            users: protected.users.clone(),
+            ips,
+            domains: protected.domains.clone(),
+        },
+        blast_radius,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assets() -> ProtectedAssets {
+        ProtectedAssets {
+            hosts: vec!["DC01".into(), "0a1b".into()],
+            users: vec!["ceo@example.com".into()],
+            ips: vec![
+                "10.0.0.0/8".parse().unwrap(),
+                "192.0.2.7/32".parse().unwrap(),
+            ],
+            domains: vec!["example.com".into()],
+        }
+    }
+
+    #[test]
+    fn protected_matching_by_kind() {
+        let a = assets();
+        assert!(a.hit(TargetKind::Host, "dc01").is_some());
+        assert!(a.hit(TargetKind::Host, "dc02").is_none());
+        assert!(a.hit(TargetKind::User, "CEO@example.com").is_some());
+        assert!(a.hit(TargetKind::Ip, "10.20.30.40").is_some());
+        assert!(a.hit(TargetKind::Ip, "192.0.2.7").is_some());
+        assert!(a.hit(TargetKind::Ip, "192.0.2.8").is_none());
+        // A range that overlaps a protected one is protected.
+        assert!(a.hit(TargetKind::Ip, "10.1.0.0/16").is_some());
+        assert!(a.hit(TargetKind::Ip, "0.0.0.0/0").is_some());
+        assert!(a.hit(TargetKind::Domain, "mail.Example.com.").is_some());
+        assert!(a.hit(TargetKind::Domain, "example.com").is_some());
+        assert!(a.hit(TargetKind::Domain, "notexample.com").is_none());
+        // The same text under another kind is not a hit.
+        assert!(a.hit(TargetKind::User, "dc01").is_none());
+    }
+
+    #[test]
+    fn token_is_compared_by_hash() {
+        use sha2::Digest;
+        let approver = Approver {
+            name: "alice".into(),
+            roles: vec!["soc-lead".into()],
+            token_sha256: sha2::Sha256::digest(b"s3cret").into(),
+        };
+        assert!(approver.token_matches("s3cret"));
+        assert!(approver.token_matches("s3cret\n"));
+        assert!(!approver.token_matches("s3cre"));
+        assert!(!approver.token_matches(""));
+    }
+}

@@ -1,0 +1,654 @@
+//! Approval gates and fail-closed destructive actions, end to end: the real
+//! `soar` binary and connectors against the loopback vendor simulator. For
+//! every rule that says "no", the vendor must receive no destructive request;
+//! for the positive path, exactly one, carrying the step's idempotency key,
+//! even when the runner is SIGKILLed between approval and action.
+
+use serde_json::{json, Value};
+use soar_e2e::{sim, soar_bin, wasm, Run, Scratch};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use wiremock::MockServer;
+
+const TOKENS: [(&str, &str, &str); 3] = [
+    ("alice", "soc-lead", "alice-token-1b2c"),
+    ("bob", "soc-lead", "bob-token-9f8e"),
+    ("carol", "analyst", "carol-token-77aa"),
+];
+
+/// A scratch dir wired to a fresh simulator (its own runtime, so blocking
+/// `soar` calls do not starve it).
+struct Lab {
+    rt: tokio::runtime::Runtime,
+    server: MockServer,
+    s: Scratch,
+}
+
+fn token(name: &str) -> &'static str {
+    TOKENS.iter().find(|t| t.0 == name).unwrap().2
+}
+
+const CONTAIN: &str = r#"name: contain
+version: "1"
+owner: soc
+inputs:
+  host_id: { type: string }
+steps:
+  - id: host
+    uses: edr.get_host
+    with: { host_id: "{{ inputs.host_id }}" }
+  - id: approve
+    needs: [host]
+    approval:
+      approvers: [soc-lead]
+      min_approvals: MIN
+      timeout: TIMEOUT
+      handoff:
+        summary: "Isolate {{ steps.host.output.hostname }}?"
+        why: "test"
+        affected: "{{ steps.host.output.hostname }}"
+        recommended_action: isolate
+  - id: isolate
+    needs: [host, approve]
+    uses: edr.isolate_host
+    with: { host_id: "{{ steps.host.output.host_id }}" }
+"#;
+
+impl Lab {
+    fn new(policy: &str) -> Self {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt.block_on(sim::start(0)).unwrap();
+        let url = server.uri();
+        let s = Scratch::new();
+        // The edr component is copied so a test may change "the plugin file".
+        std::fs::copy(wasm("edr"), s.path().join("edr.wasm")).unwrap();
+        let approvers: String = TOKENS
+            .iter()
+            .map(|(name, role, tok)| {
+                format!(
+                    "    {name}: {{ roles: [{role}], token_sha256: \"{}\" }}\n",
+                    soar_runner::plugin_host::sha256_hex(tok.as_bytes())
+                )
+            })
+            .collect();
+        s.config(&format!(
+            r#"plugins:
+  edr:
+    path: edr.wasm
+    allowed_hosts: ["{url}"]
+    secrets:
+      client_id: {{ env: FALCON_CLIENT_ID, hosts: ["{url}"] }}
+      client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{url}"] }}
+    config: {{ base_url: "{url}" }}
+    dry_run_allow: ["POST /oauth2/token"]
+  identity:
+    path: {identity}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_token: {{ env: OKTA_TOKEN, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+  blocklist:
+    path: {blocklist}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_token: {{ env: CF_TOKEN, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}", account_id: "{account}", domain_list_id: "{list}" }}
+approvals:
+  approvers:
+{approvers}{policy}
+"#,
+            identity = wasm("identity").display(),
+            blocklist = wasm("blocklist").display(),
+            account = sim::CLOUDFLARE_ACCOUNT_ID,
+            list = sim::CLOUDFLARE_DOMAIN_LIST_ID,
+        ));
+        Lab { rt, server, s }
+    }
+
+    fn env(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("FALCON_CLIENT_ID", sim::FALCON_CLIENT_ID),
+            ("FALCON_CLIENT_SECRET", sim::FALCON_CLIENT_SECRET),
+            ("OKTA_TOKEN", sim::OKTA_TOKEN),
+            ("CF_TOKEN", sim::CLOUDFLARE_TOKEN),
+        ]
+    }
+
+    fn soar(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut env = self.env();
+        env.extend_from_slice(extra);
+        self.s.soar(args, &env)
+    }
+
+    fn playbook(&self, min: u32, timeout: &str) {
+        let text = CONTAIN
+            .replace("MIN", &min.to_string())
+            .replace("TIMEOUT", timeout);
+        self.s.write("pb.yaml", &text);
+    }
+
+    /// Starts a run as `who`; returns its id and report.
+    fn start(&self, who: &str, alert: Value) -> (String, Value) {
+        self.s.write("alert.json", &alert.to_string());
+        let r = self.soar(
+            &[
+                "run",
+                "pb.yaml",
+                "--input",
+                "alert.json",
+                "--as",
+                who,
+                "--json",
+            ],
+            &[],
+        );
+        let report = r.json();
+        (report["run_id"].as_str().unwrap().to_string(), report)
+    }
+
+    fn vote(&self, verb: &str, run: &str, who: &str, tok: &str, reason: &str) -> Run {
+        self.soar(
+            &[
+                verb, run, "approve", "--as", who, "--reason", reason, "--json",
+            ],
+            &[("SOAR_TOKEN", tok)],
+        )
+    }
+
+    fn journal(&self, run: &str) -> Vec<Value> {
+        let r = self.soar(&["journal", run, "--json"], &[]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        r.stdout()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn status(&self, run: &str) -> Value {
+        self.soar(&["status", run, "--json"], &[]).json()
+    }
+
+    /// Every request that would change the world at a vendor.
+    fn destructive_requests(&self) -> Vec<wiremock::Request> {
+        self.rt
+            .block_on(self.server.received_requests())
+            .unwrap()
+            .into_iter()
+            .filter(|r| {
+                let path = r.url.path();
+                let m = r.method.as_str();
+                path.starts_with("/devices/entities/devices-actions")
+                    || (path.contains("/lifecycle/") && m == "POST")
+                    || (path.ends_with("/sessions") && m == "DELETE")
+                    || (path.contains("/access_rules/rules") && m != "GET")
+                    || (path.contains("/gateway/lists/") && m == "PATCH")
+            })
+            .collect()
+    }
+}
+
+fn host_alert() -> Value {
+    json!({"host_id": sim::HOST_ID})
+}
+
+fn types(journal: &[Value]) -> Vec<String> {
+    journal
+        .iter()
+        .map(|r| r["type"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Runs to the gate and checks that nothing destructive happened yet.
+fn paused_at_gate(lab: &Lab, who: &str) -> String {
+    let (run, report) = lab.start(who, host_alert());
+    assert_eq!(report["status"], "waiting_approval", "{report}");
+    assert_eq!(report["steps"]["approve"]["status"], "waiting_approval");
+    assert!(lab.destructive_requests().is_empty());
+    run
+}
+
+fn refused(r: &Run, needle: &str) {
+    assert_eq!(r.code(), 4, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stderr().contains(needle), "{}", r.stderr());
+}
+
+#[test]
+fn an_approved_containment_is_sent_exactly_once_with_its_key() {
+    let lab = Lab::new("");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "dave");
+
+    // The handoff and the dry-run plan are what the approver sees.
+    let pending = lab.soar(&["pending", "--json"], &[]).json();
+    let entry = &pending["pending"][0];
+    assert_eq!(entry["run_id"], json!(run));
+    assert_eq!(entry["handoff"]["summary"], "Isolate FIN-WS-042?");
+    assert_eq!(entry["plan"][0]["plan"]["planned"], true, "{entry}");
+    assert_eq!(entry["plan"][0]["plan"]["action"], "contain");
+    assert_eq!(entry["covers"][0]["targets"], json!([sim::HOST_ID]));
+    let human = lab.soar(&["pending"], &[]);
+    assert!(
+        human
+            .stdout()
+            .contains(&format!("soar approve {run} approve")),
+        "{}",
+        human.stdout()
+    );
+
+    let r = lab.vote(
+        "approve",
+        &run,
+        "alice",
+        token("alice"),
+        "confirmed on console",
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(r.json()["steps"]["isolate"]["status"], "succeeded");
+
+    let sent = lab.destructive_requests();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let journal = lab.journal(&run);
+    let key = journal
+        .iter()
+        .find(|r| r["type"] == "attempt_started" && r["step"] == "isolate")
+        .unwrap()["idempotency_key"]
+        .clone();
+    assert_eq!(
+        sent[0]
+            .headers
+            .get("idempotency-key")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        key.as_str().unwrap()
+    );
+    // Decision before authorization before the attempt, all journaled.
+    let t = types(&journal);
+    let at = |name: &str| t.iter().position(|x| x == name).unwrap();
+    assert!(at("approval_requested") < at("approval_voted"));
+    assert!(at("approval_decided") < at("action_authorized"));
+    let authorized = journal
+        .iter()
+        .find(|r| r["type"] == "action_authorized")
+        .unwrap();
+    assert_eq!(authorized["basis"]["approved_by"], json!(["alice"]));
+    assert!(at("action_authorized") < t.iter().rposition(|x| x == "attempt_started").unwrap());
+    assert!(lab
+        .soar(&["journal", "verify", &run], &[])
+        .stdout()
+        .contains("ok"));
+}
+
+/// Approves with the runner frozen after `n` of its own journal appends,
+/// SIGKILLs it, and resumes.
+fn approve_and_kill(lab: &Lab, run: &str, n: u64) {
+    let marker = lab.s.path().join("hung");
+    let _ = std::fs::remove_file(&marker);
+    let mut cmd = Command::new(soar_bin());
+    cmd.args(["approve", run, "approve", "--as", "bob", "--reason", "ok"])
+        .current_dir(lab.s.path())
+        .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
+        .env("SOAR_TOKEN", token("bob"))
+        .env("SOAR_TEST_HANG_AFTER_APPEND", n.to_string())
+        .env("SOAR_TEST_HANG_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in lab.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn approval_survives_a_sigkill_before_the_action_and_acts_once() {
+    // The executor's appends after the vote: approve finished (1), isolate
+    // started (2), authorized (3), attempt started (4), attempt finished (5).
+    for n in 1..=5 {
+        let lab = Lab::new("");
+        lab.playbook(1, "10m");
+        let run = paused_at_gate(&lab, "dave");
+        approve_and_kill(&lab, &run, n);
+        let r = lab.soar(&["resume", &run, "--json"], &[]);
+        assert_eq!(r.code(), 0, "n={n}: {}{}", r.stdout(), r.stderr());
+        assert_eq!(r.json()["steps"]["isolate"]["status"], "succeeded", "n={n}");
+        let sent = lab.destructive_requests();
+        assert_eq!(sent.len(), 1, "n={n}: {sent:?}");
+        assert!(sent[0].headers.get("idempotency-key").is_some(), "n={n}");
+        let journal = lab.journal(&run);
+        assert_eq!(
+            journal
+                .iter()
+                .filter(|r| r["type"] == "approval_decided")
+                .count(),
+            1,
+            "n={n}"
+        );
+    }
+}
+
+#[test]
+fn a_denial_stops_the_containment() {
+    let lab = Lab::new("");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "dave");
+    let r = lab.vote(
+        "deny",
+        &run,
+        "bob",
+        token("bob"),
+        "user is presenting to the board",
+    );
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    let report = r.json();
+    assert_eq!(report["status"], "failed");
+    assert_eq!(report["steps"]["approve"]["error"]["kind"], "denied");
+    assert_eq!(report["steps"]["isolate"]["status"], "pending");
+    assert!(lab.destructive_requests().is_empty());
+}
+
+#[test]
+fn an_expired_approval_counts_as_a_denial() {
+    let lab = Lab::new("");
+    lab.playbook(1, "1s");
+    let run = paused_at_gate(&lab, "dave");
+    std::thread::sleep(Duration::from_millis(1200));
+    let r = lab.vote("approve", &run, "alice", token("alice"), "late");
+    refused(&r, "expired");
+    assert_eq!(lab.status(&run)["status"], "failed");
+    assert_eq!(
+        lab.status(&run)["steps"]["approve"]["error"]["kind"],
+        "expired"
+    );
+    assert!(lab.destructive_requests().is_empty());
+}
+
+#[test]
+fn quorum_needs_distinct_people() {
+    let lab = Lab::new("");
+    lab.playbook(2, "10m");
+    let run = paused_at_gate(&lab, "dave");
+    let r = lab.vote("approve", &run, "alice", token("alice"), "yes");
+    assert_eq!(r.code(), 3, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("1 of 2"), "{}", r.stdout());
+    refused(
+        &lab.vote("approve", &run, "alice", token("alice"), "yes again"),
+        "already voted",
+    );
+    assert!(lab.destructive_requests().is_empty());
+    assert_eq!(lab.status(&run)["status"], "waiting_approval");
+    let r = lab.vote("approve", &run, "bob", token("bob"), "second pair of eyes");
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(lab.destructive_requests().len(), 1);
+}
+
+#[test]
+fn forged_tokens_unknown_people_and_missing_roles_are_refused_and_journaled() {
+    let lab = Lab::new("");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "dave");
+    refused(
+        &lab.vote("approve", &run, "alice", token("bob"), "x"),
+        "wrong token for `alice`",
+    );
+    refused(
+        &lab.vote("approve", &run, "alice", "alice-token-1b2", "x"),
+        "wrong token",
+    );
+    refused(
+        &lab.vote("approve", &run, "mallory", token("alice"), "x"),
+        "not an approver",
+    );
+    refused(
+        &lab.vote("approve", &run, "carol", token("carol"), "x"),
+        "needs one of [soc-lead]",
+    );
+    let r = lab.soar(
+        &["approve", &run, "approve", "--as", "alice"],
+        &[("SOAR_TOKEN", "")],
+    );
+    refused(&r, "no token");
+    let r = lab.soar(
+        &["approve", &run, "isolate", "--as", "bob"],
+        &[("SOAR_TOKEN", token("bob"))],
+    );
+    refused(&r, "not an approval waiting");
+    let journal = lab.journal(&run);
+    let refusals = journal
+        .iter()
+        .filter(|r| r["type"] == "command_refused")
+        .count();
+    assert_eq!(refusals, 6, "{journal:#?}");
+    // The wrong token itself is never journaled.
+    assert!(!serde_json::to_string(&journal)
+        .unwrap()
+        .contains(token("bob")));
+    assert!(lab.destructive_requests().is_empty());
+}
+
+#[test]
+fn the_person_who_started_a_run_cannot_approve_it() {
+    let lab = Lab::new("");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "alice");
+    refused(
+        &lab.vote("approve", &run, "alice", token("alice"), "mine"),
+        "four-eyes",
+    );
+    assert!(lab.destructive_requests().is_empty());
+    // A single-person team may switch it off explicitly.
+    let lab = Lab::new("  allow_self_approval: true\n");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "alice");
+    let r = lab.vote("approve", &run, "alice", token("alice"), "mine");
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(lab.destructive_requests().len(), 1);
+}
+
+#[test]
+fn a_changed_plugin_file_voids_the_approval() {
+    let lab = Lab::new("");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "dave");
+    // Append a custom section: still a valid component, another digest.
+    let path = lab.s.path().join("edr.wasm");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes.extend_from_slice(&[0x00, 0x05, 0x04, b'x', b'x', b'x', b'x']);
+    std::fs::write(&path, bytes).unwrap();
+    let r = lab.vote("approve", &run, "bob", token("bob"), "ok");
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    let report = r.json();
+    assert_eq!(report["steps"]["isolate"]["status"], "blocked");
+    assert_eq!(report["steps"]["isolate"]["error"]["rule"], "approval_void");
+    assert!(report["steps"]["isolate"]["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("plugin"));
+    assert!(lab.destructive_requests().is_empty());
+}
+
+#[test]
+fn a_changed_playbook_does_not_act_on_an_old_approval() {
+    let lab = Lab::new("");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "dave");
+    // Someone points the action at another host after the approval was asked.
+    let text = CONTAIN
+        .replace("MIN", "1")
+        .replace("TIMEOUT", "10m")
+        .replace(
+            r#"with: { host_id: "{{ steps.host.output.host_id }}" }"#,
+            r#"with: { host_id: "{{ steps.host.output.host_id }}-other" }"#,
+        );
+    lab.s.write("pb.yaml", &text);
+    let r = lab.vote("approve", &run, "bob", token("bob"), "ok");
+    assert_ne!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stderr().contains("playbook"), "{}", r.stderr());
+    assert!(lab.destructive_requests().is_empty());
+}
+
+#[test]
+fn a_protected_host_named_only_in_the_plan_is_not_isolated() {
+    // The playbook passes the device id; the config protects the host name,
+    // which only the dry-run plan reveals.
+    let lab = Lab::new("protected:\n  hosts: [fin-ws-042]\n");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "dave");
+    let r = lab.vote("approve", &run, "bob", token("bob"), "ok");
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    let isolate = &r.json()["steps"]["isolate"];
+    assert_eq!(isolate["status"], "blocked");
+    assert_eq!(isolate["error"]["rule"], "protected_target");
+    assert!(lab.destructive_requests().is_empty());
+}
+
+const AUTO: &str = r#"name: auto
+version: "1"
+owner: soc
+inputs:
+  user: { type: string }
+  ips: { type: list }
+  domain: { type: string }
+steps:
+  - id: suspend
+    uses: identity.suspend_user
+    auto_approve: "true"
+    on_error: continue
+    with: { user_id: "{{ inputs.user }}" }
+  - id: block_ips
+    uses: blocklist.block_ip
+    auto_approve: "inputs.ips | length < 100"
+    for_each: "{{ inputs.ips }}"
+    on_error: continue
+    with: { ip: "{{ item }}" }
+  - id: block_domain
+    uses: blocklist.block_domain
+    auto_approve: "true"
+    on_error: continue
+    with: { domain: "{{ inputs.domain }}" }
+"#;
+
+#[test]
+fn protected_users_ips_and_domains_are_never_acted_on() {
+    let lab = Lab::new(
+        "protected:\n  users: [J.Doe@example.com]\n  ips: [203.0.113.0/24]\n  domains: [example.org]\n",
+    );
+    lab.s.write("pb.yaml", AUTO);
+    let (run, report) = lab.start(
+        "dave",
+        json!({"user": sim::OKTA_USER_LOGIN, "ips": ["198.51.100.7", "203.0.113.9"], "domain": "mail.example.org"}),
+    );
+    assert_eq!(report["status"], "succeeded", "{report}");
+    for step in ["suspend", "block_ips", "block_domain"] {
+        assert_eq!(
+            report["steps"][step]["status"], "blocked",
+            "{step}: {report}"
+        );
+        assert_eq!(report["steps"][step]["error"]["rule"], "protected_target");
+    }
+    assert!(lab.destructive_requests().is_empty());
+    // The auto-approve decisions were never journaled as authorizations.
+    assert!(!types(&lab.journal(&run)).contains(&"action_authorized".to_string()));
+}
+
+#[test]
+fn a_blast_radius_cap_blocks_the_whole_batch() {
+    let lab = Lab::new("blast_radius:\n  blocklist.block_ip: { max_targets: 2 }\n");
+    lab.s.write("pb.yaml", AUTO);
+    let (_, report) = lab.start(
+        "dave",
+        json!({"user": "nobody-here", "ips": ["198.51.100.1", "198.51.100.2", "198.51.100.3"], "domain": "evil.example"}),
+    );
+    let ips = &report["steps"]["block_ips"];
+    assert_eq!(ips["status"], "blocked", "{report}");
+    assert_eq!(ips["error"]["rule"], "blast_radius");
+    let sent = lab.destructive_requests();
+    // Not the first two of three: none. (The domain block is allowed.)
+    assert!(
+        sent.iter().all(|r| !r.url.path().contains("access_rules")),
+        "{sent:?}"
+    );
+}
+
+#[test]
+fn an_auto_approve_that_is_false_blocks_and_journals_its_values() {
+    let lab = Lab::new("");
+    let text = AUTO.replace("inputs.ips | length < 100", "inputs.ips | length < 2");
+    lab.s.write("pb.yaml", &text);
+    let (run, report) = lab.start(
+        "dave",
+        json!({"user": "nobody-here", "ips": ["198.51.100.1", "198.51.100.2"], "domain": "evil.example"}),
+    );
+    let ips = &report["steps"]["block_ips"];
+    assert_eq!(ips["status"], "blocked", "{report}");
+    assert_eq!(ips["error"]["rule"], "auto_approve_false");
+    assert!(ips["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("198.51.100.2"));
+    assert!(lab
+        .destructive_requests()
+        .iter()
+        .all(|r| !r.url.path().contains("access_rules")));
+    let journal = lab.journal(&run);
+    let auth = journal
+        .iter()
+        .find(|r| r["type"] == "action_authorized" && r["step"] == "block_domain")
+        .expect("the domain block was authorized");
+    assert_eq!(auth["basis"]["basis"]["result"], true);
+    assert_eq!(auth["basis"]["basis"]["auto_approve"], "true");
+}
+
+#[test]
+fn missing_upstream_data_blocks_instead_of_acting_on_a_default() {
+    let lab = Lab::new("");
+    lab.s.write(
+        "pb.yaml",
+        r#"name: partial
+version: "1"
+owner: soc
+inputs:
+  host_id: { type: string }
+steps:
+  - id: host
+    uses: edr.get_host
+    on_error: continue
+    with: { host_id: "{{ inputs.host_id }}" }
+  - id: isolate
+    needs: [host]
+    uses: edr.isolate_host
+    auto_approve: "true"
+    with: { host_id: "{{ steps.host.output.host_id if steps.host.output else inputs.host_id }}" }
+"#,
+    );
+    let (_, report) = lab.start("dave", json!({"host_id": "no-such-host"}));
+    let isolate = &report["steps"]["isolate"];
+    assert_eq!(isolate["status"], "blocked", "{report}");
+    assert_eq!(isolate["error"]["rule"], "upstream_not_succeeded");
+    assert!(lab.destructive_requests().is_empty());
+}
+
+#[test]
+fn a_cancelled_run_acts_on_nothing() {
+    let lab = Lab::new("");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "dave");
+    let r = lab.soar(
+        &["cancel", &run, "--as", "bob", "--reason", "false positive"],
+        &[("SOAR_TOKEN", token("bob"))],
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(lab.status(&run)["status"], "cancelled");
+    refused(
+        &lab.vote("approve", &run, "alice", token("alice"), "too late"),
+        "run is cancelled",
+    );
+    let r = lab.soar(&["resume", "--all"], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(lab.destructive_requests().is_empty());
+    let pending = lab.soar(&["pending", "--json"], &[]).json();
+    assert_eq!(pending["pending"], json!([]));
+}
