@@ -652,3 +652,164 @@ fn a_cancelled_run_acts_on_nothing() {
     let pending = lab.soar(&["pending", "--json"], &[]).json();
     assert_eq!(pending["pending"], json!([]));
 }
+
+const RESET: &str = r#"name: reset
+version: "1"
+owner: soc
+inputs:
+  user: { type: string }
+steps:
+  - id: reset
+    uses: identity.reset_password
+    auto_approve: "true"
+    with: { user_id: "{{ inputs.user }}", send_email: true }
+"#;
+
+/// Runs RESET and SIGKILLs it after the reset was sent but before its result
+/// was journaled; `soar resume` then finds it in doubt (not idempotent, no probe).
+fn in_doubt_reset(lab: &Lab) -> String {
+    lab.s.write("pb.yaml", RESET);
+    lab.s.write(
+        "alert.json",
+        &json!({"user": sim::OKTA_USER_ID}).to_string(),
+    );
+    let marker = lab.s.path().join("hung");
+    let mut cmd = Command::new(soar_bin());
+    // Appends: run started, step started, authorized, attempt started; the
+    // fifth (its result) never lands.
+    cmd.args(["run", "pb.yaml", "--input", "alert.json", "--as", "dave"])
+        .current_dir(lab.s.path())
+        .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
+        .env("SOAR_TEST_HANG_AFTER_APPEND", "4")
+        .env("SOAR_TEST_HANG_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in lab.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(resets(lab), 1, "the reset went out before the crash");
+    let r = lab.soar(&["resume", "--all", "--json"], &[]);
+    assert_eq!(r.code(), 3, "{}{}", r.stdout(), r.stderr());
+    let run = r.json()["resumed"][0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(lab.status(&run)["status"], "in_doubt");
+    run
+}
+
+fn resets(lab: &Lab) -> usize {
+    lab.destructive_requests()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/lifecycle/reset_password"))
+        .count()
+}
+
+#[test]
+fn an_operator_settles_an_in_doubt_step() {
+    // done: recorded as done, nothing sent again.
+    let lab = Lab::new("");
+    let run = in_doubt_reset(&lab);
+    let resolve = |lab: &Lab, who: &str, outcome: &str| {
+        lab.soar(
+            &[
+                "resolve",
+                &run,
+                "reset",
+                "--as",
+                who,
+                "--outcome",
+                outcome,
+                "--reason",
+                "checked the Okta admin console",
+                "--json",
+            ],
+            &[("SOAR_TOKEN", token(who))],
+        )
+    };
+    refused(
+        &lab.soar(
+            &[
+                "resolve",
+                &run,
+                "reset",
+                "--as",
+                "bob",
+                "--outcome",
+                "done",
+                "--reason",
+                "x",
+            ],
+            &[("SOAR_TOKEN", "forged")],
+        ),
+        "wrong token",
+    );
+    let r = resolve(&lab, "bob", "done");
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(r.json()["steps"]["reset"]["status"], "succeeded");
+    assert_eq!(resets(&lab), 1);
+    let journal = lab.journal(&run);
+    let resolved = journal
+        .iter()
+        .find(|r| r["type"] == "operator_resolved")
+        .unwrap();
+    assert_eq!(resolved["by"], "bob");
+    assert_eq!(resolved["outcome"], "done");
+
+    // retry: invoked once more, with the same idempotency key.
+    let lab = Lab::new("");
+    let run = in_doubt_reset(&lab);
+    let r = lab.soar(
+        &[
+            "resolve",
+            &run,
+            "reset",
+            "--as",
+            "alice",
+            "--outcome",
+            "retry",
+            "--reason",
+            "console shows no reset",
+            "--json",
+        ],
+        &[("SOAR_TOKEN", token("alice"))],
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(resets(&lab), 2);
+    let keys: Vec<Value> = lab
+        .journal(&run)
+        .iter()
+        .filter(|r| r["type"] == "attempt_started")
+        .map(|r| r["idempotency_key"].clone())
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1]);
+
+    // failed: the run fails, nothing more is sent.
+    let lab = Lab::new("");
+    let run = in_doubt_reset(&lab);
+    let r = lab.soar(
+        &[
+            "resolve",
+            &run,
+            "reset",
+            "--as",
+            "alice",
+            "--outcome",
+            "failed",
+            "--reason",
+            "user already rotated it",
+        ],
+        &[("SOAR_TOKEN", token("alice"))],
+    );
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(lab.status(&run)["status"], "failed");
+    assert_eq!(resets(&lab), 1);
+}

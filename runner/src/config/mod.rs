@@ -567,6 +567,57 @@ plugins:
     }
 
     #[test]
+    fn policy_parses_and_its_problems_have_lines() {
+        let c = parse(
+            r#"approvals:
+  approvers:
+    alice: { roles: [soc-lead], token_sha256: "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08" }
+protected:
+  hosts: [DC01]
+  ips: [10.0.0.0/8, 192.0.2.7]
+  domains: [example.com]
+blast_radius:
+  edr.isolate_host: { max_targets: 5, max_targets_single_approver: 1 }
+"#,
+        )
+        .unwrap();
+        let alice = &c.policy.approvers["alice"];
+        assert!(alice.token_matches("test"));
+        assert!(!c.policy.allow_self_approval);
+        assert_eq!(c.policy.protected.ips.len(), 2);
+        assert_eq!(
+            c.policy.blast_radius["edr.isolate_host"].max_targets_single_approver,
+            Some(1)
+        );
+
+        let err = parse(
+            r#"approvals:
+  approvers:
+    bob: { roles: [], token_sha256: "plaintext-token" }
+protected:
+  ips: [10.0.0.0/33]
+blast_radius:
+  isolate: { max_targets: 1 }
+"#,
+        )
+        .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}")
+        };
+        let keys: Vec<(&str, u64)> = problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.pos.line))
+            .collect();
+        assert!(
+            keys.contains(&("approvals.approvers.bob.token_sha256", 3)),
+            "{keys:?}"
+        );
+        assert!(keys.contains(&("protected.ips[0]", 5)), "{keys:?}");
+        assert!(keys.contains(&("blast_radius.isolate", 7)), "{keys:?}");
+        assert!(err.to_string().contains("never the token itself"), "{err}");
+    }
+
+    #[test]
     fn missing_file_says_how_to_point_at_one() {
         let err = Config::load(Path::new("/nonexistent/soar.yaml")).unwrap_err();
         assert!(err.to_string().contains("--config"), "{err}");
