@@ -47,6 +47,8 @@ struct State {
     hosts: BTreeMap<String, String>,
     okta: okta::State,
     slack: slack::State,
+    /// Injected faults, consumed in order by matching requests.
+    faults: Vec<Fault>,
     cloudflare: cloudflare::State,
     thehive: thehive::State,
 }
@@ -191,8 +193,118 @@ fn url_form(body: &[u8]) -> BTreeMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
-impl Respond for Simulator {
-    fn respond(&self, request: &Request) -> ResponseTemplate {
+/// A fault the simulator injects into the next `times` requests whose path
+/// starts with `path_prefix`: an error status (with `Retry-After` for 429),
+/// a slow answer, or both. `POST /_sim/faults` with this as JSON sets one
+/// over HTTP (for the demo and for people); `DELETE /_sim/faults` clears them.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct Fault {
+    /// Requests whose path starts with this are affected.
+    pub path_prefix: String,
+    /// How many requests (each consumes one).
+    #[serde(default = "one")]
+    pub times: u32,
+    /// Answer with this status instead of the real answer (0: keep it).
+    #[serde(default)]
+    pub status: u16,
+    /// Seconds for `Retry-After` (429/503 only).
+    #[serde(default)]
+    pub retry_after_s: Option<u64>,
+    /// Delay before answering.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Fault {
+    /// `times` answers of `status` to requests under `path_prefix`.
+    pub fn status(path_prefix: &str, status: u16, times: u32) -> Self {
+        Fault {
+            path_prefix: path_prefix.into(),
+            times,
+            status,
+            retry_after_s: None,
+            delay_ms: 0,
+        }
+    }
+}
+
+/// A running simulator and a handle to inject faults into it.
+pub struct Sim {
+    /// The server (its `uri()` and `received_requests()`).
+    pub server: MockServer,
+    state: Arc<Mutex<State>>,
+}
+
+impl Sim {
+    /// Adds a fault (see [`Fault`]).
+    pub fn inject(&self, fault: Fault) {
+        self.state
+            .lock()
+            .expect("simulator state")
+            .faults
+            .push(fault);
+    }
+}
+
+impl std::ops::Deref for Sim {
+    type Target = MockServer;
+    fn deref(&self) -> &MockServer {
+        &self.server
+    }
+}
+
+impl Simulator {
+    /// The control endpoint, or the fault a request consumes, if any.
+    fn control_or_fault(&self, request: &Request) -> Option<ResponseTemplate> {
+        let path = request.url.path();
+        let mut state = self.state.lock().expect("simulator state");
+        if path == "/_sim/faults" {
+            return Some(match request.method.as_str() {
+                "POST" => match serde_json::from_slice::<Fault>(&request.body) {
+                    Ok(f) => {
+                        state.faults.push(f);
+                        json_response(201, json!({"faults": state.faults}))
+                    }
+                    Err(e) => json_response(400, json!({"error": e.to_string()})),
+                },
+                "DELETE" => {
+                    state.faults.clear();
+                    ResponseTemplate::new(204)
+                }
+                _ => json_response(200, json!({"faults": state.faults})),
+            });
+        }
+        let i = state
+            .faults
+            .iter()
+            .position(|f| f.times > 0 && path.starts_with(&f.path_prefix))?;
+        let fault = state.faults[i].clone();
+        state.faults[i].times -= 1;
+        if state.faults[i].times == 0 {
+            state.faults.remove(i);
+        }
+        drop(state);
+        let answer = if fault.status == 0 {
+            self.answer(request)
+        } else {
+            let mut t = json_response(
+                fault.status,
+                json!({"error": format!("injected fault: HTTP {}", fault.status)}),
+            );
+            if let Some(s) = fault.retry_after_s {
+                t = t.insert_header("retry-after", s.to_string().as_str());
+            }
+            t
+        };
+        Some(answer.set_delay(std::time::Duration::from_millis(fault.delay_ms)))
+    }
+
+    /// The vendor's answer, by path.
+    fn answer(&self, request: &Request) -> ResponseTemplate {
         let path = request.url.path();
         if let Some(rest) = path.strip_prefix("/api/v3/") {
             return self.virustotal(request, rest);
@@ -213,19 +325,32 @@ impl Respond for Simulator {
     }
 }
 
+impl Respond for Simulator {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        self.control_or_fault(request)
+            .unwrap_or_else(|| self.answer(request))
+    }
+}
+
 /// Starts the simulator on `127.0.0.1:port` (0 for any free port).
 pub async fn start(port: u16) -> std::io::Result<MockServer> {
+    start_sim(port).await.map(|sim| sim.server)
+}
+
+/// [`start`], keeping the handle that injects faults.
+pub async fn start_sim(port: u16) -> std::io::Result<Sim> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     let server = MockServer::builder().listener(listener).start().await;
     let mut state = State::default();
     state
         .hosts
         .insert(HOST_ID.to_string(), "normal".to_string());
+    let state = Arc::new(Mutex::new(state));
     Mock::given(any())
         .respond_with(Simulator {
-            state: Arc::new(Mutex::new(state)),
+            state: state.clone(),
         })
         .mount(&server)
         .await;
-    Ok(server)
+    Ok(Sim { server, state })
 }
