@@ -813,3 +813,38 @@ fn an_operator_settles_an_in_doubt_step() {
     assert_eq!(lab.status(&run)["status"], "failed");
     assert_eq!(resets(&lab), 1);
 }
+
+#[test]
+fn the_demo_goes_from_alert_to_approved_containment() {
+    let s = Scratch::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let dir = s.path().join("demo");
+    let r = s.soar(
+        &[
+            "demo",
+            "--yes",
+            "--repo",
+            root.to_str().unwrap(),
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let out = r.stdout();
+    // It stopped at the approval with the handoff, the plan and the command...
+    assert!(out.contains("waiting_approval"), "{out}");
+    assert!(out.contains("plan isolate"), "{out}");
+    assert!(out.contains("SOAR_TOKEN=demo-lead-token"), "{out}");
+    // ...then finished, and printed the timeline from the journal.
+    assert!(out.contains("approval_decided   approve: granted"), "{out}");
+    assert!(out.contains("isolate: authorized for"), "{out}");
+    assert!(
+        out.contains("run_finished       finished: succeeded"),
+        "{out}"
+    );
+    // No secret from the demo's secret files reached the output.
+    assert!(!r.all_output().contains("demo-falcon-secret"));
+}

@@ -150,6 +150,16 @@ pub fn plan_targets(plan: &[Value]) -> Vec<(TargetKind, String)> {
 /// No target is a protected asset.
 pub fn not_protected(policy: &Policy, targets: &[(TargetKind, String)]) -> Result<(), Blocked> {
     for (kind, value) in targets {
+        // An address the runner cannot parse cannot be checked: fail closed.
+        if *kind == TargetKind::Ip
+            && value.trim().parse::<std::net::IpAddr>().is_err()
+            && value.trim().parse::<ipnet::IpNet>().is_err()
+        {
+            return Err(Blocked::new(
+                "invalid_input",
+                format!("target `{value}` is not an IP address or range; it cannot be checked against `protected.ips`"),
+            ));
+        }
         if let Some(hit) = policy.protected.hit(*kind, value) {
             return Err(Blocked::new(
                 "protected_target",
@@ -398,6 +408,15 @@ mod tests {
         let earlier: BTreeSet<String> = ["x".to_string(), "y".to_string()].into();
         assert!(within_blast_radius(&p, "edr.isolate_host", &earlier, &t(&["a", "b"]), 2).is_err());
         assert!(within_blast_radius(&p, "other.action", &earlier, &t(&["a", "b"]), 0).is_ok());
+    }
+
+    #[test]
+    fn an_unparseable_ip_target_blocks() {
+        let p = Policy::default();
+        let ok = [(TargetKind::Ip, "203.0.113.5".to_string())];
+        assert!(not_protected(&p, &ok).is_ok());
+        let bad = [(TargetKind::Ip, "203.0.113.5; rm -rf".to_string())];
+        assert_eq!(not_protected(&p, &bad).unwrap_err().rule, "invalid_input");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Each command lives in its own module and returns an [`Exit`].
 
 mod approvals;
+mod demo;
 mod plugins;
 mod runs;
 
@@ -225,6 +226,18 @@ enum Command {
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// Alert to approved containment against the built-in vendor simulator
+    Demo {
+        /// Approve at once instead of waiting for `soar approve` in another terminal
+        #[arg(long)]
+        yes: bool,
+        /// Repository root (holds playbooks/ and examples/)
+        #[arg(long, default_value = ".")]
+        repo: PathBuf,
+        /// Where the demo's config, secrets and journal go
+        #[arg(long, default_value = ".soar-demo")]
+        dir: PathBuf,
+    },
     /// List, inspect and call connectors
     Plugins {
         #[command(subcommand)]
@@ -399,6 +412,7 @@ pub fn main_entry() -> i32 {
                 reason,
                 token,
             } => approvals::cancel(&globals, &run_id, &who, &reason, &token.source()).await,
+            Command::Demo { yes, repo, dir } => demo::demo(demo::DemoArgs { yes, repo, dir }).await,
             Command::Plugins { command } => plugins::run(&globals, command).await,
         }
     });

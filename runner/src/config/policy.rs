@@ -115,8 +115,8 @@ impl ProtectedAssets {
                 .find(|u| u.eq_ignore_ascii_case(v))
                 .and_then(|u| found(u)),
             TargetKind::Ip => {
-                // A value that is not an address cannot be checked: the
-                // caller treats an unparseable IP target as a block reason.
+                // A value that is not an address cannot match; the guard
+                // blocks such targets before asking (fail closed).
                 let addr: IpAddr = v
                     .parse()
                     .or_else(|_| v.parse::<IpNet>().map(|n| n.network()))

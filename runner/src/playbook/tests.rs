@@ -147,8 +147,8 @@ steps:
     retry: { max_attempts: 3 }
     on_error: continue
   - id: ip_reputation
-    for_each: "{{ inputs.ips }}"
-    if: "item != '127.0.0.1' and index < 10"
+    for_each: "{{ inputs.ips | reject('eq', '127.0.0.1') | list }}"
+    if: "inputs.ips | length < 10"
     uses: threatintel.lookup_ip
     with:
       ip: "{{ item }}"
@@ -221,7 +221,10 @@ fn full_playbook_loads_and_validates() {
     assert_eq!(hash.retry.max_delay, Duration::from_secs(60));
     assert_eq!(hash.retry.jitter, 0.2);
     assert_eq!(hash.timeout, None);
-    assert_eq!(pb.steps[2].for_each.as_deref(), Some("{{ inputs.ips }}"));
+    assert_eq!(
+        pb.steps[2].for_each.as_deref(),
+        Some("{{ inputs.ips | reject('eq', '127.0.0.1') | list }}")
+    );
     let gate = pb.steps[3].approval.as_ref().unwrap();
     assert_eq!(gate.approvers, ["soc-lead"]);
     assert_eq!(gate.min_approvals, 2);
@@ -541,6 +544,7 @@ fn item_and_index_only_in_for_each_steps() {
         [
             "pb.yaml:9:13: step `a`: `with.ip`: `item` is only defined in steps with `for_each`",
             "pb.yaml:11:15: step `b`: `for_each`: `index` is not defined inside `for_each` itself",
+            "pb.yaml:12:9: step `b`: `if`: `index` is only defined in `with`: `if` and `auto_approve` decide for the whole step, once; filter the list in `for_each` instead, e.g. \"{{ inputs.ips | reject('eq', '127.0.0.1') | list }}\"",
             "pb.yaml:16:15: step `c`: `for_each` must be one `{{ expression }}` giving a list, e.g. \"{{ inputs.iocs }}\"",
         ]
     );
@@ -688,4 +692,19 @@ fn the_documented_example_is_valid() {
         .unwrap();
     assert!(example.contains("edr.isolate_host"), "{example}");
     assert_eq!(problems(example), Vec::<String>::new());
+}
+
+#[test]
+fn auto_approve_is_evaluated_once_per_step_so_it_cannot_read_item() {
+    let errs = problems(&with_head(concat!(
+        "  - id: release\n",
+        "    uses: edr.release_host\n",
+        "    for_each: \"{{ inputs.ips }}\"\n",
+        "    auto_approve: \"item != 'dc01'\"\n",
+        "    with: { host_id: \"{{ item }}\" }\n",
+    )));
+    assert_eq!(
+        errs,
+        ["pb.yaml:10:19: step `release`: `auto_approve`: `item` is only defined in `with`: `if` and `auto_approve` decide for the whole step, once; filter the list in `for_each` instead, e.g. \"{{ inputs.ips | reject('eq', '127.0.0.1') | list }}\""]
+    );
 }

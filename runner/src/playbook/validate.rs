@@ -367,18 +367,27 @@ impl<'a> Validator<'a> {
             }
         }
         if let Some(cond) = &step.auto_approve {
+            // Evaluated once for the whole step, before any item: no `item`.
+            let whole_step = Place::Step {
+                index: i,
+                upstream: &upstream,
+                items: false,
+                in_for_each: false,
+            };
             let label = format!("step `{id}`: `auto_approve`");
-            self.template(
-                cond,
-                true,
-                &place(false),
-                &label,
-                or(at.auto_approve, step.pos),
-            );
+            let pos = or(at.auto_approve, step.pos);
+            self.template(cond, true, &whole_step, &label, pos);
         }
         if let Some(cond) = &step.r#if {
+            // Decides whether the step runs at all, before any item.
+            let whole_step = Place::Step {
+                index: i,
+                upstream: &upstream,
+                items: false,
+                in_for_each: false,
+            };
             let label = format!("step `{id}`: `if`");
-            self.template(cond, true, &place(false), &label, or(at.r#if, step.pos));
+            self.template(cond, true, &whole_step, &label, or(at.r#if, step.pos));
         }
         if let Some(for_each) = &step.for_each {
             let pos = or(at.for_each, step.pos);
@@ -688,6 +697,11 @@ impl<'a> Validator<'a> {
                 Place::Step { items: true, .. } => None,
                 Place::Step { in_for_each: true, .. } => {
                     Some(format!("`{root}` is not defined inside `for_each` itself"))
+                }
+                Place::Step { index, .. } if self.playbook.steps[*index].for_each.is_some() => {
+                    Some(format!(
+                        "`{root}` is only defined in `with`: `if` and `auto_approve` decide for the whole step, once; filter the list in `for_each` instead, e.g. \"{{{{ inputs.ips | reject('eq', '127.0.0.1') | list }}}}\""
+                    ))
                 }
                 _ => Some(format!("`{root}` is only defined in steps with `for_each`")),
             },

@@ -1,0 +1,679 @@
+//! The shipped playbooks end to end: `playbooks/*.yaml` on the sample alerts
+//! of `examples/alerts/`, run by the real `soar` binary and connectors
+//! against the loopback vendor simulator. Each malicious alert must stop at
+//! its approval with nothing destructive sent, and after the approval send
+//! exactly the expected destructive requests; a benign alert must finish
+//! without asking anyone or changing anything.
+
+use serde_json::{json, Value};
+use soar_e2e::{sim, wasm, Run, Scratch};
+use std::path::PathBuf;
+use wiremock::{MockServer, Request};
+
+/// Approvers of the lab's config: name, role, token.
+const APPROVERS: [(&str, &str, &str); 3] = [
+    ("alice", "soc-lead", "alice-token-1b2c"),
+    ("bob", "soc-lead", "bob-token-9f8e"),
+    ("carol", "analyst", "carol-token-77aa"),
+];
+
+/// Who starts the runs (not an approver: four-eyes holds).
+const ANALYST: &str = "dave";
+
+fn token(name: &str) -> &'static str {
+    APPROVERS.iter().find(|a| a.0 == name).unwrap().2
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// A shipped playbook, by file stem.
+fn playbook(name: &str) -> String {
+    root()
+        .join("playbooks")
+        .join(format!("{name}.yaml"))
+        .display()
+        .to_string()
+}
+
+/// A shipped sample alert, by file stem.
+fn alert(name: &str) -> String {
+    root()
+        .join("examples/alerts")
+        .join(format!("{name}.json"))
+        .display()
+        .to_string()
+}
+
+/// A scratch dir with all six connectors wired to a fresh simulator (on its
+/// own runtime, so blocking `soar` calls do not starve it).
+struct Lab {
+    rt: tokio::runtime::Runtime,
+    server: MockServer,
+    s: Scratch,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt.block_on(sim::start(0)).unwrap();
+        let url = server.uri();
+        let s = Scratch::new();
+        let approvers: String = APPROVERS
+            .iter()
+            .map(|(name, role, tok)| {
+                format!(
+                    "    {name}: {{ roles: [{role}], token_sha256: \"{}\" }}\n",
+                    soar_runner::plugin_host::sha256_hex(tok.as_bytes())
+                )
+            })
+            .collect();
+        // What an operator would write: each secret may go only to the vendor.
+        s.config(&format!(
+            r#"plugins:
+  threatintel:
+    path: {threatintel}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_key: {{ env: VT_API_KEY, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+  edr:
+    path: {edr}
+    allowed_hosts: ["{url}"]
+    secrets:
+      client_id: {{ env: FALCON_CLIENT_ID, hosts: ["{url}"] }}
+      client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{url}"] }}
+    config: {{ base_url: "{url}" }}
+    dry_run_allow: ["POST /oauth2/token"]
+  identity:
+    path: {identity}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_token: {{ env: OKTA_TOKEN, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+  blocklist:
+    path: {blocklist}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_token: {{ env: CF_TOKEN, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}", account_id: "{account}", domain_list_id: "{list}" }}
+  cases:
+    path: {cases}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_key: {{ env: THEHIVE_KEY, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+  chatops:
+    path: {chatops}
+    allowed_hosts: ["{url}"]
+    secrets: {{ bot_token: {{ env: SLACK_TOKEN, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+approvals:
+  approvers:
+{approvers}"#,
+            threatintel = wasm("threatintel").display(),
+            edr = wasm("edr").display(),
+            identity = wasm("identity").display(),
+            blocklist = wasm("blocklist").display(),
+            cases = wasm("cases").display(),
+            chatops = wasm("chatops").display(),
+            account = sim::CLOUDFLARE_ACCOUNT_ID,
+            list = sim::CLOUDFLARE_DOMAIN_LIST_ID,
+        ));
+        Lab { rt, server, s }
+    }
+
+    fn soar(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut env = vec![
+            ("VT_API_KEY", sim::VT_API_KEY),
+            ("FALCON_CLIENT_ID", sim::FALCON_CLIENT_ID),
+            ("FALCON_CLIENT_SECRET", sim::FALCON_CLIENT_SECRET),
+            ("OKTA_TOKEN", sim::OKTA_TOKEN),
+            ("CF_TOKEN", sim::CLOUDFLARE_TOKEN),
+            ("THEHIVE_KEY", sim::THEHIVE_API_KEY),
+            ("SLACK_TOKEN", sim::SLACK_BOT_TOKEN),
+        ];
+        env.extend_from_slice(extra);
+        self.s.soar(args, &env)
+    }
+
+    /// `soar run PLAYBOOK --input ALERT` as the analyst; the exit code and report.
+    fn run(&self, name: &str, alert_file: &str) -> (i32, Value) {
+        let r = self.soar(
+            &[
+                "run",
+                &playbook(name),
+                "--input",
+                alert_file,
+                "--as",
+                ANALYST,
+                "--json",
+            ],
+            &[],
+        );
+        (r.code(), r.json())
+    }
+
+    /// Runs to the approval and checks that nothing destructive happened yet.
+    fn paused(&self, name: &str, alert_file: &str) -> String {
+        let (code, report) = self.run(name, alert_file);
+        assert_eq!(code, 3, "{report:#}");
+        assert_eq!(report["status"], "waiting_approval", "{report:#}");
+        assert_eq!(report["steps"]["approve"]["status"], "waiting_approval");
+        assert_eq!(self.destructive(), Vec::<String>::new());
+        report["run_id"].as_str().unwrap().to_string()
+    }
+
+    /// `soar approve|deny RUN approve --as WHO --reason ...` with WHO's token.
+    fn vote(&self, verb: &str, run: &str, who: &str, reason: &str) -> Run {
+        self.soar(
+            &[
+                verb, run, "approve", "--as", who, "--reason", reason, "--json",
+            ],
+            &[("SOAR_TOKEN", token(who))],
+        )
+    }
+
+    /// Approves as alice; the continued run must succeed.
+    fn approve(&self, run: &str) -> Value {
+        let r = self.vote("approve", run, "alice", "checked the evidence");
+        assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+        let report = r.json();
+        assert_eq!(report["status"], "succeeded", "{report:#}");
+        assert_eq!(report["steps"]["approve"]["status"], "succeeded");
+        report
+    }
+
+    /// The one approval waiting, as `soar pending --json` shows it.
+    fn pending(&self) -> Vec<Value> {
+        let r = self.soar(&["pending", "--json"], &[]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        r.json()["pending"].as_array().unwrap().clone()
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.rt.block_on(self.server.received_requests()).unwrap()
+    }
+
+    /// Every request that changed the world at a vendor, as `METHOD path?query`.
+    fn destructive(&self) -> Vec<String> {
+        self.requests()
+            .iter()
+            .filter(|r| {
+                let path = r.url.path();
+                let m = r.method.as_str();
+                path.starts_with("/devices/entities/devices-actions")
+                    || (path.contains("/lifecycle/") && m == "POST")
+                    || (path.ends_with("/sessions") && m == "DELETE")
+                    || (path.contains("/access_rules/rules") && m != "GET")
+                    || (path.contains("/gateway/lists/") && m == "PATCH")
+            })
+            .map(|r| {
+                let query = r.url.query().map(|q| format!("?{q}")).unwrap_or_default();
+                format!("{} {}{query}", r.method, r.url.path())
+            })
+            .collect()
+    }
+
+    /// JSON bodies of the POSTs whose path satisfies `want`.
+    fn posted(&self, want: impl Fn(&str) -> bool) -> Vec<Value> {
+        self.requests()
+            .iter()
+            .filter(|r| r.method.as_str() == "POST" && want(r.url.path()))
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+
+    /// Slack messages posted.
+    fn slack(&self) -> Vec<Value> {
+        self.posted(|p| p == "/api/chat.postMessage")
+    }
+
+    /// TheHive cases created.
+    fn cases(&self) -> Vec<Value> {
+        self.posted(|p| p == "/api/v1/case")
+    }
+
+    /// TheHive comments added.
+    fn comments(&self) -> Vec<Value> {
+        self.posted(|p| p.starts_with("/api/v1/case/") && p.ends_with("/comment"))
+    }
+
+    /// TheHive observables added.
+    fn observables(&self) -> Vec<Value> {
+        self.posted(|p| p.starts_with("/api/v1/case/") && p.ends_with("/observable"))
+    }
+
+    /// A connector's own answer, straight from the simulator (`soar plugins call`).
+    fn call(&self, plugin: &str, action: &str, input: Value) -> Value {
+        let input = input.to_string();
+        let r = self.soar(
+            &[
+                "plugins", "call", plugin, action, "--input", &input, "--json",
+            ],
+            &[],
+        );
+        assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+        r.json()["output"].clone()
+    }
+
+    fn journal_types(&self, run: &str) -> Vec<String> {
+        let r = self.soar(&["journal", run, "--json"], &[]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        r.stdout()
+            .lines()
+            .map(|l| {
+                let record: Value = serde_json::from_str(l).unwrap();
+                text(&record["type"]).to_string()
+            })
+            .collect()
+    }
+}
+
+fn status(report: &Value, step: &str) -> String {
+    report["steps"][step]["status"]
+        .as_str()
+        .unwrap_or("(absent)")
+        .to_string()
+}
+
+fn text(v: &Value) -> &str {
+    v.as_str().unwrap_or_default()
+}
+
+#[test]
+fn every_shipped_playbook_validates_against_the_six_connectors() {
+    let lab = Lab::new();
+    let files: Vec<String> = [
+        "malware-enrichment",
+        "malware-containment",
+        "credential-abuse",
+        "phishing-iocs",
+    ]
+    .iter()
+    .map(|n| playbook(n))
+    .collect();
+    let mut args = vec!["validate"];
+    args.extend(files.iter().map(String::as_str));
+    let r = lab.soar(&args, &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("4 playbook(s) valid"), "{}", r.stdout());
+}
+
+// ---- malware-containment -------------------------------------------------
+
+#[test]
+fn malware_containment_isolates_the_host_only_after_approval() {
+    let lab = Lab::new();
+    let run = lab.paused("malware-containment", &alert("edr-malware-critical-host"));
+    // Enrichment and the case come first; nothing is announced before the decision.
+    assert_eq!(lab.cases().len(), 1);
+    assert_eq!(lab.cases()[0]["severity"], 3);
+    assert!(lab.slack().is_empty());
+
+    // The approver sees the evidence and exactly what would be contained.
+    let pending = lab.pending();
+    assert_eq!(pending.len(), 1, "{pending:#?}");
+    let handoff = &pending[0]["handoff"];
+    assert!(
+        text(&handoff["summary"]).contains("FIN-WS-042"),
+        "{handoff:#}"
+    );
+    assert!(
+        text(&handoff["why"]).contains("61 malicious"),
+        "{handoff:#}"
+    );
+    assert!(
+        text(&handoff["affected"]).contains("platform Windows"),
+        "{handoff:#}"
+    );
+    assert!(
+        text(&handoff["affected"]).contains("criticality high"),
+        "{handoff:#}"
+    );
+    assert!(!text(&handoff["uncertainties"]).is_empty());
+    assert_eq!(pending[0]["covers"][0]["targets"], json!([sim::HOST_ID]));
+    assert_eq!(pending[0]["plan"][0]["plan"]["action"], "contain");
+
+    let report = lab.approve(&run);
+    assert_eq!(status(&report, "isolate"), "succeeded");
+    assert_eq!(
+        lab.destructive(),
+        ["POST /devices/entities/devices-actions/v2?action_name=contain"]
+    );
+    let host = lab.call("edr", "get_host", json!({"host_id": sim::HOST_ID}));
+    assert_eq!(host["contained"], true, "{host:#}");
+    // Recorded on the case, announced once.
+    assert_eq!(lab.cases().len(), 1);
+    let comments = lab.comments();
+    assert_eq!(comments.len(), 1);
+    assert!(
+        text(&comments[0]["message"]).contains("approval by alice"),
+        "{comments:#?}"
+    );
+    let slack = lab.slack();
+    assert_eq!(slack.len(), 1, "{slack:#?}");
+    assert_eq!(slack[0]["channel"], sim::SLACK_CHANNEL);
+    assert!(
+        text(&slack[0]["text"]).contains("Contained FIN-WS-042"),
+        "{slack:#?}"
+    );
+    for skipped in ["comment_declined", "notify_declined", "comment_closed"] {
+        assert_eq!(status(&report, skipped), "skipped", "{skipped}");
+    }
+    assert_eq!(report["outputs"]["approval"], "granted");
+    assert_eq!(report["outputs"]["contained"], true);
+    assert_eq!(report["outputs"]["verdict"], "malicious");
+}
+
+#[test]
+fn malware_containment_closes_an_unknown_file_without_asking_anyone() {
+    let lab = Lab::new();
+    let (code, report) = lab.run("malware-containment", &alert("edr-unknown-file"));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(status(&report, "approve"), "skipped");
+    assert_eq!(status(&report, "isolate"), "skipped");
+    assert_eq!(status(&report, "comment_closed"), "succeeded");
+    assert_eq!(status(&report, "notify_closed"), "succeeded");
+    assert!(lab.pending().is_empty());
+    let run = report["run_id"].as_str().unwrap();
+    assert!(!lab
+        .journal_types(run)
+        .iter()
+        .any(|t| t.contains("approval")));
+    assert_eq!(lab.destructive(), Vec::<String>::new());
+    // Still on record, at low severity, and announced as no-action.
+    let cases = lab.cases();
+    assert_eq!(cases.len(), 1);
+    assert_eq!(cases[0]["severity"], 1);
+    assert!(
+        text(&lab.comments()[0]["message"]).contains("no containment"),
+        "{:#?}",
+        lab.comments()
+    );
+    let slack = lab.slack();
+    assert_eq!(slack.len(), 1);
+    assert!(
+        text(&slack[0]["text"]).contains("verdict unknown, no containment"),
+        "{slack:#?}"
+    );
+    assert_eq!(report["outputs"]["approval"], "not asked");
+    assert_eq!(report["outputs"]["contained"], false);
+}
+
+#[test]
+fn a_denied_containment_leaves_the_host_alone_but_records_the_decision() {
+    let lab = Lab::new();
+    let run = lab.paused("malware-containment", &alert("edr-malware-critical-host"));
+    let r = lab.vote("deny", &run, "bob", "user is presenting to the board");
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let report = r.json();
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    assert_eq!(report["steps"]["approve"]["error"]["kind"], "denied");
+    assert_eq!(status(&report, "isolate"), "skipped");
+    assert_eq!(lab.destructive(), Vec::<String>::new());
+    let host = lab.call("edr", "get_host", json!({"host_id": sim::HOST_ID}));
+    assert_eq!(host["contained"], false);
+    let comments = lab.comments();
+    assert_eq!(comments.len(), 1);
+    assert!(
+        text(&comments[0]["message"]).contains("bob voted deny: user is presenting to the board"),
+        "{comments:#?}"
+    );
+    let slack = lab.slack();
+    assert_eq!(slack.len(), 1);
+    assert!(
+        text(&slack[0]["text"]).contains("NOT contained (denied)"),
+        "{slack:#?}"
+    );
+    assert_eq!(report["outputs"]["approval"], "denied");
+    assert_eq!(report["outputs"]["contained"], false);
+}
+
+#[test]
+fn the_original_edr_alert_also_drives_malware_containment() {
+    // `edr-malware.json` (no criticality) serves both malware playbooks.
+    let lab = Lab::new();
+    lab.paused("malware-containment", &alert("edr-malware"));
+    let handoff = &lab.pending()[0]["handoff"];
+    assert!(
+        text(&handoff["uncertainties"]).contains("criticality is not known"),
+        "{handoff:#}"
+    );
+}
+
+// ---- credential-abuse ----------------------------------------------------
+
+#[test]
+fn credential_abuse_revokes_sessions_and_resets_the_password_after_approval() {
+    let lab = Lab::new();
+    let run = lab.paused("credential-abuse", &alert("idp-impossible-travel"));
+    assert!(lab.cases().is_empty());
+    assert!(lab.slack().is_empty());
+    let pending = lab.pending();
+    let handoff = &pending[0]["handoff"];
+    assert!(
+        text(&handoff["summary"]).contains(sim::OKTA_USER_LOGIN),
+        "{handoff:#}"
+    );
+    assert!(
+        text(&handoff["why"]).contains("203.0.113.66 malicious"),
+        "{handoff:#}"
+    );
+    let mut covered: Vec<&str> = pending[0]["covers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["step"].as_str().unwrap())
+        .collect();
+    covered.sort();
+    assert_eq!(covered, ["reset", "revoke"], "{pending:#?}");
+
+    let report = lab.approve(&run);
+    let user = sim::OKTA_USER_ID;
+    assert_eq!(
+        lab.destructive(),
+        [
+            format!("DELETE /api/v1/users/{user}/sessions?oauthTokens=true"),
+            format!("POST /api/v1/users/{user}/lifecycle/reset_password?sendEmail=true"),
+        ]
+    );
+    // Left in RECOVERY by the reset, never suspended.
+    let okta = lab.call(
+        "identity",
+        "get_user",
+        json!({"user_id": sim::OKTA_USER_LOGIN}),
+    );
+    assert_eq!(okta["status"], "RECOVERY", "{okta:#}");
+    let cases = lab.cases();
+    assert_eq!(cases.len(), 1);
+    assert!(
+        text(&cases[0]["title"]).contains(sim::OKTA_USER_LOGIN),
+        "{cases:#?}"
+    );
+    assert!(
+        text(&cases[0]["description"]).contains("Approved by alice"),
+        "{cases:#?}"
+    );
+    let slack = lab.slack();
+    assert_eq!(slack.len(), 1, "{slack:#?}");
+    assert!(
+        text(&slack[0]["text"]).contains("sessions revoked and password reset"),
+        "{slack:#?}"
+    );
+    assert_eq!(report["outputs"]["contained"], true);
+    assert_eq!(report["outputs"]["user_status"], "RECOVERY");
+    // The simulator starts with case #1.
+    assert_eq!(report["outputs"]["case_number"], 2);
+}
+
+#[test]
+fn an_mfa_fatigue_alert_rated_high_asks_even_for_an_unknown_ip() {
+    let lab = Lab::new();
+    lab.paused("credential-abuse", &alert("idp-mfa-fatigue"));
+    let handoff = &lab.pending()[0]["handoff"];
+    assert!(
+        text(&handoff["uncertainties"]).contains("no record of 198.51.100.23"),
+        "{handoff:#}"
+    );
+}
+
+#[test]
+fn a_low_risk_travel_alert_from_a_clean_ip_is_only_announced() {
+    let lab = Lab::new();
+    let (code, report) = lab.run("credential-abuse", &alert("idp-travel-benign"));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(status(&report, "approve"), "skipped");
+    assert_eq!(status(&report, "notify_dismissed"), "succeeded");
+    assert!(lab.pending().is_empty());
+    assert_eq!(lab.destructive(), Vec::<String>::new());
+    assert!(lab.cases().is_empty());
+    let slack = lab.slack();
+    assert_eq!(slack.len(), 1);
+    assert!(
+        text(&slack[0]["text"]).contains("no containment (severity low, source IP clean)"),
+        "{slack:#?}"
+    );
+}
+
+// ---- phishing-iocs -------------------------------------------------------
+
+#[test]
+fn phishing_iocs_blocks_only_the_malicious_indicators_after_approval() {
+    let lab = Lab::new();
+    let run = lab.paused("phishing-iocs", &alert("phishing-report"));
+    // The case, its observables and the announcement come before the decision.
+    assert_eq!(lab.cases().len(), 1);
+    let observables = lab.observables();
+    let mut seen: Vec<(String, String, bool)> = observables
+        .iter()
+        .map(|o| {
+            (
+                text(&o["dataType"]).to_string(),
+                text(&o["data"]).to_string(),
+                o["ioc"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    seen.sort();
+    let o = |t: &str, d: &str, ioc| (t.to_string(), d.to_string(), ioc);
+    assert_eq!(
+        seen,
+        [
+            o("domain", "evil.example", true),
+            o("domain", "example.com", false),
+            o("ip", "203.0.113.66", true),
+            o("ip", "8.8.8.8", false),
+            o("url", "https://evil.example/invoice/4471/login", false),
+            o("url", "https://example.com/privacy", false),
+        ]
+    );
+    let slack = lab.slack();
+    assert_eq!(slack.len(), 1);
+    assert!(
+        text(&slack[0]["text"]).contains("Malicious: 203.0.113.66, evil.example"),
+        "{slack:#?}"
+    );
+    // The approver is asked about the malicious ones only.
+    let pending = lab.pending();
+    let affected = text(&pending[0]["handoff"]["affected"]);
+    assert_eq!(
+        affected, "IPs: 203.0.113.66. Domains: evil.example.",
+        "{pending:#?}"
+    );
+    let mut targets: Vec<Value> = pending[0]["covers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["targets"].as_array().unwrap().clone())
+        .collect();
+    targets.sort_by_key(|t| t.to_string());
+    assert_eq!(targets, [json!("203.0.113.66"), json!("evil.example")]);
+
+    let report = lab.approve(&run);
+    let account = format!("/client/v4/accounts/{}", sim::CLOUDFLARE_ACCOUNT_ID);
+    let mut sent = lab.destructive();
+    sent.sort();
+    assert_eq!(
+        sent,
+        [
+            format!(
+                "PATCH {account}/gateway/lists/{}",
+                sim::CLOUDFLARE_DOMAIN_LIST_ID
+            ),
+            format!("POST {account}/firewall/access_rules/rules"),
+        ]
+    );
+    let rule = lab.posted(|p| p.ends_with("/access_rules/rules"));
+    assert_eq!(rule[0]["configuration"]["value"], "203.0.113.66");
+    assert_eq!(rule[0]["mode"], "block");
+    let rule = lab.call("blocklist", "get_ip_rule", json!({"ip": "203.0.113.66"}));
+    assert_eq!(rule["blocked"], true, "{rule:#}");
+    let list_patch = lab
+        .requests()
+        .into_iter()
+        .find(|r| r.method.as_str() == "PATCH")
+        .unwrap();
+    let patch: Value = serde_json::from_slice(&list_patch.body).unwrap();
+    assert_eq!(patch["append"][0]["value"], "evil.example", "{patch:#}");
+    // Each block recorded on the case and replied in the announcement's thread.
+    assert_eq!(lab.cases().len(), 1);
+    assert_eq!(lab.comments().len(), 2, "{:#?}", lab.comments());
+    let slack = lab.slack();
+    assert_eq!(slack.len(), 3, "{slack:#?}");
+    let thread = report["steps"]["announce"]["output"]["ts"].clone();
+    assert!(
+        slack[1..].iter().all(|m| m["thread_ts"] == thread),
+        "{slack:#?}"
+    );
+    assert_eq!(report["outputs"]["blocked_ips"], json!(["203.0.113.66"]));
+    assert_eq!(
+        report["outputs"]["blocked_domains"],
+        json!(["evil.example"])
+    );
+}
+
+#[test]
+fn a_report_with_only_a_malicious_domain_blocks_it_and_touches_no_ip_rule() {
+    let lab = Lab::new();
+    lab.s.write(
+        "alert.json",
+        &json!({
+            "report_id": "phr-domains-only",
+            "email": {"subject": "Reset your password", "from": "it@evil.example",
+                      "domains": ["evil.example"], "ips": ["8.8.8.8"]}
+        })
+        .to_string(),
+    );
+    let file = lab.s.path().join("alert.json").display().to_string();
+    let run = lab.paused("phishing-iocs", &file);
+    let report = lab.approve(&run);
+    assert_eq!(status(&report, "block_ips"), "skipped");
+    assert_eq!(status(&report, "block_domains"), "succeeded");
+    assert_eq!(status(&report, "note_domain_blocks"), "succeeded");
+    assert_eq!(status(&report, "reply_domain_blocks"), "succeeded");
+    let sent = lab.destructive();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].starts_with("PATCH "), "{sent:?}");
+}
+
+#[test]
+fn a_clean_report_is_recorded_and_announced_without_any_approval() {
+    let lab = Lab::new();
+    let (code, report) = lab.run("phishing-iocs", &alert("phishing-report-clean"));
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(status(&report, "approve"), "skipped");
+    assert!(lab.pending().is_empty());
+    assert_eq!(lab.destructive(), Vec::<String>::new());
+    assert_eq!(lab.cases().len(), 1);
+    assert_eq!(lab.cases()[0]["severity"], 1);
+    assert_eq!(lab.observables().len(), 3);
+    assert!(lab.observables().iter().all(|o| o["ioc"] != true));
+    let slack = lab.slack();
+    assert_eq!(slack.len(), 1);
+    assert!(
+        text(&slack[0]["text"]).contains("Nothing malicious found"),
+        "{slack:#?}"
+    );
+}
