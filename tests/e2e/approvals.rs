@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use soar_e2e::{sim, soar_bin, wasm, Run, Scratch};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wiremock::MockServer;
 
 const TOKENS: [(&str, &str, &str); 3] = [
     ("alice", "soc-lead", "alice-token-1b2c"),
@@ -20,7 +19,7 @@ const TOKENS: [(&str, &str, &str); 3] = [
 /// `soar` calls do not starve it).
 struct Lab {
     rt: tokio::runtime::Runtime,
-    server: MockServer,
+    server: sim::Sim,
     s: Scratch,
 }
 
@@ -57,7 +56,7 @@ steps:
 impl Lab {
     fn new(policy: &str) -> Self {
         let rt = tokio::runtime::Runtime::new().unwrap();
-        let server = rt.block_on(sim::start(0)).unwrap();
+        let server = rt.block_on(sim::start_sim(0)).unwrap();
         let url = server.uri();
         let s = Scratch::new();
         // The edr component is copied so a test may change "the plugin file".
@@ -847,4 +846,41 @@ fn the_demo_goes_from_alert_to_approved_containment() {
     );
     // No secret from the demo's secret files reached the output.
     assert!(!r.all_output().contains("demo-falcon-secret"));
+}
+
+#[test]
+fn other_branches_keep_running_while_a_gate_waits() {
+    let lab = Lab::new("");
+    // The independent branch is slow: it finishes after the gate has asked.
+    lab.server.inject(sim::Fault {
+        delay_ms: 800,
+        ..sim::Fault::status("/api/v1/users/", 0, 1)
+    });
+    let text = CONTAIN.replace("MIN", "1").replace("TIMEOUT", "10m")
+        + "  - id: profile\n    uses: identity.get_user\n    with: { user_id: \"00u1abcd2EFGH3ijk4l5\" }\n";
+    lab.s.write("pb.yaml", &text);
+    let (run, report) = lab.start("dave", host_alert());
+    assert_eq!(report["status"], "waiting_approval", "{report}");
+    assert_eq!(report["steps"]["profile"]["status"], "succeeded");
+    let t = types(&lab.journal(&run));
+    let asked = t.iter().position(|x| x == "approval_requested").unwrap();
+    let last_finish = t.iter().rposition(|x| x == "step_finished").unwrap();
+    assert!(asked < last_finish, "{t:?}");
+
+    // The token may come from a file instead of SOAR_TOKEN.
+    let file = lab.s.write("bob.token", &format!("{}\n", token("bob")));
+    let r = lab.soar(
+        &[
+            "approve",
+            &run,
+            "approve",
+            "--as",
+            "bob",
+            "--token-file",
+            file.to_str().unwrap(),
+        ],
+        &[("SOAR_TOKEN", "ignored-when-a-file-is-given")],
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert_eq!(lab.destructive_requests().len(), 1);
 }
