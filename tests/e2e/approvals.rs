@@ -884,3 +884,37 @@ fn other_branches_keep_running_while_a_gate_waits() {
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert_eq!(lab.destructive_requests().len(), 1);
 }
+
+#[test]
+fn an_operator_command_waits_for_a_process_holding_the_journal() {
+    let lab = Lab::new("");
+    lab.playbook(1, "10m");
+    lab.s.write("alert.json", &host_alert().to_string());
+    let marker = lab.s.path().join("hung");
+    let mut cmd = Command::new(soar_bin());
+    cmd.args(["run", "pb.yaml", "--input", "alert.json", "--as", "dave"])
+        .current_dir(lab.s.path())
+        .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
+        .env("SOAR_TEST_HANG_AFTER_APPEND", "2")
+        .env("SOAR_TEST_HANG_MARKER", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in lab.env() {
+        cmd.env(k, v);
+    }
+    let mut holder = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marker.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        let waiting = scope.spawn(|| lab.soar(&["pending", "--json"], &[]));
+        std::thread::sleep(Duration::from_millis(1000));
+        let _ = holder.kill();
+        let _ = holder.wait();
+        let r = waiting.join().unwrap();
+        assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+        assert!(started.elapsed() >= Duration::from_millis(1000));
+    });
+}

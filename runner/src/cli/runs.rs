@@ -51,8 +51,23 @@ pub(super) fn journal(globals: &Globals) -> Result<Journal, Exit> {
         Ok(crate::config::JournalDurability::PowerLoss) => crate::journal::Durability::PowerLoss,
         _ => crate::journal::Durability::Process,
     };
-    Journal::open(&globals.data_dir.join("journal"), durability)
-        .map_err(|e| Exit::failed(format!("error: cannot open the journal: {e}")))
+    // sled allows one process at a time: an operator command issued while
+    // another `soar` drives a run waits for it (briefly) instead of failing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match Journal::open(&globals.data_dir.join("journal"), durability) {
+            Ok(j) => return Ok(j),
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Exit::failed(format!(
+                        "error: the journal is in use by another soar process (sled allows one at a time); retry when it finishes: {e}"
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(Exit::failed(format!("error: cannot open the journal: {e}"))),
+        }
+    }
 }
 
 /// Loads and validates a playbook against the installed plugins.
