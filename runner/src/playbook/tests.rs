@@ -708,3 +708,19 @@ fn auto_approve_is_evaluated_once_per_step_so_it_cannot_read_item() {
         ["pb.yaml:10:19: step `release`: `auto_approve`: `item` is only defined in `with`: `if` and `auto_approve` decide for the whole step, once; filter the list in `for_each` instead, e.g. \"{{ inputs.ips | reject('eq', '127.0.0.1') | list }}\""]
     );
 }
+
+#[test]
+fn a_gated_step_cannot_read_its_own_approval() {
+    let errs = problems(&with_head(concat!(
+        "  - id: gate\n",
+        "    approval: { approvers: [soc-lead] }\n",
+        "  - id: act\n",
+        "    needs: [gate]\n",
+        "    uses: edr.isolate_host\n",
+        "    with: { host_id: \"{{ steps.gate.output.approved_by[0] }}\" }\n",
+    )));
+    assert_eq!(
+        errs,
+        ["pb.yaml:12:11: step `act` reads `steps.gate`, its own approval: an approval binds the inputs before it is decided, so they cannot depend on the decision"]
+    );
+}

@@ -490,7 +490,16 @@ impl<'a> Validator<'a> {
                 let Some(&read) = self.graph.index.get(name) else {
                     continue;
                 };
-                if read != g && !gate_upstream.contains(&read) {
+                if read == g {
+                    let gate = self.playbook.steps[g].id.clone();
+                    self.push(
+                        or(at.with, step.pos),
+                        format!(
+                            "step `{}` reads `steps.{gate}`, its own approval: an approval binds the inputs before it is decided, so they cannot depend on the decision",
+                            step.id
+                        ),
+                    );
+                } else if !gate_upstream.contains(&read) {
                     let gate = self.playbook.steps[g].id.clone();
                     self.push(
                         or(at.with, step.pos),
