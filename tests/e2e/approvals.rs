@@ -276,30 +276,43 @@ fn an_approved_containment_is_sent_exactly_once_with_its_key() {
         .contains("ok"));
 }
 
+impl Lab {
+    /// Starts `soar ARGS` that freezes (holding the journal) after `n` of
+    /// its executor's journal appends, and waits until it froze or ended.
+    fn frozen(&self, args: &[&str], n: u64, extra: &[(&str, &str)]) -> std::process::Child {
+        let marker = self.s.path().join("hung");
+        let _ = std::fs::remove_file(&marker);
+        let mut cmd = Command::new(soar_bin());
+        cmd.args(args)
+            .current_dir(self.s.path())
+            .env("SOAR_DATA_DIR", self.s.path().join(".soar"))
+            .env("SOAR_TEST_HANG_AFTER_APPEND", n.to_string())
+            .env("SOAR_TEST_HANG_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in self.env().into_iter().chain(extra.iter().copied()) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !marker.exists() && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+}
+
+/// SIGKILL: no destructors, no flush.
+fn kill(mut child: std::process::Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Approves with the runner frozen after `n` of its own journal appends,
 /// SIGKILLs it, and resumes.
 fn approve_and_kill(lab: &Lab, run: &str, n: u64) {
-    let marker = lab.s.path().join("hung");
-    let _ = std::fs::remove_file(&marker);
-    let mut cmd = Command::new(soar_bin());
-    cmd.args(["approve", run, "approve", "--as", "bob", "--reason", "ok"])
-        .current_dir(lab.s.path())
-        .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
-        .env("SOAR_TOKEN", token("bob"))
-        .env("SOAR_TEST_HANG_AFTER_APPEND", n.to_string())
-        .env("SOAR_TEST_HANG_MARKER", &marker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in lab.env() {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !marker.exists() && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let args = ["approve", run, "approve", "--as", "bob", "--reason", "ok"];
+    kill(lab.frozen(&args, n, &[("SOAR_TOKEN", token("bob"))]));
 }
 
 #[test]
@@ -672,27 +685,10 @@ fn in_doubt_reset(lab: &Lab) -> String {
         "alert.json",
         &json!({"user": sim::OKTA_USER_ID}).to_string(),
     );
-    let marker = lab.s.path().join("hung");
-    let mut cmd = Command::new(soar_bin());
     // Appends: run started, step started, authorized, attempt started; the
     // fifth (its result) never lands.
-    cmd.args(["run", "pb.yaml", "--input", "alert.json", "--as", "dave"])
-        .current_dir(lab.s.path())
-        .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
-        .env("SOAR_TEST_HANG_AFTER_APPEND", "4")
-        .env("SOAR_TEST_HANG_MARKER", &marker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in lab.env() {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !marker.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
+    let args = ["run", "pb.yaml", "--input", "alert.json", "--as", "dave"];
+    kill(lab.frozen(&args, 4, &[]));
     assert_eq!(resets(lab), 1, "the reset went out before the crash");
     let r = lab.soar(&["resume", "--all", "--json"], &[]);
     assert_eq!(r.code(), 3, "{}{}", r.stdout(), r.stderr());
@@ -890,29 +886,13 @@ fn an_operator_command_waits_for_a_process_holding_the_journal() {
     let lab = Lab::new("");
     lab.playbook(1, "10m");
     lab.s.write("alert.json", &host_alert().to_string());
-    let marker = lab.s.path().join("hung");
-    let mut cmd = Command::new(soar_bin());
-    cmd.args(["run", "pb.yaml", "--input", "alert.json", "--as", "dave"])
-        .current_dir(lab.s.path())
-        .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
-        .env("SOAR_TEST_HANG_AFTER_APPEND", "2")
-        .env("SOAR_TEST_HANG_MARKER", &marker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in lab.env() {
-        cmd.env(k, v);
-    }
-    let mut holder = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !marker.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let args = ["run", "pb.yaml", "--input", "alert.json", "--as", "dave"];
+    let holder = lab.frozen(&args, 2, &[]);
     let started = Instant::now();
     std::thread::scope(|scope| {
         let waiting = scope.spawn(|| lab.soar(&["pending", "--json"], &[]));
         std::thread::sleep(Duration::from_millis(1000));
-        let _ = holder.kill();
-        let _ = holder.wait();
+        kill(holder);
         let r = waiting.join().unwrap();
         assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
         assert!(started.elapsed() >= Duration::from_millis(1000));

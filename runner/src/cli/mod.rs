@@ -152,39 +152,19 @@ enum Command {
     },
     /// Approve a waiting approval step (token from SOAR_TOKEN or --token-file)
     Approve {
-        /// Run id
-        run_id: String,
-        /// The approval step
-        step_id: String,
-        /// Approver name (from the config)
-        #[arg(long = "as")]
-        who: String,
+        #[command(flatten)]
+        op: OperatorArgs,
         /// Why (journaled)
         #[arg(long)]
         reason: Option<String>,
-        #[command(flatten)]
-        token: TokenArgs,
-        /// The continued run's report as JSON
-        #[arg(long)]
-        json: bool,
     },
     /// Deny a waiting approval step
     Deny {
-        /// Run id
-        run_id: String,
-        /// The approval step
-        step_id: String,
-        /// Approver name (from the config)
-        #[arg(long = "as")]
-        who: String,
+        #[command(flatten)]
+        op: OperatorArgs,
         /// Why (journaled)
         #[arg(long)]
         reason: String,
-        #[command(flatten)]
-        token: TokenArgs,
-        /// The continued run's report as JSON
-        #[arg(long)]
-        json: bool,
     },
     /// Approvals waiting for a decision, with their handoff, age and expiry
     Pending {
@@ -194,24 +174,14 @@ enum Command {
     },
     /// Settle an in-doubt step after checking the vendor console
     Resolve {
-        /// Run id
-        run_id: String,
-        /// The in-doubt step
-        step_id: String,
-        /// Approver name (from the config)
-        #[arg(long = "as")]
-        who: String,
+        #[command(flatten)]
+        op: OperatorArgs,
         /// done: the effect is in place; failed: it is not and must not be; retry: invoke again with the same key
         #[arg(long, value_enum)]
         outcome: crate::journal::Resolution,
         /// What was checked (journaled)
         #[arg(long)]
         reason: String,
-        #[command(flatten)]
-        token: TokenArgs,
-        /// The continued run's report as JSON
-        #[arg(long)]
-        json: bool,
     },
     /// Cancel a run: nothing more starts
     Cancel {
@@ -243,6 +213,35 @@ enum Command {
         #[command(subcommand)]
         command: plugins::PluginsCommand,
     },
+}
+
+/// Run, step and approver of `approve`, `deny` and `resolve`.
+#[derive(clap::Args)]
+struct OperatorArgs {
+    /// Run id
+    run_id: String,
+    /// The step to decide
+    step_id: String,
+    /// Approver name (from the config)
+    #[arg(long = "as")]
+    who: String,
+    #[command(flatten)]
+    token: TokenArgs,
+    /// The continued run's report as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl From<OperatorArgs> for approvals::Operator {
+    fn from(a: OperatorArgs) -> Self {
+        approvals::Operator {
+            run_id: a.run_id,
+            step: a.step_id,
+            who: a.who,
+            token: a.token.source(),
+            json: a.json,
+        }
+    }
 }
 
 /// The approver's token: `SOAR_TOKEN`, or a file holding it.
@@ -353,59 +352,20 @@ pub fn main_entry() -> i32 {
                 Exit::invalid("error: give a RUN_ID, or `verify RUN_ID|--all`")
             }
             Command::Replay { run_id } => runs::replay(&globals, &run_id).await,
-            Command::Approve {
-                run_id,
-                step_id,
-                who,
-                reason,
-                token,
-                json,
-            } => {
-                let op = approvals::Operator {
-                    run_id,
-                    step: step_id,
-                    who,
-                    token: token.source(),
-                    json,
-                };
-                approvals::vote(&globals, op, crate::journal::Vote::Approve, reason).await
+            Command::Approve { op, reason } => {
+                let vote = crate::journal::Vote::Approve;
+                approvals::vote(&globals, op.into(), vote, reason).await
             }
-            Command::Deny {
-                run_id,
-                step_id,
-                who,
-                reason,
-                token,
-                json,
-            } => {
-                let op = approvals::Operator {
-                    run_id,
-                    step: step_id,
-                    who,
-                    token: token.source(),
-                    json,
-                };
-                approvals::vote(&globals, op, crate::journal::Vote::Deny, Some(reason)).await
+            Command::Deny { op, reason } => {
+                let vote = crate::journal::Vote::Deny;
+                approvals::vote(&globals, op.into(), vote, Some(reason)).await
             }
             Command::Pending { json } => approvals::pending(&globals, json),
             Command::Resolve {
-                run_id,
-                step_id,
-                who,
+                op,
                 outcome,
                 reason,
-                token,
-                json,
-            } => {
-                let op = approvals::Operator {
-                    run_id,
-                    step: step_id,
-                    who,
-                    token: token.source(),
-                    json,
-                };
-                approvals::resolve(&globals, op, outcome, &reason).await
-            }
+            } => approvals::resolve(&globals, op.into(), outcome, &reason).await,
             Command::Cancel {
                 run_id,
                 who,
