@@ -491,7 +491,7 @@ impl Engine {
                         .find(|n| finished[*n].status == StepStatus::Skipped)
                     {
                         let reason = format!("needs `{n}`, which was skipped");
-                        self.append(
+                        self.note(
                             run_id,
                             Event::StepSkipped {
                                 step: step.id.clone(),
@@ -665,7 +665,10 @@ impl Engine {
         step: &str,
         end: StepEnd,
     ) -> Result<StepEnd, JournalError> {
-        self.append(
+        // Buffered: a dependent's first durable record (its attempt, its
+        // authorization, its approval request) flushes this one with it, in
+        // order; and a lost one is rebuilt from the attempts on resume.
+        self.note(
             run_id,
             Event::StepFinished {
                 step: step.to_string(),
