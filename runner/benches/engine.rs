@@ -238,8 +238,9 @@ fn main() {
     let probe_dir = tempfile::tempdir().unwrap();
     let fsync = fsync_latency(probe_dir.path());
     runtime.block_on(async {
+        // First, so its resident memory is not that of the benchmarks before.
+        paused_memory().await;
         bench(Durability::Process, "process-crash durability", fsync).await;
         bench(Durability::PowerLoss, "power-loss durability", fsync).await;
-        paused_memory().await;
     });
 }

@@ -169,12 +169,19 @@ impl Journal {
                 dir.display()
             ))
         })?;
-        let db = sled::Config::new().path(dir).open().map_err(|e| {
-            JournalError::Storage(format!(
-                "cannot open the journal at `{}`: {e}",
-                dir.display()
-            ))
-        })?;
+        // sled's page cache defaults to 1 GiB and grows with the journal; a
+        // runner holding 10,000 paused runs must not (runs are read rarely:
+        // on resume, status and approval commands).
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|e| {
+                JournalError::Storage(format!(
+                    "cannot open the journal at `{}`: {e}",
+                    dir.display()
+                ))
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let inner = Inner {
             dir: dir.to_path_buf(),
@@ -496,6 +503,9 @@ impl Inner {
 fn known_shape(run_id: &str) -> Result<(), JournalError> {
     store::check_run_id(run_id).map_err(|_| JournalError::UnknownRun(run_id.to_string()))
 }
+
+/// sled page cache size.
+const CACHE_BYTES: u64 = 32 << 20;
 
 /// Derives a [`RunSummary`] from a run's records (see [`Journal::summary`]).
 fn summarize(run_id: &str, records: &[Record]) -> Result<RunSummary, JournalError> {
