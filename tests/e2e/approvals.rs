@@ -5,27 +5,9 @@
 //! even when the runner is SIGKILLed between approval and action.
 
 use serde_json::{json, Value};
-use soar_e2e::{sim, soar_bin, wasm, Run, Scratch};
-use std::process::{Command, Stdio};
+use soar_e2e::lab::{kill, token, Lab};
+use soar_e2e::{sim, Run, Scratch};
 use std::time::{Duration, Instant};
-
-const TOKENS: [(&str, &str, &str); 3] = [
-    ("alice", "soc-lead", "alice-token-1b2c"),
-    ("bob", "soc-lead", "bob-token-9f8e"),
-    ("carol", "analyst", "carol-token-77aa"),
-];
-
-/// A scratch dir wired to a fresh simulator (its own runtime, so blocking
-/// `soar` calls do not starve it).
-struct Lab {
-    rt: tokio::runtime::Runtime,
-    server: sim::Sim,
-    s: Scratch,
-}
-
-fn token(name: &str) -> &'static str {
-    TOKENS.iter().find(|t| t.0 == name).unwrap().2
-}
 
 const CONTAIN: &str = r#"name: contain
 version: "1"
@@ -53,70 +35,14 @@ steps:
     with: { host_id: "{{ steps.host.output.host_id }}" }
 "#;
 
-impl Lab {
-    fn new(policy: &str) -> Self {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let server = rt.block_on(sim::start_sim(0)).unwrap();
-        let url = server.uri();
-        let s = Scratch::new();
-        // The edr component is copied so a test may change "the plugin file".
-        std::fs::copy(wasm("edr"), s.path().join("edr.wasm")).unwrap();
-        let approvers: String = TOKENS
-            .iter()
-            .map(|(name, role, tok)| {
-                format!(
-                    "    {name}: {{ roles: [{role}], token_sha256: \"{}\" }}\n",
-                    soar_runner::plugin_host::sha256_hex(tok.as_bytes())
-                )
-            })
-            .collect();
-        s.config(&format!(
-            r#"plugins:
-  edr:
-    path: edr.wasm
-    allowed_hosts: ["{url}"]
-    secrets:
-      client_id: {{ env: FALCON_CLIENT_ID, hosts: ["{url}"] }}
-      client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{url}"] }}
-    config: {{ base_url: "{url}" }}
-    dry_run_allow: ["POST /oauth2/token"]
-  identity:
-    path: {identity}
-    allowed_hosts: ["{url}"]
-    secrets: {{ api_token: {{ env: OKTA_TOKEN, hosts: ["{url}"] }} }}
-    config: {{ base_url: "{url}" }}
-  blocklist:
-    path: {blocklist}
-    allowed_hosts: ["{url}"]
-    secrets: {{ api_token: {{ env: CF_TOKEN, hosts: ["{url}"] }} }}
-    config: {{ base_url: "{url}", account_id: "{account}", domain_list_id: "{list}" }}
-approvals:
-  approvers:
-{approvers}{policy}
-"#,
-            identity = wasm("identity").display(),
-            blocklist = wasm("blocklist").display(),
-            account = sim::CLOUDFLARE_ACCOUNT_ID,
-            list = sim::CLOUDFLARE_DOMAIN_LIST_ID,
-        ));
-        Lab { rt, server, s }
-    }
+/// What these tests add to the lab: the CONTAIN playbook and its gate.
+trait Gate {
+    fn playbook(&self, min: u32, timeout: &str);
+    fn start(&self, who: &str, alert: Value) -> (String, Value);
+    fn vote(&self, verb: &str, run: &str, who: &str, tok: &str, reason: &str) -> Run;
+}
 
-    fn env(&self) -> Vec<(&'static str, &'static str)> {
-        vec![
-            ("FALCON_CLIENT_ID", sim::FALCON_CLIENT_ID),
-            ("FALCON_CLIENT_SECRET", sim::FALCON_CLIENT_SECRET),
-            ("OKTA_TOKEN", sim::OKTA_TOKEN),
-            ("CF_TOKEN", sim::CLOUDFLARE_TOKEN),
-        ]
-    }
-
-    fn soar(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
-        let mut env = self.env();
-        env.extend_from_slice(extra);
-        self.s.soar(args, &env)
-    }
-
+impl Gate for Lab {
     fn playbook(&self, min: u32, timeout: &str) {
         let text = CONTAIN
             .replace("MIN", &min.to_string())
@@ -150,37 +76,6 @@ approvals:
             ],
             &[("SOAR_TOKEN", tok)],
         )
-    }
-
-    fn journal(&self, run: &str) -> Vec<Value> {
-        let r = self.soar(&["journal", run, "--json"], &[]);
-        assert_eq!(r.code(), 0, "{}", r.stderr());
-        r.stdout()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn status(&self, run: &str) -> Value {
-        self.soar(&["status", run, "--json"], &[]).json()
-    }
-
-    /// Every request that would change the world at a vendor.
-    fn destructive_requests(&self) -> Vec<wiremock::Request> {
-        self.rt
-            .block_on(self.server.received_requests())
-            .unwrap()
-            .into_iter()
-            .filter(|r| {
-                let path = r.url.path();
-                let m = r.method.as_str();
-                path.starts_with("/devices/entities/devices-actions")
-                    || (path.contains("/lifecycle/") && m == "POST")
-                    || (path.ends_with("/sessions") && m == "DELETE")
-                    || (path.contains("/access_rules/rules") && m != "GET")
-                    || (path.contains("/gateway/lists/") && m == "PATCH")
-            })
-            .collect()
     }
 }
 
@@ -274,38 +169,6 @@ fn an_approved_containment_is_sent_exactly_once_with_its_key() {
         .soar(&["journal", "verify", &run], &[])
         .stdout()
         .contains("ok"));
-}
-
-impl Lab {
-    /// Starts `soar ARGS` that freezes (holding the journal) after `n` of
-    /// its executor's journal appends, and waits until it froze or ended.
-    fn frozen(&self, args: &[&str], n: u64, extra: &[(&str, &str)]) -> std::process::Child {
-        let marker = self.s.path().join("hung");
-        let _ = std::fs::remove_file(&marker);
-        let mut cmd = Command::new(soar_bin());
-        cmd.args(args)
-            .current_dir(self.s.path())
-            .env("SOAR_DATA_DIR", self.s.path().join(".soar"))
-            .env("SOAR_TEST_HANG_AFTER_APPEND", n.to_string())
-            .env("SOAR_TEST_HANG_MARKER", &marker)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        for (k, v) in self.env().into_iter().chain(extra.iter().copied()) {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !marker.exists() && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        child
-    }
-}
-
-/// SIGKILL: no destructors, no flush.
-fn kill(mut child: std::process::Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// Approves with the runner frozen after `n` of its own journal appends,

@@ -6,23 +6,12 @@
 //! without asking anyone or changing anything.
 
 use serde_json::{json, Value};
-use soar_e2e::{sim, wasm, Run, Scratch};
+use soar_e2e::lab::{token, Lab};
+use soar_e2e::{sim, Run};
 use std::path::PathBuf;
-use wiremock::{MockServer, Request};
-
-/// Approvers of the lab's config: name, role, token.
-const APPROVERS: [(&str, &str, &str); 3] = [
-    ("alice", "soc-lead", "alice-token-1b2c"),
-    ("bob", "soc-lead", "bob-token-9f8e"),
-    ("carol", "analyst", "carol-token-77aa"),
-];
 
 /// Who starts the runs (not an approver: four-eyes holds).
 const ANALYST: &str = "dave";
-
-fn token(name: &str) -> &'static str {
-    APPROVERS.iter().find(|a| a.0 == name).unwrap().2
-}
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -49,94 +38,25 @@ fn alert(name: &str) -> String {
         .to_string()
 }
 
-/// A scratch dir with all six connectors wired to a fresh simulator (on its
-/// own runtime, so blocking `soar` calls do not starve it).
-struct Lab {
-    rt: tokio::runtime::Runtime,
-    server: MockServer,
-    s: Scratch,
+/// What these tests add to the lab: the shipped playbooks and what the
+/// case and chat vendors received.
+trait Shipped {
+    fn run(&self, name: &str, alert_file: &str) -> (i32, Value);
+    fn paused(&self, name: &str, alert_file: &str) -> String;
+    fn vote(&self, verb: &str, run: &str, who: &str, reason: &str) -> Run;
+    fn approve(&self, run: &str) -> Value;
+    fn pending(&self) -> Vec<Value>;
+    fn destructive(&self) -> Vec<String>;
+    fn posted(&self, want: impl Fn(&str) -> bool) -> Vec<Value>;
+    fn slack(&self) -> Vec<Value>;
+    fn cases(&self) -> Vec<Value>;
+    fn comments(&self) -> Vec<Value>;
+    fn observables(&self) -> Vec<Value>;
+    fn call(&self, plugin: &str, action: &str, input: Value) -> Value;
+    fn journal_types(&self, run: &str) -> Vec<String>;
 }
 
-impl Lab {
-    fn new() -> Self {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        let server = rt.block_on(sim::start(0)).unwrap();
-        let url = server.uri();
-        let s = Scratch::new();
-        let approvers: String = APPROVERS
-            .iter()
-            .map(|(name, role, tok)| {
-                format!(
-                    "    {name}: {{ roles: [{role}], token_sha256: \"{}\" }}\n",
-                    soar_runner::plugin_host::sha256_hex(tok.as_bytes())
-                )
-            })
-            .collect();
-        // What an operator would write: each secret may go only to the vendor.
-        s.config(&format!(
-            r#"plugins:
-  threatintel:
-    path: {threatintel}
-    allowed_hosts: ["{url}"]
-    secrets: {{ api_key: {{ env: VT_API_KEY, hosts: ["{url}"] }} }}
-    config: {{ base_url: "{url}" }}
-  edr:
-    path: {edr}
-    allowed_hosts: ["{url}"]
-    secrets:
-      client_id: {{ env: FALCON_CLIENT_ID, hosts: ["{url}"] }}
-      client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{url}"] }}
-    config: {{ base_url: "{url}" }}
-    dry_run_allow: ["POST /oauth2/token"]
-  identity:
-    path: {identity}
-    allowed_hosts: ["{url}"]
-    secrets: {{ api_token: {{ env: OKTA_TOKEN, hosts: ["{url}"] }} }}
-    config: {{ base_url: "{url}" }}
-  blocklist:
-    path: {blocklist}
-    allowed_hosts: ["{url}"]
-    secrets: {{ api_token: {{ env: CF_TOKEN, hosts: ["{url}"] }} }}
-    config: {{ base_url: "{url}", account_id: "{account}", domain_list_id: "{list}" }}
-  cases:
-    path: {cases}
-    allowed_hosts: ["{url}"]
-    secrets: {{ api_key: {{ env: THEHIVE_KEY, hosts: ["{url}"] }} }}
-    config: {{ base_url: "{url}" }}
-  chatops:
-    path: {chatops}
-    allowed_hosts: ["{url}"]
-    secrets: {{ bot_token: {{ env: SLACK_TOKEN, hosts: ["{url}"] }} }}
-    config: {{ base_url: "{url}" }}
-approvals:
-  approvers:
-{approvers}"#,
-            threatintel = wasm("threatintel").display(),
-            edr = wasm("edr").display(),
-            identity = wasm("identity").display(),
-            blocklist = wasm("blocklist").display(),
-            cases = wasm("cases").display(),
-            chatops = wasm("chatops").display(),
-            account = sim::CLOUDFLARE_ACCOUNT_ID,
-            list = sim::CLOUDFLARE_DOMAIN_LIST_ID,
-        ));
-        Lab { rt, server, s }
-    }
-
-    fn soar(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
-        let mut env = vec![
-            ("VT_API_KEY", sim::VT_API_KEY),
-            ("FALCON_CLIENT_ID", sim::FALCON_CLIENT_ID),
-            ("FALCON_CLIENT_SECRET", sim::FALCON_CLIENT_SECRET),
-            ("OKTA_TOKEN", sim::OKTA_TOKEN),
-            ("CF_TOKEN", sim::CLOUDFLARE_TOKEN),
-            ("THEHIVE_KEY", sim::THEHIVE_API_KEY),
-            ("SLACK_TOKEN", sim::SLACK_BOT_TOKEN),
-        ];
-        env.extend_from_slice(extra);
-        self.s.soar(args, &env)
-    }
-
+impl Shipped for Lab {
     /// `soar run PLAYBOOK --input ALERT` as the analyst; the exit code and report.
     fn run(&self, name: &str, alert_file: &str) -> (i32, Value) {
         let r = self.soar(
@@ -191,23 +111,10 @@ approvals:
         r.json()["pending"].as_array().unwrap().clone()
     }
 
-    fn requests(&self) -> Vec<Request> {
-        self.rt.block_on(self.server.received_requests()).unwrap()
-    }
-
     /// Every request that changed the world at a vendor, as `METHOD path?query`.
     fn destructive(&self) -> Vec<String> {
-        self.requests()
+        self.destructive_requests()
             .iter()
-            .filter(|r| {
-                let path = r.url.path();
-                let m = r.method.as_str();
-                path.starts_with("/devices/entities/devices-actions")
-                    || (path.contains("/lifecycle/") && m == "POST")
-                    || (path.ends_with("/sessions") && m == "DELETE")
-                    || (path.contains("/access_rules/rules") && m != "GET")
-                    || (path.contains("/gateway/lists/") && m == "PATCH")
-            })
             .map(|r| {
                 let query = r.url.query().map(|q| format!("?{q}")).unwrap_or_default();
                 format!("{} {}{query}", r.method, r.url.path())
@@ -258,14 +165,9 @@ approvals:
     }
 
     fn journal_types(&self, run: &str) -> Vec<String> {
-        let r = self.soar(&["journal", run, "--json"], &[]);
-        assert_eq!(r.code(), 0, "{}", r.stderr());
-        r.stdout()
-            .lines()
-            .map(|l| {
-                let record: Value = serde_json::from_str(l).unwrap();
-                text(&record["type"]).to_string()
-            })
+        self.journal(run)
+            .iter()
+            .map(|record| text(&record["type"]).to_string())
             .collect()
     }
 }
@@ -283,7 +185,7 @@ fn text(v: &Value) -> &str {
 
 #[test]
 fn every_shipped_playbook_validates_against_the_six_connectors() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     let files: Vec<String> = [
         "malware-enrichment",
         "malware-containment",
@@ -304,7 +206,7 @@ fn every_shipped_playbook_validates_against_the_six_connectors() {
 
 #[test]
 fn malware_containment_isolates_the_host_only_after_approval() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     let run = lab.paused("malware-containment", &alert("edr-malware-critical-host"));
     // Enrichment and the case come first; nothing is announced before the decision.
     assert_eq!(lab.cases().len(), 1);
@@ -368,7 +270,7 @@ fn malware_containment_isolates_the_host_only_after_approval() {
 
 #[test]
 fn malware_containment_closes_an_unknown_file_without_asking_anyone() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     let (code, report) = lab.run("malware-containment", &alert("edr-unknown-file"));
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(report["status"], "succeeded");
@@ -404,7 +306,7 @@ fn malware_containment_closes_an_unknown_file_without_asking_anyone() {
 
 #[test]
 fn a_denied_containment_leaves_the_host_alone_but_records_the_decision() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     let run = lab.paused("malware-containment", &alert("edr-malware-critical-host"));
     let r = lab.vote("deny", &run, "bob", "user is presenting to the board");
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
@@ -434,7 +336,7 @@ fn a_denied_containment_leaves_the_host_alone_but_records_the_decision() {
 #[test]
 fn the_original_edr_alert_also_drives_malware_containment() {
     // `edr-malware.json` (no criticality) serves both malware playbooks.
-    let lab = Lab::new();
+    let lab = Lab::new("");
     lab.paused("malware-containment", &alert("edr-malware"));
     let handoff = &lab.pending()[0]["handoff"];
     assert!(
@@ -447,7 +349,7 @@ fn the_original_edr_alert_also_drives_malware_containment() {
 
 #[test]
 fn credential_abuse_revokes_sessions_and_resets_the_password_after_approval() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     let run = lab.paused("credential-abuse", &alert("idp-impossible-travel"));
     assert!(lab.cases().is_empty());
     assert!(lab.slack().is_empty());
@@ -510,7 +412,7 @@ fn credential_abuse_revokes_sessions_and_resets_the_password_after_approval() {
 
 #[test]
 fn an_mfa_fatigue_alert_rated_high_asks_even_for_an_unknown_ip() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     lab.paused("credential-abuse", &alert("idp-mfa-fatigue"));
     let handoff = &lab.pending()[0]["handoff"];
     assert!(
@@ -521,7 +423,7 @@ fn an_mfa_fatigue_alert_rated_high_asks_even_for_an_unknown_ip() {
 
 #[test]
 fn a_low_risk_travel_alert_from_a_clean_ip_is_only_announced() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     let (code, report) = lab.run("credential-abuse", &alert("idp-travel-benign"));
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(status(&report, "approve"), "skipped");
@@ -541,7 +443,7 @@ fn a_low_risk_travel_alert_from_a_clean_ip_is_only_announced() {
 
 #[test]
 fn phishing_iocs_blocks_only_the_malicious_indicators_after_approval() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     let run = lab.paused("phishing-iocs", &alert("phishing-report"));
     // The case, its observables and the announcement come before the decision.
     assert_eq!(lab.cases().len(), 1);
@@ -636,7 +538,7 @@ fn phishing_iocs_blocks_only_the_malicious_indicators_after_approval() {
 
 #[test]
 fn a_report_with_only_a_malicious_domain_blocks_it_and_touches_no_ip_rule() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     lab.s.write(
         "alert.json",
         &json!({
@@ -660,7 +562,7 @@ fn a_report_with_only_a_malicious_domain_blocks_it_and_touches_no_ip_rule() {
 
 #[test]
 fn a_clean_report_is_recorded_and_announced_without_any_approval() {
-    let lab = Lab::new();
+    let lab = Lab::new("");
     let (code, report) = lab.run("phishing-iocs", &alert("phishing-report-clean"));
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(status(&report, "approve"), "skipped");

@@ -3,6 +3,7 @@
 //! Build first with `scripts/test.sh` (it builds the plugins for wasm once).
 
 pub mod engine;
+pub mod lab;
 pub mod sim;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,200 @@
+//! A lab for end-to-end tests: a scratch dir whose config wires all six
+//! connectors to a fresh vendor simulator (on its own runtime, so blocking
+//! `soar` calls do not starve it), with three approvers whose tokens the
+//! tests know, and helpers to read what the vendors received.
+
+use crate::sim::{self, Sim};
+use crate::{soar_bin, wasm, Run, Scratch};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wiremock::Request;
+
+/// The config's approvers: name, role, token.
+pub const APPROVERS: [(&str, &str, &str); 3] = [
+    ("alice", "soc-lead", "alice-token-1b2c"),
+    ("bob", "soc-lead", "bob-token-9f8e"),
+    ("carol", "analyst", "carol-token-77aa"),
+];
+
+/// An approver's token.
+pub fn token(name: &str) -> &'static str {
+    APPROVERS
+        .iter()
+        .find(|a| a.0 == name)
+        .unwrap_or_else(|| panic!("no approver `{name}`"))
+        .2
+}
+
+/// See the module docs.
+pub struct Lab {
+    rt: tokio::runtime::Runtime,
+    /// The simulator (inject faults with `server.inject`).
+    pub server: Sim,
+    /// The scratch dir holding `soar.yaml`, playbooks and the data dir.
+    pub s: Scratch,
+}
+
+impl Lab {
+    /// A lab whose config ends with `policy` (YAML at the top level, e.g.
+    /// `protected:` or `blast_radius:`; lines indented by two spaces extend
+    /// `approvals:`). The edr component is a copy in the scratch dir, so a
+    /// test may change "the plugin file".
+    pub fn new(policy: &str) -> Self {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let server = rt.block_on(sim::start_sim(0)).expect("simulator");
+        let url = server.uri();
+        let s = Scratch::new();
+        std::fs::copy(wasm("edr"), s.path().join("edr.wasm")).expect("copy edr.wasm");
+        let approvers: String = APPROVERS
+            .iter()
+            .map(|(name, role, tok)| {
+                format!(
+                    "    {name}: {{ roles: [{role}], token_sha256: \"{}\" }}\n",
+                    hex::encode(Sha256::digest(tok.as_bytes()))
+                )
+            })
+            .collect();
+        // What an operator would write: each secret may go only to its vendor.
+        s.config(&format!(
+            r#"plugins:
+  threatintel:
+    path: {threatintel}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_key: {{ env: VT_API_KEY, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+  edr:
+    path: edr.wasm
+    allowed_hosts: ["{url}"]
+    secrets:
+      client_id: {{ env: FALCON_CLIENT_ID, hosts: ["{url}"] }}
+      client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{url}"] }}
+    config: {{ base_url: "{url}" }}
+    dry_run_allow: ["POST /oauth2/token"]
+  identity:
+    path: {identity}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_token: {{ env: OKTA_TOKEN, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+  blocklist:
+    path: {blocklist}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_token: {{ env: CF_TOKEN, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}", account_id: "{account}", domain_list_id: "{list}" }}
+  cases:
+    path: {cases}
+    allowed_hosts: ["{url}"]
+    secrets: {{ api_key: {{ env: THEHIVE_KEY, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+  chatops:
+    path: {chatops}
+    allowed_hosts: ["{url}"]
+    secrets: {{ bot_token: {{ env: SLACK_TOKEN, hosts: ["{url}"] }} }}
+    config: {{ base_url: "{url}" }}
+approvals:
+  approvers:
+{approvers}{policy}
+"#,
+            threatintel = wasm("threatintel").display(),
+            identity = wasm("identity").display(),
+            blocklist = wasm("blocklist").display(),
+            cases = wasm("cases").display(),
+            chatops = wasm("chatops").display(),
+            account = sim::CLOUDFLARE_ACCOUNT_ID,
+            list = sim::CLOUDFLARE_DOMAIN_LIST_ID,
+        ));
+        Lab { rt, server, s }
+    }
+
+    /// The simulator's credentials, as the config's secrets read them.
+    pub fn env(&self) -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("VT_API_KEY", sim::VT_API_KEY),
+            ("FALCON_CLIENT_ID", sim::FALCON_CLIENT_ID),
+            ("FALCON_CLIENT_SECRET", sim::FALCON_CLIENT_SECRET),
+            ("OKTA_TOKEN", sim::OKTA_TOKEN),
+            ("CF_TOKEN", sim::CLOUDFLARE_TOKEN),
+            ("THEHIVE_KEY", sim::THEHIVE_API_KEY),
+            ("SLACK_TOKEN", sim::SLACK_BOT_TOKEN),
+        ]
+    }
+
+    /// `soar ARGS` in the lab, with the credentials and `extra` env.
+    pub fn soar(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
+        let mut env = self.env();
+        env.extend_from_slice(extra);
+        self.s.soar(args, &env)
+    }
+
+    /// Every request the simulator received.
+    pub fn requests(&self) -> Vec<Request> {
+        self.rt
+            .block_on(self.server.received_requests())
+            .expect("request recording is on")
+    }
+
+    /// Every request that would change the world at a vendor.
+    pub fn destructive_requests(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| {
+                let path = r.url.path();
+                let m = r.method.as_str();
+                path.starts_with("/devices/entities/devices-actions")
+                    || (path.contains("/lifecycle/") && m == "POST")
+                    || (path.ends_with("/sessions") && m == "DELETE")
+                    || (path.contains("/access_rules/rules") && m != "GET")
+                    || (path.contains("/gateway/lists/") && m == "PATCH")
+            })
+            .collect()
+    }
+
+    /// A run's journal, one JSON object per record.
+    pub fn journal(&self, run: &str) -> Vec<Value> {
+        let r = self.soar(&["journal", run, "--json"], &[]);
+        assert_eq!(r.code(), 0, "{}", r.stderr());
+        r.stdout()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("journal line is JSON"))
+            .collect()
+    }
+
+    /// `soar status RUN --json`.
+    pub fn status(&self, run: &str) -> Value {
+        self.soar(&["status", run, "--json"], &[]).json()
+    }
+
+    /// Starts `soar ARGS` that freezes (holding the journal) after `n` of
+    /// its executor's journal appends, and waits until it froze or ended.
+    pub fn frozen(&self, args: &[&str], n: u64, extra: &[(&str, &str)]) -> Child {
+        let marker = self.s.path().join("hung");
+        let _ = std::fs::remove_file(&marker);
+        let mut cmd = Command::new(soar_bin());
+        cmd.args(args)
+            .current_dir(self.s.path())
+            .env("SOAR_DATA_DIR", self.s.path().join(".soar"))
+            .env("SOAR_TEST_HANG_AFTER_APPEND", n.to_string())
+            .env("SOAR_TEST_HANG_MARKER", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in self.env().into_iter().chain(extra.iter().copied()) {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn soar");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !marker.exists()
+            && child.try_wait().ok().flatten().is_none()
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        child
+    }
+}
+
+/// SIGKILL: no destructors, no flush.
+pub fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
