@@ -416,7 +416,8 @@ fn protected_users_ips_and_domains_are_never_acted_on() {
         "dave",
         json!({"user": sim::OKTA_USER_LOGIN, "ips": ["198.51.100.7", "203.0.113.9"], "domain": "mail.example.org"}),
     );
-    assert_eq!(report["status"], "succeeded", "{report}");
+    // A block fails the run whatever `on_error` says.
+    assert_eq!(report["status"], "failed", "{report}");
     for step in ["suspend", "block_ips", "block_domain"] {
         assert_eq!(
             report["steps"][step]["status"], "blocked",
@@ -760,4 +761,42 @@ fn an_operator_command_waits_for_a_process_holding_the_journal() {
         assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
         assert!(started.elapsed() >= Duration::from_millis(1000));
     });
+}
+
+#[test]
+fn the_blast_radius_counts_targets_across_steps_of_one_run() {
+    let lab = Lab::new("blast_radius:\n  blocklist.block_ip: { max_targets: 1 }\n");
+    lab.s.write(
+        "pb.yaml",
+        r#"name: two
+version: "1"
+owner: soc
+inputs:
+  a: { type: string }
+  b: { type: string }
+steps:
+  - id: first
+    uses: blocklist.block_ip
+    auto_approve: "true"
+    with: { ip: "{{ inputs.a }}" }
+  - id: second
+    uses: blocklist.block_ip
+    auto_approve: "true"
+    with: { ip: "{{ inputs.b }}" }
+"#,
+    );
+    let (_, report) = lab.start("dave", json!({"a": "198.51.100.1", "b": "198.51.100.2"}));
+    assert_eq!(report["status"], "failed", "{report}");
+    let statuses = [
+        report["steps"]["first"]["status"].clone(),
+        report["steps"]["second"]["status"].clone(),
+    ];
+    assert!(statuses.contains(&json!("blocked")), "{report}");
+    assert!(statuses.contains(&json!("succeeded")), "{report}");
+    let posts = lab
+        .destructive_requests()
+        .iter()
+        .filter(|r| r.url.path().contains("access_rules"))
+        .count();
+    assert_eq!(posts, 1, "one target allowed per run, not one per step");
 }

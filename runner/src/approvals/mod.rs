@@ -123,7 +123,7 @@ pub fn check_vote<'s>(
             needs: gate.approvers.join(", "),
         });
     }
-    if !policy.allow_self_approval && state.started_by == approver.name {
+    if !policy.allow_self_approval && state.started_by.trim().eq_ignore_ascii_case(&approver.name) {
         return Err(Refusal::OwnRun(approver.name.clone()));
     }
     if gate.votes.iter().any(|(by, _, _)| by == &approver.name) {
@@ -228,6 +228,12 @@ mod tests {
         let alice = &p.approvers["alice"];
         assert_eq!(
             check_vote(&p, &s, "approve", alice, 10),
+            Err(Refusal::OwnRun("alice".into()))
+        );
+        let mut shouting = s.clone();
+        shouting.started_by = "ALICE ".into();
+        assert_eq!(
+            check_vote(&p, &shouting, "approve", alice, 10),
             Err(Refusal::OwnRun("alice".into()))
         );
         let mut lenient = p.clone();

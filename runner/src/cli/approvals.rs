@@ -69,10 +69,13 @@ async fn refuse(
     who: &str,
     refusal: Refusal,
 ) -> Exit {
+    // `who` is unauthenticated text: keep it short (a token pasted into
+    // `--as` by mistake must not end up whole in the journal).
+    let by: String = who.chars().take(32).collect();
     let event = Event::CommandRefused {
         command: command.to_string(),
         step: step.map(str::to_string),
-        by: who.to_string(),
+        by,
         reason: refusal.to_string(),
     };
     if let Err(e) = journal.append(run_id, event).await {
@@ -145,8 +148,9 @@ pub async fn vote(globals: &Globals, op: Operator, vote: Vote, reason: Option<St
             let exit = refuse(&journal, run_id, command, Some(step), who, refusal).await;
             if expired {
                 // Settle it now: the run continues down its denial path.
-                let engine = engine(globals, host, journal, !json_out);
-                let _ = continue_runs(&engine, vec![run_id.to_string()], true, json_out).await;
+                if let Ok(engine) = engine(globals, host, journal, !json_out) {
+                    let _ = continue_runs(&engine, vec![run_id.to_string()], true, json_out).await;
+                }
             }
             return exit;
         }
@@ -189,8 +193,10 @@ pub async fn vote(globals: &Globals, op: Operator, vote: Vote, reason: Option<St
             by.join(", ")
         );
     }
-    let engine = engine(globals, host, journal, !json_out);
-    continue_runs(&engine, vec![run_id.to_string()], true, json_out).await
+    match engine(globals, host, journal, !json_out) {
+        Ok(engine) => continue_runs(&engine, vec![run_id.to_string()], true, json_out).await,
+        Err(e) => e,
+    }
 }
 
 /// Human rendering of one entry of [`RunState::pending_approvals`].
@@ -354,8 +360,10 @@ pub async fn resolve(globals: &Globals, op: Operator, outcome: Resolution, reaso
             return Exit::failed(format!("error: {e}"));
         }
     }
-    let engine = engine(globals, host, journal, !json_out);
-    continue_runs(&engine, vec![run_id.to_string()], true, json_out).await
+    match engine(globals, host, journal, !json_out) {
+        Ok(engine) => continue_runs(&engine, vec![run_id.to_string()], true, json_out).await,
+        Err(e) => e,
+    }
 }
 
 /// `soar cancel`: nothing more starts; the run ends `cancelled`.

@@ -209,7 +209,10 @@ pub async fn run(
         Ok(j) => j,
         Err(e) => return e,
     };
-    let engine = engine(globals, host, journal, progress && !json_out);
+    let engine = match engine(globals, host, journal, progress && !json_out) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
     match engine.start(pb, alert, &who.unwrap_or_else(os_user)).await {
         Ok(report) => {
             print_report(&report, json_out);
@@ -255,7 +258,10 @@ pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_o
             Err(e) => return Exit::failed(format!("error: {e}")),
         },
     };
-    let engine = engine(globals, host, journal, !json_out);
+    let engine = match engine(globals, host, journal, !json_out) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
     continue_runs(&engine, ids, run_id.is_some(), json_out).await
 }
 
@@ -265,11 +271,15 @@ pub(super) fn engine(
     host: Arc<PluginHost>,
     journal: Journal,
     progress: bool,
-) -> Engine {
-    let policy = globals.config().map(|c| c.policy).unwrap_or_default();
-    Engine::new(host, journal)
+) -> Result<Engine, Exit> {
+    // Never a default policy on error: that would protect nothing.
+    let policy = globals
+        .config()
+        .map(|c| c.policy)
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    Ok(Engine::new(host, journal)
         .with_progress(progress)
-        .with_policy(policy)
+        .with_policy(policy))
 }
 
 /// Drives every unfinished run of `ids` and prints their reports; `single`

@@ -104,11 +104,21 @@ impl ProtectedAssets {
             })
         };
         match kind {
-            TargetKind::Host => self
-                .hosts
-                .iter()
-                .find(|h| h.eq_ignore_ascii_case(v))
-                .and_then(|h| found(h)),
+            // A short name matches the FQDN it starts (`dc01` and
+            // `dc01.corp.example`), in either direction.
+            TargetKind::Host => {
+                let v = v.trim_end_matches('.');
+                let short = |name: &str| name.split('.').next().unwrap_or(name).to_string();
+                self.hosts
+                    .iter()
+                    .find(|h| {
+                        let h = h.trim_end_matches('.');
+                        h.eq_ignore_ascii_case(v)
+                            || (!h.contains('.') && h.eq_ignore_ascii_case(&short(v)))
+                            || (!v.contains('.') && v.eq_ignore_ascii_case(&short(h)))
+                    })
+                    .and_then(|h| found(h))
+            }
             TargetKind::User => self
                 .users
                 .iter()
@@ -117,10 +127,12 @@ impl ProtectedAssets {
             TargetKind::Ip => {
                 // A value that is not an address cannot match; the guard
                 // blocks such targets before asking (fail closed).
+                // `::ffff:10.1.2.3` is the IPv4 address 10.1.2.3.
                 let addr: IpAddr = v
-                    .parse()
+                    .parse::<IpAddr>()
                     .or_else(|_| v.parse::<IpNet>().map(|n| n.network()))
-                    .ok()?;
+                    .ok()?
+                    .to_canonical();
                 let net: Option<IpNet> = v.parse().ok();
                 self.ips
                     .iter()
@@ -136,8 +148,10 @@ impl ProtectedAssets {
                 self.domains
                     .iter()
                     .find(|p| {
+                        // A subdomain of a protected domain, or a parent of
+                        // one (blocking `org` blocks `example.org` too).
                         let p = p.trim_end_matches('.').to_ascii_lowercase();
-                        d == p || d.ends_with(&format!(".{p}"))
+                        d == p || d.ends_with(&format!(".{p}")) || p.ends_with(&format!(".{d}"))
                     })
                     .and_then(|p| found(p))
             }
@@ -295,6 +309,10 @@ mod tests {
         assert!(a.hit(TargetKind::Domain, "mail.Example.com.").is_some());
         assert!(a.hit(TargetKind::Domain, "example.com").is_some());
         assert!(a.hit(TargetKind::Domain, "notexample.com").is_none());
+        assert!(a.hit(TargetKind::Domain, "com").is_some());
+        assert!(a.hit(TargetKind::Ip, "::ffff:10.1.2.3").is_some());
+        assert!(a.hit(TargetKind::Host, "DC01.corp.example.").is_some());
+        assert!(a.hit(TargetKind::Host, "dc011.corp.example").is_none());
         // The same text under another kind is not a hit.
         assert!(a.hit(TargetKind::User, "dc01").is_none());
     }

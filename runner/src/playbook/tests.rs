@@ -724,3 +724,20 @@ fn a_gated_step_cannot_read_its_own_approval() {
         ["pb.yaml:12:11: step `act` reads `steps.gate`, its own approval: an approval binds the inputs before it is decided, so they cannot depend on the decision"]
     );
 }
+
+#[test]
+fn auto_approve_cannot_override_an_upstream_gate() {
+    let errs = problems(&with_head(concat!(
+        "  - id: gate\n",
+        "    approval: { approvers: [soc-lead] }\n",
+        "  - id: act\n",
+        "    needs: [gate]\n",
+        "    uses: edr.isolate_host\n",
+        "    auto_approve: \"true\"\n",
+        "    with: { host_id: x }\n",
+    )));
+    assert_eq!(
+        errs,
+        ["pb.yaml:12:19: step `act` has approval `gate` upstream and `auto_approve`: choose one (a denied or void approval is final, so `auto_approve` would never apply)"]
+    );
+}

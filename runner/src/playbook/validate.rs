@@ -458,6 +458,16 @@ impl<'a> Validator<'a> {
             .copied()
             .filter(|&g| self.playbook.steps[g].approval.is_some())
             .collect();
+        if !gates.is_empty() && step.auto_approve.is_some() {
+            let gate = self.playbook.steps[gates[0]].id.clone();
+            self.push(
+                or(at.auto_approve, step.pos),
+                format!(
+                    "step `{}` has approval `{gate}` upstream and `auto_approve`: choose one (a denied or void approval is final, so `auto_approve` would never apply)",
+                    step.id
+                ),
+            );
+        }
         if gates.is_empty() && step.auto_approve.is_none() {
             self.push(
                 or(at.uses, step.pos),

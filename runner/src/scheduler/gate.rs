@@ -40,6 +40,18 @@ impl Engine {
         Some((p.manifest.action(action)?, p.digest.as_str()))
     }
 
+    /// Whether `step` must pass authorization: its action is destructive
+    /// now, or was when a gate bound it or an authorization was journaled (a
+    /// plugin swapped for one that no longer says so must not skip checks).
+    pub(super) fn needs_authorization(&self, step: &Step, state: &RunState) -> bool {
+        self.action_of(step).is_some_and(|(m, _)| m.destructive)
+            || state.authorized.contains_key(&step.id)
+            || state
+                .gates
+                .values()
+                .any(|g| g.bindings.iter().any(|b| b.step == step.id))
+    }
+
     /// The rendered input of every item (one for a plain step).
     pub(super) fn render_items(&self, step: &Step, ctx: &Value) -> Result<Vec<Value>, String> {
         let render = |c: &Value| {
@@ -183,7 +195,9 @@ impl Engine {
                     run_id: run_id.to_string(),
                     step_id: gated.id.clone(),
                     attempt: 0,
-                    idempotency_key: idempotency_key(run_id, &gated.id, item),
+                    // Not the real key: a connector that tags vendor objects
+                    // with it must not mistake a plan for the act.
+                    idempotency_key: format!("{}-plan", idempotency_key(run_id, &gated.id, item)),
                     dry_run: true,
                 };
                 let outcome = self.host.invoke(plugin, action, input, &invocation).await;
@@ -234,7 +248,6 @@ impl Engine {
         step: &Step,
         ctx: &Value,
         items: &[Value],
-        state: &RunState,
         playbook: &Playbook,
     ) -> Result<Result<(), Blocked>, JournalError> {
         let Some((manifest, digest)) = self.action_of(step) else {
@@ -243,6 +256,12 @@ impl Engine {
                 message: format!("`{}` is not installed", step.uses),
             }));
         };
+        // One authorization at a time, against the journal as it is now:
+        // two steps of one run must not both count the same earlier targets
+        // (blast radius), and the state this drive started from may be stale.
+        let _one_at_a_time = self.authorizing.lock().await;
+        let fresh = RunState::from_records(&self.journal.read(run_id)?);
+        let state = &fresh;
         let verdict = self.check(step, ctx, items, state, playbook, manifest, digest);
         let (basis, approvers, targets) = match verdict {
             Ok(v) => v,
@@ -288,8 +307,10 @@ impl Engine {
                 message: format!("the run was cancelled by {by}: {reason}"),
             });
         }
-        // An upstream step that did not succeed leaves nothing to act on.
-        for need in &step.needs {
+        // An upstream step (however far up) that did not succeed leaves a
+        // partial picture: never act on it, nor on a template's fallback.
+        let upstream = upstream_of(playbook, &step.id);
+        for need in &upstream {
             let ok = ctx["steps"][need]["status"].as_str() == Some("succeeded");
             if !ok {
                 return Err(Blocked {
@@ -313,11 +334,22 @@ impl Engine {
             });
         }
         let input_sha256 = guard::input_sha256(items);
-        let upstream = upstream_of(playbook, &step.id);
-        let gates: Vec<(&str, &super::GateState)> = playbook
+        let gate_steps: Vec<&Step> = playbook
             .steps
             .iter()
             .filter(|s| s.approval.is_some() && upstream.contains(&s.id))
+            .collect();
+        if let Some(never) = gate_steps.iter().find(|s| !state.gates.contains_key(&s.id)) {
+            return Err(Blocked {
+                rule: "no_approval",
+                message: format!(
+                    "approval `{}` upstream never asked for a decision",
+                    never.id
+                ),
+            });
+        }
+        let gates: Vec<(&str, &super::GateState)> = gate_steps
+            .iter()
             .filter_map(|s| state.gates.get(&s.id).map(|g| (s.id.as_str(), g)))
             .collect();
         let (basis, approvers) = match guard::approved_by(&step.id, &gates, &input_sha256, digest) {
@@ -325,6 +357,9 @@ impl Engine {
                 json!({"approvals": gates.iter().map(|(id, _)| id).collect::<Vec<_>>()}),
                 by,
             ),
+            // With a gate upstream, its verdict is final: a denied, void or
+            // undecided approval is never overridden by `auto_approve`.
+            Err(blocked) if !gates.is_empty() => return Err(blocked),
             Err(blocked) => match &step.auto_approve {
                 None => return Err(blocked),
                 Some(cond) => {

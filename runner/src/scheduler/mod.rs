@@ -179,6 +179,8 @@ pub struct Engine {
     progress: bool,
     /// Approvers, protected assets, blast-radius caps.
     policy: Arc<Policy>,
+    /// Serializes destructive-step authorizations (see `gate::authorize`).
+    authorizing: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn now_ms() -> u64 {
@@ -277,6 +279,7 @@ impl Engine {
             appended: Arc::new(AtomicU64::new(0)),
             progress: false,
             policy: Arc::new(Policy::default()),
+            authorizing: Arc::new(tokio::sync::Mutex::new(())),
         }
     }
 
@@ -547,9 +550,10 @@ impl Engine {
             };
             let step = playbook.steps.iter().find(|s| s.id == id);
             match end.status {
-                StepStatus::Failed | StepStatus::Blocked
-                    if step.map(|s| s.on_error) != Some(OnError::Continue) =>
-                {
+                // A blocked destructive action fails the run whatever
+                // `on_error` says: nothing may go on as if it had acted.
+                StepStatus::Blocked => failing = true,
+                StepStatus::Failed if step.map(|s| s.on_error) != Some(OnError::Continue) => {
                     failing = true
                 }
                 StepStatus::InDoubt => in_doubt = true,
@@ -578,24 +582,22 @@ impl Engine {
         } else {
             (RunStatus::Succeeded, None)
         };
-        if status == RunStatus::InDoubt {
-            self.append(
-                run_id,
-                Event::RunPaused {
-                    status,
-                    reason: "a step's outcome is unknown and its action is not idempotent: an operator must resolve it".into(),
-                },
-            )
-            .await?;
-        } else if status == RunStatus::WaitingApproval {
-            self.append(
-                run_id,
-                Event::RunPaused {
-                    status,
-                    reason: format!("waiting for approval: {}", waiting.join(", ")),
-                },
-            )
-            .await?;
+        let pause_reason = match status {
+            RunStatus::InDoubt => Some("a step's outcome is unknown and its action is not idempotent: an operator must resolve it".to_string()),
+            RunStatus::WaitingApproval => Some(format!("waiting for approval: {}", waiting.join(", "))),
+            _ => None,
+        };
+        if let Some(reason) = pause_reason {
+            // A resume that changed nothing (still waiting, still in doubt)
+            // does not repeat the pause record.
+            let unchanged = matches!(
+                self.journal.read(run_id)?.last().map(|r| &r.event),
+                Some(Event::RunPaused { status: s, reason: r }) if *s == status && *r == reason
+            );
+            if !unchanged {
+                self.append(run_id, Event::RunPaused { status, reason })
+                    .await?;
+            }
         } else if state.final_status.is_some() {
             // Already finished (a cancel writes its own end).
         } else {
@@ -762,12 +764,12 @@ impl Engine {
             },
         )
         .await?;
-        if self.action_of(step).is_some_and(|(m, _)| m.destructive) {
+        if self.needs_authorization(step, state) {
             // Fail closed: every check passes, and is journaled, before the
             // first attempt; otherwise the action is never invoked.
             let verdict = match self.render_items(step, &ctx) {
                 Ok(rendered) => {
-                    self.authorize(run_id, step, &ctx, &rendered, state, playbook)
+                    self.authorize(run_id, step, &ctx, &rendered, playbook)
                         .await?
                 }
                 Err(e) => Err(crate::approvals::guard::Blocked {
@@ -776,10 +778,25 @@ impl Engine {
                 }),
             };
             if let Err(blocked) = verdict {
-                let end = StepEnd {
-                    status: StepStatus::Blocked,
-                    output: None,
-                    error: Some(blocked.to_json()),
+                // An attempt that may already have acted is in doubt, not
+                // "not invoked".
+                let maybe_acted = state.items.iter().any(|((s, _), st)| {
+                    s == &step.id && matches!(st, ItemState::InFlight { .. } | ItemState::InDoubt)
+                });
+                let end = if maybe_acted {
+                    StepEnd {
+                        status: StepStatus::InDoubt,
+                        output: None,
+                        error: Some(json!({"kind": "in_doubt", "message": format!(
+                            "an earlier attempt may have acted, and it may not act again: {}", blocked.message
+                        ), "rule": blocked.rule})),
+                    }
+                } else {
+                    StepEnd {
+                        status: StepStatus::Blocked,
+                        output: None,
+                        error: Some(blocked.to_json()),
+                    }
                 };
                 return self.finish_step(run_id, &step.id, end).await.map(Some);
             }
@@ -1133,9 +1150,12 @@ impl Engine {
             } else {
                 self.append(run_id, event).await?;
             }
-            // A destructive action that timed out may have acted: treat it as
-            // a crash mid-attempt, never a blind retry.
-            current = if timed_out && manifest.destructive {
+            // A destructive action that timed out, or failed in transit or at
+            // a 5xx gateway, may have acted: treat it as a crash mid-attempt
+            // (probe, idempotent repeat, else in doubt), never a blind retry.
+            let ambiguous = timed_out
+                || matches!(&next, ItemState::Errored { error, .. } if error.kind == "unavailable");
+            current = if ambiguous && manifest.destructive {
                 ItemState::InFlight { attempt }
             } else {
                 next

@@ -350,13 +350,26 @@ impl RunState {
             } => {
                 if let Some(g) = self.gates.get_mut(step) {
                     g.votes.push((by.clone(), *vote, reason.clone()));
+                    // The votes decide, not only the decision record: a
+                    // command killed between the two must not leave a denial
+                    // that a later approval could outvote.
+                    if g.decision.is_none() {
+                        if *vote == Vote::Deny {
+                            g.decision = Some((Decision::Denied, vec![by.clone()]));
+                        } else if g.approved_by().len() as u32 >= g.min_approvals {
+                            g.decision = Some((Decision::Granted, g.approved_by()));
+                        }
+                    }
                 }
             }
             Event::ApprovalDecided {
                 step, decision, by, ..
             } => {
                 if let Some(g) = self.gates.get_mut(step) {
-                    g.decision = Some((*decision, by.clone()));
+                    // The first decision stands (a vote may already have made it).
+                    if g.decision.is_none() {
+                        g.decision = Some((*decision, by.clone()));
+                    }
                 }
             }
             Event::ActionAuthorized {
@@ -458,5 +471,74 @@ impl RunState {
             .get(&(step.to_string(), item))
             .cloned()
             .unwrap_or(ItemState::NotStarted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn records(events: Vec<Event>) -> Vec<Record> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(i, event)| Record {
+                seq: i as u64 + 1,
+                at: "2026-11-27T10:00:00.000Z".into(),
+                prev_hash: String::new(),
+                hash: String::new(),
+                event,
+            })
+            .collect()
+    }
+
+    fn asked(min: u32) -> Event {
+        Event::ApprovalRequested {
+            step: "gate".into(),
+            approvers: vec!["soc-lead".into()],
+            min_approvals: min,
+            expires_at: "2026-11-27T11:00:00.000Z".into(),
+            handoff: json!({}),
+            bindings: vec![],
+            plan: json!([]),
+        }
+    }
+
+    fn voted(by: &str, vote: Vote) -> Event {
+        Event::ApprovalVoted {
+            step: "gate".into(),
+            by: by.into(),
+            vote,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn votes_decide_even_without_a_decision_record() {
+        // `soar deny` killed between its vote and its decision: a later
+        // approval must not outvote the denial.
+        let s = RunState::from_records(&records(vec![
+            asked(1),
+            voted("bob", Vote::Deny),
+            voted("alice", Vote::Approve),
+        ]));
+        assert_eq!(
+            s.gates["gate"].decision,
+            Some((Decision::Denied, vec!["bob".to_string()]))
+        );
+        // Quorum reached by votes alone grants.
+        let s = RunState::from_records(&records(vec![
+            asked(2),
+            voted("bob", Vote::Approve),
+            voted("alice", Vote::Approve),
+        ]));
+        assert_eq!(
+            s.gates["gate"].decision,
+            Some((Decision::Granted, vec!["alice".into(), "bob".into()]))
+        );
+        // One approval of two: still waiting.
+        let s = RunState::from_records(&records(vec![asked(2), voted("bob", Vote::Approve)]));
+        assert!(s.gates["gate"].is_waiting());
     }
 }
