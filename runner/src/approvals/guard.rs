@@ -81,6 +81,7 @@ pub fn complete(items: &[Value]) -> Result<(), Blocked> {
             Value::Null => Some(path.to_string()),
             Value::String(s) if s.trim().is_empty() => Some(path.to_string()),
             Value::Array(a) if a.is_empty() => Some(path.to_string()),
+            Value::Object(o) if o.is_empty() && !path.is_empty() => Some(path.to_string()),
             Value::Array(a) => a
                 .iter()
                 .enumerate()
@@ -330,6 +331,7 @@ mod tests {
             json!({"ip": "  "}),
             json!({"ips": []}),
             json!({"o": {"x": null}}),
+            json!({"o": {}}),
         ] {
             let e = complete(std::slice::from_ref(&bad)).unwrap_err();
             assert_eq!(e.rule, "incomplete_input", "{bad}");
