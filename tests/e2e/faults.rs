@@ -100,13 +100,14 @@ fn a_401_is_not_retried_and_nothing_downstream_runs() {
 
 #[test]
 fn a_slow_vendor_is_cut_off_by_the_step_timeout() {
+    // Each answer is delayed 5 s and then succeeds: only the step's 2 s
+    // timeout can make every attempt fail.
     let (lab, env) = setup(None);
     lab.server.inject(Fault {
         delay_ms: 5_000,
         times: 3,
         ..Fault::status("/api/v1/users/", 0, 3)
     });
-    let started = Instant::now();
     let r = run(&lab, &env);
     assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
     let id = r.json()["run_id"].as_str().unwrap().to_string();
@@ -116,5 +117,4 @@ fn a_slow_vendor_is_cut_off_by_the_step_timeout() {
         user.iter().all(|a| a["outcome"]["kind"] == "unavailable"),
         "{user:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(12));
 }

@@ -213,6 +213,12 @@ impl RunState {
 
     /// Folds one more record into the state (records in order).
     pub fn apply(&mut self, record: &Record) {
+        // Only the executor writes step activity, and only on a run it is
+        // driving: activity after a pause means the run was resumed (the
+        // same rule `Journal::summary` uses, so both report one status).
+        if record.event.is_step_activity() {
+            self.paused = None;
+        }
         match &record.event {
             Event::RunStarted {
                 playbook,
@@ -419,8 +425,6 @@ impl RunState {
                     },
                 };
                 self.items.insert((step.clone(), *item), state);
-                // The run is no longer paused on it.
-                self.paused = None;
             }
             Event::CommandRefused { .. } => {}
             Event::RunPaused { status, .. } => self.paused = Some(*status),
@@ -540,5 +544,27 @@ mod tests {
         // One approval of two: still waiting.
         let s = RunState::from_records(&records(vec![asked(2), voted("bob", Vote::Approve)]));
         assert!(s.gates["gate"].is_waiting());
+    }
+
+    #[test]
+    fn a_pause_ends_with_the_next_step_activity_not_with_a_vote() {
+        let paused = Event::RunPaused {
+            status: RunStatus::WaitingApproval,
+            reason: "waiting".into(),
+        };
+        let s = RunState::from_records(&records(vec![
+            asked(1),
+            paused.clone(),
+            voted("bob", Vote::Approve),
+        ]));
+        assert_eq!(s.paused, Some(RunStatus::WaitingApproval));
+        let resumed = Event::StepFinished {
+            step: "gate".into(),
+            status: "succeeded".into(),
+            output: None,
+            error: None,
+        };
+        let s = RunState::from_records(&records(vec![asked(1), paused, resumed]));
+        assert_eq!(s.paused, None);
     }
 }
