@@ -800,3 +800,74 @@ steps:
         .count();
     assert_eq!(posts, 1, "one target allowed per run, not one per step");
 }
+
+#[test]
+fn cancelling_a_run_another_process_drives_lets_in_flight_steps_finish_and_starts_nothing_more() {
+    use std::io::{BufRead, BufReader};
+    let lab = Lab::new("");
+    lab.server.inject(sim::Fault {
+        delay_ms: 4_000,
+        ..sim::Fault::status("/api/v1/users/", 0, 1)
+    });
+    lab.s.write(
+        "pb.yaml",
+        r##"name: slow
+version: "1"
+owner: soc
+inputs: {}
+steps:
+  - id: slow
+    uses: identity.get_user
+    timeout: 20s
+    with: { user_id: "00u1abcd2EFGH3ijk4l5" }
+  - id: after
+    needs: [slow]
+    uses: chatops.notify
+    with: { channel: "#soc-alerts", text: "should never be sent" }
+"##,
+    );
+    lab.s.write("alert.json", "{}");
+    let mut runner = std::process::Command::new(soar_e2e::soar_bin())
+        .args(["run", "pb.yaml", "--input", "alert.json"])
+        .current_dir(lab.s.path())
+        .envs(lab.env())
+        .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The progress lines name the run: "[RUN_ID] started   slow".
+    let mut progress = BufReader::new(runner.stderr.take().unwrap()).lines();
+    let run = loop {
+        let line = progress.next().expect("progress line").unwrap();
+        if let Some(rest) = line.strip_prefix('[') {
+            break rest.split(']').next().unwrap().to_string();
+        }
+    };
+    // The slow step is at the vendor and the run holds the journal.
+    let r = lab.soar(
+        &["cancel", &run, "--as", "bob", "--reason", "false positive"],
+        &[("SOAR_TOKEN", token("bob"))],
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("requested"), "{}", r.stdout());
+    let status = runner.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a cancelled run exits 1");
+    let report = lab.status(&run);
+    assert_eq!(report["status"], "cancelled", "{report}");
+    assert_eq!(report["steps"]["slow"]["status"], "succeeded");
+    let t = types(&lab.journal(&run));
+    assert!(t.contains(&"run_cancelled".to_string()), "{t:?}");
+    assert!(
+        !lab.requests()
+            .iter()
+            .any(|r| r.url.path().starts_with("/api/chat")),
+        "nothing started after the cancel"
+    );
+    // A forged token cannot ask either.
+    let r = lab.soar(
+        &["cancel", &run, "--as", "bob", "--reason", "x"],
+        &[("SOAR_TOKEN", "forged")],
+    );
+    assert_eq!(r.code(), 4);
+}

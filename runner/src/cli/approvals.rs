@@ -366,7 +366,10 @@ pub async fn resolve(globals: &Globals, op: Operator, outcome: Resolution, reaso
     }
 }
 
-/// `soar cancel`: nothing more starts; the run ends `cancelled`.
+/// `soar cancel`: nothing more starts; the run ends `cancelled`. If another
+/// process is driving the run, it is asked to stop (see
+/// [`crate::scheduler::cancel`]): its in-flight steps finish and are
+/// journaled, then it journals the cancel and ends the run.
 pub async fn cancel(
     globals: &Globals,
     run_id: &str,
@@ -377,8 +380,9 @@ pub async fn cancel(
     if reason.trim().is_empty() {
         return Exit::invalid("error: `soar cancel` needs --reason TEXT (it is journaled)");
     }
-    let journal = match journal(globals) {
-        Ok(j) => j,
+    let journal = match super::runs::journal_within(globals, std::time::Duration::from_secs(2)) {
+        Ok(Some(j)) => j,
+        Ok(None) => return cancel_running(globals, run_id, who, reason, token),
         Err(e) => return e,
     };
     let (_, state, approver) =
@@ -417,4 +421,45 @@ pub async fn cancel(
     }
     println!("run {run_id} cancelled by {}", approver.name);
     Exit::ok()
+}
+
+/// The run is being driven by another process: authenticate from the
+/// config alone and leave the request for that process to journal.
+fn cancel_running(
+    globals: &Globals,
+    run_id: &str,
+    who: &str,
+    reason: &str,
+    token: &TokenSource,
+) -> Exit {
+    let policy = match policy(globals) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let token = match token.read() {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let approver = match approvals::authenticate(&policy, who, token.as_deref()) {
+        Ok(a) => a,
+        Err(r) => {
+            return Exit {
+                code: exit::REFUSED,
+                message: Some(format!(
+                    "refused: {r} (not journaled: another process holds the journal)"
+                )),
+            }
+        }
+    };
+    let journal_dir = globals.data_dir.join("journal");
+    match crate::scheduler::cancel::request(&journal_dir, run_id, &approver.name, reason) {
+        Ok(()) => {
+            println!(
+                "cancel of run {run_id} requested by {}: the process driving it starts nothing more, lets in-flight steps finish, and journals the cancel",
+                approver.name
+            );
+            Exit::ok()
+        }
+        Err(e) => Exit::failed(format!("error: cannot leave the cancel request: {e}")),
+    }
 }

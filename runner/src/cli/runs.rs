@@ -46,22 +46,33 @@ pub(super) async fn host(globals: &Globals) -> Result<Arc<PluginHost>, Exit> {
 }
 
 pub(super) fn journal(globals: &Globals) -> Result<Journal, Exit> {
+    // sled allows one process at a time: an operator command issued while
+    // another `soar` drives a run waits for it (briefly) instead of failing.
+    journal_within(globals, std::time::Duration::from_secs(15))?.ok_or_else(|| {
+        Exit::failed(
+            "error: the journal is in use by another soar process (sled allows one at a time); retry when it finishes",
+        )
+    })
+}
+
+/// The journal, waiting up to `wait` for another process to release it;
+/// `None` when it is still busy then.
+pub(super) fn journal_within(
+    globals: &Globals,
+    wait: std::time::Duration,
+) -> Result<Option<Journal>, Exit> {
     // Reading runs needs no config; writing them honours its durability.
     let durability = match globals.config().map(|c| c.durability) {
         Ok(crate::config::JournalDurability::PowerLoss) => crate::journal::Durability::PowerLoss,
         _ => crate::journal::Durability::Process,
     };
-    // sled allows one process at a time: an operator command issued while
-    // another `soar` drives a run waits for it (briefly) instead of failing.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deadline = std::time::Instant::now() + wait;
     loop {
         match Journal::open(&globals.data_dir.join("journal"), durability) {
-            Ok(j) => return Ok(j),
+            Ok(j) => return Ok(Some(j)),
             Err(e) if e.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {
-                    return Err(Exit::failed(format!(
-                        "error: the journal is in use by another soar process (sled allows one at a time); retry when it finishes: {e}"
-                    )));
+                    return Ok(None);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }

@@ -3,6 +3,7 @@
 //! is invoked, its result before any dependent starts), and resumes any run
 //! from its journal alone. Fresh runs and resumes share one executor.
 
+pub mod cancel;
 mod gate;
 mod inputs;
 mod state;
@@ -468,10 +469,24 @@ impl Engine {
         let mut failing = false;
         let mut in_doubt = false;
         let mut waiting: Vec<String> = Vec::new();
-        // Cancelled: nothing more starts.
-        let cancelled = state.cancelled.is_some();
+        // Cancelled: nothing more starts (steps already running finish).
+        let mut cancelled = state.cancelled.clone();
         loop {
-            if !failing && !in_doubt && !cancelled {
+            if cancelled.is_none() {
+                if let Some((by, reason)) = cancel::requested(&self.journal, run_id) {
+                    self.append(
+                        run_id,
+                        Event::RunCancelled {
+                            by: by.clone(),
+                            reason: reason.clone(),
+                        },
+                    )
+                    .await?;
+                    cancel::clear(&self.journal, run_id);
+                    cancelled = Some((by, reason));
+                }
+            }
+            if !failing && !in_doubt && cancelled.is_none() {
                 for step in &playbook.steps {
                     if started.contains(&step.id) {
                         continue;
@@ -529,7 +544,7 @@ impl Engine {
                 // Nothing running: either all steps settled or we are blocked.
                 let newly_ready = !failing
                     && !in_doubt
-                    && !cancelled
+                    && cancelled.is_none()
                     && playbook.steps.iter().any(|s| {
                         !started.contains(&s.id) && s.needs.iter().all(|n| finished.contains_key(n))
                     });
@@ -568,7 +583,7 @@ impl Engine {
                 },
             );
         }
-        let (status, error) = if let Some((by, reason)) = &state.cancelled {
+        let (status, error) = if let Some((by, reason)) = &cancelled {
             (
                 RunStatus::Cancelled,
                 Some(format!("cancelled by {by}: {reason}")),
