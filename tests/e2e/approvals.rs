@@ -871,3 +871,36 @@ steps:
     );
     assert_eq!(r.code(), 4);
 }
+
+#[test]
+fn a_changed_plugin_config_voids_the_approval() {
+    let lab = Lab::new("");
+    lab.playbook(1, "10m");
+    let run = paused_at_gate(&lab, "dave");
+    // The operator points edr elsewhere (another tenant, say) after the ask.
+    let path = lab.s.path().join("soar.yaml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    let edr_base = format!(
+        "config: {{ base_url: \"{}\" }}\n    dry_run_allow",
+        lab.server.uri()
+    );
+    assert!(config.contains(&edr_base));
+    let moved = config.replace(
+        &edr_base,
+        &format!(
+            "config: {{ base_url: \"{}/\" }}\n    dry_run_allow",
+            lab.server.uri()
+        ),
+    );
+    std::fs::write(&path, moved).unwrap();
+    let r = lab.vote("approve", &run, "bob", token("bob"), "ok");
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    let isolate = &r.json()["steps"]["isolate"];
+    assert_eq!(isolate["status"], "blocked");
+    assert_eq!(isolate["error"]["rule"], "approval_void");
+    assert!(isolate["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("config"));
+    assert!(lab.destructive_requests().is_empty());
+}

@@ -210,6 +210,15 @@ pub fn within_blast_radius(
     Ok(())
 }
 
+/// Which plugin is about to act: its file and what the operator granted it.
+#[derive(Debug, Clone, Copy)]
+pub struct Plugin<'a> {
+    /// SHA-256 of the `.wasm` file.
+    pub wasm_sha256: &'a str,
+    /// SHA-256 of its granted config.
+    pub config_sha256: &'a str,
+}
+
 /// The approvers who authorized `step` through the gates upstream of it:
 /// every such gate must be granted, must have bound this step, and the
 /// binding must match the inputs and plugin about to act.
@@ -217,7 +226,7 @@ pub fn approved_by(
     step: &str,
     gates: &[(&str, &GateState)],
     input_sha256: &str,
-    plugin_sha256: &str,
+    plugin: Plugin<'_>,
 ) -> Result<Vec<String>, Blocked> {
     if gates.is_empty() {
         return Err(Blocked::new(
@@ -266,12 +275,21 @@ pub fn approved_by(
                 ),
             ));
         }
-        if binding.plugin_sha256 != plugin_sha256 {
+        if binding.plugin_sha256 != plugin.wasm_sha256 {
             return Err(Blocked::new(
                 "approval_void",
                 format!(
-                    "approval `{gate_id}` is void: the plugin for `{}` changed since it was approved (approved {}, now {plugin_sha256})",
-                    binding.uses, binding.plugin_sha256
+                    "approval `{gate_id}` is void: the plugin for `{}` changed since it was approved (approved {}, now {})",
+                    binding.uses, binding.plugin_sha256, plugin.wasm_sha256
+                ),
+            ));
+        }
+        if binding.plugin_config_sha256 != plugin.config_sha256 {
+            return Err(Blocked::new(
+                "approval_void",
+                format!(
+                    "approval `{gate_id}` is void: the config granted to the plugin for `{}` (values, hosts or secrets) changed since it was approved",
+                    binding.uses
                 ),
             ));
         }
@@ -302,6 +320,11 @@ mod tests {
         }
     }
 
+    const P1: Plugin<'static> = Plugin {
+        wasm_sha256: "p1",
+        config_sha256: "c1",
+    };
+
     fn gate(decision: Option<Decision>, input: &str, plugin: &str) -> GateState {
         GateState {
             approvers: vec!["soc-lead".into()],
@@ -313,6 +336,7 @@ mod tests {
                 step: "block".into(),
                 uses: "blocklist.block_ip".into(),
                 plugin_sha256: plugin.into(),
+                plugin_config_sha256: "c1".into(),
                 input_sha256: input.into(),
                 targets: vec![],
             }],
@@ -360,29 +384,39 @@ mod tests {
     fn approval_must_be_granted_and_bound() {
         let granted = gate(Some(Decision::Granted), "h1", "p1");
         assert_eq!(
-            approved_by("block", &[("g", &granted)], "h1", "p1").unwrap(),
+            approved_by("block", &[("g", &granted)], "h1", P1).unwrap(),
             vec!["bob".to_string()]
         );
-        let e = approved_by("block", &[("g", &granted)], "h2", "p1").unwrap_err();
+        let e = approved_by("block", &[("g", &granted)], "h2", P1).unwrap_err();
         assert!(e.message.contains("inputs"), "{e:?}");
-        let e = approved_by("block", &[("g", &granted)], "h1", "p2").unwrap_err();
+        let p2 = Plugin {
+            wasm_sha256: "p2",
+            ..P1
+        };
+        let e = approved_by("block", &[("g", &granted)], "h1", p2).unwrap_err();
         assert!(e.message.contains("plugin"), "{e:?}");
-        let e = approved_by("other", &[("g", &granted)], "h1", "p1").unwrap_err();
+        let c2 = Plugin {
+            config_sha256: "c2",
+            ..P1
+        };
+        let e = approved_by("block", &[("g", &granted)], "h1", c2).unwrap_err();
+        assert!(e.message.contains("config"), "{e:?}");
+        let e = approved_by("other", &[("g", &granted)], "h1", P1).unwrap_err();
         assert_eq!(e.rule, "approval_void");
         for d in [Decision::Denied, Decision::Expired] {
             let g = gate(Some(d), "h1", "p1");
-            let e = approved_by("block", &[("g", &g)], "h1", "p1").unwrap_err();
+            let e = approved_by("block", &[("g", &g)], "h1", P1).unwrap_err();
             assert_eq!(e.rule, "approval_denied");
         }
         let waiting = gate(None, "h1", "p1");
         assert_eq!(
-            approved_by("block", &[("g", &waiting)], "h1", "p1")
+            approved_by("block", &[("g", &waiting)], "h1", P1)
                 .unwrap_err()
                 .rule,
             "no_approval"
         );
         assert_eq!(
-            approved_by("block", &[], "h1", "p1").unwrap_err().rule,
+            approved_by("block", &[], "h1", P1).unwrap_err().rule,
             "no_approval"
         );
     }

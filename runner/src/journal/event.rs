@@ -285,6 +285,10 @@ pub struct ApprovalBinding {
     pub uses: String,
     /// SHA-256 of the plugin component that will act.
     pub plugin_sha256: String,
+    /// SHA-256 of the plugin's granted config (values, hosts, secret
+    /// sources); empty in journals written before it was bound.
+    #[serde(default)]
+    pub plugin_config_sha256: String,
     /// SHA-256 of the rendered inputs (all items, in order).
     pub input_sha256: String,
     /// The targets those inputs name.

@@ -62,6 +62,10 @@ pub struct LoadedPlugin {
     pub manifest: Manifest,
     /// SHA-256 of the `.wasm` file (approvals bind to it).
     pub digest: String,
+    /// SHA-256 of what the operator granted it: config values, allowed
+    /// hosts, secret sources and their hosts. Approvals bind to it too: a
+    /// changed base URL or tenant must not inherit an approval.
+    pub config_digest: String,
     pre: PluginPre<SandboxState>,
     /// Input validators per action, compiled once at load.
     validators: BTreeMap<String, Arc<jsonschema::Validator>>,
@@ -164,6 +168,7 @@ impl PluginHost {
                 config_keys: Vec::new(),
             },
             digest,
+            config_digest: config_digest(plugin),
             pre,
             validators: BTreeMap::new(),
             policy: Arc::new(EgressPolicy {
@@ -312,6 +317,24 @@ impl PluginHost {
             duration: started.elapsed(),
         }
     }
+}
+
+/// See [`LoadedPlugin::config_digest`].
+fn config_digest(plugin: &PluginConfig) -> String {
+    let secrets: BTreeMap<&String, (String, Vec<String>)> = plugin
+        .secrets
+        .iter()
+        .map(|(name, grant)| {
+            let hosts = grant.hosts.iter().map(ToString::to_string).collect();
+            (name, (format!("{:?}", grant.source), hosts))
+        })
+        .collect();
+    let granted = serde_json::json!({
+        "config": plugin.config,
+        "allowed_hosts": plugin.allowed_hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "secrets": secrets,
+    });
+    sha256_hex(granted.to_string().as_bytes())
 }
 
 /// Checks a value against a JSON Schema; every violation, with its path.

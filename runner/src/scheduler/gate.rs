@@ -34,10 +34,14 @@ pub(super) fn upstream_of(playbook: &Playbook, step_id: &str) -> BTreeSet<String
 
 impl Engine {
     /// The manifest and plugin digest of `step`'s action.
-    pub(super) fn action_of(&self, step: &Step) -> Option<(&ActionManifest, &str)> {
+    pub(super) fn action_of(&self, step: &Step) -> Option<(&ActionManifest, guard::Plugin<'_>)> {
         let (plugin, action) = step.uses.split_once('.')?;
         let p = self.host.plugin(plugin)?;
-        Some((p.manifest.action(action)?, p.digest.as_str()))
+        let identity = guard::Plugin {
+            wasm_sha256: &p.digest,
+            config_sha256: &p.config_digest,
+        };
+        Some((p.manifest.action(action)?, identity))
     }
 
     /// Whether `step` must pass authorization: its action is destructive
@@ -214,7 +218,8 @@ impl Engine {
             bindings.push(ApprovalBinding {
                 step: gated.id.clone(),
                 uses: gated.uses.clone(),
-                plugin_sha256: digest.to_string(),
+                plugin_sha256: digest.wasm_sha256.to_string(),
+                plugin_config_sha256: digest.config_sha256.to_string(),
                 input_sha256: if items.is_empty() {
                     String::new()
                 } else {
@@ -268,10 +273,9 @@ impl Engine {
             Err(b) => return Ok(Err(b)),
         };
         let input_sha256 = guard::input_sha256(items);
-        let already = state
-            .authorized
-            .get(&step.id)
-            .is_some_and(|a| a.input_sha256 == input_sha256 && a.plugin_sha256 == digest);
+        let already = state.authorized.get(&step.id).is_some_and(|a| {
+            a.input_sha256 == input_sha256 && a.plugin_sha256 == digest.wasm_sha256
+        });
         if !already {
             self.append(
                 run_id,
@@ -280,7 +284,7 @@ impl Engine {
                     uses: step.uses.clone(),
                     basis: json!({"approved_by": approvers, "basis": basis}),
                     input_sha256,
-                    plugin_sha256: digest.to_string(),
+                    plugin_sha256: digest.wasm_sha256.to_string(),
                     targets,
                 },
             )
@@ -299,7 +303,7 @@ impl Engine {
         state: &RunState,
         playbook: &Playbook,
         manifest: &ActionManifest,
-        digest: &str,
+        digest: guard::Plugin<'_>,
     ) -> Result<(Value, Vec<String>, Vec<String>), Blocked> {
         if let Some((by, reason)) = &state.cancelled {
             return Err(Blocked {
