@@ -904,3 +904,76 @@ fn a_changed_plugin_config_voids_the_approval() {
         .contains("config"));
     assert!(lab.destructive_requests().is_empty());
 }
+
+#[test]
+fn a_destructive_5xx_is_never_retried_blindly() {
+    // The vendor answers 503: it may or may not have reset the password.
+    let lab = Lab::new("");
+    lab.server.inject(sim::Fault::status(
+        &format!(
+            "/api/v1/users/{}/lifecycle/reset_password",
+            sim::OKTA_USER_ID
+        ),
+        503,
+        1,
+    ));
+    let text = RESET.replace(
+        "    auto_approve: \"true\"\n",
+        "    auto_approve: \"true\"\n    retry: { max_attempts: 3, initial_delay: 100ms }\n",
+    );
+    lab.s.write("pb.yaml", &text);
+    lab.s.write(
+        "alert.json",
+        &json!({"user": sim::OKTA_USER_ID}).to_string(),
+    );
+    let r = lab.soar(
+        &[
+            "run",
+            "pb.yaml",
+            "--input",
+            "alert.json",
+            "--as",
+            "dave",
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 3, "{}{}", r.stdout(), r.stderr());
+    let report = r.json();
+    assert_eq!(report["status"], "in_doubt", "{report}");
+    assert_eq!(resets(&lab), 1, "no blind retry of a non-idempotent action");
+}
+
+#[test]
+fn an_upstream_failure_two_steps_up_still_blocks() {
+    let lab = Lab::new("");
+    lab.s.write(
+        "pb.yaml",
+        r#"name: far
+version: "1"
+owner: soc
+inputs:
+  user: { type: string }
+steps:
+  - id: lookup
+    uses: identity.get_user
+    on_error: continue
+    with: { user_id: "no-such-user" }
+  - id: middle
+    needs: [lookup]
+    uses: identity.get_user
+    with: { user_id: "{{ inputs.user }}" }
+  - id: suspend
+    needs: [middle]
+    uses: identity.suspend_user
+    auto_approve: "true"
+    with: { user_id: "{{ steps.lookup.output.id if steps.lookup.output else inputs.user }}" }
+"#,
+    );
+    let (_, report) = lab.start("dave", json!({"user": sim::OKTA_USER_ID}));
+    assert_eq!(report["steps"]["middle"]["status"], "succeeded", "{report}");
+    let suspend = &report["steps"]["suspend"];
+    assert_eq!(suspend["status"], "blocked", "{report}");
+    assert_eq!(suspend["error"]["rule"], "upstream_not_succeeded");
+    assert!(lab.destructive_requests().is_empty());
+}
