@@ -806,7 +806,7 @@ fn cancelling_a_run_another_process_drives_lets_in_flight_steps_finish_and_start
     use std::io::{BufRead, BufReader};
     let lab = Lab::new("");
     lab.server.inject(sim::Fault {
-        delay_ms: 4_000,
+        delay_ms: 8_000,
         ..sim::Fault::status("/api/v1/users/", 0, 1)
     });
     lab.s.write(
