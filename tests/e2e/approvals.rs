@@ -571,46 +571,43 @@ fn resets(lab: &Lab) -> usize {
         .count()
 }
 
+/// `soar resolve RUN reset --as WHO --outcome OUTCOME --reason REASON --json`
+/// with `token` as WHO's token.
+fn resolve(lab: &Lab, run: &str, who: &str, token: &str, outcome: &str, reason: &str) -> Run {
+    lab.soar(
+        &[
+            "resolve",
+            run,
+            "reset",
+            "--as",
+            who,
+            "--outcome",
+            outcome,
+            "--reason",
+            reason,
+            "--json",
+        ],
+        &[("SOAR_TOKEN", token)],
+    )
+}
+
 #[test]
 fn an_operator_settles_an_in_doubt_step() {
     // done: recorded as done, nothing sent again.
     let lab = Lab::new("");
     let run = in_doubt_reset(&lab);
-    let resolve = |lab: &Lab, who: &str, outcome: &str| {
-        lab.soar(
-            &[
-                "resolve",
-                &run,
-                "reset",
-                "--as",
-                who,
-                "--outcome",
-                outcome,
-                "--reason",
-                "checked the Okta admin console",
-                "--json",
-            ],
-            &[("SOAR_TOKEN", token(who))],
-        )
-    };
     refused(
-        &lab.soar(
-            &[
-                "resolve",
-                &run,
-                "reset",
-                "--as",
-                "bob",
-                "--outcome",
-                "done",
-                "--reason",
-                "x",
-            ],
-            &[("SOAR_TOKEN", "forged")],
-        ),
+        &resolve(&lab, &run, "bob", "forged", "done", "x"),
         "wrong token",
     );
-    let r = resolve(&lab, "bob", "done");
+    let r = resolve(
+        &lab,
+        &run,
+        "bob",
+        token("bob"),
+        "done",
+        "checked the Okta admin console",
+    );
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert_eq!(r.json()["steps"]["reset"]["status"], "succeeded");
     assert_eq!(resets(&lab), 1);
@@ -625,20 +622,13 @@ fn an_operator_settles_an_in_doubt_step() {
     // retry: invoked once more, with the same idempotency key.
     let lab = Lab::new("");
     let run = in_doubt_reset(&lab);
-    let r = lab.soar(
-        &[
-            "resolve",
-            &run,
-            "reset",
-            "--as",
-            "alice",
-            "--outcome",
-            "retry",
-            "--reason",
-            "console shows no reset",
-            "--json",
-        ],
-        &[("SOAR_TOKEN", token("alice"))],
+    let r = resolve(
+        &lab,
+        &run,
+        "alice",
+        token("alice"),
+        "retry",
+        "console shows no reset",
     );
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert_eq!(resets(&lab), 2);
@@ -654,19 +644,13 @@ fn an_operator_settles_an_in_doubt_step() {
     // failed: the run fails, nothing more is sent.
     let lab = Lab::new("");
     let run = in_doubt_reset(&lab);
-    let r = lab.soar(
-        &[
-            "resolve",
-            &run,
-            "reset",
-            "--as",
-            "alice",
-            "--outcome",
-            "failed",
-            "--reason",
-            "user already rotated it",
-        ],
-        &[("SOAR_TOKEN", token("alice"))],
+    let r = resolve(
+        &lab,
+        &run,
+        "alice",
+        token("alice"),
+        "failed",
+        "user already rotated it",
     );
     assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
     assert_eq!(lab.status(&run)["status"], "failed");

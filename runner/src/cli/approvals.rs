@@ -7,7 +7,7 @@ use super::runs::{continue_runs, engine, host, journal, read_run};
 use super::{exit, Exit, Globals};
 use crate::approvals::{self, Refusal};
 use crate::config::{Approver, Policy};
-use crate::journal::{Event, Journal, Resolution, RunStatus, Vote};
+use crate::journal::{now_unix_millis as now_ms, Event, Journal, Resolution, RunStatus, Vote};
 use crate::scheduler::{ItemState, RunState};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -44,13 +44,6 @@ impl TokenSource {
         }
         Ok(std::env::var("SOAR_TOKEN").ok())
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn policy(globals: &Globals) -> Result<Policy, Exit> {
@@ -319,35 +312,19 @@ pub async fn resolve(globals: &Globals, op: Operator, outcome: Resolution, reaso
         let r = Refusal::RunOver(status.to_string());
         return refuse(&journal, run_id, "resolve", Some(step), who, r).await;
     }
-    let in_doubt: Vec<Option<u32>> = state
+    let in_doubt: Vec<(Option<u32>, u32)> = state
         .items
         .iter()
-        .filter(|((s, _), st)| s == step && **st == ItemState::InDoubt)
-        .map(|((_, item), _)| *item)
+        .filter_map(|((s, item), st)| match st {
+            ItemState::InDoubt { attempt } if s == step => Some((*item, *attempt)),
+            _ => None,
+        })
         .collect();
     if in_doubt.is_empty() {
         let r = Refusal::NotWaiting(format!("step `{step}` is not in doubt"));
         return refuse(&journal, run_id, "resolve", Some(step), who, r).await;
     }
-    let records = match read_run(&journal, run_id) {
-        Ok(r) => r,
-        Err(e) => return e,
-    };
-    for item in in_doubt {
-        // The attempt that was in doubt: the latest one started.
-        let attempt = records
-            .iter()
-            .filter_map(|r| match &r.event {
-                Event::AttemptStarted {
-                    step: s,
-                    item: i,
-                    attempt,
-                    ..
-                } if s == step && *i == item => Some(*attempt),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(1);
+    for (item, attempt) in in_doubt {
         let event = Event::OperatorResolved {
             step: step.to_string(),
             item,

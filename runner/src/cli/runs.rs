@@ -573,14 +573,16 @@ pub async fn replay(globals: &Globals, run_id: &str) -> Exit {
             } => {
                 if let Some(s) = pb.steps.iter().find(|s| &s.id == step) {
                     checked += 1;
-                    let mut ctx = ctx.clone();
-                    if let (Some(i), Some(list_t)) = (item, &s.for_each) {
-                        let list = templates
-                            .render_value(&Value::String(list_t.clone()), &ctx)
-                            .unwrap_or(Value::Null);
-                        ctx["item"] = list.get(*i as usize).cloned().unwrap_or(Value::Null);
-                        ctx["index"] = json!(i);
-                    }
+                    let ctx = match (item, &s.for_each) {
+                        (Some(i), Some(list_t)) => {
+                            let list = templates
+                                .render_value(&Value::String(list_t.clone()), &ctx)
+                                .unwrap_or(Value::Null);
+                            let item = list.get(*i as usize).cloned().unwrap_or(Value::Null);
+                            scheduler::item_context(&ctx, item, *i as usize)
+                        }
+                        _ => ctx.clone(),
+                    };
                     match templates.render_value(&s.with, &ctx) {
                         Ok(v) if &v == input => {}
                         Ok(v) => differences.push(format!("seq {}: input of `{step}` would now render as {v}, journal has {input}", r.seq)),

@@ -17,7 +17,7 @@ pub use event::{
     ApprovalBinding, AttemptOutcome, Decision, Event, ParseRunStatusError, Resolution, RunStatus,
     Vote,
 };
-pub use time::{format_rfc3339_millis, format_unix_millis, parse_unix_millis};
+pub use time::{format_rfc3339_millis, format_unix_millis, now_unix_millis, parse_unix_millis};
 
 use canonical::{record_hash, GENESIS_HASH};
 use flusher::GroupCommit;

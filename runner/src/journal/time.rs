@@ -11,6 +11,14 @@ pub fn format_rfc3339_millis(t: SystemTime) -> String {
     format_unix_millis(since.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Formats milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_unix_millis(ms: u64) -> String {
     let secs = ms / 1000;

@@ -3,7 +3,7 @@
 //! settles from the journal; a destructive step acts only after the checks
 //! in [`crate::approvals::guard`] pass, and the verdict is journaled first.
 
-use super::{idempotency_key, now_ms, Engine, StepEnd, StepStatus};
+use super::{idempotency_key, item_context, now_ms, Engine, StepEnd, StepStatus};
 use crate::approvals::guard::{self, Blocked};
 use crate::journal::{ApprovalBinding, Decision, Event, JournalError};
 use crate::playbook::{ApprovalGate, Playbook, Step};
@@ -56,6 +56,22 @@ impl Engine {
                 .any(|g| g.bindings.iter().any(|b| b.step == step.id))
     }
 
+    /// The rendered `for_each` list of `step` (`None` without `for_each`).
+    pub(super) fn for_each_items(
+        &self,
+        step: &Step,
+        ctx: &Value,
+    ) -> Result<Option<Vec<Value>>, String> {
+        let Some(t) = &step.for_each else {
+            return Ok(None);
+        };
+        match self.templates.render_value(&Value::String(t.clone()), ctx) {
+            Ok(Value::Array(list)) => Ok(Some(list)),
+            Ok(other) => Err(format!("`for_each` must give a list, got {other}")),
+            Err(e) => Err(format!("`for_each`: {e}")),
+        }
+    }
+
     /// The rendered input of every item (one for a plain step).
     pub(super) fn render_items(&self, step: &Step, ctx: &Value) -> Result<Vec<Value>, String> {
         let render = |c: &Value| {
@@ -63,24 +79,13 @@ impl Engine {
                 .render_value(&step.with, c)
                 .map_err(|e| format!("`with`: {e}"))
         };
-        match &step.for_each {
+        match self.for_each_items(step, ctx)? {
             None => Ok(vec![render(ctx)?]),
-            Some(t) => {
-                let list = match self.templates.render_value(&Value::String(t.clone()), ctx) {
-                    Ok(Value::Array(list)) => list,
-                    Ok(other) => return Err(format!("`for_each` must give a list, got {other}")),
-                    Err(e) => return Err(format!("`for_each`: {e}")),
-                };
-                list.into_iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        let mut c = ctx.clone();
-                        c["item"] = item;
-                        c["index"] = json!(i);
-                        render(&c)
-                    })
-                    .collect()
-            }
+            Some(list) => list
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| render(&item_context(ctx, item, i)))
+                .collect(),
         }
     }
 

@@ -13,7 +13,9 @@ pub use state::{
 };
 
 use crate::config::Policy;
-use crate::journal::{AttemptOutcome, Event, Journal, JournalError, Record, RunStatus};
+use crate::journal::{
+    now_unix_millis as now_ms, AttemptOutcome, Event, Journal, JournalError, Record, RunStatus,
+};
 use crate::playbook::{OnError, Playbook, Step};
 use crate::plugin_host::{Invocation, InvokeError, PluginHost};
 use crate::retry;
@@ -184,13 +186,6 @@ pub struct Engine {
     authorizing: Arc<tokio::sync::Mutex<()>>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A new run id: time-ordered, unique per process and call.
 fn new_run_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -228,6 +223,14 @@ pub fn context(run_id: &str, inputs: &Value, finished: &BTreeMap<String, Finishe
         })
         .collect();
     json!({"inputs": inputs, "steps": steps, "run": {"id": run_id}})
+}
+
+/// The template context of item `index` of a `for_each` step.
+pub fn item_context(ctx: &Value, item: Value, index: usize) -> Value {
+    let mut c = ctx.clone();
+    c["item"] = item;
+    c["index"] = json!(index);
+    c
 }
 
 /// The journal record of an attempt's result, with the exchanges and logs
@@ -602,36 +605,36 @@ impl Engine {
             RunStatus::WaitingApproval => Some(format!("waiting for approval: {}", waiting.join(", "))),
             _ => None,
         };
-        if let Some(reason) = pause_reason {
+        // Every step task has ended: nothing else appends to this run here,
+        // so the records read now plus what this appends are the journal the
+        // report is built from (one read, not one before and one after).
+        let mut records = self.journal.read(run_id)?;
+        let end = if let Some(reason) = pause_reason {
             // A resume that changed nothing (still waiting, still in doubt)
             // does not repeat the pause record.
             let unchanged = matches!(
-                self.journal.read(run_id)?.last().map(|r| &r.event),
+                records.last().map(|r| &r.event),
                 Some(Event::RunPaused { status: s, reason: r }) if *s == status && *r == reason
             );
-            if !unchanged {
-                self.append(run_id, Event::RunPaused { status, reason })
-                    .await?;
-            }
+            (!unchanged).then_some(Event::RunPaused { status, reason })
         } else if state.final_status.is_some() {
             // Already finished (a cancel writes its own end).
+            None
         } else {
             let outputs = if status == RunStatus::Succeeded {
                 self.render_outputs(run_id, &playbook, &state.inputs, &finished)
             } else {
                 Value::Object(Map::new())
             };
-            self.append(
-                run_id,
-                Event::RunFinished {
-                    status,
-                    outputs,
-                    error,
-                },
-            )
-            .await?;
+            Some(Event::RunFinished {
+                status,
+                outputs,
+                error,
+            })
+        };
+        if let Some(event) = end {
+            records.push(self.append(run_id, event).await?);
         }
-        let records = self.journal.read(run_id)?;
         Ok(RunReport::from_records(run_id, &records, Some(&playbook)))
     }
 
@@ -749,27 +752,9 @@ impl Engine {
                 .run_approval(run_id, step, gate, &ctx, state, playbook)
                 .await;
         }
-        let items: Option<Vec<Value>> = match &step.for_each {
-            None => None,
-            Some(t) => match self.templates.render_value(&Value::String(t.clone()), &ctx) {
-                Ok(Value::Array(list)) => Some(list),
-                Ok(other) => {
-                    return self
-                        .finish_step(
-                            run_id,
-                            &step.id,
-                            fail(format!("`for_each` must give a list, got {other}")),
-                        )
-                        .await
-                        .map(Some)
-                }
-                Err(e) => {
-                    return self
-                        .finish_step(run_id, &step.id, fail(format!("`for_each`: {e}")))
-                        .await
-                        .map(Some)
-                }
-            },
+        let items = match self.for_each_items(step, &ctx) {
+            Ok(items) => items,
+            Err(e) => return self.finish_step(run_id, &step.id, fail(e)).await.map(Some),
         };
         self.note(
             run_id,
@@ -796,7 +781,8 @@ impl Engine {
                 // An attempt that may already have acted is in doubt, not
                 // "not invoked".
                 let maybe_acted = state.items.iter().any(|((s, _), st)| {
-                    s == &step.id && matches!(st, ItemState::InFlight { .. } | ItemState::InDoubt)
+                    s == &step.id
+                        && matches!(st, ItemState::InFlight { .. } | ItemState::InDoubt { .. })
                 });
                 let end = if maybe_acted {
                     StepEnd {
@@ -838,9 +824,7 @@ impl Engine {
                 let mut outputs = Vec::with_capacity(list.len());
                 let mut end = None;
                 for (i, item) in list.into_iter().enumerate() {
-                    let mut item_ctx = ctx.clone();
-                    item_ctx["item"] = item;
-                    item_ctx["index"] = json!(i);
+                    let item_ctx = item_context(&ctx, item, i);
                     match self
                         .run_item(run_id, step, &item_ctx, Some(i as u32), state)
                         .await?
@@ -916,7 +900,7 @@ impl Engine {
         loop {
             let attempt = match current {
                 ItemState::Done(output) => return Ok(ItemEnd::Done(output)),
-                ItemState::InDoubt => {
+                ItemState::InDoubt { .. } => {
                     return Ok(ItemEnd::InDoubt(
                         "recorded as in doubt; waiting for an operator".into(),
                     ))

@@ -110,8 +110,11 @@ pub enum ItemState {
         /// Attempt number.
         attempt: u32,
     },
-    /// Reconciliation decided it is in doubt.
-    InDoubt,
+    /// Reconciliation decided attempt `attempt` is in doubt.
+    InDoubt {
+        /// The attempt whose effect is unknown.
+        attempt: u32,
+    },
 }
 
 /// The whole run as its journal tells it.
@@ -287,11 +290,13 @@ impl RunState {
             Event::Reconciled {
                 step,
                 item,
+                attempt,
                 decision,
                 ..
             } => {
                 if decision == "in_doubt" {
-                    self.items.insert((step.clone(), *item), ItemState::InDoubt);
+                    let state = ItemState::InDoubt { attempt: *attempt };
+                    self.items.insert((step.clone(), *item), state);
                 }
             }
             Event::StepSkipped { step, .. } => {
