@@ -1,15 +1,18 @@
 //! Group commit: one thread makes writes durable for everyone. An appender
 //! commits its record, then waits for a flush that *started after* its write;
-//! all appenders that arrive during one flush share the next one.
+//! all appenders that arrive during one flush share the next one. While other
+//! runs are being driven, a flush waits a moment for them to join it.
 
 use super::{Durability, JournalError};
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Flush generations requested and started, guarded by one mutex so an
@@ -20,6 +23,8 @@ struct Requests {
     started: u64,
     /// Someone is waiting for a flush that has not started yet.
     pending: bool,
+    /// How many appenders wait for the flush that has not started yet.
+    waiting: usize,
     /// The journal is being dropped: serve what is pending, then exit.
     shutdown: bool,
 }
@@ -36,7 +41,17 @@ struct Shared {
     wake: Condvar,
     done: watch::Sender<Done>,
     flushes: AtomicU64,
+    /// Runs being driven now (see [`GroupCommit::active_run`]).
+    active: AtomicUsize,
+    /// How long a flush may wait for active runs to join it.
+    window: Duration,
 }
+
+/// How long a flush waits for other active runs to join it. Each sled flush
+/// costs a write, a `sync_file_range` and a round of wake-ups in sled's IO
+/// pool; under load, sharing it between many runs is what makes throughput.
+/// Small next to a vendor call (tens of ms), and never paid by a lone run.
+pub(crate) const COMMIT_WINDOW: Duration = Duration::from_micros(300);
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Requests> {
@@ -59,6 +74,7 @@ impl GroupCommit {
         db: sled::Db,
         dir: PathBuf,
         durability: Durability,
+        window: Duration,
     ) -> Result<GroupCommit, JournalError> {
         let (done, _) = watch::channel(Done::default());
         let shared = Arc::new(Shared {
@@ -66,6 +82,8 @@ impl GroupCommit {
             wake: Condvar::new(),
             done,
             flushes: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+            window,
         });
         let syncer = match durability {
             Durability::Process => None,
@@ -87,6 +105,7 @@ impl GroupCommit {
         let target = {
             let mut req = self.shared.lock();
             req.pending = true;
+            req.waiting += 1;
             // Flush `started` may have begun before our write; only a later
             // one is guaranteed to include it.
             req.started + 1
@@ -108,6 +127,36 @@ impl GroupCommit {
     /// Physical flushes completed so far.
     pub(crate) fn flush_count(&self) -> u64 {
         self.shared.flushes.load(Ordering::Relaxed)
+    }
+
+    /// Counts a run as being driven until the guard is dropped. While more
+    /// runs are active than appenders wait, a flush holds for up to the
+    /// window ([`COMMIT_WINDOW`]) so the others can share it; a lone run
+    /// never waits.
+    pub(crate) fn active_run(&self) -> ActiveRun {
+        self.shared.active.fetch_add(1, Ordering::SeqCst);
+        ActiveRun {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+/// See [`GroupCommit::active_run`].
+pub struct ActiveRun {
+    shared: Arc<Shared>,
+}
+
+impl Drop for ActiveRun {
+    fn drop(&mut self) {
+        self.shared.active.fetch_sub(1, Ordering::SeqCst);
+        // The flusher may be holding a flush for this run.
+        self.shared.wake.notify_one();
+    }
+}
+
+impl fmt::Debug for ActiveRun {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ActiveRun")
     }
 }
 
@@ -152,7 +201,22 @@ fn flusher_loop(shared: &Shared, db: &sled::Db, mut syncer: Option<FileSyncer>) 
             if !req.pending {
                 return;
             }
+            // Group commit window: other runs are busy and will want a flush
+            // shortly; let them join this one instead of paying for their own.
+            let deadline = Instant::now() + shared.window;
+            while !req.shutdown && req.waiting < shared.active.load(Ordering::SeqCst) {
+                let now = Instant::now();
+                if now >= deadline {
+                    break;
+                }
+                req = shared
+                    .wake
+                    .wait_timeout(req, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
             req.pending = false;
+            req.waiting = 0;
             req.started += 1;
             req.started
         };

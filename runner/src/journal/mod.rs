@@ -20,11 +20,9 @@ pub use event::{
 pub use time::{format_rfc3339_millis, format_unix_millis, now_unix_millis, parse_unix_millis};
 
 use canonical::{record_hash, GENESIS_HASH};
+pub use flusher::ActiveRun;
 use flusher::GroupCommit;
 use serde::{Deserialize, Serialize};
-use sled::transaction::ConflictableTransactionError as TxError;
-use sled::transaction::TransactionError;
-use sled::Transactional;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -145,8 +143,7 @@ struct Inner {
     /// parallel. Entries are removed when no appender holds them.
     run_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     commit: GroupCommit,
-    /// Kept for tests that edit the trees behind the journal's back.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// For run-index ids (and tests that edit the trees behind its back).
     db: sled::Db,
 }
 
@@ -163,6 +160,15 @@ impl Journal {
     /// Opens (creating if needed) the journal stored in `dir`. Only one
     /// process (and one `Journal`, with its clones) may hold it at a time.
     pub fn open(dir: &Path, durability: Durability) -> Result<Journal, JournalError> {
+        Self::open_with_window(dir, durability, flusher::COMMIT_WINDOW)
+    }
+
+    /// [`Journal::open`] with another group-commit window (tests).
+    pub(crate) fn open_with_window(
+        dir: &Path,
+        durability: Durability,
+        window: std::time::Duration,
+    ) -> Result<Journal, JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             JournalError::Storage(format!(
                 "cannot create the journal directory `{}`: {e}",
@@ -192,7 +198,7 @@ impl Journal {
             blobs: tree(store::BLOBS)?,
             runs: tree(store::RUNS)?,
             run_locks: Mutex::new(HashMap::new()),
-            commit: GroupCommit::start(db.clone(), dir.to_path_buf(), durability)?,
+            commit: GroupCommit::start(db.clone(), dir.to_path_buf(), durability, window)?,
             db,
         };
         tracing::debug!(dir = %dir.display(), ?durability, "journal opened");
@@ -272,19 +278,32 @@ impl Journal {
         )
     }
 
-    /// Every run id, oldest first (in order of their first append).
+    /// Every run id, oldest first (in order of their first append). A run
+    /// is indexed just before its first record is written, so an entry a
+    /// crash left without its record (a run that never started) is skipped.
     pub fn run_ids(&self) -> Result<Vec<String>, JournalError> {
-        self.inner
-            .runs
-            .iter()
-            .values()
-            .map(|v| {
-                let v = v.map_err(storage)?;
-                String::from_utf8(v.to_vec()).map_err(|_| {
-                    JournalError::Storage("the run index holds a non-UTF-8 run id".into())
-                })
-            })
-            .collect()
+        let mut out = Vec::new();
+        for value in self.inner.runs.iter().values() {
+            let value = value.map_err(storage)?;
+            let run_id = String::from_utf8(value.to_vec()).map_err(|_| {
+                JournalError::Storage("the run index holds a non-UTF-8 run id".into())
+            })?;
+            let started = self
+                .inner
+                .records
+                .scan_prefix(store::run_prefix(&run_id))
+                .next()
+                .is_some()
+                || self
+                    .inner
+                    .heads
+                    .contains_key(run_id.as_bytes())
+                    .map_err(storage)?;
+            if started {
+                out.push(run_id);
+            }
+        }
+        Ok(out)
     }
 
     /// The run at a glance. Its status is that of the latest `run_paused` or
@@ -348,6 +367,13 @@ impl Journal {
                 },
             }
         }
+    }
+
+    /// Counts a run as being driven by this process until the guard drops,
+    /// so group commit knows how many appenders may join a flush (see
+    /// `flusher.rs`). Hold one per run for as long as it is driven.
+    pub fn active_run(&self) -> ActiveRun {
+        self.inner.commit.active_run()
     }
 
     /// Number of physical flushes done so far (for benchmarks/tests of group
@@ -415,8 +441,15 @@ impl Inner {
         }
     }
 
-    /// Writes the next record of `run_id` and its head in one transaction.
-    /// Returns (seq, at, prev_hash, hash).
+    /// Writes the next record of `run_id`, then its head. Returns (seq, at,
+    /// prev_hash, hash). The caller holds the run's lock.
+    ///
+    /// Every write is a single-key sled insert, never a sled transaction or
+    /// batch: sled 0.34 writes out and syncs its log buffer twice for each
+    /// of those, which cost more than everything else an append does. sled's
+    /// log is ordered, so a crash keeps a prefix of these inserts: at worst
+    /// the newest record without its head, which [`next_position`] and
+    /// `verify` recognise by its link to the head.
     fn commit_record(
         &self,
         run_id: &str,
@@ -424,76 +457,108 @@ impl Inner {
         prepared: &store::Prepared,
     ) -> Result<(u64, String, String, String), JournalError> {
         let at = time::now();
+        let (seq, prev_hash) = self.next_position(run_id)?;
         let is_start = matches!(event, Event::RunStarted { .. });
-        let result = (&self.records, &self.heads, &self.blobs, &self.runs).transaction(
-            |(records, heads, blobs, runs)| {
-                let abort = |e: JournalError| TxError::Abort(e);
-                let corrupt = |seq: u64, reason: String| {
-                    abort(JournalError::Corrupt {
-                        run_id: run_id.to_string(),
+        if is_start != (seq == 1) {
+            return Err(JournalError::Encode(if is_start {
+                format!("run `{run_id}` already started ({} records)", seq - 1)
+            } else {
+                format!(
+                    "the first event of run `{run_id}` must be run_started, not {}",
+                    event.kind()
+                )
+            }));
+        }
+        let hash = record_hash(&prev_hash, seq, &at, &prepared.canonical);
+        let stored = serde_json::to_vec(&StoredRecordRef {
+            seq,
+            at: &at,
+            prev_hash: &prev_hash,
+            hash: &hash,
+            event: &prepared.stored_event,
+        })
+        .map_err(|e| JournalError::Encode(e.to_string()))?;
+        let head = serde_json::to_vec(&Head {
+            seq,
+            hash: hash.clone(),
+        })
+        .map_err(|e| JournalError::Encode(e.to_string()))?;
+        // Order matters (a crash keeps a prefix): what a record refers to
+        // (its blob; for a first record, the run index that lists it) goes
+        // before it, and the head after it.
+        for (digest, bytes) in &prepared.blobs {
+            // Content-addressed: an existing blob is the same value.
+            if !self
+                .blobs
+                .contains_key(digest.as_bytes())
+                .map_err(storage)?
+            {
+                self.blobs
+                    .insert(digest.as_bytes(), bytes.as_slice())
+                    .map_err(storage)?;
+            }
+        }
+        if seq == 1 {
+            let order = self.db.generate_id().map_err(storage)?;
+            self.runs
+                .insert(order.to_be_bytes(), run_id.as_bytes())
+                .map_err(storage)?;
+        }
+        self.records
+            .insert(store::record_key(run_id, seq), stored)
+            .map_err(storage)?;
+        self.heads
+            .insert(run_id.as_bytes(), head)
+            .map_err(storage)?;
+        Ok((seq, at, prev_hash, hash))
+    }
+
+    /// The seq and prev_hash of `run_id`'s next record: one past its head,
+    /// or past the one record a crash left written without its head. Any
+    /// other record past the head means the head was damaged, and appending
+    /// would destroy evidence: refused.
+    fn next_position(&self, run_id: &str) -> Result<(u64, String), JournalError> {
+        let corrupt = |seq: u64, reason: String| JournalError::Corrupt {
+            run_id: run_id.to_string(),
+            seq,
+            reason,
+        };
+        let (head_seq, head_hash) = match self.heads.get(run_id.as_bytes()).map_err(storage)? {
+            Some(bytes) => {
+                let head = Head::decode(&bytes).map_err(|e| corrupt(0, e))?;
+                (head.seq, head.hash)
+            }
+            None => (0, GENESIS_HASH.to_string()),
+        };
+        // The run's last record, if any (keys sort by run, then seq).
+        let prefix = store::run_prefix(run_id);
+        let last = self
+            .records
+            .get_lt(store::record_key(run_id, u64::MAX))
+            .map_err(storage)?
+            .filter(|(key, _)| key.starts_with(&prefix));
+        let seq = head_seq + 1;
+        let Some((key, bytes)) = last else {
+            return Ok((seq, head_hash));
+        };
+        match store::key_seq(&prefix, &key) {
+            Some(last_seq) if last_seq <= head_seq => Ok((seq, head_hash)),
+            Some(last_seq) if last_seq == seq => {
+                let link = store::decode_link(&bytes)
+                    .map_err(|e| corrupt(seq, format!("undecodable record: {e}")))?;
+                if link.seq == seq && link.prev_hash == head_hash {
+                    Ok((seq + 1, link.hash))
+                } else {
+                    Err(corrupt(
                         seq,
-                        reason,
-                    })
-                };
-                let (seq, prev_hash) = match heads.get(run_id.as_bytes())? {
-                    Some(bytes) => {
-                        let head = Head::decode(&bytes).map_err(|e| corrupt(0, e))?;
-                        (head.seq + 1, head.hash)
-                    }
-                    None => (1, GENESIS_HASH.to_string()),
-                };
-                if is_start != (seq == 1) {
-                    return Err(abort(JournalError::Encode(if is_start {
-                        format!("run `{run_id}` already started ({} records)", seq - 1)
-                    } else {
-                        format!(
-                            "the first event of run `{run_id}` must be run_started, not {}",
-                            event.kind()
-                        )
-                    })));
+                        "the record past the run's head does not link to it".into(),
+                    ))
                 }
-                let key = store::record_key(run_id, seq);
-                // Never overwrite: a record past the head means the head was
-                // damaged, and appending would destroy evidence.
-                if records.get(&key)?.is_some() {
-                    return Err(corrupt(
-                        seq,
-                        "a record already exists past the run's head".into(),
-                    ));
-                }
-                let hash = record_hash(&prev_hash, seq, &at, &prepared.canonical);
-                let stored = serde_json::to_vec(&StoredRecordRef {
-                    seq,
-                    at: &at,
-                    prev_hash: &prev_hash,
-                    hash: &hash,
-                    event: &prepared.stored_event,
-                })
-                .map_err(|e| abort(JournalError::Encode(e.to_string())))?;
-                let head = serde_json::to_vec(&Head {
-                    seq,
-                    hash: hash.clone(),
-                })
-                .map_err(|e| abort(JournalError::Encode(e.to_string())))?;
-                records.insert(key, stored)?;
-                heads.insert(run_id.as_bytes(), head)?;
-                for (digest, bytes) in &prepared.blobs {
-                    // Content-addressed: an existing blob is the same value.
-                    if blobs.get(digest.as_bytes())?.is_none() {
-                        blobs.insert(digest.as_bytes(), bytes.as_slice())?;
-                    }
-                }
-                if seq == 1 {
-                    let order = runs.generate_id()?;
-                    runs.insert(&order.to_be_bytes(), run_id.as_bytes())?;
-                }
-                Ok((seq, prev_hash, hash))
-            },
-        );
-        match result {
-            Ok((seq, prev_hash, hash)) => Ok((seq, at, prev_hash, hash)),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(storage(e)),
+            }
+            _ => Err(corrupt(
+                seq,
+                "a record already exists past the run's head".into(),
+            )),
         }
     }
 }

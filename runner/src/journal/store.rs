@@ -76,7 +76,21 @@ pub(crate) struct StoredRecord {
     pub event: Value,
 }
 
-/// The `heads` value: the last record of a run.
+/// Where a stored record sits in its chain, read without its event.
+#[derive(Deserialize)]
+pub(crate) struct Link {
+    pub seq: u64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Reads the chain fields of a stored record.
+pub(crate) fn decode_link(bytes: &[u8]) -> Result<Link, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+/// The `heads` value: the last record of a run (see `commit_record` in
+/// `mod.rs` for the one record a crash may leave past it).
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Head {
     pub seq: u64,

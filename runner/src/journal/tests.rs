@@ -5,7 +5,7 @@ use super::canonical::GENESIS_HASH;
 use super::store::{self, record_key};
 use super::*;
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 fn run_started(playbook: &str) -> Event {
@@ -600,6 +600,109 @@ async fn group_commit_shares_flushes_between_concurrent_appends() {
     }
 }
 
+/// Puts the run's head back on record `seq`, as a crash between writing a
+/// record and its head leaves it.
+fn rewind_head(journal: &Journal, run: &str, seq: u64) {
+    let heads = tree(journal, store::HEADS);
+    if seq == 0 {
+        heads.remove(run).unwrap();
+        return;
+    }
+    let record: Value = serde_json::from_slice(
+        &tree(journal, store::RECORDS)
+            .get(record_key(run, seq))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let head = json!({"seq": seq, "hash": record["hash"]});
+    heads
+        .insert(run, serde_json::to_vec(&head).unwrap())
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_record_whose_head_a_crash_lost_is_intact_and_the_chain_continues() {
+    let (_dir, journal) = open();
+    let written = run_with(&journal, "r", 3).await;
+    rewind_head(&journal, "r", 2);
+    assert!(journal.verify("r").unwrap().is_intact());
+    let next = journal.append("r", step_started(9)).await.unwrap();
+    assert_eq!(next.seq, 4);
+    assert_eq!(next.prev_hash, written[2].hash);
+    assert!(journal.verify("r").unwrap().is_intact());
+
+    // The same for a run's first record.
+    let first = run_with(&journal, "s", 1).await;
+    rewind_head(&journal, "s", 0);
+    assert!(journal.verify("s").unwrap().is_intact());
+    assert_eq!(journal.summary("s").unwrap().playbook, "pb");
+    let next = journal.append("s", step_started(1)).await.unwrap();
+    assert_eq!(
+        (next.seq, next.prev_hash.as_str()),
+        (2, first[0].hash.as_str())
+    );
+    assert!(journal.verify("s").unwrap().is_intact());
+}
+
+#[tokio::test]
+async fn more_than_a_crash_leaves_past_the_head_is_refused_and_reported() {
+    let (_dir, journal) = open();
+    run_with(&journal, "r", 4).await;
+    // Two records past the head: more than one crash can leave.
+    rewind_head(&journal, "r", 2);
+    assert_eq!(
+        problems(&journal, "r"),
+        ["head says 2 records, found 4 (records added outside the journal)"]
+    );
+    let err = journal.append("r", step_started(9)).await.unwrap_err();
+    assert!(matches!(err, JournalError::Corrupt { seq: 3, .. }), "{err}");
+
+    // One record past the head that does not link to it.
+    let (_dir, journal) = open();
+    run_with(&journal, "r", 3).await;
+    rewind_head(&journal, "r", 1);
+    tree(&journal, store::RECORDS)
+        .remove(record_key("r", 2))
+        .unwrap();
+    let err = journal.append("r", step_started(9)).await.unwrap_err();
+    assert!(matches!(err, JournalError::Corrupt { seq: 2, .. }), "{err}");
+    assert_eq!(journal.read("r").unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_waits_for_other_active_runs_only_within_the_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let window = Duration::from_millis(400);
+    let journal = Journal::open_with_window(dir.path(), Durability::Process, window).unwrap();
+
+    // A lone run never waits for company.
+    let lone = journal.active_run();
+    let started = Instant::now();
+    run_with(&journal, "lone", 3).await;
+    assert!(started.elapsed() < window, "{:?}", started.elapsed());
+    drop(lone);
+
+    // Another run is active but does not append: the flush holds for the
+    // window, then goes ahead.
+    let (_a, _b) = (journal.active_run(), journal.active_run());
+    let started = Instant::now();
+    journal.append("a", run_started("pb")).await.unwrap();
+    assert!(started.elapsed() >= window, "{:?}", started.elapsed());
+
+    // Every active run waiting: the flush goes at once, shared by both.
+    let before = journal.flush_count();
+    let started = Instant::now();
+    let (x, y) = tokio::join!(
+        journal.append("x", run_started("pb")),
+        journal.append("y", run_started("pb"))
+    );
+    x.unwrap();
+    y.unwrap();
+    assert!(started.elapsed() < window, "{:?}", started.elapsed());
+    assert_eq!(journal.flush_count() - before, 1);
+}
+
 #[tokio::test]
 async fn reopen_keeps_data_and_continues_the_chain() {
     let dir = tempfile::tempdir().unwrap();
@@ -644,6 +747,12 @@ async fn run_ids_are_oldest_first() {
         run_with(&journal, run, 2).await;
     }
     journal.append("alpha", step_started(9)).await.unwrap();
+    assert_eq!(journal.run_ids().unwrap(), ["zeta", "alpha", "mid"]);
+    // Indexed, then the crash came before its first record: never started.
+    let id = journal.db().generate_id().unwrap();
+    tree(&journal, store::RUNS)
+        .insert(id.to_be_bytes(), "ghost")
+        .unwrap();
     assert_eq!(journal.run_ids().unwrap(), ["zeta", "alpha", "mid"]);
 }
 

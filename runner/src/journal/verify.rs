@@ -1,6 +1,8 @@
 //! Integrity check of one run: recomputes every hash from the stored text,
 //! follows the `prev_hash` links and seq numbers from 1, compares the last
 //! record with the head, and checks referenced blobs. Reports, never repairs.
+//! The head is written just after its record, so a crash may leave the last
+//! record one past the head, linked to it: that alone is not a problem.
 
 use super::canonical::{record_hash, Json, GENESIS_HASH};
 use super::store::{self, blob_ref, check_blob, key_seq, large_slot, storage, Head};
@@ -27,8 +29,9 @@ pub(crate) fn verify(
     // Hash of the previous record when it is known to be trustworthy enough
     // to check a link against (not after a gap or an undecodable record).
     let mut prev: Option<String> = Some(GENESIS_HASH.to_string());
-    // Key seq of the last record, and its stored hash if it decoded.
-    let mut last: Option<(u64, Option<String>)> = None;
+    // Key seq of the last record, and its stored (prev_hash, hash) if it
+    // decoded.
+    let mut last: Option<(u64, Option<(String, String)>)> = None;
 
     for item in records.scan_prefix(&prefix) {
         let (key, value) = item.map_err(storage)?;
@@ -67,7 +70,7 @@ pub(crate) fn verify(
                 }
                 // After a record out of place, links to it say nothing new.
                 prev = (checked.seq == seq).then(|| checked.hash.clone());
-                last = Some((seq, Some(checked.hash)));
+                last = Some((seq, Some((checked.prev_hash, checked.hash))));
             }
             None => {
                 prev = None;
@@ -76,30 +79,42 @@ pub(crate) fn verify(
         }
     }
 
-    match heads.get(run_id.as_bytes()).map_err(storage)? {
+    let head = match heads.get(run_id.as_bytes()).map_err(storage)? {
         None if count == 0 => return Err(JournalError::UnknownRun(run_id.to_string())),
-        None => problems.push("head missing (run index damaged)".to_string()),
+        // A first record whose head a crash lost is checked against the
+        // genesis below, like any record one past its head.
+        None => Some((0, GENESIS_HASH.to_string())),
         Some(bytes) => match Head::decode(&bytes) {
-            Err(e) => problems.push(format!("head: {e}")),
-            Ok(head) => {
-                let (last_seq, last_hash) = last.unwrap_or((0, None));
-                if last_seq < head.seq {
-                    problems.push(format!(
-                        "head says {} records, found {last_seq} (tail truncated)",
-                        head.seq
-                    ));
-                } else if last_seq > head.seq {
-                    problems.push(format!(
-                        "head says {} records, found {last_seq} (records added outside the journal)",
-                        head.seq
-                    ));
-                } else if last_hash.is_some_and(|h| h != head.hash) {
-                    problems.push(format!(
-                        "seq {last_seq}: hash differs from the head's (last record replaced)"
-                    ));
-                }
+            Err(e) => {
+                problems.push(format!("head: {e}"));
+                None
             }
+            Ok(head) => Some((head.seq, head.hash)),
         },
+    };
+    if let Some((head_seq, head_hash)) = head {
+        let (last_seq, last_link) = last.unwrap_or((0, None));
+        let unheaded_crash_tail = last_seq == head_seq + 1
+            && last_link
+                .as_ref()
+                .is_some_and(|(prev_hash, _)| *prev_hash == head_hash);
+        if last_seq < head_seq {
+            problems.push(format!(
+                "head says {head_seq} records, found {last_seq} (tail truncated)"
+            ));
+        } else if unheaded_crash_tail {
+            // Written, and its head lost in a crash: intact.
+        } else if head_seq == 0 {
+            problems.push("head missing (run index damaged)".to_string());
+        } else if last_seq > head_seq {
+            problems.push(format!(
+                "head says {head_seq} records, found {last_seq} (records added outside the journal)"
+            ));
+        } else if last_link.is_some_and(|(_, h)| h != head_hash) {
+            problems.push(format!(
+                "seq {last_seq}: hash differs from the head's (last record replaced)"
+            ));
+        }
     }
 
     Ok(VerifyReport {

@@ -393,6 +393,7 @@ impl Engine {
         alert: Value,
         started_by: &str,
     ) -> Result<RunReport, EngineError> {
+        let _active = self.journal.active_run();
         let inputs =
             inputs::normalise(&playbook, &alert, &self.templates).map_err(EngineError::Input)?;
         let run_id = new_run_id();
@@ -447,6 +448,7 @@ impl Engine {
         run_id: &str,
         playbook: Arc<Playbook>,
     ) -> Result<RunReport, EngineError> {
+        let _active = self.journal.active_run();
         let records = self.journal.read(run_id)?;
         let state = RunState::from_records(&records);
         if state.playbook_sha256 != playbook.sha256 {
