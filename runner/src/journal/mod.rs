@@ -142,6 +142,14 @@ struct Inner {
     /// assigned one at a time per run while different runs proceed in
     /// parallel. Entries are removed when no appender holds them.
     run_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// (seq, hash) of the last record this process wrote per run: only this
+    /// handle writes the trees while it holds sled's lock, so it saves the
+    /// look-ups of [`Inner::next_position`] on the hot path. Bounded by
+    /// clearing: a miss only costs those look-ups.
+    tails: Mutex<HashMap<String, (u64, String)>>,
+    /// Set once a test touched the trees behind the journal's back.
+    #[cfg(test)]
+    tampered: std::sync::atomic::AtomicBool,
     commit: GroupCommit,
     /// For run-index ids (and tests that edit the trees behind its back).
     db: sled::Db,
@@ -198,6 +206,9 @@ impl Journal {
             blobs: tree(store::BLOBS)?,
             runs: tree(store::RUNS)?,
             run_locks: Mutex::new(HashMap::new()),
+            tails: Mutex::new(HashMap::new()),
+            #[cfg(test)]
+            tampered: std::sync::atomic::AtomicBool::new(false),
             commit: GroupCommit::start(db.clone(), dir.to_path_buf(), durability, window)?,
             db,
         };
@@ -413,9 +424,13 @@ impl Journal {
         Ok(out)
     }
 
-    /// The sled database, for tests that tamper with it.
+    /// The sled database, for tests that tamper with it (which turns the
+    /// tail cache off: the trees may no longer be what this handle wrote).
     #[cfg(test)]
     pub(crate) fn db(&self) -> &sled::Db {
+        self.inner
+            .tampered
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         &self.inner.db
     }
 }
@@ -448,7 +463,7 @@ impl Inner {
     /// batch: sled 0.34 writes out and syncs its log buffer twice for each
     /// of those, which cost more than everything else an append does. sled's
     /// log is ordered, so a crash keeps a prefix of these inserts: at worst
-    /// the newest record without its head, which [`next_position`] and
+    /// the newest record without its head, which `next_position` and
     /// `verify` recognise by its link to the head.
     fn commit_record(
         &self,
@@ -483,6 +498,32 @@ impl Inner {
             hash: hash.clone(),
         })
         .map_err(|e| JournalError::Encode(e.to_string()))?;
+        if let Err(e) = self.write_record(run_id, seq, prepared, stored, head) {
+            // Part of it may be written: the next append looks it up.
+            self.tails
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(run_id);
+            return Err(e);
+        }
+        let mut tails = self.tails.lock().unwrap_or_else(PoisonError::into_inner);
+        if tails.len() >= TAIL_CACHE_RUNS {
+            tails.clear();
+        }
+        tails.insert(run_id.to_string(), (seq, hash.clone()));
+        drop(tails);
+        Ok((seq, at, prev_hash, hash))
+    }
+
+    /// Writes a prepared record and its head, in crash-safe order.
+    fn write_record(
+        &self,
+        run_id: &str,
+        seq: u64,
+        prepared: &store::Prepared,
+        stored: Vec<u8>,
+        head: Vec<u8>,
+    ) -> Result<(), JournalError> {
         // Order matters (a crash keeps a prefix): what a record refers to
         // (its blob; for a first record, the run index that lists it) goes
         // before it, and the head after it.
@@ -510,7 +551,7 @@ impl Inner {
         self.heads
             .insert(run_id.as_bytes(), head)
             .map_err(storage)?;
-        Ok((seq, at, prev_hash, hash))
+        Ok(())
     }
 
     /// The seq and prev_hash of `run_id`'s next record: one past its head,
@@ -518,6 +559,16 @@ impl Inner {
     /// other record past the head means the head was damaged, and appending
     /// would destroy evidence: refused.
     fn next_position(&self, run_id: &str) -> Result<(u64, String), JournalError> {
+        #[cfg(test)]
+        let cached = !self.tampered.load(std::sync::atomic::Ordering::SeqCst);
+        #[cfg(not(test))]
+        let cached = true;
+        if cached {
+            let tails = self.tails.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((seq, hash)) = tails.get(run_id) {
+                return Ok((seq + 1, hash.clone()));
+            }
+        }
         let corrupt = |seq: u64, reason: String| JournalError::Corrupt {
             run_id: run_id.to_string(),
             seq,
@@ -571,6 +622,9 @@ fn known_shape(run_id: &str) -> Result<(), JournalError> {
 
 /// sled page cache size.
 const CACHE_BYTES: u64 = 32 << 20;
+
+/// Runs whose tail the journal remembers (about 150 bytes each).
+const TAIL_CACHE_RUNS: usize = 4096;
 
 /// Derives a [`RunSummary`] from a run's records (see [`Journal::summary`]).
 fn summarize(run_id: &str, records: &[Record]) -> Result<RunSummary, JournalError> {

@@ -168,6 +168,19 @@ impl RunReport {
     }
 }
 
+/// Drives `run` as a task of the runtime rather than on the caller's thread
+/// (`block_on` in the CLI): its step tasks then start and finish on the same
+/// worker, without a cross-thread wake-up per step.
+async fn on_runtime(
+    run: impl std::future::Future<Output = Result<RunReport, EngineError>> + Send + 'static,
+) -> Result<RunReport, EngineError> {
+    tokio::spawn(run).await.unwrap_or_else(|e| {
+        Err(EngineError::Journal(JournalError::Storage(format!(
+            "the run's task failed: {e}"
+        ))))
+    })
+}
+
 /// Runs and resumes playbooks.
 #[derive(Clone)]
 pub struct Engine {
@@ -393,6 +406,17 @@ impl Engine {
         alert: Value,
         started_by: &str,
     ) -> Result<RunReport, EngineError> {
+        let engine = self.clone();
+        let started_by = started_by.to_string();
+        on_runtime(async move { engine.start_here(playbook, alert, &started_by).await }).await
+    }
+
+    async fn start_here(
+        &self,
+        playbook: Arc<Playbook>,
+        alert: Value,
+        started_by: &str,
+    ) -> Result<RunReport, EngineError> {
         let _active = self.journal.active_run();
         let inputs =
             inputs::normalise(&playbook, &alert, &self.templates).map_err(EngineError::Input)?;
@@ -444,6 +468,16 @@ impl Engine {
 
     /// Continues an unfinished run from its journal.
     pub async fn resume(
+        &self,
+        run_id: &str,
+        playbook: Arc<Playbook>,
+    ) -> Result<RunReport, EngineError> {
+        let engine = self.clone();
+        let run_id = run_id.to_string();
+        on_runtime(async move { engine.resume_here(&run_id, playbook).await }).await
+    }
+
+    async fn resume_here(
         &self,
         run_id: &str,
         playbook: Arc<Playbook>,
