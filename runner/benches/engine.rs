@@ -5,11 +5,14 @@
 //! - resident memory with 10,000 paused runs;
 //! - journal bytes per step.
 //!
-//! Run with `scripts/bench.sh`.
+//! Next to the latency it prints what the run cannot go below on this
+//! machine: 12 bare sled flushes and 10 bare sandboxed invocations, measured
+//! in the same process. Run with `scripts/bench.sh`; `SOAR_BENCH_SKIP_PAUSED=1`
+//! skips the (slow) paused-runs part.
 
 use soar_runner::config::Config;
 use soar_runner::journal::{Durability, Journal, RunStatus};
-use soar_runner::plugin_host::PluginHost;
+use soar_runner::plugin_host::{Invocation, PluginHost};
 use soar_runner::scheduler::Engine;
 use std::io::Write;
 use std::path::Path;
@@ -85,6 +88,7 @@ async fn bench(durability: Durability, label: &str, fsync: Duration) {
             .unwrap(),
     );
     let journal = Journal::open(&dir.path().join("journal"), durability).unwrap();
+    let floor = floor(dir.path(), &host).await;
     let engine = Engine::new(host, journal.clone());
 
     // Warm up.
@@ -109,7 +113,7 @@ async fn bench(durability: Durability, label: &str, fsync: Duration) {
     let flushes_per_run = (journal.flush_count() - serial_flushes_before) as f64 / 40.0;
 
     let flushes_before = journal.flush_count();
-    let runs_per_task = 6;
+    let runs_per_task = 20;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..64 {
@@ -152,6 +156,21 @@ async fn bench(durability: Durability, label: &str, fsync: Duration) {
         lat.as_secs_f64() / fsync.as_secs_f64()
     );
     println!(
+        "[{label}] floor: sled insert + flush, median         {:>9.3} ms",
+        floor.flush.as_secs_f64() * 1e3
+    );
+    println!(
+        "[{label}] floor: sandboxed no-op invocation, median {:>9.3} ms",
+        floor.invoke.as_secs_f64() * 1e3
+    );
+    let least = floor.flush * 12 + floor.invoke * 10;
+    println!(
+        "[{label}] floor of one run (12 flushes + 10 invocations) {:>5.3} ms  = {:.1} fsync times; the run took {:.1}x that",
+        least.as_secs_f64() * 1e3,
+        least.as_secs_f64() / fsync.as_secs_f64(),
+        lat.as_secs_f64() / least.as_secs_f64()
+    );
+    println!(
         "[{label}] flushes per run at concurrency 1         {:>9.1} (one per step on the critical path, plus run start and end); {:.3} ms per run per flush",
         flushes_per_run,
         lat.as_secs_f64() * 1e3 / flushes_per_run
@@ -177,6 +196,50 @@ async fn bench(durability: Durability, label: &str, fsync: Duration) {
         "[{label}] read + verify one run's journal (median)  {:>9.3} ms",
         median(reads).as_secs_f64() * 1e3
     );
+}
+
+/// What a run is made of, measured bare in the same process.
+struct Floor {
+    /// A 1.2 KB sled insert and `flush()` (sled's own durability call).
+    flush: Duration,
+    /// One sandboxed invocation of the no-op action.
+    invoke: Duration,
+}
+
+async fn floor(dir: &Path, host: &PluginHost) -> Floor {
+    let db = sled::open(dir.join("floor-sled")).unwrap();
+    let value = vec![b'x'; 1200];
+    let flush = median(
+        (0..300u32)
+            .map(|i| {
+                let started = Instant::now();
+                db.insert(i.to_be_bytes(), value.as_slice()).unwrap();
+                db.flush().unwrap();
+                started.elapsed()
+            })
+            .collect(),
+    );
+    let invocation = Invocation {
+        run_id: "floor".into(),
+        step_id: "noop".into(),
+        attempt: 1,
+        idempotency_key: "floor".into(),
+        dry_run: false,
+    };
+    let input = serde_json::json!({});
+    let mut samples = Vec::new();
+    for i in 0..400 {
+        let started = Instant::now();
+        let out = host.invoke("hostile", "noop", &input, &invocation).await;
+        if i >= 100 {
+            samples.push(started.elapsed());
+        }
+        out.result.expect("noop");
+    }
+    Floor {
+        flush,
+        invoke: median(samples),
+    }
 }
 
 /// 10,000 real runs paused at an approval gate (the engine asks, journals
@@ -239,7 +302,9 @@ fn main() {
     let fsync = fsync_latency(probe_dir.path());
     runtime.block_on(async {
         // First, so its resident memory is not that of the benchmarks before.
-        paused_memory().await;
+        if std::env::var_os("SOAR_BENCH_SKIP_PAUSED").is_none() {
+            paused_memory().await;
+        }
         bench(Durability::Process, "process-crash durability", fsync).await;
         bench(Durability::PowerLoss, "power-loss durability", fsync).await;
     });

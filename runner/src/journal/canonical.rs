@@ -324,6 +324,23 @@ mod tests {
     }
 
     #[test]
+    fn serde_json_text_of_a_value_is_canonical() {
+        // The journal hashes serde_json's text of an event as its canonical
+        // form (store::prepare): keys must come out sorted, whatever order
+        // they were inserted in.
+        let mut map = serde_json::Map::new();
+        for key in ["zeta", "b", "a", "é", "A", "_"] {
+            map.insert(
+                key.to_string(),
+                json!({"y": [0.1, -0.0, 1e300], "x": "\u{7f}\t\"q"}),
+            );
+        }
+        let text = serde_json::to_string(&serde_json::Value::Object(map)).unwrap();
+        assert_eq!(Json::parse(&text).unwrap().canonical(), text);
+        assert!(text.starts_with(r#"{"A":{"x":"#), "{text}");
+    }
+
+    #[test]
     fn parse_rejects_bad_documents() {
         for bad in [
             "",

@@ -1,7 +1,7 @@
 //! The on-disk layout: sled trees, key encoding, the stored record and head,
 //! and moving large values out to the `blobs` tree (and back on read).
 
-use super::canonical::{sha256_hex, Json};
+use super::canonical::sha256_hex;
 use super::{Event, JournalError, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -129,11 +129,19 @@ pub(crate) fn prepare(event: &Event) -> Result<Prepared, JournalError> {
             blobs.push((digest, bytes));
         }
     }
-    let text = serde_json::to_string(&stored_event).map_err(encode)?;
-    // Canonicalised from text, exactly as verify() will do it from disk.
-    let canonical = Json::parse(&text)
-        .map_err(|e| JournalError::Encode(format!("event JSON: {e}")))?
-        .canonical();
+    // serde_json writes a `Value` with its keys sorted (its map is a
+    // BTreeMap), no whitespace, and strings escaped as canonical JSON does:
+    // its text already is the canonical form verify() derives from disk.
+    // (`canonical::tests::serde_json_text_of_a_value_is_canonical` fails if
+    // a feature such as `preserve_order` ever changes that.)
+    let canonical = serde_json::to_string(&stored_event).map_err(encode)?;
+    #[cfg(test)]
+    assert_eq!(
+        super::canonical::Json::parse(&canonical)
+            .map(|j| j.canonical())
+            .as_ref(),
+        Ok(&canonical)
+    );
     Ok(Prepared {
         stored_event,
         canonical,

@@ -22,9 +22,9 @@ use crate::retry;
 use crate::template::Templates;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinSet;
 
@@ -197,6 +197,46 @@ pub struct Engine {
     policy: Arc<Policy>,
     /// Serializes destructive-step authorizations (see `gate::authorize`).
     authorizing: Arc<tokio::sync::Mutex<()>>,
+    /// Records appended to each run being driven, so the report at the end
+    /// of a drive needs no second read of the journal (see [`Collecting`]).
+    written: Arc<Mutex<HashMap<String, Vec<Record>>>>,
+}
+
+/// Collects what a drive appends to its run until dropped.
+struct Collecting {
+    written: Arc<Mutex<HashMap<String, Vec<Record>>>>,
+    run_id: String,
+}
+
+impl Collecting {
+    fn start(written: &Arc<Mutex<HashMap<String, Vec<Record>>>>, run_id: &str) -> Self {
+        lock(written).insert(run_id.to_string(), Vec::new());
+        Collecting {
+            written: Arc::clone(written),
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// The records appended so far, in seq order.
+    fn take(&self) -> Vec<Record> {
+        let mut records = lock(&self.written)
+            .get_mut(&self.run_id)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        // Step tasks append concurrently; their pushes may cross.
+        records.sort_by_key(|r| r.seq);
+        records
+    }
+}
+
+impl Drop for Collecting {
+    fn drop(&mut self) {
+        lock(&self.written).remove(&self.run_id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A new run id: time-ordered, unique per process and call.
@@ -297,6 +337,7 @@ impl Engine {
             progress: false,
             policy: Arc::new(Policy::default()),
             authorizing: Arc::new(tokio::sync::Mutex::new(())),
+            written: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -395,6 +436,9 @@ impl Engine {
             self.journal.append_buffered(run_id, event)?
         };
         self.appended.fetch_add(1, Ordering::SeqCst);
+        if let Some(log) = lock(&self.written).get_mut(run_id) {
+            log.push(record.clone());
+        }
         Ok(record)
     }
 
@@ -449,21 +493,18 @@ impl Engine {
             }
             None => None,
         };
-        self.append(
-            &run_id,
-            Event::RunStarted {
-                playbook: playbook.name.clone(),
-                version: playbook.version.clone(),
-                playbook_sha256: playbook.sha256.clone(),
-                playbook_path: playbook.path.display().to_string(),
-                inputs: inputs.clone(),
-                alert,
-                started_by: started_by.to_string(),
-                dedup_key,
-            },
-        )
-        .await?;
-        self.drive(&run_id, playbook).await
+        let start = Event::RunStarted {
+            playbook: playbook.name.clone(),
+            version: playbook.version.clone(),
+            playbook_sha256: playbook.sha256.clone(),
+            playbook_path: playbook.path.display().to_string(),
+            inputs: inputs.clone(),
+            alert,
+            started_by: started_by.to_string(),
+            dedup_key,
+        };
+        let started = self.append(&run_id, start).await?;
+        self.drive(&run_id, playbook, vec![started]).await
     }
 
     /// Continues an unfinished run from its journal.
@@ -495,12 +536,18 @@ impl Engine {
         if state.final_status.is_some() {
             return Ok(RunReport::from_records(run_id, &records, Some(&playbook)));
         }
-        self.drive(run_id, playbook).await
+        self.drive(run_id, playbook, records).await
     }
 
     /// The executor: runs every step whose needs are settled, concurrently.
-    async fn drive(&self, run_id: &str, playbook: Arc<Playbook>) -> Result<RunReport, EngineError> {
-        let records = self.journal.read(run_id)?;
+    /// `records` is the run's journal as it stands.
+    async fn drive(
+        &self,
+        run_id: &str,
+        playbook: Arc<Playbook>,
+        mut records: Vec<Record>,
+    ) -> Result<RunReport, EngineError> {
+        let collecting = Collecting::start(&self.written, run_id);
         let state = Arc::new(RunState::from_records(&records));
         let mut finished: BTreeMap<String, FinishedStep> = state.finished.clone();
         let mut running: JoinSet<(String, Result<Option<StepEnd>, JournalError>)> = JoinSet::new();
@@ -642,9 +689,14 @@ impl Engine {
             _ => None,
         };
         // Every step task has ended: nothing else appends to this run here,
-        // so the records read now plus what this appends are the journal the
-        // report is built from (one read, not one before and one after).
-        let mut records = self.journal.read(run_id)?;
+        // so the records it had plus what this drive appended are the
+        // journal the report is built from, without reading it again.
+        records.extend(collecting.take());
+        let contiguous = records.iter().zip(1..).all(|(r, seq)| r.seq == seq);
+        if !contiguous {
+            // Something appended outside this drive: the journal decides.
+            records = self.journal.read(run_id)?;
+        }
         let end = if let Some(reason) = pause_reason {
             // A resume that changed nothing (still waiting, still in doubt)
             // does not repeat the pause record.
