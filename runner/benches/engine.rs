@@ -10,6 +10,11 @@
 //! in the same process. Run with `scripts/bench.sh`; `SOAR_BENCH_SKIP_PAUSED=1`
 //! skips the (slow) paused-runs part.
 
+// The allocator the `soar` binary ships with (runner/src/main.rs), so the
+// engine is measured as it runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use soar_runner::config::Config;
 use soar_runner::journal::{Durability, Journal, RunStatus};
 use soar_runner::plugin_host::{Invocation, PluginHost};

@@ -5,6 +5,10 @@
 //!
 //! Run with `scripts/bench.sh` (builds the fixture plugin and soar first).
 
+// The allocator the `soar` binary ships with (runner/src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use serde_json::json;
 use soar_runner::config::Config;
 use soar_runner::plugin_host::{Invocation, PluginHost};
