@@ -43,6 +43,11 @@ struct Shared {
     flushes: AtomicU64,
     /// Runs being driven now (see [`GroupCommit::active_run`]).
     active: AtomicUsize,
+    /// Of those, steps waiting on something slow (a vendor call, a retry
+    /// delay) that will not append soon (see [`GroupCommit::idle`]). Kept
+    /// apart and subtracted saturating, so an over-count only makes a flush
+    /// start sooner.
+    idle: AtomicUsize,
     /// How long a flush may wait for active runs to join it.
     window: Duration,
 }
@@ -83,6 +88,7 @@ impl GroupCommit {
             done,
             flushes: AtomicU64::new(0),
             active: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
             window,
         });
         let syncer = match durability {
@@ -138,6 +144,44 @@ impl GroupCommit {
         ActiveRun {
             shared: Arc::clone(&self.shared),
         }
+    }
+}
+
+impl GroupCommit {
+    /// Marks a step of an active run as waiting on something slow until the
+    /// guard drops, so flushes do not hold for it.
+    pub(crate) fn idle(&self) -> Idle {
+        self.shared.idle.fetch_add(1, Ordering::SeqCst);
+        self.shared.wake.notify_one();
+        Idle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Shared {
+    /// Runs that may ask for a flush soon.
+    fn busy(&self) -> usize {
+        self.active
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.idle.load(Ordering::SeqCst))
+    }
+}
+
+/// See [`GroupCommit::idle`].
+pub struct Idle {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        self.shared.idle.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl fmt::Debug for Idle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Idle")
     }
 }
 
@@ -204,7 +248,7 @@ fn flusher_loop(shared: &Shared, db: &sled::Db, mut syncer: Option<FileSyncer>) 
             // Group commit window: other runs are busy and will want a flush
             // shortly; let them join this one instead of paying for their own.
             let deadline = Instant::now() + shared.window;
-            while !req.shutdown && req.waiting < shared.active.load(Ordering::SeqCst) {
+            while !req.shutdown && req.waiting < shared.busy() {
                 let now = Instant::now();
                 if now >= deadline {
                     break;

@@ -20,8 +20,8 @@ pub use event::{
 pub use time::{format_rfc3339_millis, format_unix_millis, now_unix_millis, parse_unix_millis};
 
 use canonical::{record_hash, GENESIS_HASH};
-pub use flusher::ActiveRun;
 use flusher::GroupCommit;
+pub use flusher::{ActiveRun, Idle};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
@@ -385,6 +385,13 @@ impl Journal {
     /// `flusher.rs`). Hold one per run for as long as it is driven.
     pub fn active_run(&self) -> ActiveRun {
         self.inner.commit.active_run()
+    }
+
+    /// Marks a step of an active run as waiting on something slow (a vendor
+    /// call, a retry delay) until the guard drops: group commit does not
+    /// hold flushes for it.
+    pub fn idle(&self) -> Idle {
+        self.inner.commit.idle()
     }
 
     /// Number of physical flushes done so far (for benchmarks/tests of group

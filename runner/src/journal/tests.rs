@@ -690,6 +690,13 @@ async fn a_flush_waits_for_other_active_runs_only_within_the_window() {
     journal.append("a", run_started("pb")).await.unwrap();
     assert!(started.elapsed() >= window, "{:?}", started.elapsed());
 
+    // The other run waits on a vendor call or a retry delay: no hold.
+    let idle = journal.idle();
+    let started = Instant::now();
+    journal.append("b", run_started("pb")).await.unwrap();
+    assert!(started.elapsed() < window, "{:?}", started.elapsed());
+    drop(idle);
+
     // Every active run waiting: the flush goes at once, shared by both.
     let before = journal.flush_count();
     let started = Instant::now();

@@ -1024,6 +1024,7 @@ impl Engine {
                     at_ms,
                 } => {
                     let wait = at_ms.saturating_sub(now_ms());
+                    let _idle = self.journal.idle();
                     tokio::time::sleep(Duration::from_millis(wait)).await;
                     next_attempt
                 }
@@ -1164,6 +1165,8 @@ impl Engine {
                 idempotency_key: key.clone(),
                 dry_run: false,
             };
+            // Vendor calls take tens of ms: flushes do not hold for this run.
+            let idle = self.journal.idle();
             let call = self.host.invoke(plugin, action, &input, &invocation);
             let outcome = match step.timeout {
                 Some(t) => match tokio::time::timeout(t, call).await {
@@ -1179,6 +1182,7 @@ impl Engine {
                 },
                 None => call.await,
             };
+            drop(idle);
             let crate::plugin_host::Outcome {
                 result,
                 exchanges,
