@@ -62,6 +62,41 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// A config, a playbook, a plugin host, a journal and an engine in a temp dir.
+struct Setup {
+    dir: tempfile::TempDir,
+    playbook: Arc<soar_runner::playbook::Playbook>,
+    host: Arc<PluginHost>,
+    journal: Journal,
+    engine: Engine,
+}
+
+impl Setup {
+    async fn new(config_yaml: &str, playbook_yaml: &str, durability: Durability) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("soar.yaml");
+        std::fs::write(&config_path, config_yaml).unwrap();
+        let pb_path = dir.path().join("playbook.yaml");
+        std::fs::write(&pb_path, playbook_yaml).unwrap();
+        let playbook = Arc::new(soar_runner::playbook::load(&pb_path).expect("playbook"));
+        let config = Config::load(&config_path).unwrap();
+        let host = Arc::new(
+            PluginHost::load(&config, &dir.path().join("cache"))
+                .await
+                .unwrap(),
+        );
+        let journal = Journal::open(&dir.path().join("journal"), durability).unwrap();
+        let engine = Engine::new(host.clone(), journal.clone());
+        Setup {
+            dir,
+            playbook,
+            host,
+            journal,
+            engine,
+        }
+    }
+}
+
 async fn bench(durability: Durability, label: &str, fsync: Duration) {
     let wasm = target_dir().join("wasm32-wasip2/plugin/hostile.wasm");
     assert!(
@@ -69,13 +104,6 @@ async fn bench(durability: Durability, label: &str, fsync: Duration) {
         "run scripts/bench.sh (builds {})",
         wasm.display()
     );
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("soar.yaml");
-    std::fs::write(
-        &config_path,
-        format!("plugins:\n  hostile:\n    path: {}\n", wasm.display()),
-    )
-    .unwrap();
     let mut pb = String::from("name: bench\nversion: \"1\"\ndescription: ten no-op steps\nowner: bench\ninputs: {}\nsteps:\n");
     for i in 1..=10 {
         pb.push_str(&format!("  - id: s{i}\n    uses: hostile.noop\n"));
@@ -83,18 +111,10 @@ async fn bench(durability: Durability, label: &str, fsync: Duration) {
             pb.push_str(&format!("    needs: [s{}]\n", i - 1));
         }
     }
-    let pb_path = dir.path().join("bench.yaml");
-    std::fs::write(&pb_path, pb).unwrap();
-    let playbook = Arc::new(soar_runner::playbook::load(&pb_path).expect("playbook"));
-    let config = Config::load(&config_path).unwrap();
-    let host = Arc::new(
-        PluginHost::load(&config, &dir.path().join("cache"))
-            .await
-            .unwrap(),
-    );
-    let journal = Journal::open(&dir.path().join("journal"), durability).unwrap();
-    let floor = floor(dir.path(), &host).await;
-    let engine = Engine::new(host, journal.clone());
+    let config = format!("plugins:\n  hostile:\n    path: {}\n", wasm.display());
+    let setup = Setup::new(&config, &pb, durability).await;
+    let floor = floor(setup.dir.path(), &setup.host).await;
+    let (playbook, journal, engine) = (setup.playbook, setup.journal, setup.engine);
 
     // Warm up.
     for _ in 0..5 {
@@ -250,24 +270,13 @@ async fn floor(dir: &Path, host: &PluginHost) -> Floor {
 /// 10,000 real runs paused at an approval gate (the engine asks, journals
 /// the request and pauses), then the process's resident memory.
 async fn paused_memory() {
-    let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("soar.yaml");
-    std::fs::write(&config_path, "plugins: {}\n").unwrap();
-    let pb_path = dir.path().join("gate.yaml");
-    std::fs::write(
-        &pb_path,
+    let setup = Setup::new(
+        "plugins: {}\n",
         "name: gate\nversion: \"1\"\nowner: bench\ninputs:\n  host: { type: string }\nsteps:\n  - id: approve\n    approval:\n      approvers: [soc-lead]\n      handoff: { summary: \"isolate {{ inputs.host }}?\" }\n",
+        Durability::Process,
     )
-    .unwrap();
-    let playbook = Arc::new(soar_runner::playbook::load(&pb_path).expect("playbook"));
-    let config = Config::load(&config_path).unwrap();
-    let host = Arc::new(
-        PluginHost::load(&config, &dir.path().join("cache"))
-            .await
-            .unwrap(),
-    );
-    let journal = Journal::open(&dir.path().join("journal"), Durability::Process).unwrap();
-    let engine = Engine::new(host, journal.clone());
+    .await;
+    let (playbook, journal, engine) = (setup.playbook, setup.journal, setup.engine);
     let before = rss_kib();
     let started = Instant::now();
     let mut tasks = Vec::new();

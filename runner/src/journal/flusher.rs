@@ -64,6 +64,13 @@ impl Shared {
         // counters), so a poisoned lock is still usable.
         self.requests.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Runs that may ask for a flush soon.
+    fn busy(&self) -> usize {
+        self.active
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.idle.load(Ordering::SeqCst))
+    }
 }
 
 /// Handle on the flusher thread; dropping it flushes what is pending and
@@ -145,9 +152,7 @@ impl GroupCommit {
             shared: Arc::clone(&self.shared),
         }
     }
-}
 
-impl GroupCommit {
     /// Marks a step of an active run as waiting on something slow until the
     /// guard drops, so flushes do not hold for it.
     pub(crate) fn idle(&self) -> Idle {
@@ -156,15 +161,6 @@ impl GroupCommit {
         Idle {
             shared: Arc::clone(&self.shared),
         }
-    }
-}
-
-impl Shared {
-    /// Runs that may ask for a flush soon.
-    fn busy(&self) -> usize {
-        self.active
-            .load(Ordering::SeqCst)
-            .saturating_sub(self.idle.load(Ordering::SeqCst))
     }
 }
 

@@ -395,23 +395,18 @@ impl Engine {
 
     /// Appends and waits until durable: for records a side effect or a
     /// decision must not precede (write-ahead).
-    async fn append(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+    async fn append(&self, run_id: &str, event: Event) -> Result<(), JournalError> {
         self.record(run_id, event, true).await
     }
 
     /// Appends without waiting for the flush: for records the scheduler can
     /// rebuild if a crash loses them. They are durable before anything that
     /// depends on them happens, since the next waited append flushes them too.
-    async fn note(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+    async fn note(&self, run_id: &str, event: Event) -> Result<(), JournalError> {
         self.record(run_id, event, false).await
     }
 
-    async fn record(
-        &self,
-        run_id: &str,
-        event: Event,
-        durable: bool,
-    ) -> Result<Record, JournalError> {
+    async fn record(&self, run_id: &str, event: Event, durable: bool) -> Result<(), JournalError> {
         if let Some(limit) = self.hang_after {
             // Fault injection: after `limit` records, freeze every task at its
             // next append, before writing, as if the process died there. What
@@ -436,10 +431,12 @@ impl Engine {
             self.journal.append_buffered(run_id, event)?
         };
         self.appended.fetch_add(1, Ordering::SeqCst);
+        // Kept (moved, not copied) only while a drive collects this run's
+        // records for its report.
         if let Some(log) = lock(&self.written).get_mut(run_id) {
-            log.push(record.clone());
+            log.push(record);
         }
-        Ok(record)
+        Ok(())
     }
 
     /// Starts a run of `playbook` on `alert` and drives it until it finishes
@@ -503,8 +500,10 @@ impl Engine {
             started_by: started_by.to_string(),
             dedup_key,
         };
-        let started = self.append(&run_id, start).await?;
-        self.drive(&run_id, playbook, vec![started]).await
+        let collecting = Collecting::start(&self.written, &run_id);
+        self.append(&run_id, start).await?;
+        let records = collecting.take();
+        self.drive(&run_id, playbook, records, collecting).await
     }
 
     /// Continues an unfinished run from its journal.
@@ -536,18 +535,20 @@ impl Engine {
         if state.final_status.is_some() {
             return Ok(RunReport::from_records(run_id, &records, Some(&playbook)));
         }
-        self.drive(run_id, playbook, records).await
+        let collecting = Collecting::start(&self.written, run_id);
+        self.drive(run_id, playbook, records, collecting).await
     }
 
     /// The executor: runs every step whose needs are settled, concurrently.
-    /// `records` is the run's journal as it stands.
+    /// `records` is the run's journal as it stands; `collecting` gathers
+    /// what is appended from here on.
     async fn drive(
         &self,
         run_id: &str,
         playbook: Arc<Playbook>,
         mut records: Vec<Record>,
+        collecting: Collecting,
     ) -> Result<RunReport, EngineError> {
-        let collecting = Collecting::start(&self.written, run_id);
         let state = Arc::new(RunState::from_records(&records));
         let mut finished: BTreeMap<String, FinishedStep> = state.finished.clone();
         let mut running: JoinSet<(String, Result<Option<StepEnd>, JournalError>)> = JoinSet::new();
@@ -721,7 +722,8 @@ impl Engine {
             })
         };
         if let Some(event) = end {
-            records.push(self.append(run_id, event).await?);
+            self.append(run_id, event).await?;
+            records.extend(collecting.take());
         }
         Ok(RunReport::from_records(run_id, &records, Some(&playbook)))
     }
@@ -756,7 +758,7 @@ impl Engine {
         decision: &str,
         detail: String,
         durable: bool,
-    ) -> Result<Record, JournalError> {
+    ) -> Result<(), JournalError> {
         let event = Event::Reconciled {
             step: step.to_string(),
             item,
