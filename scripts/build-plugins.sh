@@ -15,4 +15,5 @@ cargo build --profile plugin --target wasm32-wasip2 \
     -p soar-plugin-cases \
     -p soar-plugin-chatops \
     -p soar-fixture-hostile \
-    -p soar-fixture-fs-snoop
+    -p soar-fixture-fs-snoop \
+    -p soar-fixture-bad-manifest

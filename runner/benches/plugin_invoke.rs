@@ -1,6 +1,10 @@
 //! Plugin host overhead, next to native floors measured in the same run:
 //! - per-invocation cost of a no-op action (fresh sandbox, instantiate, call,
 //!   drop) vs. the same action called natively;
+//! - the host's checks on it: the same no-op with two secrets granted (every
+//!   output is searched for them in every encoding), and a GET through egress
+//!   with and without secrets (method check, size caps, response scrubbing),
+//!   interleaved in rounds so that the machine's noise hits both alike;
 //! - `soar plugins call` wall time with a warm compilation cache vs. a cold one.
 //!
 //! Run with `scripts/bench.sh` (builds the fixture plugin and soar first).
@@ -69,9 +73,39 @@ fn main() {
     );
     let scratch = tempfile::tempdir().expect("temp dir");
     let config_path = scratch.path().join("soar.yaml");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let vendor = runtime.block_on(async {
+        let server = wiremock::MockServer::start().await;
+        let body = serde_json::json!({"resources": [{"device_id": "0a1b2c3d", "hostname": "FIN-WS-042",
+            "status": "normal", "note": "x".repeat(2000)}]});
+        wiremock::Mock::given(wiremock::matchers::any())
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(body))
+            .mount(&server)
+            .await;
+        server
+    });
+    std::fs::write(scratch.path().join("k1"), "bench-secret-value-one-1234").unwrap();
+    std::fs::write(scratch.path().join("k2"), "bench-secret-value-two-5678").unwrap();
+    let url = vendor.uri();
     std::fs::write(
         &config_path,
-        format!("plugins:\n  hostile:\n    path: {}\n", wasm.display()),
+        format!(
+            r#"plugins:
+  hostile:
+    path: {wasm}
+    allowed_hosts: ["{url}"]
+  with_secrets:
+    path: {wasm}
+    allowed_hosts: ["{url}"]
+    secrets:
+      api_key: {{ file: k1, hosts: ["{url}"] }}
+      other_key: {{ file: k2, hosts: ["{url}"] }}
+"#,
+            wasm = wasm.display()
+        ),
     )
     .unwrap();
     let config = Config::load(&config_path).expect("config");
@@ -99,11 +133,8 @@ fn main() {
         std::hint::black_box(out.expect("native noop"));
     }
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let sandboxed_samples = runtime.block_on(async {
+    let get = json!({"url": format!("{url}/devices/entities/devices/v2")});
+    let (sandboxed_samples, checks) = runtime.block_on(async {
         let host = PluginHost::load(&config, &scratch.path().join("cache"))
             .await
             .expect("load");
@@ -120,8 +151,28 @@ fn main() {
             samples.push(started.elapsed());
             out.result.expect("noop");
         }
-        samples
+        // [no-op, no-op with secrets, GET, GET with secrets], in rounds.
+        let cases = [
+            ("hostile", "noop", &input),
+            ("with_secrets", "noop", &input),
+            ("hostile", "http", &get),
+            ("with_secrets", "http", &get),
+        ];
+        let mut checks: Vec<Vec<Duration>> = vec![Vec::new(); cases.len()];
+        for _round in 0..10 {
+            for (i, (plugin, action, input)) in cases.iter().enumerate() {
+                let n = if *action == "noop" { 300 } else { 100 };
+                for _ in 0..n {
+                    let started = Instant::now();
+                    let out = host.invoke(plugin, action, input, &invocation).await;
+                    checks[i].push(started.elapsed());
+                    out.result.expect("bench call");
+                }
+            }
+        }
+        (samples, checks)
     });
+    let checks: Vec<(Duration, Duration)> = checks.into_iter().map(stats).collect();
     let (n_med, n_p99) = stats(native_samples);
     let (s_med, s_p99) = stats(sandboxed_samples);
 
@@ -156,6 +207,30 @@ fn main() {
     println!(
         "  sandbox overhead over floor   median {:>10}",
         us(s_med.saturating_sub(n_med))
+    );
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    println!("host checks, interleaved (10 rounds)");
+    println!(
+        "  no-op, no secrets             median {:>10}  p99 {:>10}",
+        us(checks[0].0),
+        us(checks[0].1)
+    );
+    println!(
+        "  no-op, 2 secrets scrubbed     median {:>10}  p99 {:>10}  ({:.3}x)",
+        us(checks[1].0),
+        us(checks[1].1),
+        ratio(checks[1].0, checks[0].0)
+    );
+    println!(
+        "  GET 2 KiB, no secrets         median {:>10}  p99 {:>10}",
+        us(checks[2].0),
+        us(checks[2].1)
+    );
+    println!(
+        "  GET 2 KiB, 2 secrets scrubbed median {:>10}  p99 {:>10}  ({:.3}x)",
+        us(checks[3].0),
+        us(checks[3].1),
+        ratio(checks[3].0, checks[2].0)
     );
     println!("soar plugins call hostile noop (whole process)");
     println!("  cold compilation cache        median {:>10}", ms(c_med));

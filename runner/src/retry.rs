@@ -22,8 +22,8 @@ pub struct Policy {
 
 impl Policy {
     /// Delay before attempt `next_attempt` (2 for the first retry), at least
-    /// `floor` (a vendor's retry-after), never above `max_delay` unless the
-    /// vendor asked for longer.
+    /// `floor` (a vendor's retry-after), and never above `max_delay`: a
+    /// vendor's hint is honoured only up to the step's own bound.
     pub fn delay_before(&self, next_attempt: u32, floor: Option<Duration>) -> Duration {
         let mut b = ExponentialBackoff {
             initial_interval: self.initial_delay,
@@ -40,7 +40,7 @@ impl Policy {
         }
         let delay = delay.min(self.max_delay);
         match floor {
-            Some(f) if f > delay => f,
+            Some(f) if f > delay => f.min(self.max_delay),
             _ => delay,
         }
     }
@@ -69,11 +69,19 @@ mod tests {
     }
 
     #[test]
-    fn vendor_retry_after_wins_when_longer() {
+    fn vendor_retry_after_wins_when_longer_up_to_max_delay() {
         let p = policy(0.0);
         assert_eq!(
+            p.delay_before(2, Some(Duration::from_millis(300))),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
             p.delay_before(2, Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
+            Duration::from_millis(350)
+        );
+        assert_eq!(
+            p.delay_before(2, Some(Duration::from_millis(u64::MAX))),
+            Duration::from_millis(350)
         );
         assert_eq!(
             p.delay_before(2, Some(Duration::from_millis(10))),

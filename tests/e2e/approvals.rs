@@ -380,6 +380,57 @@ fn a_protected_host_named_only_in_the_plan_is_not_isolated() {
     assert!(lab.destructive_requests().is_empty());
 }
 
+const MANY: &str = r#"name: many
+version: "1"
+owner: soc
+inputs:
+  ids: { type: list }
+steps:
+  - id: approve
+    approval:
+      approvers: [soc-lead]
+      timeout: 10m
+      handoff: { summary: "Isolate these hosts?", why: "t", affected: "many", recommended_action: isolate }
+  - id: isolate
+    needs: [approve]
+    for_each: "{{ inputs.ids }}"
+    uses: edr.isolate_host
+    with: { host_id: "{{ item }}" }
+"#;
+
+/// 50 unknown device ids and, as the 51st item, the simulator's host, whose
+/// name only its dry-run plan reveals.
+fn fifty_one_hosts(lab: &Lab) -> Value {
+    lab.s.write("pb.yaml", MANY);
+    let mut ids: Vec<String> = (0..50).map(|i| format!("{i:032x}")).collect();
+    ids.push(sim::HOST_ID.to_string());
+    let (run, report) = lab.start("dave", json!({ "ids": ids }));
+    assert_eq!(report["status"], "waiting_approval", "{report}");
+    let r = lab.vote("approve", &run, "bob", token("bob"), "ok");
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    r.json()["steps"]["isolate"].clone()
+}
+
+#[test]
+fn an_item_past_the_plan_never_acts_unchecked() {
+    let lab = Lab::new("protected:\n  hosts: [fin-ws-042]\n");
+    let isolate = fifty_one_hosts(&lab);
+    assert_eq!(isolate["status"], "blocked", "{isolate}");
+    assert_eq!(isolate["error"]["rule"], "unplanned_item", "{isolate}");
+    assert!(lab.destructive_requests().is_empty());
+}
+
+#[test]
+fn with_a_blast_radius_every_item_is_planned_and_checked() {
+    let lab = Lab::new(
+        "protected:\n  hosts: [fin-ws-042]\nblast_radius:\n  edr.isolate_host: { max_targets: 60 }\n",
+    );
+    let isolate = fifty_one_hosts(&lab);
+    assert_eq!(isolate["status"], "blocked", "{isolate}");
+    assert_eq!(isolate["error"]["rule"], "protected_target", "{isolate}");
+    assert!(lab.destructive_requests().is_empty());
+}
+
 const AUTO: &str = r#"name: auto
 version: "1"
 owner: soc
@@ -812,9 +863,10 @@ steps:
     );
     lab.s.write("alert.json", "{}");
     let mut runner = std::process::Command::new(soar_e2e::soar_bin())
-        .args(["run", "pb.yaml", "--input", "alert.json"])
+        .args(["run", "pb.yaml", "--input", "alert.json", "--as", "dave"])
         .current_dir(lab.s.path())
         .envs(lab.env())
+        .env("SOAR_TOKEN", token("dave"))
         .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

@@ -24,25 +24,41 @@ fn unknown_key_is_reported_with_file_line_and_key() {
 fn missing_plugin_file_names_the_key_and_the_file() {
     let scratch = Scratch::new();
     scratch.config("plugins:\n  edr:\n    path: nowhere/edr.wasm\n");
+    // Listed as broken, with the reason; a call to it fails and says why.
     let run = scratch.soar(&["plugins", "list"], &[]);
-    assert_eq!(run.code(), 2);
-    let err = run.stderr();
-    assert!(err.contains("soar.yaml:3:11: `plugins.edr.path`"), "{err}");
-    assert!(err.contains("nowhere/edr.wasm"), "{err}");
+    assert_eq!(run.code(), 0, "{}", run.all_output());
+    let out = run.stdout();
+    assert!(out.contains("edr") && out.contains("BROKEN"), "{out}");
+    assert!(out.contains("soar.yaml:3:11: `plugins.edr.path`"), "{out}");
+    assert!(out.contains("nowhere/edr.wasm"), "{out}");
+    let call = scratch.soar(
+        &["plugins", "call", "edr", "get_host", "--input", "{}"],
+        &[],
+    );
+    assert_eq!(call.code(), 1, "{}", call.all_output());
+    assert!(
+        call.stderr().contains("nowhere/edr.wasm"),
+        "{}",
+        call.stderr()
+    );
 }
 
 #[test]
 fn digest_pin_refuses_a_swapped_plugin() {
     let scratch = Scratch::new();
     hostile(&scratch, &format!("    sha256: \"{}\"\n", "0".repeat(64)));
-    let run = scratch.soar(&["plugins", "list"], &[]);
-    assert_eq!(run.code(), 2);
-    assert!(
-        run.stderr().contains("`plugins.hostile.sha256`"),
-        "{}",
-        run.stderr()
+    let run = scratch.soar(&["plugins", "list", "--json"], &[]);
+    assert_eq!(run.code(), 0, "{}", run.all_output());
+    let broken = run.json()["broken"][0].clone();
+    assert_eq!(broken["name"], "hostile", "{broken}");
+    let error = broken["error"].as_str().unwrap_or("");
+    assert!(error.contains("`plugins.hostile.sha256`"), "{error}");
+    assert!(error.contains("refusing"), "{error}");
+    let call = scratch.soar(
+        &["plugins", "call", "hostile", "noop", "--input", "{}"],
+        &[],
     );
-    assert!(run.stderr().contains("refusing"), "{}", run.stderr());
+    assert_eq!(call.code(), 1, "a swapped plugin never runs");
 }
 
 #[test]

@@ -195,6 +195,7 @@ fn edr(scratch: &Scratch, server: &MockServer) {
       client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{uri}"] }}
     config: {{ base_url: "{uri}" }}
     dry_run_allow: ["POST /oauth2/token"]
+    read_only_allow: ["POST /oauth2/token"]
 "#,
         wasm = wasm("edr").display(),
         uri = server.uri()

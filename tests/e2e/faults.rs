@@ -40,7 +40,15 @@ fn setup(okta_token: Option<&'static str>) -> (Lab, Vec<(&'static str, &'static 
 
 fn run(lab: &Lab, extra: &[(&str, &str)]) -> soar_e2e::Run {
     lab.soar(
-        &["run", "pb.yaml", "--input", "alert.json", "--json"],
+        &[
+            "run",
+            "pb.yaml",
+            "--input",
+            "alert.json",
+            "--as",
+            "dave",
+            "--json",
+        ],
         extra,
     )
 }

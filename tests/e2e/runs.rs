@@ -546,6 +546,7 @@ fn shipped_playbooks_validate_and_run_against_the_simulators() {
       client_id: {{ env: FALCON_CLIENT_ID, hosts: ["{url}"] }}
       client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{url}"] }}
     config: {{ base_url: "{url}" }}
+    read_only_allow: ["POST /oauth2/token"]
 "#,
         ti = soar_e2e::wasm("threatintel").display(),
         edr = soar_e2e::wasm("edr").display(),

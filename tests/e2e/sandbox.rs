@@ -36,8 +36,15 @@ async fn fixture(extra: &str, grant_other: bool) -> Fixture {
     let other = MockServer::start().await;
     let scratch = Scratch::new();
     let secret_file = scratch.write("api_key.txt", &format!("{SECRET}\n"));
+    // `other` holds none of the plugin's secrets: the operator must say
+    // that they accept a secret-holding plugin calling it.
     let hosts = if grant_other {
-        format!("[\"{}\", \"{}\"]", granted.uri(), other.uri())
+        format!(
+            "[\"{}\", \"{}\"]\n    hosts_without_secrets: [\"{}\"]",
+            granted.uri(),
+            other.uri(),
+            other.uri()
+        )
     } else {
         format!("[\"{}\"]", granted.uri())
     };
@@ -80,6 +87,19 @@ impl Fixture {
             out.result.expect("noop after attack"),
             json!({"done": true})
         );
+    }
+}
+
+/// Refused by the host: the plugin's own `denied`, or the host failing the
+/// invocation for a request it refused.
+fn assert_denied(result: &Result<Value, InvokeError>) {
+    match result {
+        Err(InvokeError::Plugin {
+            kind: ErrorKind::Denied,
+            ..
+        }) => {}
+        Err(e @ InvokeError::Refused(_)) => assert_eq!(e.kind_name(), "denied", "{e}"),
+        other => panic!("expected a denial, got {other:?}"),
     }
 }
 
@@ -167,10 +187,11 @@ async fn a_plugin_that_imports_the_filesystem_is_refused_at_load() {
         wasm("fs_snoop").display()
     );
     let config = Config::load(&scratch.config(&yaml)).expect("config");
-    let err = match PluginHost::load(&config, &scratch.path().join("cache")).await {
-        Err(e) => e,
-        Ok(_) => panic!("a plugin importing wasi:filesystem must not load"),
-    };
+    let host = PluginHost::load(&config, &scratch.path().join("cache"))
+        .await
+        .expect("the host starts; the plugin is kept aside");
+    assert!(host.plugin("fs-snoop").is_none(), "it must not load");
+    let err = host.load_error("fs-snoop").expect("its load error");
     assert!(matches!(err, LoadError::ForbiddenImport { .. }), "{err}");
     assert!(err.to_string().contains("wasi:filesystem"), "{err}");
 }
@@ -225,7 +246,7 @@ async fn granted_secret_towards_a_host_not_granted_for_it_is_refused() {
         json!({"method": "POST", "url": format!("{}/x", f.other.uri()), "secret_form": ["password", "api_key"]}),
     ] {
         let out = f.call("http", input).await;
-        assert_eq!(plugin_kind(&out.result), ErrorKind::Denied);
+        assert_denied(&out.result);
     }
     assert_eq!(f.other.received_requests().await.unwrap().len(), 0);
 }
@@ -253,7 +274,7 @@ impl Respond for Echo {
 
 #[tokio::test]
 async fn an_echoed_secret_is_scrubbed_before_the_plugin_sees_it() {
-    let f = fixture("", true).await;
+    let f = fixture("    read_only_allow: [\"POST /echo\"]\n", true).await;
     Mock::given(path("/echo"))
         .respond_with(Echo)
         .mount(&f.granted)
@@ -299,7 +320,7 @@ async fn dry_run_lets_only_get_and_head_leave() {
             &dry,
         )
         .await;
-    assert_eq!(plugin_kind(&post.result), ErrorKind::Denied);
+    assert_denied(&post.result);
     let get = f
         .host
         .invoke(

@@ -18,6 +18,8 @@ pub fn scratch_for(vendor: &str) -> Scratch {
     secrets:
       api_key: {{ file: {secret}, hosts: ["{vendor}"] }}
     limits: {{ timeout_ms: 5000, http_timeout_ms: 3000 }}
+    # The fixture's non-destructive writes, as an operator would list them.
+    read_only_allow: ["POST /effect", "POST /effect/*"]
 "#,
         wasm = wasm("hostile").display(),
         secret = secret.display(),

@@ -11,12 +11,32 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wiremock::Request;
 
-/// The config's approvers: name, role, token.
-pub const APPROVERS: [(&str, &str, &str); 3] = [
+/// The config's approvers (principals): name, role, token. `dave` and
+/// `analyst` start runs: with approvers configured, `soar run --as NAME`
+/// must prove NAME with a token too.
+pub const APPROVERS: [(&str, &str, &str); 5] = [
     ("alice", "soc-lead", "alice-token-1b2c"),
     ("bob", "soc-lead", "bob-token-9f8e"),
     ("carol", "analyst", "carol-token-77aa"),
+    ("dave", "analyst", "dave-token-3c4d"),
+    ("analyst", "analyst", "analyst-token-5e6f"),
 ];
+
+/// For `soar run ... --as NAME` without a token in `extra`: NAME's token,
+/// as the person starting the run would give it.
+fn starter_token(args: &[&str], extra: &[(&str, &str)]) -> Option<(&'static str, &'static str)> {
+    if args.first() != Some(&"run") || extra.iter().any(|(k, _)| *k == "SOAR_TOKEN") {
+        return None;
+    }
+    let who = args
+        .iter()
+        .position(|a| *a == "--as")
+        .and_then(|i| args.get(i + 1))?;
+    APPROVERS
+        .iter()
+        .find(|a| a.0 == *who)
+        .map(|a| ("SOAR_TOKEN", a.2))
+}
 
 /// An approver's token.
 pub fn token(name: &str) -> &'static str {
@@ -72,6 +92,7 @@ impl Lab {
       client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{url}"] }}
     config: {{ base_url: "{url}" }}
     dry_run_allow: ["POST /oauth2/token"]
+    read_only_allow: ["POST /oauth2/token"]
   identity:
     path: {identity}
     allowed_hosts: ["{url}"]
@@ -87,11 +108,13 @@ impl Lab {
     allowed_hosts: ["{url}"]
     secrets: {{ api_key: {{ env: THEHIVE_KEY, hosts: ["{url}"] }} }}
     config: {{ base_url: "{url}" }}
+    read_only_allow: ["POST /api/v1/query", "POST /api/v1/case", "POST /api/v1/case/*/comment", "POST /api/v1/case/*/observable"]
   chatops:
     path: {chatops}
     allowed_hosts: ["{url}"]
     secrets: {{ bot_token: {{ env: SLACK_TOKEN, hosts: ["{url}"] }} }}
     config: {{ base_url: "{url}" }}
+    read_only_allow: ["POST /api/chat.postMessage"]
 approvals:
   approvers:
 {approvers}{policy}
@@ -124,6 +147,7 @@ approvals:
     pub fn soar(&self, args: &[&str], extra: &[(&str, &str)]) -> Run {
         let mut env = self.env();
         env.extend_from_slice(extra);
+        env.extend(starter_token(args, extra));
         self.s.soar(args, &env)
     }
 
@@ -178,7 +202,13 @@ approvals:
             .env("SOAR_TEST_HANG_MARKER", &marker)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        for (k, v) in self.env().into_iter().chain(extra.iter().copied()) {
+        let token = starter_token(args, extra);
+        for (k, v) in self
+            .env()
+            .into_iter()
+            .chain(extra.iter().copied())
+            .chain(token)
+        {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn soar");

@@ -148,6 +148,39 @@ pub fn plan_targets(plan: &[Value]) -> Vec<(TargetKind, String)> {
     out
 }
 
+/// Every item of a gated step was in the dry-run plan the approval showed:
+/// an item past it (a 51st host, say) was never checked by a person or
+/// against the plan's names, so it does not act.
+pub fn every_item_planned(
+    step: &str,
+    for_each: bool,
+    items: usize,
+    state: &crate::scheduler::RunState,
+) -> Result<(), Blocked> {
+    let planned: BTreeSet<Option<u64>> = state
+        .gates
+        .values()
+        .filter_map(|g| g.plan.as_array())
+        .flatten()
+        .filter(|p| p["step"].as_str() == Some(step))
+        .map(|p| p["item"].as_u64())
+        .collect();
+    let missing = (0..items as u64).find(|i| {
+        let key = if for_each { Some(*i) } else { None };
+        !planned.contains(&key)
+    });
+    match missing {
+        None => Ok(()),
+        Some(i) => Err(Blocked::new(
+            "unplanned_item",
+            format!(
+                "item {i} of `{step}` was not in the dry-run plan the approval showed ({} of {items} item(s) planned); an unplanned item never acts",
+                planned.len()
+            ),
+        )),
+    }
+}
+
 /// No target is a protected asset.
 pub fn not_protected(policy: &Policy, targets: &[(TargetKind, String)]) -> Result<(), Blocked> {
     for (kind, value) in targets {
@@ -317,6 +350,7 @@ mod tests {
                 kind: TargetKind::Ip,
             }],
             probe: None,
+            untargeted: false,
         }
     }
 

@@ -53,6 +53,21 @@ pub enum Refusal {
     /// The run is over.
     #[error("run is {0}: nothing to decide")]
     RunOver(String),
+    /// The claimed name is outside the safe alphabet (a look-alike, say).
+    #[error("{0}")]
+    BadName(String),
+}
+
+/// The identity a run is started by. With approvers in the config, it is
+/// an approver who proved it with their token (four-eyes compares proven
+/// identities, not what `--as` says); without, a name in the safe alphabet,
+/// so a look-alike of a real name cannot be recorded either.
+pub fn starter(policy: &Policy, claimed: &str, token: Option<&str>) -> Result<String, Refusal> {
+    let name = crate::names::normalise(claimed).map_err(|e| Refusal::BadName(e.to_string()))?;
+    if policy.approvers.is_empty() {
+        return Ok(name);
+    }
+    authenticate(policy, &name, token).map(|a| a.name.clone())
 }
 
 /// Checks that `who` is an approver and `token` is theirs.
@@ -61,10 +76,14 @@ pub fn authenticate<'p>(
     who: &str,
     token: Option<&str>,
 ) -> Result<&'p Approver, Refusal> {
+    let shown = || who.chars().take(32).collect::<String>();
+    // Names are compared in their normal form: `ALICE` and a full-width
+    // `ａｌｉｃｅ` are alice; a Cyrillic look-alike is no name at all.
+    let name = crate::names::normalise(who).map_err(|_| Refusal::UnknownApprover(shown()))?;
     let approver = policy
         .approvers
-        .get(who)
-        .ok_or_else(|| Refusal::UnknownApprover(who.to_string()))?;
+        .get(&name)
+        .ok_or_else(|| Refusal::UnknownApprover(shown()))?;
     let token = token
         .filter(|t| !t.trim().is_empty())
         .ok_or(Refusal::NoToken)?;

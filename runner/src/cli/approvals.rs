@@ -30,10 +30,15 @@ pub struct Operator {
 pub struct TokenSource {
     /// `--token-file`.
     pub file: Option<PathBuf>,
+    /// Given directly (the demo's throwaway token).
+    pub value: Option<String>,
 }
 
 impl TokenSource {
-    fn read(&self) -> Result<Option<String>, Exit> {
+    pub(super) fn read(&self) -> Result<Option<String>, Exit> {
+        if let Some(v) = &self.value {
+            return Ok(Some(v.clone()));
+        }
         if let Some(path) = &self.file {
             return std::fs::read_to_string(path).map(Some).map_err(|e| {
                 Exit::invalid(format!(
@@ -194,9 +199,14 @@ pub async fn vote(globals: &Globals, op: Operator, vote: Vote, reason: Option<St
 
 /// Human rendering of one entry of [`RunState::pending_approvals`].
 pub fn print_pending(entry: &Value) {
-    let s = |v: &Value| match v {
-        Value::String(t) => t.clone(),
-        other => other.to_string(),
+    // Everything here may come from an alert, a connector or a vendor: one
+    // field never spans lines or hides what follows it.
+    let s = |v: &Value| {
+        let text = match v {
+            Value::String(t) => t.clone(),
+            other => other.to_string(),
+        };
+        crate::inert::line(&text).into_owned()
     };
     println!(
         "approval `{}` of run {} [{}], started by {}",
@@ -207,10 +217,10 @@ pub fn print_pending(entry: &Value) {
     );
     println!(
         "  needs {} approval(s) from role(s) {}; has {}; asked {}s ago, expires {}{}",
-        entry["min_approvals"],
-        entry["approvers"],
-        entry["approved_by"],
-        entry["age_seconds"],
+        s(&entry["min_approvals"]),
+        s(&entry["approvers"]),
+        s(&entry["approved_by"]),
+        s(&entry["age_seconds"]),
         s(&entry["expires_at"]),
         if entry["expired"] == json!(true) {
             " (EXPIRED: counts as denied)"

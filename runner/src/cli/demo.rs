@@ -17,8 +17,9 @@ use std::time::Duration;
 /// The demo approver and their token (throwaway: the config holds its hash).
 const LEAD: &str = "lead";
 const LEAD_TOKEN: &str = "demo-lead-token";
-/// Who the demo says started the run (four-eyes: not the approver).
+/// Who starts the demo run (four-eyes: not the approver), and their token.
 const ANALYST: &str = "analyst";
+const ANALYST_TOKEN: &str = "demo-analyst-token";
 
 /// `soar demo` options.
 pub struct DemoArgs {
@@ -103,6 +104,7 @@ plugins:
     secrets: {{ {fid}, {fsecret} }}
     config: {{ base_url: "{url}" }}
     dry_run_allow: ["POST /oauth2/token"]
+    read_only_allow: ["POST /oauth2/token"]
   identity:
     allowed_hosts: ["{url}"]
     secrets: {{ {okta} }}
@@ -115,13 +117,16 @@ plugins:
     allowed_hosts: ["{url}"]
     secrets: {{ {hive} }}
     config: {{ base_url: "{url}" }}
+    read_only_allow: ["POST /api/v1/query", "POST /api/v1/case", "POST /api/v1/case/*/comment", "POST /api/v1/case/*/observable"]
   chatops:
     allowed_hosts: ["{url}"]
     secrets: {{ {slack} }}
     config: {{ base_url: "{url}" }}
+    read_only_allow: ["POST /api/chat.postMessage"]
 approvals:
   approvers:
     {LEAD}: {{ roles: [soc-lead], token_sha256: "{hash}" }}
+    {ANALYST}: {{ roles: [analyst], token_sha256: "{analyst_hash}" }}
 protected:
   hosts: [DC01, dc01.corp.example]
 blast_radius:
@@ -136,6 +141,7 @@ blast_radius:
         hive = grant("api_key", "thehive"),
         slack = grant("bot_token", "slack"),
         hash = crate::plugin_host::sha256_hex(LEAD_TOKEN.as_bytes()),
+        analyst_hash = crate::plugin_host::sha256_hex(ANALYST_TOKEN.as_bytes()),
     );
     let path = dir.join("soar.yaml");
     std::fs::write(&path, config).map_err(|e| e.to_string())?;
@@ -190,9 +196,10 @@ fn print_timeline(records: &[Record]) {
             other => other.kind().to_string(),
         };
         println!(
-            "  +{:>6.3}s  {:<18} {what}",
+            "  +{:>6.3}s  {:<18} {}",
             t.saturating_sub(start) as f64 / 1000.0,
-            r.event.kind()
+            r.event.kind(),
+            crate::inert::line(&what)
         );
     }
 }
@@ -246,15 +253,16 @@ pub async fn demo(args: DemoArgs) -> Exit {
         playbook.display(),
         alert.display()
     );
-    let started = super::runs::run(
-        &globals,
-        &playbook,
-        &alert.display().to_string(),
-        Some(ANALYST.to_string()),
-        false,
-        true,
-    )
-    .await;
+    let start = super::runs::Start {
+        who: Some(ANALYST.to_string()),
+        token: TokenSource {
+            file: None,
+            value: Some(ANALYST_TOKEN.to_string()),
+        },
+        json: false,
+        progress: true,
+    };
+    let started = super::runs::run(&globals, &playbook, &alert.display().to_string(), start).await;
     if started.code != super::exit::PAUSED {
         return started;
     }
@@ -289,6 +297,7 @@ pub async fn demo(args: DemoArgs) -> Exit {
             who: LEAD.to_string(),
             token: TokenSource {
                 file: Some(dir.join("secrets/lead.token")),
+                value: None,
             },
             json: false,
         };

@@ -99,9 +99,12 @@ enum Command {
         /// Alert JSON file, or `-` for stdin
         #[arg(long)]
         input: String,
-        /// Who starts the run [default: the OS user]
+        /// Who starts the run [default: the OS user]; with approvers in the
+        /// config, one of them, proven by their token
         #[arg(long = "as")]
         who: Option<String>,
+        #[command(flatten)]
+        token: TokenArgs,
         /// One JSON object on stdout
         #[arg(long)]
         json: bool,
@@ -256,6 +259,7 @@ impl TokenArgs {
     fn source(self) -> approvals::TokenSource {
         approvals::TokenSource {
             file: self.token_file,
+            value: None,
         }
     }
 }
@@ -332,8 +336,17 @@ pub fn main_entry() -> i32 {
                 playbook,
                 input,
                 who,
+                token,
                 json,
-            } => runs::run(&globals, &playbook, &input, who, json, true).await,
+            } => {
+                let start = runs::Start {
+                    who,
+                    token: token.source(),
+                    json,
+                    progress: true,
+                };
+                runs::run(&globals, &playbook, &input, start).await
+            }
             Command::Resume { run_id, all, json } => {
                 runs::resume(&globals, run_id, all, json).await
             }

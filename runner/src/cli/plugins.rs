@@ -1,6 +1,7 @@
 //! `soar plugins list | inspect | call`.
 
 use super::{Exit, Globals};
+use crate::inert;
 use crate::plugin_host::{Invocation, InvokeError, LoadedPlugin, PluginHost};
 use clap::Subcommand;
 use serde_json::{json, Value};
@@ -36,6 +37,12 @@ async fn load(globals: &Globals) -> Result<PluginHost, Exit> {
 }
 
 fn find<'a>(host: &'a PluginHost, name: &str) -> Result<&'a LoadedPlugin, Exit> {
+    if let Some(e) = host.load_error(name) {
+        return Err(Exit::failed(format!(
+            "error: plugin `{name}` failed to load: {}",
+            crate::inert::line(&e.to_string())
+        )));
+    }
     host.plugin(name).ok_or_else(|| {
         let known: Vec<&str> = host.plugins().map(|p| p.name.as_str()).collect();
         Exit::invalid(format!(
@@ -75,7 +82,11 @@ async fn list(globals: &Globals, json: bool) -> Result<Exit, Exit> {
                 })
             })
             .collect();
-        println!("{}", json!({ "plugins": plugins }));
+        let broken: Vec<Value> = host
+            .broken()
+            .map(|(name, e)| json!({"name": name, "error": e.to_string()}))
+            .collect();
+        println!("{}", json!({ "plugins": plugins, "broken": broken }));
         return Ok(Exit::ok());
     }
     if host.plugins().next().is_none() {
@@ -97,9 +108,16 @@ async fn list(globals: &Globals, json: bool) -> Result<Exit, Exit> {
         println!(
             "{:<14} {:<8} {}  {}",
             p.name,
-            p.manifest.version,
+            inert::line(&p.manifest.version),
             &p.digest[..12],
-            actions.join(", ")
+            inert::line(&actions.join(", "))
+        );
+    }
+    for (name, e) in host.broken() {
+        println!(
+            "{:<14} BROKEN   {}",
+            name,
+            crate::inert::line(&e.to_string())
         );
     }
     if host
@@ -121,10 +139,18 @@ async fn inspect(globals: &Globals, name: &str, json: bool) -> Result<Exit, Exit
         println!("{doc}");
         return Ok(Exit::ok());
     }
-    println!("{} {} ({})", p.name, m.version, m.description);
+    println!(
+        "{} {} ({})",
+        p.name,
+        inert::line(&m.version),
+        inert::line(&m.description)
+    );
     println!("sha256:      {}", p.digest);
-    println!("secrets:     {}", list_or_none(&m.secrets));
-    println!("config keys: {}", list_or_none(&m.config_keys));
+    println!("secrets:     {}", inert::line(&list_or_none(&m.secrets)));
+    println!(
+        "config keys: {}",
+        inert::line(&list_or_none(&m.config_keys))
+    );
     for a in &m.actions {
         let mut flags = Vec::new();
         if a.destructive {
@@ -137,8 +163,12 @@ async fn inspect(globals: &Globals, name: &str, json: bool) -> Result<Exit, Exit
             flags.push(format!("probe: {probe}"));
         }
         println!();
-        println!("  {}  [{}]", a.name, flags.join(", "));
-        println!("    {}", a.description);
+        println!(
+            "  {}  [{}]",
+            inert::line(&a.name),
+            inert::line(&flags.join(", "))
+        );
+        println!("    {}", inert::line(&a.description));
         let required: Vec<&str> = a.input_schema["required"]
             .as_array()
             .map(|r| r.iter().filter_map(Value::as_str).collect())
@@ -160,8 +190,9 @@ async fn inspect(globals: &Globals, name: &str, json: bool) -> Result<Exit, Exit
                     })
                     .unwrap_or_default();
                 println!(
-                    "    input.{field}: {}{}{}",
-                    schema["type"].as_str().unwrap_or("any"),
+                    "    input.{}: {}{}{}",
+                    inert::line(field),
+                    inert::line(schema["type"].as_str().unwrap_or("any")),
                     if required.contains(&field.as_str()) {
                         ", required"
                     } else {
@@ -255,6 +286,8 @@ async fn call(globals: &Globals, args: CallArgs) -> Result<Exit, Exit> {
             known.join(", ")
         )));
     };
+    // The host's own view (manifest tightened by the operator's overrides);
+    // a non-destructive action still sends only what the host lets it.
     if action.destructive && !args.allow_destructive && !args.dry_run {
         return Err(Exit::invalid(format!(
             "error: `{}.{}` is destructive; pass --allow-destructive to run it outside a playbook, or --dry-run to plan it",

@@ -2,6 +2,7 @@
 //! the playbook commands, thin glue over playbook, scheduler and journal.
 
 use super::{exit, Exit, Globals};
+use crate::inert;
 use crate::journal::{Event, Journal, Record, RunStatus};
 use crate::playbook::{self, Catalog, Playbook};
 use crate::plugin_host::{ActionManifest, PluginHost};
@@ -14,6 +15,11 @@ use std::sync::Arc;
 
 impl Catalog for PluginHost {
     fn action(&self, plugin: &str, action: &str) -> Result<ActionManifest, String> {
+        if let Some(e) = self.load_error(plugin) {
+            return Err(format!(
+                "plugin `{plugin}` is configured but failed to load: {e}"
+            ));
+        }
         let Some(p) = self.plugin(plugin) else {
             let known: Vec<String> = self.plugins().map(|p| p.name.clone()).collect();
             return Err(format!(
@@ -145,8 +151,8 @@ pub(super) fn print_report(report: &RunReport, json_out: bool) {
     };
     println!(
         "run {} [{}] {}{dedup}",
-        report.run_id,
-        report.playbook,
+        inert::line(&report.run_id),
+        inert::line(&report.playbook),
         report.status.as_str()
     );
     for (id, s) in &report.steps {
@@ -155,10 +161,15 @@ pub(super) fn print_report(report: &RunReport, json_out: bool) {
             .as_ref()
             .map(|e| format!("  {}", e.get("message").or(e.get("reason")).unwrap_or(e)))
             .unwrap_or_default();
-        println!("  {:<24} {}{}", id, s.status, detail);
+        println!(
+            "  {:<24} {}{}",
+            inert::line(id),
+            inert::line(&s.status),
+            inert::line(&detail)
+        );
     }
     if report.outputs.as_object().is_some_and(|o| !o.is_empty()) {
-        println!("outputs: {}", report.outputs);
+        println!("outputs: {}", inert::line(&report.outputs.to_string()));
     }
     for entry in &report.pending_approvals {
         super::approvals::print_pending(entry);
@@ -191,16 +202,40 @@ fn os_user() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-pub async fn run(
-    globals: &Globals,
-    path: &Path,
-    input: &str,
-    who: Option<String>,
-    json_out: bool,
-    progress: bool,
-) -> Exit {
+/// Who starts a run and how it reports.
+pub struct Start {
+    /// `--as` (default: the OS user).
+    pub who: Option<String>,
+    /// Their token.
+    pub token: super::approvals::TokenSource,
+    /// One JSON object on stdout.
+    pub json: bool,
+    /// Progress lines on stderr.
+    pub progress: bool,
+}
+
+/// The proven identity a run is started by, or the refusal (exit 4).
+fn starter(globals: &Globals, start: &Start) -> Result<String, Exit> {
+    let policy = globals
+        .config()
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?
+        .policy;
+    let claimed = start.who.clone().unwrap_or_else(os_user);
+    let token = start.token.read()?;
+    crate::approvals::starter(&policy, &claimed, token.as_deref()).map_err(|r| Exit {
+        code: exit::REFUSED,
+        message: Some(format!("refused: {r}; nothing ran")),
+    })
+}
+
+pub async fn run(globals: &Globals, path: &Path, input: &str, start: Start) -> Exit {
+    let (json_out, progress) = (start.json, start.progress);
     let alert = match read_alert(input) {
         Ok(a) => a,
+        Err(e) => return e,
+    };
+    let who = match starter(globals, &start) {
+        Ok(w) => w,
         Err(e) => return e,
     };
     let host = match host(globals).await {
@@ -224,7 +259,7 @@ pub async fn run(
         Ok(e) => e,
         Err(e) => return e,
     };
-    match engine.start(pb, alert, &who.unwrap_or_else(os_user)).await {
+    match engine.start(pb, alert, &who).await {
         Ok(report) => {
             print_report(&report, json_out);
             Exit {
@@ -423,11 +458,11 @@ pub fn runs(globals: &Globals, status: Option<String>, json_out: bool) -> Exit {
         for s in &rows {
             println!(
                 "{:<24} {:<18} {:<16} {} by {}",
-                s.run_id,
-                s.playbook,
+                inert::line(&s.run_id),
+                inert::line(&s.playbook),
                 s.status.as_str(),
-                s.started_at,
-                s.started_by
+                inert::line(&s.started_at),
+                inert::line(&s.started_by)
             );
         }
     }
@@ -468,7 +503,14 @@ pub fn show_journal(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
                     o.remove(k);
                 }
             }
-            println!("{:>4} {} {:<16} {}", r.seq, r.at, ty, detail);
+            let detail = detail.to_string();
+            println!(
+                "{:>4} {} {:<16} {}",
+                r.seq,
+                r.at,
+                inert::line(&ty),
+                inert::line(&detail)
+            );
         }
     }
     Exit::ok()

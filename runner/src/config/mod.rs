@@ -60,8 +60,21 @@ pub enum JournalDurability {
 struct RawLimits {
     memory_mb: Option<Spanned<u64>>,
     timeout_ms: Option<Spanned<u64>>,
+    describe_timeout_ms: Option<Spanned<u64>>,
     http_timeout_ms: Option<Spanned<u64>>,
     max_response_bytes: Option<Spanned<u64>>,
+    max_output_bytes: Option<Spanned<u64>>,
+    max_output_depth: Option<Spanned<u64>>,
+    max_log_records: Option<Spanned<u64>>,
+    max_log_fields: Option<Spanned<u64>>,
+    max_log_bytes: Option<Spanned<u64>>,
+    max_requests: Option<Spanned<u64>>,
+    max_url_bytes: Option<Spanned<u64>>,
+    max_headers: Option<Spanned<u64>>,
+    max_header_bytes: Option<Spanned<u64>>,
+    max_exchange_records: Option<Spanned<u64>>,
+    max_refused_records: Option<Spanned<u64>>,
+    max_retry_after_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +92,25 @@ struct RawPlugin {
     limits: RawLimits,
     #[serde(default)]
     dry_run_allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    read_only_allow: Vec<Spanned<String>>,
+    #[serde(default)]
+    hosts_without_secrets: Vec<Spanned<String>>,
+    #[serde(default)]
+    actions: BTreeMap<String, Spanned<RawActionOverride>>,
+}
+
+/// `plugins.NAME.actions.ACTION`: the operator's word on what an action
+/// does, which can only make it stricter than its manifest.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActionOverride {
+    #[serde(default)]
+    destructive: Option<bool>,
+    #[serde(default)]
+    targets: BTreeMap<String, crate::plugin_host::TargetKind>,
+    #[serde(default)]
+    untargeted: bool,
 }
 
 #[derive(Deserialize)]
@@ -90,26 +122,72 @@ struct RawSecret {
     hosts: Vec<Spanned<String>>,
 }
 
-/// Per-invocation resource limits.
+/// Per-invocation resource limits: the guest's (memory, time) and the
+/// host's own (what it keeps, records and sends on the plugin's behalf).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Linear memory cap of one instance.
     pub memory_bytes: usize,
     /// Whole invocation deadline (CPU in wasm and time in host calls).
     pub timeout: Duration,
+    /// Deadline of `describe()` at load: every command loads every plugin.
+    pub describe_timeout: Duration,
     /// Cap on one HTTP request.
     pub http_timeout: Duration,
     /// Cap on one HTTP response body.
     pub max_response_bytes: usize,
+    /// Cap on an action's output (JSON text).
+    pub max_output_bytes: usize,
+    /// Cap on an output's JSON nesting (the journal reads back 128 levels,
+    /// of which its own records use a few).
+    pub max_output_depth: usize,
+    /// Log records kept per invocation.
+    pub max_log_records: usize,
+    /// Fields per log record.
+    pub max_log_fields: usize,
+    /// Bytes of log messages and fields per invocation.
+    pub max_log_bytes: usize,
+    /// HTTP requests per invocation (refused ones count too).
+    pub max_requests: usize,
+    /// Length of one request URL.
+    pub max_url_bytes: usize,
+    /// Headers of one request.
+    pub max_headers: usize,
+    /// Bytes of one request's header names and values.
+    pub max_header_bytes: usize,
+    /// Exchange records kept per attempt.
+    pub max_exchange_records: usize,
+    /// Records of refused requests kept per attempt (all are counted).
+    pub max_refused_records: usize,
+    /// Ceiling on a vendor's retry-after, whatever the step's `max_delay`.
+    pub max_retry_after: Duration,
 }
+
+/// The deepest output [`Limits::max_output_depth`] may allow: serde_json
+/// reads 128 levels, and an output sits a few levels down in a record (a
+/// `for_each` list, the attempt's outcome, the record itself).
+pub const MAX_OUTPUT_DEPTH: u64 = 100;
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             memory_bytes: 64 << 20,
             timeout: Duration::from_secs(30),
+            describe_timeout: Duration::from_secs(2),
             http_timeout: Duration::from_secs(15),
             max_response_bytes: 4 << 20,
+            max_output_bytes: 1 << 20,
+            max_output_depth: 64,
+            max_log_records: 100,
+            max_log_fields: 32,
+            max_log_bytes: 64 << 10,
+            max_requests: 100,
+            max_url_bytes: 8 << 10,
+            max_headers: 64,
+            max_header_bytes: 32 << 10,
+            max_exchange_records: 50,
+            max_refused_records: 10,
+            max_retry_after: Duration::from_secs(3600),
         }
     }
 }
@@ -124,14 +202,71 @@ pub struct SecretGrant {
     pub hosts: Vec<Origin>,
 }
 
-/// A non-GET request the operator lets through in dry-run (an OAuth2 token
-/// exchange, say), as `METHOD /path`.
+/// A request other than GET/HEAD the operator lets a read-only action or a
+/// dry run send (an OAuth2 token exchange, a case's comment), written
+/// `METHOD /path[?query]`. A `*` path segment matches one segment; the query
+/// must match exactly, and an entry without one matches only requests
+/// without one (so `?action_name=contain` cannot ride on an allowed path).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DryRunException {
+pub struct RequestRule {
     /// Upper-case method.
     pub method: String,
-    /// Exact URL path.
-    pub path: String,
+    /// Path segments after the leading `/`; `*` matches any one segment.
+    pub segments: Vec<String>,
+    /// Exact query string, if the entry has one.
+    pub query: Option<String>,
+}
+
+impl RequestRule {
+    /// Parses `METHOD /path[?query]`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = text.split_whitespace();
+        let (Some(method), Some(target), None) = (parts.next(), parts.next(), parts.next()) else {
+            return Err("write `METHOD /path`, e.g. `POST /oauth2/token`".into());
+        };
+        let Some(rest) = target.strip_prefix('/') else {
+            return Err(format!("`{target}`: the path must start with `/`"));
+        };
+        if !method.chars().all(|c| c.is_ascii_alphabetic()) {
+            return Err(format!("`{method}` is not an HTTP method"));
+        }
+        let (path, query) = match rest.split_once('?') {
+            Some((p, q)) => (p, Some(q.to_string())),
+            None => (rest, None),
+        };
+        Ok(Self {
+            method: method.to_ascii_uppercase(),
+            segments: path.split('/').map(str::to_string).collect(),
+            query,
+        })
+    }
+
+    /// Whether a request with this method and URL is the one allowed.
+    pub fn matches(&self, method: &str, url: &url::Url) -> bool {
+        if !self.method.eq_ignore_ascii_case(method) || self.query.as_deref() != url.query() {
+            return false;
+        }
+        let path = url.path().strip_prefix('/').unwrap_or(url.path());
+        let segments: Vec<&str> = path.split('/').collect();
+        segments.len() == self.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&segments)
+                .all(|(rule, seg)| rule == "*" && !seg.is_empty() || rule == seg)
+    }
+}
+
+/// The operator's override of one action (`plugins.NAME.actions.ACTION`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionOverride {
+    /// Treat it as destructive whatever its manifest says.
+    pub destructive: bool,
+    /// Extra input fields that name targets.
+    pub targets: Vec<(String, crate::plugin_host::TargetKind)>,
+    /// A destructive action with no target fields is accepted (it acts on
+    /// the vendor account as a whole, say).
+    pub untargeted: bool,
 }
 
 /// One plugin's grants.
@@ -155,8 +290,15 @@ pub struct PluginConfig {
     pub config: BTreeMap<String, String>,
     /// Limits.
     pub limits: Limits,
-    /// Dry-run exceptions.
-    pub dry_run_allow: Vec<DryRunException>,
+    /// Non-GET requests a dry run may send.
+    pub dry_run_allow: Vec<RequestRule>,
+    /// Non-GET requests a non-destructive action may send.
+    pub read_only_allow: Vec<RequestRule>,
+    /// Origins a plugin holding secrets may call though none of its
+    /// secrets is granted there (see `docs/configuration.md`).
+    pub hosts_without_secrets: Vec<Origin>,
+    /// The operator's overrides by action name.
+    pub actions: BTreeMap<String, ActionOverride>,
 }
 
 /// The whole, validated config.
@@ -336,7 +478,146 @@ fn resolve_limits(
     if let Some(n) = check(&raw.max_response_bytes, "max_response_bytes", 1, 1 << 30) {
         limits.max_response_bytes = n as usize;
     }
+    if let Some(ms) = check(&raw.describe_timeout_ms, "describe_timeout_ms", 1, 60_000) {
+        limits.describe_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = check(&raw.max_retry_after_ms, "max_retry_after_ms", 1, 86_400_000) {
+        limits.max_retry_after = Duration::from_millis(ms);
+    }
+    // (value, key, min, max, the limit it sets)
+    type Size<'a> = (&'a Option<Spanned<u64>>, &'a str, u64, u64, &'a mut usize);
+    let sizes: [Size<'_>; 11] = [
+        (
+            &raw.max_output_bytes,
+            "max_output_bytes",
+            2,
+            64 << 20,
+            &mut limits.max_output_bytes,
+        ),
+        (
+            &raw.max_output_depth,
+            "max_output_depth",
+            1,
+            MAX_OUTPUT_DEPTH,
+            &mut limits.max_output_depth,
+        ),
+        (
+            &raw.max_log_records,
+            "max_log_records",
+            0,
+            100_000,
+            &mut limits.max_log_records,
+        ),
+        (
+            &raw.max_log_fields,
+            "max_log_fields",
+            0,
+            1_000,
+            &mut limits.max_log_fields,
+        ),
+        (
+            &raw.max_log_bytes,
+            "max_log_bytes",
+            0,
+            64 << 20,
+            &mut limits.max_log_bytes,
+        ),
+        (
+            &raw.max_requests,
+            "max_requests",
+            1,
+            100_000,
+            &mut limits.max_requests,
+        ),
+        (
+            &raw.max_url_bytes,
+            "max_url_bytes",
+            16,
+            1 << 20,
+            &mut limits.max_url_bytes,
+        ),
+        (
+            &raw.max_headers,
+            "max_headers",
+            1,
+            1_000,
+            &mut limits.max_headers,
+        ),
+        (
+            &raw.max_header_bytes,
+            "max_header_bytes",
+            64,
+            1 << 20,
+            &mut limits.max_header_bytes,
+        ),
+        (
+            &raw.max_exchange_records,
+            "max_exchange_records",
+            1,
+            10_000,
+            &mut limits.max_exchange_records,
+        ),
+        (
+            &raw.max_refused_records,
+            "max_refused_records",
+            0,
+            10_000,
+            &mut limits.max_refused_records,
+        ),
+    ];
+    for (value, name, min, max, slot) in sizes {
+        if let Some(n) = check(value, name, min, max) {
+            *slot = n as usize;
+        }
+    }
     limits
+}
+
+fn request_rules(
+    list: &[Spanned<String>],
+    key: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Vec<RequestRule> {
+    list.iter()
+        .enumerate()
+        .filter_map(|(i, entry)| match RequestRule::parse(&entry.value) {
+            Ok(rule) => Some(rule),
+            Err(e) => {
+                problem(problems, Pos::of(entry), format!("{key}[{i}]"), e);
+                None
+            }
+        })
+        .collect()
+}
+
+fn action_overrides(
+    raw: &BTreeMap<String, Spanned<RawActionOverride>>,
+    key: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> BTreeMap<String, ActionOverride> {
+    let mut out = BTreeMap::new();
+    for (action, spanned) in raw {
+        let o = &spanned.value;
+        if o.destructive == Some(false) {
+            // The operator may only tighten: a connector's own "destructive"
+            // is never switched off from the config.
+            problem(
+                problems,
+                Pos::of(spanned),
+                format!("{key}.{action}.destructive"),
+                "overrides can only make an action stricter: `destructive: false` is not allowed (leave it out)",
+            );
+        }
+        out.insert(
+            action.clone(),
+            ActionOverride {
+                destructive: o.destructive == Some(true),
+                targets: o.targets.iter().map(|(f, k)| (f.clone(), *k)).collect(),
+                untargeted: o.untargeted,
+            },
+        );
+    }
+    out
 }
 
 fn origins(list: &[Spanned<String>], key: &str, problems: &mut Vec<ConfigProblem>) -> Vec<Origin> {
@@ -437,31 +718,29 @@ fn resolve_plugin(
             secrets.insert(secret.clone(), SecretGrant { source, hosts });
         }
     }
-    let dry_run_allow = raw
-        .dry_run_allow
-        .iter()
-        .enumerate()
-        .filter_map(|(i, entry)| {
-            let mut parts = entry.value.split_whitespace();
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some(method), Some(path), None) if path.starts_with('/') => {
-                    Some(DryRunException {
-                        method: method.to_ascii_uppercase(),
-                        path: path.to_string(),
-                    })
-                }
-                _ => {
-                    problem(
-                        problems,
-                        Pos::of(entry),
-                        format!("{key}.dry_run_allow[{i}]"),
-                        "write `METHOD /path`, e.g. `POST /oauth2/token`",
-                    );
-                    None
-                }
-            }
-        })
-        .collect();
+    let dry_run_allow = request_rules(
+        &raw.dry_run_allow,
+        &format!("{key}.dry_run_allow"),
+        problems,
+    );
+    let read_only_allow = request_rules(
+        &raw.read_only_allow,
+        &format!("{key}.read_only_allow"),
+        problems,
+    );
+    let hosts_without_secrets = origins(
+        &raw.hosts_without_secrets,
+        &format!("{key}.hosts_without_secrets"),
+        problems,
+    );
+    check_secret_origins(
+        raw,
+        &key,
+        &allowed_hosts,
+        &secrets,
+        &hosts_without_secrets,
+        problems,
+    );
     PluginConfig {
         name: name.to_string(),
         wasm_path,
@@ -473,6 +752,47 @@ fn resolve_plugin(
         config: raw.config.clone(),
         limits: resolve_limits(&raw.limits, defaults, &format!("{key}.limits"), problems),
         dry_run_allow,
+        read_only_allow,
+        hosts_without_secrets,
+        actions: action_overrides(&raw.actions, &format!("{key}.actions"), problems),
+    }
+}
+
+/// A plugin that holds secrets may call only the origins of those secrets,
+/// and origins the operator lists in `hosts_without_secrets`: a secret that
+/// a vendor echoes in an encoding the host does not recognise, once decoded
+/// by the plugin, must have nowhere else to go.
+fn check_secret_origins(
+    raw: &RawPlugin,
+    key: &str,
+    allowed: &[Origin],
+    secrets: &BTreeMap<String, SecretGrant>,
+    without: &[Origin],
+    problems: &mut Vec<ConfigProblem>,
+) {
+    for (i, o) in without.iter().enumerate() {
+        if !allowed.contains(o) {
+            problem(
+                problems,
+                Pos::of(&raw.hosts_without_secrets[i]),
+                format!("{key}.hosts_without_secrets[{i}]"),
+                format!("`{o}` is not in this plugin's `allowed_hosts`"),
+            );
+        }
+    }
+    if secrets.is_empty() {
+        return;
+    }
+    for (i, o) in allowed.iter().enumerate() {
+        let has_secret = secrets.values().any(|g| g.hosts.contains(o));
+        if !has_secret && !without.contains(o) {
+            problem(
+                problems,
+                Pos::of(&raw.allowed_hosts[i]),
+                format!("{key}.allowed_hosts[{i}]"),
+                format!("this plugin holds secrets, and none of them is granted for `{o}`: a secret it decoded could be sent there; grant a secret for it, remove it, or list it in `hosts_without_secrets` to accept that risk"),
+            );
+        }
     }
 }
 

@@ -196,9 +196,32 @@ pub(super) fn resolve(
     problems: &mut Vec<ConfigProblem>,
 ) -> Policy {
     let mut approvers = BTreeMap::new();
-    for (name, spanned) in &approvals.approvers {
-        let key = format!("approvals.approvers.{name}");
+    for (given, spanned) in &approvals.approvers {
+        let key = format!("approvals.approvers.{given}");
         let raw = &spanned.value;
+        let name = match crate::names::normalise(given) {
+            Ok(n) => n,
+            Err(e) => {
+                problem(
+                    problems,
+                    Pos::of(spanned),
+                    key,
+                    format!("{e} (names use {})", crate::names::ALPHABET),
+                );
+                continue;
+            }
+        };
+        if approvers.contains_key(&name) {
+            problem(
+                problems,
+                Pos::of(spanned),
+                key,
+                format!(
+                    "`{given}` is the same name as another approver once normalised (`{name}`)"
+                ),
+            );
+            continue;
+        }
         let hex_text = raw.token_sha256.value.trim().to_ascii_lowercase();
         let mut hash = [0u8; 32];
         if hex::decode_to_slice(&hex_text, &mut hash).is_err() {
@@ -221,7 +244,7 @@ pub(super) fn resolve(
         approvers.insert(
             name.clone(),
             Approver {
-                name: name.clone(),
+                name,
                 roles: raw.roles.clone(),
                 token_sha256: hash,
             },

@@ -32,6 +32,7 @@ fn action(name: &str, destructive: bool, fields: &[&str]) -> ActionManifest {
             })
             .collect(),
         probe: None,
+        untargeted: false,
     }
 }
 

@@ -453,6 +453,18 @@ impl<'a> Validator<'a> {
             }
             return;
         }
+        if action.targets.is_empty() && !action.untargeted {
+            self.push(
+                or(at.uses, step.pos),
+                format!(
+                    "step `{}`: `{}` is destructive and names no target field, so nothing it acts on could be checked against the protected assets; declare its targets in the config (`plugins.{plugin}.actions.{name}.targets`) or mark it `untargeted: true` there",
+                    step.id,
+                    step.uses,
+                    plugin = step.uses.split('.').next().unwrap_or(""),
+                    name = step.uses.split('.').nth(1).unwrap_or(""),
+                ),
+            );
+        }
         let gates: Vec<usize> = self.graph.upstream[i]
             .iter()
             .copied()

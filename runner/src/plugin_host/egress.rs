@@ -6,14 +6,40 @@
 use super::bindings::soar::plugin::host::{
     BasicAuth, HttpError, HttpRequest, HttpResponse, RequestBody, SecretOrText, ValuePart,
 };
-use crate::config::{DryRunException, Origin, SecretGrant};
+use super::error::HostRefusal;
+use super::scrub::Scrubber;
+use crate::config::{Limits, Origin, RequestRule, SecretGrant};
 use crate::secrets::SecretValue;
 use base64::Engine as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// Bytes of a request URL kept in its record (the cap on what is sent is
+/// the operator's `max_url_bytes`).
+const RECORDED_URL_BYTES: usize = 1024;
+
+/// Headers a client may use to ask a server to treat a request as another
+/// method: a GET carrying one is a POST in disguise.
+const METHOD_OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// What the invocation's requests may do, decided by the host from the
+/// action's effective flags and the invocation, never by the plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A destructive action acting for real: any method.
+    Act,
+    /// A non-destructive action: GET and HEAD, plus `read_only_allow`.
+    ReadOnly,
+    /// A plan: GET and HEAD, plus `dry_run_allow`.
+    DryRun,
+}
 
 /// Bytes of a body kept verbatim in an exchange record; beyond it, a digest.
 const RECORDED_BODY_BYTES: usize = 4096;
@@ -28,11 +54,44 @@ pub struct EgressPolicy {
     /// Secrets it may name, each with its own origins.
     pub secrets: BTreeMap<String, SecretGrant>,
     /// Non-GET requests allowed in dry-run.
-    pub dry_run_allow: Vec<DryRunException>,
-    /// Response body cap.
-    pub max_response_bytes: usize,
-    /// Per-request timeout cap.
-    pub http_timeout: Duration,
+    pub dry_run_allow: Vec<RequestRule>,
+    /// Non-GET requests a non-destructive action may send.
+    pub read_only_allow: Vec<RequestRule>,
+    /// The host's caps.
+    pub limits: Limits,
+    /// The scrubber of the secret values last loaded, reused while they
+    /// are unchanged (building one costs more than a no-op invocation).
+    pub scrub_cache: Mutex<Option<CachedScrubber>>,
+}
+
+/// Secret values (name, value) and the scrubber built from them.
+pub type CachedScrubber = (Vec<(String, String)>, Arc<Scrubber>);
+
+impl EgressPolicy {
+    /// A scrubber of every secret granted to the plugin, as they are now,
+    /// plus the Basic-auth pairs this invocation built.
+    fn scrubber(&self, basic_pairs: &[(String, String)]) -> Arc<Scrubber> {
+        let values: Vec<(String, String)> = self
+            .secrets
+            .iter()
+            .filter_map(|(name, g)| {
+                let v = g.source.load().ok()?;
+                Some((name.clone(), v.expose().to_string()))
+            })
+            .collect();
+        if !basic_pairs.is_empty() {
+            return Arc::new(Scrubber::new(&values, basic_pairs));
+        }
+        let mut cache = self.scrub_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, scrubber)) = cache.as_ref() {
+            if *cached == values {
+                return Arc::clone(scrubber);
+            }
+        }
+        let scrubber = Arc::new(Scrubber::new(&values, &[]));
+        *cache = Some((values, Arc::clone(&scrubber)));
+        scrubber
+    }
 }
 
 /// A body as recorded: text up to a limit, plus size and digest.
@@ -106,12 +165,22 @@ pub enum ExchangeOutcome {
 pub struct Egress {
     policy: Arc<EgressPolicy>,
     client: reqwest::Client,
-    dry_run: bool,
+    mode: Mode,
     deadline: Instant,
-    /// Secret values loaded during this invocation, scrubbed from every answer.
+    /// Secret values loaded during this invocation for its requests.
     loaded: Vec<(String, SecretValue)>,
-    /// What was sent, in order.
+    /// `user:password` pairs of Basic headers built here (their base64 is
+    /// one more form a secret may come back in), by secret name.
+    basic_pairs: Vec<(String, String)>,
+    scrubber: Option<Arc<Scrubber>>,
+    /// What was sent, in order (capped; see `dropped`).
     pub exchanges: Vec<HttpExchange>,
+    requests: usize,
+    refused: usize,
+    dropped: usize,
+    /// The first thing the plugin did that fails its invocation whatever it
+    /// returns (a state-changing request from a read-only action, a cap).
+    pub violation: Option<HostRefusal>,
 }
 
 /// Headers the host owns: letting a plugin set them could smuggle requests
@@ -206,17 +275,71 @@ impl Egress {
     pub fn new(
         policy: Arc<EgressPolicy>,
         client: reqwest::Client,
-        dry_run: bool,
+        mode: Mode,
         deadline: Instant,
     ) -> Self {
         Self {
             policy,
             client,
-            dry_run,
+            mode,
             deadline,
             loaded: Vec::new(),
+            basic_pairs: Vec::new(),
+            scrubber: None,
             exchanges: Vec::new(),
+            requests: 0,
+            refused: 0,
+            dropped: 0,
+            violation: None,
         }
+    }
+
+    /// The scrubber of every granted secret (loaded on first use).
+    pub fn scrubber(&mut self) -> Arc<Scrubber> {
+        if let Some(s) = &self.scrubber {
+            return Arc::clone(s);
+        }
+        let s = self.policy.scrubber(&self.basic_pairs);
+        self.scrubber = Some(Arc::clone(&s));
+        s
+    }
+
+    /// What the host did not keep, for the attempt's record.
+    pub fn notes(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.refused > 0 {
+            out.push(format!("{} request(s) refused", self.refused));
+        }
+        if self.dropped > 0 {
+            out.push(format!(
+                "{} exchange record(s) not kept (caps: {} records, {} refused)",
+                self.dropped,
+                self.policy.limits.max_exchange_records,
+                self.policy.limits.max_refused_records
+            ));
+        }
+        out
+    }
+
+    fn refuse(&mut self, kind: &'static str, message: String) {
+        if self.violation.is_none() {
+            self.violation = Some(HostRefusal { kind, message });
+        }
+    }
+
+    fn push_record(&mut self, record: HttpExchange) {
+        if record.outcome == ExchangeOutcome::Denied {
+            self.refused += 1;
+            if self.refused > self.policy.limits.max_refused_records {
+                self.dropped += 1;
+                return;
+            }
+        }
+        if self.exchanges.len() >= self.policy.limits.max_exchange_records {
+            self.dropped += 1;
+            return;
+        }
+        self.exchanges.push(record);
     }
 
     fn secret(&mut self, name: &str, origin: &Origin) -> Result<String, String> {
@@ -280,8 +403,16 @@ impl Egress {
                 ValuePart::Basic(BasicAuth { username, password }) => {
                     let u = self.render_one(username, origin)?;
                     let p = self.render_one(password, origin)?;
-                    let encoded = base64::engine::general_purpose::STANDARD
-                        .encode(format!("{}:{}", u.real, p.real));
+                    let pair = format!("{}:{}", u.real, p.real);
+                    let name = match (username, password) {
+                        (_, SecretOrText::Secret(n)) | (SecretOrText::Secret(n), _) => n.clone(),
+                        _ => String::new(),
+                    };
+                    if !name.is_empty() {
+                        self.basic_pairs.push((name, pair.clone()));
+                        self.scrubber = None;
+                    }
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
                     out.real.push_str(&format!("Basic {encoded}"));
                     out.redacted
                         .push_str(&format!("Basic [{}:{}]", u.redacted, p.redacted));
@@ -294,9 +425,13 @@ impl Egress {
     /// Handles one `send` from the plugin.
     pub async fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let started = Instant::now();
+        let scrubber = self.scrubber();
         let mut record = HttpExchange {
-            method: request.method.to_ascii_uppercase(),
-            url: request.url.clone(),
+            method: shorten(&request.method.to_ascii_uppercase(), 32),
+            url: shorten(
+                &scrubber.scrub_text(&shorten(&request.url, RECORDED_URL_BYTES + 256)),
+                RECORDED_URL_BYTES,
+            ),
             outcome: ExchangeOutcome::Denied,
             error: None,
             status: None,
@@ -306,7 +441,17 @@ impl Egress {
             response_headers: Vec::new(),
             response_body: None,
         };
-        let result = self.send_inner(request, &mut record).await;
+        self.requests += 1;
+        let result = if self.requests > self.policy.limits.max_requests {
+            let message = format!(
+                "request_limit: the plugin sent more than {} requests in one invocation",
+                self.policy.limits.max_requests
+            );
+            self.refuse("request_limit", message.clone());
+            Err(HttpError::Denied(message))
+        } else {
+            self.send_inner(request, &mut record, &scrubber).await
+        };
         record.duration_ms = started.elapsed().as_millis() as u64;
         if let Err(e) = &result {
             let (outcome, msg) = match e {
@@ -319,23 +464,118 @@ impl Egress {
                     format!("response body over the {n}-byte cap"),
                 ),
             };
-            if record.outcome == ExchangeOutcome::Denied {
+            if record.outcome == ExchangeOutcome::Denied && self.refused < 3 {
                 tracing::warn!(plugin = %self.policy.plugin, method = %record.method, url = %record.url, reason = %msg, "plugin request refused");
             }
             record.outcome = outcome;
             record.error = Some(msg);
         }
-        self.exchanges.push(record);
+        self.push_record(record);
         result
+    }
+
+    /// Refuses, before anything is parsed or allocated for it, a request
+    /// larger than the host's caps.
+    fn check_size(&self, request: &HttpRequest) -> Result<(), HttpError> {
+        let limits = &self.policy.limits;
+        if request.url.len() > limits.max_url_bytes {
+            return Err(HttpError::Invalid(format!(
+                "the URL has {} bytes, over the {}-byte cap (limits.max_url_bytes)",
+                request.url.len(),
+                limits.max_url_bytes
+            )));
+        }
+        if request.headers.len() > limits.max_headers {
+            return Err(HttpError::Invalid(format!(
+                "{} headers, over the cap of {} (limits.max_headers)",
+                request.headers.len(),
+                limits.max_headers
+            )));
+        }
+        let bytes: usize = request
+            .headers
+            .iter()
+            .map(|h| {
+                h.name.len()
+                    + h.value
+                        .iter()
+                        .map(|p| match p {
+                            ValuePart::Text(t) | ValuePart::Secret(t) => t.len(),
+                            ValuePart::Basic(_) => 64,
+                        })
+                        .sum::<usize>()
+            })
+            .sum();
+        if bytes > limits.max_header_bytes {
+            return Err(HttpError::Invalid(format!(
+                "the headers have {bytes} bytes, over the {}-byte cap (limits.max_header_bytes)",
+                limits.max_header_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the invocation's mode lets this request leave: the host's
+    /// rule, whatever the action's manifest says about itself.
+    fn check_effect(
+        &self,
+        method: &reqwest::Method,
+        url: &url::Url,
+        request: &HttpRequest,
+    ) -> Result<(), String> {
+        let (rules, key, what) = match self.mode {
+            Mode::Act => return Ok(()),
+            Mode::ReadOnly => (
+                &self.policy.read_only_allow,
+                "read_only_allow",
+                "a non-destructive action",
+            ),
+            Mode::DryRun => (&self.policy.dry_run_allow, "dry_run_allow", "a dry run"),
+        };
+        if let Some(h) = request
+            .headers
+            .iter()
+            .find(|h| METHOD_OVERRIDE_HEADERS.contains(&h.name.to_ascii_lowercase().as_str()))
+        {
+            return Err(format!(
+                "{what} may not send the method-override header `{}`",
+                h.name.to_ascii_lowercase()
+            ));
+        }
+        let listed = rules.iter().any(|r| r.matches(method.as_str(), url));
+        let safe = *method == reqwest::Method::GET || *method == reqwest::Method::HEAD;
+        let has_body = !matches!(&request.body, RequestBody::Empty)
+            && !matches!(&request.body, RequestBody::Bytes(b) if b.is_empty());
+        if listed {
+            return Ok(());
+        }
+        if !safe {
+            let target = match url.query() {
+                Some(q) => format!("{}?{q}", url.path()),
+                None => url.path().to_string(),
+            };
+            return Err(format!(
+                "{method} {} was not sent: {what} may send only GET and HEAD (and what the operator lists in `{key}`)",
+                shorten(&target, 256)
+            ));
+        }
+        if has_body {
+            return Err(format!(
+                "{method} with a body was not sent: {what} may not send a request body unless the operator lists it in `{key}`"
+            ));
+        }
+        Ok(())
     }
 
     async fn send_inner(
         &mut self,
         request: HttpRequest,
         record: &mut HttpExchange,
+        scrubber: &Scrubber,
     ) -> Result<HttpResponse, HttpError> {
+        self.check_size(&request)?;
         let url = url::Url::parse(&request.url)
-            .map_err(|e| HttpError::Invalid(format!("`{}` is not a URL: {e}", request.url)))?;
+            .map_err(|e| HttpError::Invalid(format!("`{}` is not a URL: {e}", record.url)))?;
         let origin = Origin::of_url(&url).map_err(HttpError::Denied)?;
         if !self.policy.allowed.contains(&origin) {
             return Err(HttpError::Denied(format!(
@@ -346,20 +586,18 @@ impl Egress {
         let method = reqwest::Method::from_bytes(record.method.as_bytes()).map_err(|_| {
             HttpError::Invalid(format!("`{}` is not an HTTP method", record.method))
         })?;
-        if self.dry_run
-            && method != reqwest::Method::GET
-            && method != reqwest::Method::HEAD
-            && !self
-                .policy
-                .dry_run_allow
-                .iter()
-                .any(|e| e.method == record.method && e.path == url.path())
-        {
-            return Err(HttpError::Denied(format!(
-                "dry-run: {} {} was not sent (only GET and HEAD leave the host in a dry run)",
-                record.method,
-                url.path()
-            )));
+        if let Err(message) = self.check_effect(&method, &url, &request) {
+            self.refuse("denied", format!("denied: {message}"));
+            return Err(HttpError::Denied(message));
+        }
+        // A secret in the plugin's own text (one it decoded from an echo)
+        // goes nowhere its grant does not name.
+        if let Some(name) = self.smuggled_secret(&request, &origin, scrubber) {
+            let message = format!(
+                "the request carries secret `{name}` (in plain text or an encoding) to {origin}, where it is not granted"
+            );
+            self.refuse("denied", format!("denied: {message}"));
+            return Err(HttpError::Denied(message));
         }
 
         // Render everything before sending anything: a refused secret stops the
@@ -369,21 +607,26 @@ impl Egress {
             let name = h.name.to_ascii_lowercase();
             if RESERVED_HEADERS.contains(&name.as_str()) {
                 return Err(HttpError::Invalid(format!(
-                    "header `{name}` is set by the host"
+                    "header `{}` is set by the host",
+                    shorten(&name, 64)
                 )));
             }
             let value = self.render(&h.value, &origin).map_err(HttpError::Denied)?;
-            let header_name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| HttpError::Invalid(format!("`{name}` is not a header name")))?;
+            let header_name =
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                    HttpError::Invalid(format!("`{}` is not a header name", shorten(&name, 64)))
+                })?;
             let header_value = reqwest::header::HeaderValue::from_str(&value.real)
                 .map_err(|_| HttpError::Invalid(format!("header `{name}` has an invalid value")))?;
-            headers.append(header_name, header_value);
-            let shown = record_header(&name, value.redacted);
+            headers
+                .try_append(header_name, header_value)
+                .map_err(|_| HttpError::Invalid("too many headers".into()))?;
+            let shown = scrubber.scrub_text(&record_header(&name, value.redacted));
             record.request_headers.push((name, shown));
         }
         let (body, redacted_body) = match &request.body {
             RequestBody::Empty => (Vec::new(), Vec::new()),
-            RequestBody::Bytes(b) => (b.clone(), b.clone()),
+            RequestBody::Bytes(b) => (b.clone(), scrubber.scrub_bytes(b)),
             RequestBody::Form(fields) => {
                 let mut real = url::form_urlencoded::Serializer::new(String::new());
                 let mut shown = url::form_urlencoded::Serializer::new(String::new());
@@ -404,13 +647,14 @@ impl Egress {
                         "application/x-www-form-urlencoded".into(),
                     ));
                 }
-                (real.finish().into_bytes(), shown.finish().into_bytes())
+                let shown = scrubber.scrub_text(&shown.finish());
+                (real.finish().into_bytes(), shown.into_bytes())
             }
         };
         record.request_body = RecordedBody::of(&redacted_body);
 
         let remaining = self.deadline.saturating_duration_since(Instant::now());
-        let mut timeout = self.policy.http_timeout.min(remaining);
+        let mut timeout = self.policy.limits.http_timeout.min(remaining);
         if let Some(ms) = request.timeout_ms {
             timeout = timeout.min(Duration::from_millis(u64::from(ms)));
         }
@@ -429,7 +673,7 @@ impl Egress {
             if e.is_timeout() {
                 HttpError::Timeout
             } else {
-                HttpError::Transport(self.scrub_text(&error_chain(&e)))
+                HttpError::Transport(scrubber.scrub_text(&error_chain(&e)))
             }
         })?;
         let status = response.status().as_u16();
@@ -440,11 +684,11 @@ impl Egress {
             .map(|(n, v)| {
                 (
                     n.as_str().to_string(),
-                    self.scrub_text(&String::from_utf8_lossy(v.as_bytes())),
+                    scrubber.scrub_text(&String::from_utf8_lossy(v.as_bytes())),
                 )
             })
             .collect();
-        let cap = self.policy.max_response_bytes;
+        let cap = self.policy.limits.max_response_bytes;
         let mut body = Vec::new();
         loop {
             let chunk = tokio::time::timeout_at(
@@ -457,7 +701,7 @@ impl Egress {
                 if e.is_timeout() {
                     HttpError::Timeout
                 } else {
-                    HttpError::Transport(self.scrub_text(&error_chain(&e)))
+                    HttpError::Transport(scrubber.scrub_text(&error_chain(&e)))
                 }
             })?;
             let Some(chunk) = chunk else { break };
@@ -466,7 +710,7 @@ impl Egress {
             }
             body.extend_from_slice(&chunk);
         }
-        let body = self.scrub_bytes(body);
+        let body = scrubber.scrub_bytes(&body);
         record.outcome = ExchangeOutcome::Sent;
         record.response_headers = response_headers.clone();
         record.response_body = Some(record_response_body(&body));
@@ -478,57 +722,64 @@ impl Egress {
         })
     }
 
-    /// The forms in which a loaded secret could come back.
-    fn needles(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (name, value) in &self.loaded {
-            let raw = value.expose();
-            if raw.is_empty() {
-                continue;
+    /// A granted secret that the plugin's own text (URL, header text, body)
+    /// carries to an origin the secret is not granted for.
+    fn smuggled_secret(
+        &self,
+        request: &HttpRequest,
+        origin: &Origin,
+        scrubber: &Scrubber,
+    ) -> Option<String> {
+        if scrubber.is_empty() {
+            return None;
+        }
+        let granted_here = |name: &str| {
+            self.policy
+                .secrets
+                .get(name)
+                .is_some_and(|g| g.hosts.contains(origin))
+        };
+        let mut texts: Vec<&[u8]> = vec![request.url.as_bytes()];
+        for h in &request.headers {
+            for part in &h.value {
+                if let ValuePart::Text(t) = part {
+                    texts.push(t.as_bytes());
+                }
             }
-            let marker = format!("[redacted:{name}]");
-            out.push((raw.to_string(), marker.clone()));
-            let encoded: String = url::form_urlencoded::byte_serialize(raw.as_bytes()).collect();
-            if encoded != raw {
-                out.push((encoded, marker));
+        }
+        match &request.body {
+            RequestBody::Empty => {}
+            RequestBody::Bytes(b) => texts.push(b),
+            RequestBody::Form(fields) => {
+                for (k, parts) in fields {
+                    texts.push(k.as_bytes());
+                    for part in parts {
+                        if let ValuePart::Text(t) = part {
+                            texts.push(t.as_bytes());
+                        }
+                    }
+                }
             }
         }
-        out
-    }
-
-    fn scrub_text(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for (needle, marker) in self.needles() {
-            out = out.replace(&needle, &marker);
-        }
-        out
-    }
-
-    fn scrub_bytes(&self, body: Vec<u8>) -> Vec<u8> {
-        let mut out = body;
-        for (needle, marker) in self.needles() {
-            out = replace_bytes(&out, needle.as_bytes(), marker.as_bytes());
-        }
-        out
+        texts.into_iter().find_map(|t| {
+            scrubber
+                .find(t)
+                .filter(|n| !granted_here(n))
+                .map(str::to_string)
+        })
     }
 }
 
-fn replace_bytes(haystack: &[u8], needle: &[u8], with: &[u8]) -> Vec<u8> {
-    if needle.is_empty() || haystack.len() < needle.len() {
-        return haystack.to_vec();
+/// At most `max` bytes of `text` (on a character boundary), marked when cut.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
     }
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(needle) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-    out
+    format!("{}…[{} bytes]", &text[..end], text.len())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -545,12 +796,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replace_bytes_replaces_every_occurrence() {
-        assert_eq!(replace_bytes(b"aXbXXc", b"X", b"--"), b"a--b----c".to_vec());
-        assert_eq!(replace_bytes(b"abc", b"abcd", b"z"), b"abc".to_vec());
-    }
 
     #[test]
     fn vendor_issued_tokens_are_not_recorded() {

@@ -114,9 +114,32 @@ impl ErrorKind {
     }
 }
 
+/// Something the plugin did that the host refused, failing the invocation
+/// whatever the plugin returns: a state-changing request from a read-only
+/// action, a cap on requests, logs or output, a secret in its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRefusal {
+    /// Stable kind: `denied`, `request_limit`, `log_limit`, `output_limit`,
+    /// `secret_in_output`.
+    pub kind: &'static str,
+    /// What the operator reads, starting with the kind.
+    pub message: String,
+}
+
 /// Why one invocation failed.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InvokeError {
+    /// The plugin is configured but failed to load or describe itself.
+    #[error("plugin_unavailable: plugin `{plugin}` failed to load: {reason}")]
+    PluginUnavailable {
+        /// Plugin.
+        plugin: String,
+        /// The load error.
+        reason: String,
+    },
+    /// The host refused what the plugin did (see [`HostRefusal`]).
+    #[error("{}", .0.message)]
+    Refused(HostRefusal),
     /// No plugin of that name is configured.
     #[error("no plugin named `{0}` is configured")]
     UnknownPlugin(String),
@@ -174,6 +197,8 @@ impl InvokeError {
     pub fn kind_name(&self) -> &'static str {
         match self {
             InvokeError::UnknownPlugin(_) => "unknown_plugin",
+            InvokeError::PluginUnavailable { .. } => "plugin_unavailable",
+            InvokeError::Refused(r) => r.kind,
             InvokeError::UnknownAction { .. } => "unknown_action",
             InvokeError::InvalidInput { .. } => "invalid_input",
             InvokeError::Plugin { kind, .. } => kind.name(),

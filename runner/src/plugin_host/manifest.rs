@@ -2,10 +2,59 @@
 //! schemas, in a shape the CLI prints and later stages consult.
 
 use super::bindings::soar::plugin::types as wit;
+use super::schema_guard::{self, SchemaLimits};
 use serde::Serialize;
 
+/// Bounds on what `describe()` may return, checked before anything else:
+/// every command holds the manifest of every plugin.
+const MAX_ACTIONS: usize = 256;
+const MAX_NAME_BYTES: usize = 128;
+const MAX_DESCRIPTION_BYTES: usize = 4096;
+const MAX_LIST_ITEMS: usize = 64;
+
+fn bounded(m: &wit::Manifest) -> Result<(), String> {
+    let name = |what: &str, n: &str| {
+        if n.is_empty() || n.len() > MAX_NAME_BYTES || n.chars().any(char::is_control) {
+            Err(format!(
+                "{what} must be 1 to {MAX_NAME_BYTES} bytes without control characters"
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if m.actions.len() > MAX_ACTIONS {
+        return Err(format!(
+            "{} actions, over the cap of {MAX_ACTIONS}",
+            m.actions.len()
+        ));
+    }
+    if m.secrets.len() > MAX_LIST_ITEMS || m.config_keys.len() > MAX_LIST_ITEMS {
+        return Err(format!("more than {MAX_LIST_ITEMS} secrets or config keys"));
+    }
+    if m.description.len() > MAX_DESCRIPTION_BYTES || m.version.len() > MAX_NAME_BYTES {
+        return Err("the description or version is too long".into());
+    }
+    name("the connector's name", &m.name)?;
+    for a in &m.actions {
+        name("an action's name", &a.name)?;
+        if a.description.len() > MAX_DESCRIPTION_BYTES {
+            return Err(format!(
+                "action `{}`: description over {MAX_DESCRIPTION_BYTES} bytes",
+                a.name
+            ));
+        }
+        if a.targets.len() > MAX_LIST_ITEMS {
+            return Err(format!(
+                "action `{}`: more than {MAX_LIST_ITEMS} target fields",
+                a.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Kind of target an input field names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetKind {
     /// Host id or hostname.
@@ -46,6 +95,31 @@ pub struct ActionManifest {
     pub targets: Vec<TargetField>,
     /// Probe action.
     pub probe: Option<String>,
+    /// The operator accepts that this destructive action names no target
+    /// (`plugins.NAME.actions.ACTION.untargeted`); never set by a plugin.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub untargeted: bool,
+}
+
+impl ActionManifest {
+    /// Applies the operator's override, which can only make the action
+    /// stricter: destructive stays destructive, targets are only added.
+    pub fn tighten(&mut self, o: &crate::config::ActionOverride) {
+        self.destructive |= o.destructive;
+        for (field, kind) in &o.targets {
+            if !self
+                .targets
+                .iter()
+                .any(|t| &t.field == field && t.kind == *kind)
+            {
+                self.targets.push(TargetField {
+                    field: field.clone(),
+                    kind: *kind,
+                });
+            }
+        }
+        self.untargeted = o.untargeted;
+    }
 }
 
 /// A connector's manifest.
@@ -71,14 +145,20 @@ impl Manifest {
         self.actions.iter().find(|a| a.name == name)
     }
 
-    /// Converts and checks what the guest returned: schemas must be JSON,
-    /// probes must name read-only actions of the same connector.
+    /// Converts and checks what the guest returned: sizes within bounds,
+    /// schemas JSON that [`schema_guard::check`] accepts (no `$ref` cycles,
+    /// linear-time patterns), probes naming read-only actions of the same
+    /// connector.
     pub(crate) fn from_wit(m: wit::Manifest) -> Result<Self, String> {
+        bounded(&m)?;
         let mut actions = Vec::new();
         for a in m.actions {
             let parse = |text: &str, what: &str| {
-                serde_json::from_str::<serde_json::Value>(text)
-                    .map_err(|e| format!("action `{}`: {what} schema is not JSON: {e}", a.name))
+                let value = serde_json::from_str::<serde_json::Value>(text)
+                    .map_err(|e| format!("action `{}`: {what} schema is not JSON: {e}", a.name))?;
+                schema_guard::check(&value, text.len(), &SchemaLimits::default())
+                    .map_err(|e| format!("action `{}`: {what} schema is refused: {e}", a.name))?;
+                Ok::<_, String>(value)
             };
             actions.push(ActionManifest {
                 input_schema: parse(&a.input_schema, "input")?,
@@ -101,6 +181,7 @@ impl Manifest {
                 destructive: a.destructive,
                 idempotent: a.idempotent,
                 probe: a.probe,
+                untargeted: false,
             });
         }
         let manifest = Self {

@@ -8,10 +8,12 @@ mod engine;
 mod error;
 mod manifest;
 mod sandbox;
+mod schema_guard;
+mod scrub;
 
-pub use egress::{ExchangeOutcome, HttpExchange, RecordedBody};
+pub use egress::{ExchangeOutcome, HttpExchange, Mode, RecordedBody};
 pub use engine::{sha256_hex, ComponentCache};
-pub use error::{ErrorKind, InvokeError, LoadError};
+pub use error::{ErrorKind, HostRefusal, InvokeError, LoadError};
 pub use manifest::{ActionManifest, Manifest, TargetField, TargetKind};
 pub use sandbox::PluginLog;
 
@@ -23,6 +25,7 @@ use sandbox::SandboxState;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::{Engine, Store};
 
@@ -81,11 +84,16 @@ pub struct PluginHost {
     _ticker: engine::EpochTicker,
     client: reqwest::Client,
     plugins: BTreeMap<String, LoadedPlugin>,
+    /// Configured plugins that failed to load, and why: only the steps that
+    /// use them fail.
+    broken: BTreeMap<String, LoadError>,
 }
 
 impl PluginHost {
     /// Loads every plugin of `config`, compiling through the cache in
-    /// `cache_dir`. Fails on the first plugin that cannot be loaded.
+    /// `cache_dir`. A plugin that cannot be loaded is kept aside with its
+    /// error ([`PluginHost::load_error`]); only the engine itself failing to
+    /// start is an error here.
     pub async fn load(config: &Config, cache_dir: &Path) -> Result<Self, LoadError> {
         let max_memory = config
             .plugins
@@ -103,12 +111,30 @@ impl PluginHost {
             _ticker: ticker,
             client: egress::new_client(),
             plugins: BTreeMap::new(),
+            broken: BTreeMap::new(),
         };
         for plugin in config.plugins.values() {
-            let loaded = host.load_one(config, plugin, &linker, &cache).await?;
-            host.plugins.insert(plugin.name.clone(), loaded);
+            match host.load_one(config, plugin, &linker, &cache).await {
+                Ok(loaded) => {
+                    host.plugins.insert(plugin.name.clone(), loaded);
+                }
+                Err(e) => {
+                    tracing::warn!(plugin = %plugin.name, error = %e, "plugin failed to load; steps using it will fail");
+                    host.broken.insert(plugin.name.clone(), e);
+                }
+            }
         }
         Ok(host)
+    }
+
+    /// Why a configured plugin failed to load, if it did.
+    pub fn load_error(&self, name: &str) -> Option<&LoadError> {
+        self.broken.get(name)
+    }
+
+    /// Every configured plugin that failed to load, with its error.
+    pub fn broken(&self) -> impl Iterator<Item = (&String, &LoadError)> {
+        self.broken.iter()
     }
 
     async fn load_one(
@@ -176,8 +202,9 @@ impl PluginHost {
                 allowed: plugin.allowed_hosts.clone(),
                 secrets: plugin.secrets.clone(),
                 dry_run_allow: plugin.dry_run_allow.clone(),
-                max_response_bytes: plugin.limits.max_response_bytes,
-                http_timeout: plugin.limits.http_timeout,
+                read_only_allow: plugin.read_only_allow.clone(),
+                limits: plugin.limits.clone(),
+                scrub_cache: Mutex::new(None),
             }),
             config: Arc::new(plugin.config.clone()),
             limits: plugin.limits.clone(),
@@ -187,21 +214,43 @@ impl PluginHost {
             plugin: plugin.name.clone(),
             reason,
         };
+        // Its own short deadline: every command loads every plugin, so a
+        // `describe()` that spins must not hold them all for long.
+        let deadline = loaded.limits.describe_timeout;
         let describe = async {
-            let mut store = self.new_store(&loaded, false, Instant::now() + loaded.limits.timeout);
+            let mut store = self.new_store(&loaded, Mode::DryRun, deadline);
             let instance = loaded.pre.instantiate_async(&mut store).await?;
             instance
                 .soar_plugin_connector()
                 .call_describe(&mut store)
                 .await
         };
-        let raw = tokio::time::timeout(loaded.limits.timeout, describe)
+        let raw = tokio::time::timeout(deadline, describe)
             .await
-            .map_err(|_| manifest_err("describe() did not return in time".into()))?
+            .map_err(|_| {
+                manifest_err(format!(
+                    "describe() did not return within {} ms",
+                    deadline.as_millis()
+                ))
+            })?
             .map_err(|e| manifest_err(format!("describe() failed: {e:#}")))?;
         loaded.manifest = Manifest::from_wit(raw).map_err(manifest_err)?;
+        for (action, o) in &plugin.actions {
+            let Some(a) = loaded
+                .manifest
+                .actions
+                .iter_mut()
+                .find(|a| &a.name == action)
+            else {
+                return Err(manifest_err(format!(
+                    "the config overrides action `{action}` (plugins.{}.actions.{action}), which the plugin does not have",
+                    plugin.name
+                )));
+            };
+            a.tighten(o);
+        }
         for action in &loaded.manifest.actions {
-            let validator = jsonschema::validator_for(&action.input_schema).map_err(|e| {
+            let validator = schema_guard::compile(&action.input_schema).map_err(|e| {
                 manifest_err(format!("input schema of `{}` is invalid: {e}", action.name))
             })?;
             loaded
@@ -211,27 +260,22 @@ impl PluginHost {
         Ok(loaded)
     }
 
-    fn new_store(
-        &self,
-        plugin: &LoadedPlugin,
-        dry_run: bool,
-        deadline: Instant,
-    ) -> Store<SandboxState> {
+    fn new_store(&self, plugin: &LoadedPlugin, mode: Mode, limit: Duration) -> Store<SandboxState> {
         let egress = Egress::new(
             plugin.policy.clone(),
             self.client.clone(),
-            dry_run,
-            deadline,
+            mode,
+            Instant::now() + limit,
         );
         let state = SandboxState::new(
             plugin.plugin_name.clone(),
             plugin.config.clone(),
             egress,
-            plugin.limits.memory_bytes,
+            &plugin.limits,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
-        let ticks = plugin.limits.timeout.as_millis() / engine::EPOCH_TICK.as_millis();
+        let ticks = limit.as_millis() / engine::EPOCH_TICK.as_millis();
         store.set_epoch_deadline((ticks as u64).max(1));
         store.epoch_deadline_trap();
         store
@@ -264,6 +308,12 @@ impl PluginHost {
             duration: started.elapsed(),
         };
         let Some(loaded) = self.plugins.get(plugin) else {
+            if let Some(e) = self.broken.get(plugin) {
+                return fail(InvokeError::PluginUnavailable {
+                    plugin: plugin.to_string(),
+                    reason: e.to_string(),
+                });
+            }
             return fail(InvokeError::UnknownPlugin(plugin.to_string()));
         };
         let Some(validator) = loaded.validators.get(action) else {
@@ -279,8 +329,16 @@ impl PluginHost {
             });
         }
         let limit = loaded.limits.timeout;
-        let deadline = started + limit;
-        let mut store = self.new_store(loaded, invocation.dry_run, deadline);
+        let destructive = loaded
+            .manifest
+            .action(action)
+            .is_some_and(|a| a.destructive);
+        let mode = match (invocation.dry_run, destructive) {
+            (true, _) => Mode::DryRun,
+            (false, true) => Mode::Act,
+            (false, false) => Mode::ReadOnly,
+        };
+        let mut store = self.new_store(loaded, mode, limit);
         let wit_invocation = wit::Invocation {
             run_id: invocation.run_id.clone(),
             step_id: invocation.step_id.clone(),
@@ -299,24 +357,93 @@ impl PluginHost {
         // The epoch deadline stops guest code; this one also bounds time
         // spent inside host calls, which an epoch cannot interrupt.
         let raw = tokio::time::timeout(limit, call).await;
-        let state = store.into_data();
+        let mut state = store.into_data();
+        let scrubber = state.egress.scrubber();
         let result = match raw {
             Err(_elapsed) => Err(InvokeError::Timeout {
                 limit_ms: limit.as_millis() as u64,
             }),
-            Ok(Err(trap)) => Err(classify_trap(&trap, &state, limit)),
-            Ok(Ok(Err(e))) => Err(plugin_error(e)),
-            Ok(Ok(Ok(text))) => {
-                serde_json::from_str(&text).map_err(|e| InvokeError::BadOutput(e.to_string()))
-            }
+            Ok(Err(trap)) => Err(classify_trap(&trap, &state, limit, &scrubber)),
+            Ok(Ok(Err(e))) => Err(plugin_error(e, &loaded.limits, &scrubber)),
+            Ok(Ok(Ok(text))) => output(&text, &loaded.limits, &scrubber),
         };
+        // What the plugin did decides over what it says it did.
+        let result = match (state.egress.violation.take(), state.violation.take()) {
+            (Some(v), _) | (None, Some(v)) => Err(InvokeError::Refused(v)),
+            (None, None) => result,
+        };
+        let mut logs = state.logs;
+        for log in &mut logs {
+            log.message = scrubber.scrub_text(&log.message);
+            for v in log.fields.values_mut() {
+                *v = scrubber.scrub_text(v);
+            }
+        }
+        for note in state.egress.notes() {
+            logs.push(PluginLog::host(note));
+        }
         Outcome {
             result,
             exchanges: state.egress.exchanges,
-            logs: state.logs,
+            logs,
             duration: started.elapsed(),
         }
     }
+}
+
+/// An action's output, if the host accepts it: within the size and depth
+/// caps (the journal must read back what it writes) and carrying no
+/// granted secret in any form.
+fn output(
+    text: &str,
+    limits: &Limits,
+    scrubber: &scrub::Scrubber,
+) -> Result<serde_json::Value, InvokeError> {
+    let refused = |kind, message| Err(InvokeError::Refused(HostRefusal { kind, message }));
+    if text.len() > limits.max_output_bytes {
+        return refused(
+            "output_limit",
+            format!(
+                "output_limit: the output has {} bytes, over the {}-byte cap (limits.max_output_bytes)",
+                text.len(),
+                limits.max_output_bytes
+            ),
+        );
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| InvokeError::BadOutput(e.to_string()))?;
+    let depth = json_depth(&value);
+    if depth > limits.max_output_depth {
+        return refused(
+            "output_limit",
+            format!(
+                "output_limit: the output is nested {depth} levels deep, over the cap of {} (limits.max_output_depth)",
+                limits.max_output_depth
+            ),
+        );
+    }
+    if let Some(name) = scrubber.find(text.as_bytes()) {
+        return refused(
+            "secret_in_output",
+            format!("secret_in_output: the output carries secret `{name}` (in plain text or an encoding); it is neither returned nor journaled"),
+        );
+    }
+    Ok(value)
+}
+
+/// Nesting depth of a JSON value (a scalar is 0), without recursion.
+pub fn json_depth(value: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            serde_json::Value::Array(a) => stack.extend(a.iter().map(|x| (x, d + 1))),
+            serde_json::Value::Object(o) => stack.extend(o.values().map(|x| (x, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// See [`LoadedPlugin::config_digest`].
@@ -339,7 +466,7 @@ fn config_digest(plugin: &PluginConfig) -> String {
 
 /// Checks a value against a JSON Schema; every violation, with its path.
 pub fn validate(schema: &serde_json::Value, value: &serde_json::Value) -> Result<(), Vec<String>> {
-    let validator = jsonschema::validator_for(schema)
+    let validator = schema_guard::compile(schema)
         .map_err(|e| vec![format!("the schema itself is invalid: {e}")])?;
     check(&validator, value)
 }
@@ -363,7 +490,12 @@ fn check(validator: &jsonschema::Validator, value: &serde_json::Value) -> Result
     }
 }
 
-fn classify_trap(trap: &wasmtime::Error, state: &SandboxState, limit: Duration) -> InvokeError {
+fn classify_trap(
+    trap: &wasmtime::Error,
+    state: &SandboxState,
+    limit: Duration,
+    scrubber: &scrub::Scrubber,
+) -> InvokeError {
     if let Some(requested) = state.memory.refused {
         return InvokeError::MemoryLimit {
             limit: state.memory.limit,
@@ -375,7 +507,7 @@ fn classify_trap(trap: &wasmtime::Error, state: &SandboxState, limit: Duration) 
             limit_ms: limit.as_millis() as u64,
         };
     }
-    let stderr = state.stderr_tail();
+    let stderr = scrubber.scrub_text(&egress::shorten(&state.stderr_tail(), 1024));
     let base = match trap.downcast_ref::<wasmtime::Trap>() {
         Some(t) => t.to_string(),
         None => format!("{trap:#}"),
@@ -389,22 +521,31 @@ fn classify_trap(trap: &wasmtime::Error, state: &SandboxState, limit: Duration) 
     }
 }
 
-fn plugin_error(e: wit::PluginError) -> InvokeError {
+/// Bytes of a plugin's error message kept (it is journaled and printed).
+const PLUGIN_MESSAGE_BYTES: usize = 4096;
+
+fn plugin_error(e: wit::PluginError, limits: &Limits, scrubber: &scrub::Scrubber) -> InvokeError {
+    // Saturating, then capped: a retry-after of u64::MAX or 10^15 ms must
+    // neither overflow the scheduler's clock nor park a run for centuries.
+    let ceiling = limits.max_retry_after.as_millis() as u64;
     let kind = match e.kind {
         wit::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
         wit::ErrorKind::Unauthorized => ErrorKind::Unauthorized,
         wit::ErrorKind::NotFound => ErrorKind::NotFound,
         wit::ErrorKind::Conflict => ErrorKind::Conflict,
         wit::ErrorKind::RateLimited(after) => ErrorKind::RateLimited {
-            retry_after_ms: after.map(|a| match a {
-                wit::RetryAfter::DelayMs(ms) => ms,
-                wit::RetryAfter::AtUnixSeconds(at) => {
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0);
-                    at.saturating_sub(now).saturating_mul(1000)
-                }
+            retry_after_ms: after.map(|a| {
+                let ms = match a {
+                    wit::RetryAfter::DelayMs(ms) => ms,
+                    wit::RetryAfter::AtUnixSeconds(at) => {
+                        let now = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0);
+                        at.saturating_sub(now).saturating_mul(1000)
+                    }
+                };
+                ms.min(ceiling)
             }),
         },
         wit::ErrorKind::Unavailable => ErrorKind::Unavailable,
@@ -413,6 +554,6 @@ fn plugin_error(e: wit::PluginError) -> InvokeError {
     };
     InvokeError::Plugin {
         kind,
-        message: e.message,
+        message: scrubber.scrub_text(&egress::shorten(&e.message, PLUGIN_MESSAGE_BYTES)),
     }
 }

@@ -28,6 +28,29 @@ pub struct PluginLog {
     pub fields: BTreeMap<String, String>,
 }
 
+impl PluginLog {
+    /// A line the host adds about the invocation (what it refused or did
+    /// not keep), marked `from: host` so nobody takes it for the plugin's.
+    pub fn host(message: String) -> Self {
+        Self {
+            level: "warn",
+            message,
+            fields: BTreeMap::from([("from".to_string(), "host".to_string())]),
+        }
+    }
+}
+
+/// Bytes of one log message or field kept.
+const LOG_TEXT_BYTES: usize = 4096;
+
+/// What the host keeps of a plugin's logs in one invocation.
+struct LogBudget {
+    records: usize,
+    fields: usize,
+    bytes: usize,
+    used_bytes: usize,
+}
+
 /// Tracks memory growth against the cap and remembers a refusal, so a
 /// resulting trap can be reported as "memory limit" rather than a crash.
 pub struct MemoryCap {
@@ -69,6 +92,9 @@ pub struct SandboxState {
     plugin: Arc<str>,
     pub(crate) logs: Vec<PluginLog>,
     pub(crate) stderr: MemoryOutputPipe,
+    budget: LogBudget,
+    /// A cap the plugin's logging broke (fails the invocation).
+    pub(crate) violation: Option<super::HostRefusal>,
 }
 
 impl SandboxState {
@@ -77,8 +103,9 @@ impl SandboxState {
         plugin: Arc<str>,
         config: Arc<BTreeMap<String, String>>,
         egress: Egress,
-        memory_limit: usize,
+        limits: &crate::config::Limits,
     ) -> Self {
+        let memory_limit = limits.memory_bytes;
         let stderr = MemoryOutputPipe::new(STDIO_CAPTURE);
         // Deliberately empty: no preopened dirs, no env, no args, no stdin.
         let wasi = WasiCtx::builder()
@@ -98,6 +125,22 @@ impl SandboxState {
             plugin,
             logs: Vec::new(),
             stderr,
+            budget: LogBudget {
+                records: limits.max_log_records,
+                fields: limits.max_log_fields,
+                bytes: limits.max_log_bytes,
+                used_bytes: 0,
+            },
+            violation: None,
+        }
+    }
+
+    fn log_refused(&mut self, message: String) {
+        if self.violation.is_none() {
+            self.violation = Some(super::HostRefusal {
+                kind: "log_limit",
+                message: format!("log_limit: {message}"),
+            });
         }
     }
 
@@ -141,16 +184,51 @@ impl wit_host::Host for SandboxState {
             LogLevel::Warn => "warn",
             LogLevel::Error => "error",
         };
-        // Bounded so a chatty plugin cannot grow the runner's memory.
-        if self.logs.len() < 1000 {
-            let message: String = message.chars().take(4096).collect();
-            tracing::debug!(plugin = %self.plugin, level, %message, "plugin log");
-            self.logs.push(PluginLog {
-                level,
-                message,
-                fields: fields.into_iter().take(32).collect(),
-            });
+        // Bounded so a chatty plugin cannot grow the runner's memory or
+        // the journal: the first lines within the budget are kept, and
+        // going over it fails the invocation.
+        if self.violation.is_some() {
+            return Ok(());
         }
+        let b = &self.budget;
+        if self.logs.len() >= b.records {
+            let n = b.records;
+            self.log_refused(format!(
+                "more than {n} log records in one invocation (limits.max_log_records)"
+            ));
+            return Ok(());
+        }
+        if fields.len() > b.fields {
+            let (got, n) = (fields.len(), b.fields);
+            self.log_refused(format!(
+                "a log record with {got} fields, over the cap of {n} (limits.max_log_fields)"
+            ));
+            return Ok(());
+        }
+        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        if b.used_bytes + size > b.bytes {
+            let n = b.bytes;
+            self.log_refused(format!(
+                "more than {n} bytes of logs in one invocation (limits.max_log_bytes)"
+            ));
+            return Ok(());
+        }
+        self.budget.used_bytes += size;
+        let message = super::egress::shorten(&message, LOG_TEXT_BYTES);
+        tracing::debug!(plugin = %self.plugin, level, %message, "plugin log");
+        self.logs.push(PluginLog {
+            level,
+            message,
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        super::egress::shorten(&k, 128),
+                        super::egress::shorten(&v, LOG_TEXT_BYTES),
+                    )
+                })
+                .collect(),
+        });
         Ok(())
     }
 }

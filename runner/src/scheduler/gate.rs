@@ -12,9 +12,12 @@ use crate::scheduler::RunState;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
-/// Dry-run at most this many items per gated step for the plan: the plan
-/// is evidence for a person, not a bulk job.
+/// Dry-run at most this many items per gated step for the plan when the
+/// config sets no blast radius for the action; with one, up to its
+/// `max_targets` (at most [`MAX_PLAN_ITEMS`]). An item the plan did not
+/// cover never acts: it would act unchecked.
 const PLAN_ITEMS: usize = 50;
+const MAX_PLAN_ITEMS: usize = 1000;
 
 /// Ids of the steps `step_id` transitively needs.
 pub(super) fn upstream_of(playbook: &Playbook, step_id: &str) -> BTreeSet<String> {
@@ -198,7 +201,13 @@ impl Engine {
                     (Vec::new(), Vec::new())
                 }
             };
-            for (i, input) in items.iter().enumerate().take(PLAN_ITEMS) {
+            let planned = self
+                .policy
+                .blast_radius
+                .get(&gated.uses)
+                .and_then(|c| c.max_targets)
+                .map_or(PLAN_ITEMS, |n| (n as usize).min(MAX_PLAN_ITEMS));
+            for (i, input) in items.iter().enumerate().take(planned) {
                 let item = gated.for_each.as_ref().map(|_| i as u32);
                 let invocation = Invocation {
                     run_id: run_id.to_string(),
@@ -332,6 +341,15 @@ impl Engine {
             }
         }
         guard::complete(items)?;
+        if manifest.targets.is_empty() && !manifest.untargeted {
+            return Err(Blocked {
+                rule: "untargeted",
+                message: format!(
+                    "`{}` is destructive and names no target field, so its targets cannot be checked against the protected assets; the operator must declare them (`plugins.NAME.actions.ACTION.targets`) or mark it `untargeted: true`",
+                    step.uses
+                ),
+            });
+        }
         if let Some(validator_problem) = items.iter().enumerate().find_map(|(i, input)| {
             crate::plugin_host::validate(&manifest.input_schema, input)
                 .err()
@@ -408,6 +426,9 @@ impl Engine {
             .filter(|p| p["step"] == json!(step.id))
             .map(|p| p["plan"].clone())
             .collect();
+        if !gates.is_empty() {
+            guard::every_item_planned(&step.id, step.for_each.is_some(), items.len(), state)?;
+        }
         let mut checked = targets.clone();
         checked.extend(guard::plan_targets(&plans));
         guard::not_protected(&self.policy, &checked)?;

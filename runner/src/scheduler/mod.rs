@@ -380,7 +380,7 @@ impl Engine {
             } => format!("reconcile {step}: {decision}: {detail}"),
             _ => return,
         };
-        eprintln!("[{run_id}] {line}");
+        eprintln!("[{run_id}] {}", crate::inert::line(&line));
     }
 
     /// The journal.
@@ -968,9 +968,19 @@ impl Engine {
             .plugin(plugin)
             .and_then(|p| p.manifest.action(action).map(|a| (a, p.digest.as_str())));
         let Some((manifest, digest)) = manifest else {
+            let (kind, message) = match self.host.load_error(plugin) {
+                Some(e) => (
+                    "plugin_unavailable",
+                    format!("plugin `{plugin}` failed to load: {e}"),
+                ),
+                None => (
+                    "unknown_action",
+                    format!("`{}` is not installed", step.uses),
+                ),
+            };
             return Ok(ItemEnd::Failed(AttemptError {
-                kind: "unknown_action".into(),
-                message: format!("`{}` is not installed", step.uses),
+                kind: kind.into(),
+                message,
                 retry_after_ms: None,
             }));
         };
