@@ -408,3 +408,27 @@ async fn no_state_survives_from_one_invocation_to_the_next() {
     let second = f.call("recall", json!({})).await;
     assert_eq!(second.result.expect("recall"), json!({"value": null}));
 }
+
+#[tokio::test]
+async fn a_rotated_secret_is_scrubbed_at_once() {
+    let f = fixture("    read_only_allow: [\"POST /echo\"]\n", true).await;
+    Mock::given(path("/echo"))
+        .respond_with(Echo)
+        .mount(&f.granted)
+        .await;
+    let call = || {
+        f.call(
+            "http",
+            json!({"url": format!("{}/echo", f.granted.uri()), "secret_header": ["x-apikey", "api_key"]}),
+        )
+    };
+    let first = call().await.result.expect("echo").to_string();
+    assert!(!first.contains(SECRET), "{first}");
+    // Rotated within the scrubber's refresh window: the request loads the
+    // new value, and the answer echoing it is scrubbed all the same.
+    let rotated = "r0tated-SECRET-value-77";
+    std::fs::write(f._scratch.path().join("api_key.txt"), rotated).unwrap();
+    let second = call().await.result.expect("echo").to_string();
+    assert!(!second.contains(rotated), "{second}");
+    assert!(second.contains("[redacted:api_key]"), "{second}");
+}

@@ -938,6 +938,88 @@ blast_radius:
     }
 
     #[test]
+    fn request_rules_match_method_segments_and_the_exact_query() {
+        let rule = RequestRule::parse("post /api/v1/case/*/comment").unwrap();
+        let url = |u: &str| url::Url::parse(u).unwrap();
+        assert!(rule.matches("POST", &url("https://h/api/v1/case/~42/comment")));
+        assert!(!rule.matches("PUT", &url("https://h/api/v1/case/~42/comment")));
+        assert!(!rule.matches("POST", &url("https://h/api/v1/case/a/b/comment")));
+        assert!(!rule.matches("POST", &url("https://h/api/v1/case//comment")));
+        assert!(!rule.matches("POST", &url("https://h/api/v1/case/1/comment?x=1")));
+        let with_query = RequestRule::parse("POST /v2?action_name=lift").unwrap();
+        assert!(with_query.matches("POST", &url("https://h/v2?action_name=lift")));
+        assert!(!with_query.matches("POST", &url("https://h/v2?action_name=contain")));
+        assert!(!with_query.matches("POST", &url("https://h/v2")));
+        for bad in ["POST", "POST path", "PO$T /x", "POST /x extra"] {
+            assert!(RequestRule::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn overrides_may_only_tighten_and_secret_holders_reach_only_their_origins() {
+        let err = parse(
+            r#"plugins:
+  edr:
+    allowed_hosts: ["https://api.example", "https://elsewhere.example"]
+    secrets:
+      key: { env: K, hosts: ["https://api.example"] }
+    actions:
+      isolate: { destructive: false }
+"#,
+        )
+        .unwrap_err();
+        let ConfigError::Invalid { problems, .. } = &err else {
+            panic!("{err}")
+        };
+        let keys: Vec<(&str, u64)> = problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.pos.line))
+            .collect();
+        assert!(
+            keys.contains(&("plugins.edr.allowed_hosts[1]", 3)),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&("plugins.edr.actions.isolate.destructive", 7)),
+            "{keys:?}"
+        );
+        let ok = parse(
+            r#"plugins:
+  edr:
+    allowed_hosts: ["https://api.example", "https://elsewhere.example"]
+    hosts_without_secrets: ["https://elsewhere.example"]
+    secrets:
+      key: { env: K, hosts: ["https://api.example"] }
+    actions:
+      get_host: { destructive: true, targets: { host_id: host } }
+      wipe: { untargeted: true }
+"#,
+        )
+        .unwrap();
+        let edr = &ok.plugins["edr"];
+        assert!(edr.actions["get_host"].destructive);
+        assert_eq!(edr.actions["get_host"].targets.len(), 1);
+        assert!(edr.actions["wipe"].untargeted);
+    }
+
+    #[test]
+    fn approver_names_are_normalised_and_look_alikes_refused() {
+        let hash = "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08";
+        let c = parse(&format!(
+            "approvals:\n  approvers:\n    Alice: {{ roles: [lead], token_sha256: \"{hash}\" }}\n"
+        ))
+        .unwrap();
+        assert!(c.policy.approvers.contains_key("alice"));
+        let err = parse(&format!(
+            "approvals:\n  approvers:\n    leаd: {{ roles: [lead], token_sha256: \"{hash}\" }}\n    alice: {{ roles: [lead], token_sha256: \"{hash}\" }}\n    ALICE: {{ roles: [lead], token_sha256: \"{hash}\" }}\n"
+        ))
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("U+0430"), "{text}");
+        assert!(text.contains("same name as another approver"), "{text}");
+    }
+
+    #[test]
     fn missing_file_says_how_to_point_at_one() {
         let err = Config::load(Path::new("/nonexistent/soar.yaml")).unwrap_err();
         assert!(err.to_string().contains("--config"), "{err}");

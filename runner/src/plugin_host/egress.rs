@@ -64,13 +64,26 @@ pub struct EgressPolicy {
     pub scrub_cache: Mutex<Option<CachedScrubber>>,
 }
 
-/// Secret values (name, value) and the scrubber built from them.
-pub type CachedScrubber = (Vec<(String, String)>, Arc<Scrubber>);
+/// When the scrubber's secret values were read, the values, and the
+/// scrubber built from them.
+pub type CachedScrubber = (Instant, Vec<(String, String)>, Arc<Scrubber>);
+
+/// How long secret values read for scrubbing are reused before they are
+/// read again (a secret file may be rotated). Reading them on every
+/// invocation cost a third of a no-op invocation; a value a request loads
+/// that the scrubber does not know refreshes it at once (see `Egress::secret`).
+const SCRUB_REFRESH: Duration = Duration::from_secs(1);
 
 impl EgressPolicy {
     /// A scrubber of every secret granted to the plugin, as they are now,
     /// plus the Basic-auth pairs this invocation built.
-    fn scrubber(&self, basic_pairs: &[(String, String)]) -> Arc<Scrubber> {
+    fn scrubber(&self, basic_pairs: &[(String, String)], fresh: bool) -> Arc<Scrubber> {
+        let mut cache = self.scrub_cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, _, scrubber)) = cache.as_ref() {
+            if !fresh && basic_pairs.is_empty() && at.elapsed() < SCRUB_REFRESH {
+                return Arc::clone(scrubber);
+            }
+        }
         let values: Vec<(String, String)> = self
             .secrets
             .iter()
@@ -82,15 +95,20 @@ impl EgressPolicy {
         if !basic_pairs.is_empty() {
             return Arc::new(Scrubber::new(&values, basic_pairs));
         }
-        let mut cache = self.scrub_cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((cached, scrubber)) = cache.as_ref() {
-            if *cached == values {
-                return Arc::clone(scrubber);
-            }
-        }
-        let scrubber = Arc::new(Scrubber::new(&values, &[]));
-        *cache = Some((values, Arc::clone(&scrubber)));
+        let scrubber = match cache.as_ref() {
+            Some((_, cached, scrubber)) if *cached == values => Arc::clone(scrubber),
+            _ => Arc::new(Scrubber::new(&values, &[])),
+        };
+        *cache = Some((Instant::now(), values, Arc::clone(&scrubber)));
         scrubber
+    }
+
+    /// Whether the cached scrubber was built from `value` for `name`.
+    fn knows(&self, name: &str, value: &str) -> bool {
+        let cache = self.scrub_cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .as_ref()
+            .is_some_and(|(_, values, _)| values.iter().any(|(n, v)| n == name && v == value))
     }
 }
 
@@ -173,6 +191,8 @@ pub struct Egress {
     /// one more form a secret may come back in), by secret name.
     basic_pairs: Vec<(String, String)>,
     scrubber: Option<Arc<Scrubber>>,
+    /// A request loaded a secret value the cached scrubber does not know.
+    stale: bool,
     /// What was sent, in order (capped; see `dropped`).
     pub exchanges: Vec<HttpExchange>,
     requests: usize,
@@ -286,6 +306,7 @@ impl Egress {
             loaded: Vec::new(),
             basic_pairs: Vec::new(),
             scrubber: None,
+            stale: false,
             exchanges: Vec::new(),
             requests: 0,
             refused: 0,
@@ -299,7 +320,8 @@ impl Egress {
         if let Some(s) = &self.scrubber {
             return Arc::clone(s);
         }
-        let s = self.policy.scrubber(&self.basic_pairs);
+        let s = self.policy.scrubber(&self.basic_pairs, self.stale);
+        self.stale = false;
         self.scrubber = Some(Arc::clone(&s));
         s
     }
@@ -368,6 +390,11 @@ impl Egress {
             .load()
             .map_err(|e| format!("secret `{name}` is unavailable: {e}"))?;
         let text = value.expose().to_string();
+        if !self.policy.knows(name, &text) {
+            // Rotated since the scrubber read it: never scrub with the old one.
+            self.stale = true;
+            self.scrubber = None;
+        }
         self.loaded.push((name.to_string(), value));
         Ok(text)
     }
@@ -652,6 +679,10 @@ impl Egress {
             }
         };
         record.request_body = RecordedBody::of(&redacted_body);
+        // A Basic header built just now adds its pair to what is scrubbed
+        // from this very answer.
+        let fresh = self.scrubber();
+        let scrubber: &Scrubber = &fresh;
 
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let mut timeout = self.policy.limits.http_timeout.min(remaining);

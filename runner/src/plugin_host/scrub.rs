@@ -61,7 +61,7 @@ impl Scrubber {
             }
         }
         Scrubber {
-            matcher: needles.compile(),
+            matcher: needles.compile(basic_pairs.is_empty()),
         }
     }
 
@@ -156,7 +156,9 @@ impl Needles {
         }
     }
 
-    fn compile(self) -> Option<Matcher> {
+    /// `reused`: the scrubber is cached across invocations, so a DFA's
+    /// slower build pays for its faster scan.
+    fn compile(self, reused: bool) -> Option<Matcher> {
         let first = self.names.first()?.clone();
         // Leftmost-longest: of overlapping forms the longest wins, so a form
         // that extends another (padded vs unpadded, a longer secret holding a
@@ -165,10 +167,16 @@ impl Needles {
         // base64 body it stops at nearly every byte and runs ~4x slower than
         // the bare automaton (~90 vs ~20 µs per 4 KiB with 10 secrets). A
         // contiguous NFA builds ~6x faster than a DFA and scans nearly as fast,
-        // and a scrubber is rebuilt for every invocation that sends Basic auth.
+        // and a scrubber is rebuilt for every invocation that sends Basic auth;
+        // one cached across invocations (no Basic pairs) is a DFA.
+        let kind = if reused {
+            AhoCorasickKind::DFA
+        } else {
+            AhoCorasickKind::ContiguousNFA
+        };
         let built = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
+            .kind(Some(kind))
             .prefilter(false)
             .build(&self.forms);
         Some(match built {
