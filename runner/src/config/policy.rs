@@ -202,12 +202,7 @@ pub(super) fn resolve(
         let name = match crate::names::normalise(given) {
             Ok(n) => n,
             Err(e) => {
-                problem(
-                    problems,
-                    Pos::of(spanned),
-                    key,
-                    format!("{e} (names use {})", crate::names::ALPHABET),
-                );
+                problem(problems, Pos::of(spanned), key, e.to_string());
                 continue;
             }
         };
