@@ -151,6 +151,18 @@ protected:
         self.s.soar(args, &[("SOAR_TOKEN", ANALYST_TOKEN)])
     }
 
+    /// Writes `pb.yaml` and an empty alert, and runs it as the analyst
+    /// (`--json` when `json`).
+    fn run(&self, playbook: &str, json: bool) -> Run {
+        self.s.write("pb.yaml", playbook);
+        self.s.write("alert.json", "{}");
+        let mut args = vec!["run", "pb.yaml", "--input", "alert.json", "--as", "analyst"];
+        if json {
+            args.push("--json");
+        }
+        self.soar(&args)
+    }
+
     fn call(&self, action: &str, input: Value) -> Run {
         self.soar(&[
             "plugins",
@@ -812,4 +824,34 @@ steps:
         .filter(|l| l.trim_start().starts_with("approve:"))
         .count();
     assert_eq!(approve_lines, 1, "{pending}");
+}
+
+#[test]
+fn a_destructive_action_stopped_by_a_cap_after_sending_is_in_doubt() {
+    // The operator treats the request loop as destructive: once some of
+    // its requests went out, a cap that stops it leaves the effect unknown.
+    let b = Bench::new(
+        "    actions:\n      request_loop: { destructive: true, targets: { url: domain } }",
+        "ok",
+    );
+    let r = b.run(
+        &format!(
+            r#"name: loop
+version: "1"
+owner: soc
+steps:
+  - id: act
+    uses: hostile.request_loop
+    auto_approve: "true"
+    with: {{ url: "{}", n: 101 }}
+"#,
+            b.url("/act")
+        ),
+        true,
+    );
+    assert_eq!(r.code(), 3, "{}", r.all_output());
+    let report = r.json();
+    assert_eq!(report["status"], "in_doubt", "{report}");
+    assert_eq!(report["steps"]["act"]["status"], "in_doubt", "{report}");
+    assert_eq!(b.received(&b.granted).len(), 100, "never repeated blindly");
 }

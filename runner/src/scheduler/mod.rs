@@ -1202,6 +1202,12 @@ impl Engine {
                 duration,
             } = outcome;
             let timed_out = matches!(result, Err(InvokeError::Timeout { .. }));
+            // The host failed the invocation (a cap, a refused request) after
+            // some of its requests went out: a destructive one may have acted.
+            let refused_after_sending = matches!(result, Err(InvokeError::Refused(_)))
+                && exchanges
+                    .iter()
+                    .any(|x| x.outcome == crate::plugin_host::ExchangeOutcome::Sent);
             let (journal_outcome, next) = match result {
                 Ok(output) => (
                     AttemptOutcome::Ok {
@@ -1257,6 +1263,7 @@ impl Engine {
             // a 5xx gateway, may have acted: treat it as a crash mid-attempt
             // (probe, idempotent repeat, else in doubt), never a blind retry.
             let ambiguous = timed_out
+                || refused_after_sending
                 || matches!(&next, ItemState::Errored { error, .. } if error.kind == "unavailable");
             current = if ambiguous && manifest.destructive {
                 ItemState::InFlight { attempt }
