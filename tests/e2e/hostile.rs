@@ -413,10 +413,26 @@ fn an_echoed_secret_is_walked_out_in_no_encoding() {
         "split",
         "basic",
     ] {
-        let r = b.call(
-            "exfil",
-            json!({"fetch": b.url(&format!("/echo/{mode}")), "decode": mode, "to": b.other.uri()}),
+        // The plugin logs what it decoded; the runner's debug log shows
+        // plugin log lines on stderr too.
+        let input =
+            json!({"fetch": b.url(&format!("/echo/{mode}")), "decode": mode, "to": b.other.uri()});
+        let r = b.s.soar(
+            &[
+                "plugins",
+                "call",
+                "hostile",
+                "exfil",
+                "--input",
+                &input.to_string(),
+                "--json",
+            ],
+            &[
+                ("SOAR_TOKEN", ANALYST_TOKEN),
+                ("SOAR_LOG", "soar_runner=debug"),
+            ],
         );
+        assert!(r.stderr().contains("plugin log"), "{}", r.stderr());
         printed.push(r.all_output());
         // Either the plugin got only a scrubbed echo, or what it pieced
         // together was refused on its way out.

@@ -217,6 +217,16 @@ pub struct RequestRule {
     pub query: Option<String>,
 }
 
+impl std::fmt::Display for RequestRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} /{}", self.method, self.segments.join("/"))?;
+        match &self.query {
+            Some(q) => write!(f, "?{q}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl RequestRule {
     /// Parses `METHOD /path[?query]`.
     pub fn parse(text: &str) -> Result<Self, String> {
@@ -804,6 +814,17 @@ mod tests {
         Config::parse(Path::new("/etc/soar/soar.yaml"), text)
     }
 
+    /// Each problem of an invalid config as (dotted key, line).
+    fn problem_keys(err: &ConfigError) -> Vec<(&str, u64)> {
+        let ConfigError::Invalid { problems, .. } = err else {
+            panic!("{err}")
+        };
+        problems
+            .iter()
+            .map(|p| (p.key.as_str(), p.pos.line))
+            .collect()
+    }
+
     #[test]
     fn full_example_parses() {
         let c = parse(
@@ -858,13 +879,7 @@ plugins:
 "#,
         )
         .unwrap_err();
-        let ConfigError::Invalid { problems, .. } = &err else {
-            panic!("{err}")
-        };
-        let keys: Vec<(&str, u64)> = problems
-            .iter()
-            .map(|p| (p.key.as_str(), p.pos.line))
-            .collect();
+        let keys = problem_keys(&err);
         assert!(keys.contains(&("plugins.edr.sha256", 3)), "{keys:?}");
         assert!(
             keys.contains(&("plugins.edr.allowed_hosts[1]", 4)),
@@ -921,13 +936,7 @@ blast_radius:
 "#,
         )
         .unwrap_err();
-        let ConfigError::Invalid { problems, .. } = &err else {
-            panic!("{err}")
-        };
-        let keys: Vec<(&str, u64)> = problems
-            .iter()
-            .map(|p| (p.key.as_str(), p.pos.line))
-            .collect();
+        let keys = problem_keys(&err);
         assert!(
             keys.contains(&("approvals.approvers.bob.token_sha256", 3)),
             "{keys:?}"
@@ -950,6 +959,8 @@ blast_radius:
         assert!(with_query.matches("POST", &url("https://h/v2?action_name=lift")));
         assert!(!with_query.matches("POST", &url("https://h/v2?action_name=contain")));
         assert!(!with_query.matches("POST", &url("https://h/v2")));
+        assert_eq!(with_query.to_string(), "POST /v2?action_name=lift");
+        assert_eq!(rule.to_string(), "POST /api/v1/case/*/comment");
         for bad in ["POST", "POST path", "PO$T /x", "POST /x extra"] {
             assert!(RequestRule::parse(bad).is_err(), "{bad}");
         }
@@ -968,13 +979,7 @@ blast_radius:
 "#,
         )
         .unwrap_err();
-        let ConfigError::Invalid { problems, .. } = &err else {
-            panic!("{err}")
-        };
-        let keys: Vec<(&str, u64)> = problems
-            .iter()
-            .map(|p| (p.key.as_str(), p.pos.line))
-            .collect();
+        let keys = problem_keys(&err);
         assert!(
             keys.contains(&("plugins.edr.allowed_hosts[1]", 3)),
             "{keys:?}"

@@ -372,13 +372,8 @@ impl PluginHost {
             (Some(v), _) | (None, Some(v)) => Err(InvokeError::Refused(v)),
             (None, None) => result,
         };
+        // Log lines were scrubbed as they were written (`SandboxState::log`).
         let mut logs = state.logs;
-        for log in &mut logs {
-            log.message = scrubber.scrub_text(&log.message);
-            for v in log.fields.values_mut() {
-                *v = scrubber.scrub_text(v);
-            }
-        }
         for note in state.egress.notes() {
             logs.push(PluginLog::host(note));
         }
@@ -456,11 +451,48 @@ fn config_digest(plugin: &PluginConfig) -> String {
             (name, (format!("{:?}", grant.source), hosts))
         })
         .collect();
-    let granted = serde_json::json!({
+    let mut granted = serde_json::json!({
         "config": plugin.config,
         "allowed_hosts": plugin.allowed_hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "secrets": secrets,
     });
+    // What the plugin may send and what its actions count as are grants
+    // too. Added only when set, so a config without them keeps the digest
+    // its approvals were bound to.
+    let rules = |rules: &[crate::config::RequestRule]| {
+        let texts: Vec<String> = rules.iter().map(ToString::to_string).collect();
+        serde_json::json!(texts)
+    };
+    let extra = [
+        ("dry_run_allow", rules(&plugin.dry_run_allow)),
+        ("read_only_allow", rules(&plugin.read_only_allow)),
+        (
+            "hosts_without_secrets",
+            serde_json::json!(plugin
+                .hosts_without_secrets
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()),
+        ),
+        (
+            "actions",
+            serde_json::json!(plugin
+                .actions
+                .iter()
+                .map(|(name, o)| (
+                    name.clone(),
+                    serde_json::json!([o.destructive, o.targets, o.untargeted])
+                ))
+                .collect::<serde_json::Map<_, _>>()),
+        ),
+    ];
+    for (key, value) in extra {
+        let empty = value.as_array().is_some_and(Vec::is_empty)
+            || value.as_object().is_some_and(serde_json::Map::is_empty);
+        if !empty {
+            granted[key] = value;
+        }
+    }
     sha256_hex(granted.to_string().as_bytes())
 }
 

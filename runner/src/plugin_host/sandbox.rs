@@ -214,19 +214,18 @@ impl wit_host::Host for SandboxState {
             return Ok(());
         }
         self.budget.used_bytes += size;
-        let message = super::egress::shorten(&message, LOG_TEXT_BYTES);
+        // Scrubbed here, before the runner's own log line: a secret the
+        // plugin decoded must reach neither the journal nor stderr.
+        let scrubber = self.egress.scrubber();
+        let keep = |text: &str, max| scrubber.scrub_text(&super::egress::shorten(text, max));
+        let message = keep(&message, LOG_TEXT_BYTES);
         tracing::debug!(plugin = %self.plugin, level, %message, "plugin log");
         self.logs.push(PluginLog {
             level,
             message,
             fields: fields
                 .into_iter()
-                .map(|(k, v)| {
-                    (
-                        super::egress::shorten(&k, 128),
-                        super::egress::shorten(&v, LOG_TEXT_BYTES),
-                    )
-                })
+                .map(|(k, v)| (keep(&k, 128), keep(&v, LOG_TEXT_BYTES)))
                 .collect(),
         });
         Ok(())

