@@ -11,6 +11,8 @@ pub mod config;
 pub mod inert;
 pub mod journal;
 pub mod names;
+pub mod observe;
+pub mod operations;
 pub mod playbook;
 pub mod plugin_host;
 pub mod retry;

@@ -56,6 +56,99 @@ pub enum Refusal {
     /// The claimed name is outside the safe alphabet (a look-alike, say).
     #[error("{0}")]
     BadName(String),
+    /// The token matches no principal.
+    #[error("the token is not any principal's")]
+    UnknownToken,
+    /// The principal lacks a built-in role the command needs.
+    #[error("`{who}` has roles [{has}], and `{command}` needs the `{role}` role")]
+    NoRole {
+        /// Principal.
+        who: String,
+        /// The command.
+        command: String,
+        /// The role it needs.
+        role: String,
+        /// Their roles.
+        has: String,
+    },
+}
+
+/// How an HTTP API answers a refusal: who you are (401), what you may do
+/// (403), or the state of the run (409).
+impl Refusal {
+    /// The HTTP status of this refusal.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Refusal::NoToken
+            | Refusal::UnknownApprover(_)
+            | Refusal::WrongToken(_)
+            | Refusal::UnknownToken => 401,
+            Refusal::MissingRole { .. }
+            | Refusal::OwnRun(_)
+            | Refusal::BadName(_)
+            | Refusal::NoRole { .. } => 403,
+            Refusal::AlreadyVoted { .. }
+            | Refusal::NotWaiting(_)
+            | Refusal::Expired(_)
+            | Refusal::RunOver(_) => 409,
+        }
+    }
+
+    /// A stable machine-readable name (`reason` in API answers).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::NoToken => "no_token",
+            Refusal::UnknownApprover(_) => "unknown_principal",
+            Refusal::WrongToken(_) => "wrong_token",
+            Refusal::UnknownToken => "unknown_token",
+            Refusal::MissingRole { .. } => "missing_role",
+            Refusal::NoRole { .. } => "missing_role",
+            Refusal::OwnRun(_) => "own_run",
+            Refusal::BadName(_) => "bad_name",
+            Refusal::AlreadyVoted { .. } => "already_voted",
+            Refusal::NotWaiting(_) => "not_waiting",
+            Refusal::Expired(_) => "expired",
+            Refusal::RunOver(_) => "run_over",
+        }
+    }
+}
+
+/// The principal whose token this is. Every principal's hash is compared,
+/// each in constant time, so the answer's timing tells nothing about which
+/// (or how much of one) matched.
+pub fn authenticate_token<'p>(
+    policy: &'p Policy,
+    token: Option<&str>,
+) -> Result<&'p Approver, Refusal> {
+    let token = token
+        .filter(|t| !t.trim().is_empty())
+        .ok_or(Refusal::NoToken)?;
+    let mut found = None;
+    for p in policy.approvers.values() {
+        if p.token_matches(token) && found.is_none() {
+            found = Some(p);
+        }
+    }
+    found.ok_or(Refusal::UnknownToken)
+}
+
+/// Checks that `who` holds the built-in `role` that `command` needs.
+pub fn require_role(who: &Approver, role: &str, command: &str) -> Result<(), Refusal> {
+    if who.has_role(role) {
+        return Ok(());
+    }
+    Err(Refusal::NoRole {
+        who: who.name.clone(),
+        command: command.to_string(),
+        role: role.to_string(),
+        has: who.roles.join(", "),
+    })
+}
+
+/// Whether `who` may read runs: any role but `ingest` alone (a SIEM's
+/// delivery token reads nothing back).
+pub fn may_read(who: &Approver) -> bool {
+    who.roles.iter().any(|r| r != crate::config::roles::INGEST)
 }
 
 /// The identity a run is started by. With approvers in the config, it is
@@ -67,7 +160,9 @@ pub fn starter(policy: &Policy, claimed: &str, token: Option<&str>) -> Result<St
     if policy.approvers.is_empty() {
         return Ok(name);
     }
-    authenticate(policy, &name, token).map(|a| a.name.clone())
+    let who = authenticate(policy, &name, token)?;
+    require_role(who, crate::config::roles::INGEST, "run")?;
+    Ok(who.name.clone())
 }
 
 /// Checks that `who` is an approver and `token` is theirs.

@@ -3,12 +3,12 @@
 //! the config), journals a refusal as carefully as a decision, and continues
 //! the run in this process once there is something to continue.
 
-use super::runs::{continue_runs, engine, host, journal, read_run};
+use super::runs::{continue_runs, engine, host, journal, op_exit, read_run};
 use super::{exit, Exit, Globals};
 use crate::approvals::{self, Refusal};
 use crate::config::{Approver, Policy};
-use crate::journal::{now_unix_millis as now_ms, Event, Journal, Resolution, RunStatus, Vote};
-use crate::scheduler::{ItemState, RunState};
+use crate::journal::{now_unix_millis as now_ms, Journal, Resolution, Vote};
+use crate::operations::{self as ops, OpError, VoteResult};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -58,35 +58,8 @@ fn policy(globals: &Globals) -> Result<Policy, Exit> {
         .map_err(|e| Exit::invalid(format!("error: {e}")))
 }
 
-/// Journals the refusal in the run and exits with [`exit::REFUSED`].
-async fn refuse(
-    journal: &Journal,
-    run_id: &str,
-    command: &str,
-    step: Option<&str>,
-    who: &str,
-    refusal: Refusal,
-) -> Exit {
-    // `who` is unauthenticated text: keep it short (a token pasted into
-    // `--as` by mistake must not end up whole in the journal).
-    let by: String = who.chars().take(32).collect();
-    let event = Event::CommandRefused {
-        command: command.to_string(),
-        step: step.map(str::to_string),
-        by,
-        reason: refusal.to_string(),
-    };
-    if let Err(e) = journal.append(run_id, event).await {
-        eprintln!("error: could not journal the refusal: {e}");
-    }
-    Exit {
-        code: exit::REFUSED,
-        message: Some(format!("refused: {refusal} (journaled)")),
-    }
-}
-
-/// Common start of every operator command: the run, its state, and the
-/// authenticated approver (or a journaled refusal).
+/// The authenticated principal of an operator command, or the refusal,
+/// journaled in the run (which must exist).
 async fn authenticated(
     globals: &Globals,
     journal: &Journal,
@@ -95,29 +68,24 @@ async fn authenticated(
     step: Option<&str>,
     who: &str,
     token: &TokenSource,
-) -> Result<(Policy, RunState, Approver), Exit> {
+) -> Result<(Policy, Approver), Exit> {
     let policy = policy(globals)?;
-    let records = read_run(journal, run_id)?;
-    let state = RunState::from_records(&records);
+    read_run(journal, run_id)?;
     let token = token.read()?;
     match approvals::authenticate(&policy, who, token.as_deref()) {
         Ok(a) => {
             let a = a.clone();
-            Ok((policy, state, a))
+            Ok((policy, a))
         }
-        Err(r) => Err(refuse(journal, run_id, command, step, who, r).await),
+        Err(r) => Err(op_exit(
+            ops::refuse(journal, run_id, command, step, who, r).await,
+        )),
     }
 }
 
 /// `soar approve` and `soar deny`.
 pub async fn vote(globals: &Globals, op: Operator, vote: Vote, reason: Option<String>) -> Exit {
-    let (run_id, step, who, token, json_out) = (
-        op.run_id.as_str(),
-        op.step.as_str(),
-        op.who.as_str(),
-        &op.token,
-        op.json,
-    );
+    let (run_id, step, json_out) = (op.run_id.as_str(), op.step.as_str(), op.json);
     let command = match vote {
         Vote::Approve => "approve",
         Vote::Deny => "deny",
@@ -133,67 +101,43 @@ pub async fn vote(globals: &Globals, op: Operator, vote: Vote, reason: Option<St
         Ok(j) => j,
         Err(e) => return e,
     };
-    let (policy, mut state, approver) =
-        match authenticated(globals, &journal, run_id, command, Some(step), who, token).await {
+    let (policy, approver) =
+        match authenticated(globals, &journal, run_id, command, Some(step), &op.who, &op.token)
+            .await
+        {
             Ok(v) => v,
             Err(e) => return e,
         };
-    let now = now_ms();
-    let gate = match approvals::check_vote(&policy, &state, step, &approver, now) {
-        Ok(g) => g.clone(),
-        Err(refusal) => {
-            let expired = matches!(refusal, Refusal::Expired(_));
-            let exit = refuse(&journal, run_id, command, Some(step), who, refusal).await;
-            if expired {
-                // Settle it now: the run continues down its denial path.
-                if let Ok(engine) = engine(globals, host, journal, !json_out) {
-                    let _ = continue_runs(&engine, vec![run_id.to_string()], true, json_out).await;
-                }
-            }
-            return exit;
-        }
-    };
     let reason = reason.unwrap_or_default();
-    let voted = Event::ApprovalVoted {
-        step: step.to_string(),
-        by: approver.name.clone(),
-        vote,
-        reason: reason.clone(),
-    };
-    if let Err(e) = journal.append(run_id, voted).await {
-        return Exit::failed(format!("error: {e}"));
-    }
-    let Some((decision, by)) = approvals::tally(&gate, &approver.name, vote) else {
-        let have = gate.approved_by().len() + 1;
-        println!(
-            "vote recorded: {have} of {} approval(s) for `{step}`; waiting for more",
-            gate.min_approvals
-        );
-        return Exit {
-            code: exit::PAUSED,
-            message: None,
-        };
-    };
-    let decided = Event::ApprovalDecided {
-        step: step.to_string(),
-        decision,
-        by: by.clone(),
-        reason,
-    };
-    if let Err(e) = journal.append(run_id, decided).await {
-        return Exit::failed(format!("error: {e}"));
-    }
-    state.paused = None;
-    if !json_out {
-        println!(
-            "approval `{step}` {} by {}; continuing run {run_id}",
-            decision.as_str(),
-            by.join(", ")
-        );
-    }
-    match engine(globals, host, journal, !json_out) {
-        Ok(engine) => continue_runs(&engine, vec![run_id.to_string()], true, json_out).await,
-        Err(e) => e,
+    match ops::vote(&journal, &policy, run_id, step, &approver, vote, &reason).await {
+        Ok(VoteResult::Recorded { have, need }) => {
+            println!("vote recorded: {have} of {need} approval(s) for `{step}`; waiting for more");
+            Exit {
+                code: exit::PAUSED,
+                message: None,
+            }
+        }
+        Ok(VoteResult::Decided { decision, by }) => {
+            if !json_out {
+                println!(
+                    "approval `{step}` {} by {}; continuing run {run_id}",
+                    decision.as_str(),
+                    by.join(", ")
+                );
+            }
+            match engine(globals, host, journal, !json_out) {
+                Ok(engine) => continue_runs(&engine, vec![run_id.to_string()], true, json_out).await,
+                Err(e) => e,
+            }
+        }
+        Err(e @ OpError::Refused(Refusal::Expired(_))) => {
+            // Settle it now: the run continues down its denial path.
+            if let Ok(engine) = engine(globals, host, journal, !json_out) {
+                let _ = continue_runs(&engine, vec![run_id.to_string()], true, json_out).await;
+            }
+            op_exit(e)
+        }
+        Err(e) => op_exit(e),
     }
 }
 
@@ -260,27 +204,10 @@ pub fn pending(globals: &Globals, json_out: bool) -> Exit {
         Ok(j) => j,
         Err(e) => return e,
     };
-    let ids = match journal.run_ids() {
-        Ok(ids) => ids,
-        Err(e) => return Exit::failed(format!("error: {e}")),
+    let entries = match ops::pending(&journal, now_ms()) {
+        Ok(e) => e,
+        Err(e) => return op_exit(e),
     };
-    let now = now_ms();
-    let mut entries = Vec::new();
-    for id in ids {
-        match journal.summary(&id) {
-            Ok(s) if s.status == RunStatus::WaitingApproval => {}
-            Ok(_) => continue,
-            Err(e) => {
-                eprintln!("warning: run {id}: {e}");
-                continue;
-            }
-        }
-        let Ok(records) = journal.read(&id) else {
-            continue;
-        };
-        let state = RunState::from_records(&records);
-        entries.extend(state.pending_approvals(&id, now));
-    }
     if json_out {
         println!("{}", json!({ "pending": entries }));
     } else if entries.is_empty() {
@@ -295,13 +222,7 @@ pub fn pending(globals: &Globals, json_out: bool) -> Exit {
 
 /// `soar resolve`: settles an in-doubt step item.
 pub async fn resolve(globals: &Globals, op: Operator, outcome: Resolution, reason: &str) -> Exit {
-    let (run_id, step, who, token, json_out) = (
-        op.run_id.as_str(),
-        op.step.as_str(),
-        op.who.as_str(),
-        &op.token,
-        op.json,
-    );
+    let (run_id, step, json_out) = (op.run_id.as_str(), op.step.as_str(), op.json);
     if reason.trim().is_empty() {
         return Exit::invalid("error: --reason must say what was checked (it is journaled)");
     }
@@ -313,39 +234,15 @@ pub async fn resolve(globals: &Globals, op: Operator, outcome: Resolution, reaso
         Ok(j) => j,
         Err(e) => return e,
     };
-    let (_, state, approver) =
-        match authenticated(globals, &journal, run_id, "resolve", Some(step), who, token).await {
+    let (_, approver) =
+        match authenticated(globals, &journal, run_id, "resolve", Some(step), &op.who, &op.token)
+            .await
+        {
             Ok(v) => v,
             Err(e) => return e,
         };
-    if let Some(status) = state.final_status {
-        let r = Refusal::RunOver(status.to_string());
-        return refuse(&journal, run_id, "resolve", Some(step), who, r).await;
-    }
-    let in_doubt: Vec<(Option<u32>, u32)> = state
-        .items
-        .iter()
-        .filter_map(|((s, item), st)| match st {
-            ItemState::InDoubt { attempt } if s == step => Some((*item, *attempt)),
-            _ => None,
-        })
-        .collect();
-    if in_doubt.is_empty() {
-        let r = Refusal::NotWaiting(format!("step `{step}` is not in doubt"));
-        return refuse(&journal, run_id, "resolve", Some(step), who, r).await;
-    }
-    for (item, attempt) in in_doubt {
-        let event = Event::OperatorResolved {
-            step: step.to_string(),
-            item,
-            attempt,
-            by: approver.name.clone(),
-            outcome,
-            reason: reason.to_string(),
-        };
-        if let Err(e) = journal.append(run_id, event).await {
-            return Exit::failed(format!("error: {e}"));
-        }
+    if let Err(e) = ops::resolve(&journal, run_id, step, &approver, outcome, reason).await {
+        return op_exit(e);
     }
     match engine(globals, host, journal, !json_out) {
         Ok(engine) => continue_runs(&engine, vec![run_id.to_string()], true, json_out).await,
@@ -372,42 +269,18 @@ pub async fn cancel(
         Ok(None) => return cancel_running(globals, run_id, who, reason, token),
         Err(e) => return e,
     };
-    let (_, state, approver) =
+    let (_, approver) =
         match authenticated(globals, &journal, run_id, "cancel", None, who, token).await {
             Ok(v) => v,
             Err(e) => return e,
         };
-    if let Some(status) = state.final_status {
-        return refuse(
-            &journal,
-            run_id,
-            "cancel",
-            None,
-            who,
-            Refusal::RunOver(status.to_string()),
-        )
-        .await;
-    }
-    // This process holds the journal, so no executor is driving the run:
-    // cancelling and finishing are one step.
-    let events = [
-        Event::RunCancelled {
-            by: approver.name.clone(),
-            reason: reason.to_string(),
-        },
-        Event::RunFinished {
-            status: RunStatus::Cancelled,
-            outputs: json!({}),
-            error: Some(format!("cancelled by {}: {reason}", approver.name)),
-        },
-    ];
-    for e in events {
-        if let Err(e) = journal.append(run_id, e).await {
-            return Exit::failed(format!("error: {e}"));
+    match ops::cancel(&journal, run_id, &approver, reason).await {
+        Ok(()) => {
+            println!("run {run_id} cancelled by {}", approver.name);
+            Exit::ok()
         }
+        Err(e) => op_exit(e),
     }
-    println!("run {run_id} cancelled by {}", approver.name);
-    Exit::ok()
 }
 
 /// The run is being driven by another process: authenticate from the
@@ -427,19 +300,18 @@ fn cancel_running(
         Ok(t) => t,
         Err(e) => return e,
     };
+    let not_journaled = |r: Refusal| Exit {
+        code: exit::REFUSED,
+        message: Some(format!(
+            "refused: {r} (not journaled: another process holds the journal)"
+        )),
+    };
     let approver = match approvals::authenticate(&policy, who, token.as_deref()) {
         Ok(a) => a,
-        Err(r) => {
-            return Exit {
-                code: exit::REFUSED,
-                message: Some(format!(
-                    "refused: {r} (not journaled: another process holds the journal)"
-                )),
-            }
-        }
+        Err(r) => return not_journaled(r),
     };
     let journal_dir = globals.data_dir.join("journal");
-    match crate::scheduler::cancel::request(&journal_dir, run_id, &approver.name, reason) {
+    match ops::request_cancel(&journal_dir, run_id, approver, reason) {
         Ok(()) => {
             println!(
                 "cancel of run {run_id} requested by {}: the process driving it starts nothing more, lets in-flight steps finish, and journals the cancel",
@@ -447,6 +319,7 @@ fn cancel_running(
             );
             Exit::ok()
         }
-        Err(e) => Exit::failed(format!("error: cannot leave the cancel request: {e}")),
+        Err(OpError::Refused(r)) => not_journaled(r),
+        Err(e) => op_exit(e),
     }
 }

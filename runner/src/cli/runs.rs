@@ -4,42 +4,14 @@
 use super::{exit, Exit, Globals};
 use crate::inert;
 use crate::journal::{Event, Journal, Record, RunStatus};
-use crate::playbook::{self, Catalog, Playbook};
-use crate::plugin_host::{ActionManifest, PluginHost};
+use crate::playbook;
+use crate::plugin_host::PluginHost;
 use crate::scheduler::{self, Engine, RunReport, RunState};
 use crate::template::Templates;
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-impl Catalog for PluginHost {
-    fn action(&self, plugin: &str, action: &str) -> Result<ActionManifest, String> {
-        if let Some(e) = self.load_error(plugin) {
-            return Err(format!(
-                "plugin `{plugin}` is configured but failed to load: {e}"
-            ));
-        }
-        let Some(p) = self.plugin(plugin) else {
-            let known: Vec<String> = self.plugins().map(|p| p.name.clone()).collect();
-            return Err(format!(
-                "no plugin `{plugin}` is installed (installed: {})",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            ));
-        };
-        p.manifest.action(action).cloned().ok_or_else(|| {
-            let names: Vec<&str> = p.manifest.actions.iter().map(|a| a.name.as_str()).collect();
-            format!(
-                "plugin `{plugin}` has no action `{action}` (actions: {})",
-                names.join(", ")
-            )
-        })
-    }
-}
 
 pub(super) async fn host(globals: &Globals) -> Result<Arc<PluginHost>, Exit> {
     let config = globals
@@ -87,17 +59,7 @@ pub(super) fn journal_within(
     }
 }
 
-/// Loads and validates a playbook against the installed plugins.
-fn checked_playbook(path: &Path, host: &PluginHost) -> Result<Playbook, Vec<String>> {
-    let pb = playbook::load(path)
-        .map_err(|ds| ds.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let problems = playbook::validate(&pb, host);
-    if problems.is_empty() {
-        Ok(pb)
-    } else {
-        Err(problems.iter().map(ToString::to_string).collect())
-    }
-}
+use crate::operations::{checked_playbook, playbook_of, OpError};
 
 pub async fn validate(globals: &Globals, paths: &[PathBuf]) -> Exit {
     let host = match host(globals).await {
@@ -272,19 +234,6 @@ pub async fn run(globals: &Globals, path: &Path, input: &str, start: Start) -> E
     }
 }
 
-/// The playbook a run started with, checked against the journaled hash.
-fn playbook_of(records: &[Record], host: &PluginHost) -> Result<Playbook, String> {
-    let path = records
-        .iter()
-        .find_map(|r| match &r.event {
-            Event::RunStarted { playbook_path, .. } => Some(playbook_path.clone()),
-            _ => None,
-        })
-        .ok_or("the journal has no run_started record")?;
-    checked_playbook(Path::new(&path), host)
-        .map_err(|p| format!("playbook `{path}`: {}", p.join("; ")))
-}
-
 pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_out: bool) -> Exit {
     if run_id.is_none() && !all {
         return Exit::invalid("error: give a RUN_ID or --all");
@@ -433,25 +382,10 @@ pub fn runs(globals: &Globals, status: Option<String>, json_out: bool) -> Exit {
         Ok(j) => j,
         Err(e) => return e,
     };
-    let ids = match journal.run_ids() {
-        Ok(ids) => ids,
-        Err(e) => return Exit::failed(format!("error: {e}")),
+    let rows = match crate::operations::list_runs(&journal, status.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return op_exit(e),
     };
-    let mut rows = Vec::new();
-    for id in ids {
-        match journal.summary(&id) {
-            Ok(s) => {
-                if status
-                    .as_deref()
-                    .is_some_and(|want| want != s.status.as_str())
-                {
-                    continue;
-                }
-                rows.push(s);
-            }
-            Err(e) => eprintln!("warning: run {id}: {e}"),
-        }
-    }
     if json_out {
         println!("{}", json!({ "runs": rows }));
     } else {
@@ -471,10 +405,19 @@ pub fn runs(globals: &Globals, status: Option<String>, json_out: bool) -> Exit {
 
 /// The run's records; an unknown run is a usage error.
 pub(super) fn read_run(journal: &Journal, run_id: &str) -> Result<Vec<Record>, Exit> {
-    match journal.read(run_id) {
-        Ok(r) if !r.is_empty() => Ok(r),
-        Ok(_) => Err(Exit::invalid(format!("error: no run `{run_id}`"))),
-        Err(e) => Err(Exit::failed(format!("error: {e}"))),
+    crate::operations::read_run(journal, run_id).map_err(op_exit)
+}
+
+/// The exit of an operation that did not happen.
+pub(super) fn op_exit(e: OpError) -> Exit {
+    match e {
+        OpError::Invalid(m) => Exit::invalid(format!("error: {m}")),
+        OpError::NotFound(id) => Exit::invalid(format!("error: no run `{id}`")),
+        OpError::Refused(r) => Exit {
+            code: exit::REFUSED,
+            message: Some(format!("refused: {r} (journaled)")),
+        },
+        OpError::Failed(m) => Exit::failed(format!("error: {m}")),
     }
 }
 

@@ -4,9 +4,11 @@
 
 mod origin;
 mod policy;
+mod server;
 
 pub use origin::Origin;
-pub use policy::{Approver, BlastCap, Policy, ProtectedAssets, ProtectedHit};
+pub use policy::{roles, Approver, BlastCap, Policy, ProtectedAssets, ProtectedHit};
+pub use server::{RateLimit, ServerConfig, Source, SourceAuth, Tls, DEFAULT_MAX_BODY};
 
 use crate::secrets::SecretSource;
 use crate::yaml::{self, Pos, Spanned, YamlError};
@@ -35,6 +37,12 @@ struct RawConfig {
     protected: policy::RawProtected,
     #[serde(default)]
     blast_radius: BTreeMap<String, Spanned<policy::RawBlastCap>>,
+    #[serde(default)]
+    principals: BTreeMap<String, Spanned<policy::RawApprover>>,
+    #[serde(default)]
+    server: server::RawServer,
+    #[serde(default)]
+    sources: BTreeMap<String, Spanned<server::RawSource>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -320,8 +328,12 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// What journal records survive.
     pub durability: JournalDurability,
-    /// Approvers, protected assets and blast-radius caps.
+    /// Principals, protected assets and blast-radius caps.
     pub policy: Policy,
+    /// How `soar serve` listens.
+    pub server: ServerConfig,
+    /// Alert sources of `POST /hooks/{name}`.
+    pub sources: BTreeMap<String, Source>,
 }
 
 /// One problem in the config, with its place.
@@ -429,10 +441,13 @@ impl Config {
         }
         let policy = policy::resolve(
             &raw.approvals,
+            &raw.principals,
             &raw.protected,
             &raw.blast_radius,
             &mut problems,
         );
+        let server = server::resolve_server(&raw.server, &base, &mut problems);
+        let sources = server::resolve_sources(&raw.sources, &server, &base, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -444,6 +459,8 @@ impl Config {
             plugins,
             durability: raw.journal.durability.unwrap_or_default(),
             policy,
+            server,
+            sources,
         })
     }
 }
@@ -1021,7 +1038,7 @@ blast_radius:
         .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("U+0430"), "{text}");
-        assert!(text.contains("same name as another approver"), "{text}");
+        assert!(text.contains("same name as another principal"), "{text}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub(super) struct RawApprovals {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawApprover {
+pub(super) struct RawApprover {
     #[serde(default)]
     roles: Vec<String>,
     token_sha256: Spanned<String>,
@@ -49,7 +49,8 @@ pub(super) struct RawBlastCap {
     max_targets_single_approver: Option<u32>,
 }
 
-/// A person who may decide approval gates. Only a hash of their token is
+/// A principal: a person or system with a token and roles (approvers are
+/// principals whose roles approval steps ask for). Only a hash of their token is
 /// kept: the config file never holds a credential.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Approver {
@@ -62,6 +63,11 @@ pub struct Approver {
 }
 
 impl Approver {
+    /// Whether this principal holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+
     /// Whether `token` is this approver's (constant time in the token hash).
     pub fn token_matches(&self, token: &str) -> bool {
         use sha2::Digest;
@@ -189,61 +195,111 @@ pub struct Policy {
     pub blast_radius: BTreeMap<String, BlastCap>,
 }
 
+/// One principal, or its problems: a name in the safe alphabet, unique once
+/// normalised, a token hash no one else has, and at least one role.
+fn principal(
+    key: &str,
+    given: &str,
+    spanned: &Spanned<RawApprover>,
+    implicit: &[&str],
+    known: &BTreeMap<String, Approver>,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<Approver> {
+    let raw = &spanned.value;
+    let name = match crate::names::normalise(given) {
+        Ok(n) => n,
+        Err(e) => {
+            problem(problems, Pos::of(spanned), key.to_string(), e.to_string());
+            return None;
+        }
+    };
+    if known.contains_key(&name) {
+        problem(
+            problems,
+            Pos::of(spanned),
+            key.to_string(),
+            format!("`{given}` is the same name as another principal once normalised (`{name}`)"),
+        );
+        return None;
+    }
+    let hex_text = raw.token_sha256.value.trim().to_ascii_lowercase();
+    let mut hash = [0u8; 32];
+    if hex::decode_to_slice(&hex_text, &mut hash).is_err() {
+        problem(
+            problems,
+            Pos::of(&raw.token_sha256),
+            format!("{key}.token_sha256"),
+            "must be 64 hex digits: the SHA-256 of the principal's token (e.g. `printf %s \"$TOKEN\" | sha256sum`), never the token itself",
+        );
+        return None;
+    }
+    if let Some(other) = known.values().find(|a| a.token_sha256 == hash) {
+        // A token names exactly one identity: the server knows who called
+        // from the token alone.
+        problem(
+            problems,
+            Pos::of(&raw.token_sha256),
+            format!("{key}.token_sha256"),
+            format!("`{}` has the same token; give each principal its own", other.name),
+        );
+        return None;
+    }
+    if raw.roles.is_empty() {
+        problem(
+            problems,
+            Pos::of(spanned),
+            format!("{key}.roles"),
+            "list at least one role (ingest, operator, viewer, or a role approval steps ask for)",
+        );
+    }
+    let mut roles = raw.roles.clone();
+    for r in implicit {
+        if !roles.iter().any(|have| have == r) {
+            roles.push(r.to_string());
+        }
+    }
+    Some(Approver {
+        name,
+        roles,
+        token_sha256: hash,
+    })
+}
+
+/// Built-in roles (see `docs/configuration.md`): start runs, cancel and
+/// resolve, read runs. Approval steps ask for any other role by name.
+pub mod roles {
+    /// Start runs (`POST /api/v1/runs`, bearer webhooks, `soar run`).
+    pub const INGEST: &str = "ingest";
+    /// Cancel runs and resolve in-doubt steps.
+    pub const OPERATOR: &str = "operator";
+    /// Read runs, journals and pending approvals.
+    pub const VIEWER: &str = "viewer";
+}
+
+/// What an `approvals.approvers` entry (the config before `principals:`)
+/// could do: everything but the approval roles it lists.
+const LEGACY_APPROVER_ROLES: [&str; 3] = [roles::INGEST, roles::OPERATOR, roles::VIEWER];
+
 pub(super) fn resolve(
     approvals: &RawApprovals,
+    principals: &BTreeMap<String, Spanned<RawApprover>>,
     protected: &RawProtected,
     blast: &BTreeMap<String, Spanned<RawBlastCap>>,
     problems: &mut Vec<ConfigProblem>,
 ) -> Policy {
     let mut approvers = BTreeMap::new();
+    for (given, spanned) in principals {
+        let key = format!("principals.{given}");
+        if let Some(p) = principal(&key, given, spanned, &[], &approvers, problems) {
+            approvers.insert(p.name.clone(), p);
+        }
+    }
     for (given, spanned) in &approvals.approvers {
         let key = format!("approvals.approvers.{given}");
-        let raw = &spanned.value;
-        let name = match crate::names::normalise(given) {
-            Ok(n) => n,
-            Err(e) => {
-                problem(problems, Pos::of(spanned), key, e.to_string());
-                continue;
-            }
-        };
-        if approvers.contains_key(&name) {
-            problem(
-                problems,
-                Pos::of(spanned),
-                key,
-                format!(
-                    "`{given}` is the same name as another approver once normalised (`{name}`)"
-                ),
-            );
-            continue;
+        let implicit = LEGACY_APPROVER_ROLES;
+        if let Some(p) = principal(&key, given, spanned, &implicit, &approvers, problems) {
+            approvers.insert(p.name.clone(), p);
         }
-        let hex_text = raw.token_sha256.value.trim().to_ascii_lowercase();
-        let mut hash = [0u8; 32];
-        if hex::decode_to_slice(&hex_text, &mut hash).is_err() {
-            problem(
-                problems,
-                Pos::of(&raw.token_sha256),
-                format!("{key}.token_sha256"),
-                "must be 64 hex digits: the SHA-256 of the approver's token (e.g. `printf %s \"$TOKEN\" | sha256sum`), never the token itself",
-            );
-            continue;
-        }
-        if raw.roles.is_empty() {
-            problem(
-                problems,
-                Pos::of(spanned),
-                format!("{key}.roles"),
-                "list at least one role (approval steps ask for roles)",
-            );
-        }
-        approvers.insert(
-            name.clone(),
-            Approver {
-                name,
-                roles: raw.roles.clone(),
-                token_sha256: hash,
-            },
-        );
     }
     let mut ips = Vec::new();
     for (i, ip) in protected.ips.iter().enumerate() {

@@ -260,7 +260,9 @@ fn flusher_loop(shared: &Shared, db: &sled::Db, mut syncer: Option<FileSyncer>) 
             req.started += 1;
             req.started
         };
+        let began = Instant::now();
         let result = flush_once(db, syncer.as_mut());
+        crate::observe::journal_flush(began.elapsed());
         if let Err(e) = &result {
             tracing::error!(error = %e, "journal flush failed");
         }

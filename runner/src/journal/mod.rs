@@ -218,6 +218,12 @@ impl Journal {
         })
     }
 
+    /// Makes every record written so far durable, buffered ones included
+    /// (a graceful stop's last word).
+    pub fn sync(&self) -> Result<(), JournalError> {
+        self.inner.db.flush().map(|_| ()).map_err(storage)
+    }
+
     /// The directory the journal lives in.
     pub fn dir(&self) -> &Path {
         &self.inner.dir

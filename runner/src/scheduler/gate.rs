@@ -125,6 +125,7 @@ impl Engine {
                     },
                 )
                 .await?;
+                crate::observe::approval_decided(&asked.requested_at, Decision::Expired);
                 (Decision::Expired, Vec::new())
             }
             None => return Ok(None),

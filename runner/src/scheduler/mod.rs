@@ -200,7 +200,63 @@ pub struct Engine {
     /// Records appended to each run being driven, so the report at the end
     /// of a drive needs no second read of the journal (see [`Collecting`]).
     written: Arc<Mutex<HashMap<String, Vec<Record>>>>,
+    /// A graceful stop: nothing new starts; attempts in flight finish.
+    stop: Arc<Stop>,
 }
+
+/// The state of a graceful stop (see [`Engine::stop`]).
+#[derive(Default)]
+pub struct Stop {
+    stopping: std::sync::atomic::AtomicBool,
+    in_flight: std::sync::atomic::AtomicUsize,
+    settled: tokio::sync::Notify,
+}
+
+/// Counts one attempt as in flight until dropped.
+struct Flying(Arc<Stop>);
+
+impl Flying {
+    fn new(stop: &Arc<Stop>) -> Self {
+        stop.in_flight.fetch_add(1, Ordering::SeqCst);
+        Flying(Arc::clone(stop))
+    }
+}
+
+impl Drop for Flying {
+    fn drop(&mut self) {
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.settled.notify_waiters();
+        }
+    }
+}
+
+/// One claim a new run makes before it starts: a key no other run may
+/// hold, remembered for `window` (forever when `None`).
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The key (namespaced by the caller, e.g. `delivery:SOURCE:ID`).
+    pub key: String,
+    /// After this long the key may start a new run.
+    pub window: Option<Duration>,
+}
+
+/// What [`Engine::begin`] came to.
+pub enum Begun {
+    /// A claim is held by this run: nothing new started.
+    Existing(RunReport),
+    /// A new run whose start is durable, being driven by `drive`.
+    New {
+        /// Its id.
+        run_id: String,
+        /// The drive, until it finishes or pauses: the caller runs it
+        /// (after taking whatever per-run turn it keeps).
+        drive: Drive,
+    },
+}
+
+/// A run's drive, not yet started.
+pub type Drive =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<RunReport, EngineError>> + Send>>;
 
 /// Collects what a drive appends to its run until dropped.
 struct Collecting {
@@ -255,6 +311,21 @@ fn new_run_id() -> String {
     )
 }
 
+/// A new run's start, or the run already holding its claim.
+enum Opened {
+    Existing(RunReport),
+    New(String, Vec<Record>, Collecting),
+}
+
+/// Whether the run in `records` started longer than `window` ago.
+fn expired(records: &[Record], window: Option<Duration>) -> bool {
+    let (Some(window), Some(first)) = (window, records.first()) else {
+        return false;
+    };
+    let started = crate::journal::parse_unix_millis(&first.at).unwrap_or(u64::MAX);
+    now_ms().saturating_sub(started) > window.as_millis() as u64
+}
+
 /// The idempotency key of a step item: stable across retries and resumes.
 pub fn idempotency_key(run_id: &str, step: &str, item: Option<u32>) -> String {
     let material = match item {
@@ -289,6 +360,7 @@ pub fn item_context(ctx: &Value, item: Value, index: usize) -> Value {
 /// The journal record of an attempt's result, with the exchanges and logs
 /// of the invocation that produced it.
 fn attempt_finished(
+    uses: &str,
     step: &str,
     item: Option<u32>,
     attempt: u32,
@@ -297,6 +369,11 @@ fn attempt_finished(
     exchanges: &[crate::plugin_host::HttpExchange],
     logs: &[crate::plugin_host::PluginLog],
 ) -> Event {
+    let kind = match &outcome {
+        AttemptOutcome::Ok { .. } => "ok",
+        AttemptOutcome::Err { kind, .. } => kind.as_str(),
+    };
+    crate::observe::attempt(uses, kind, duration);
     Event::AttemptFinished {
         step: step.to_string(),
         item,
@@ -338,7 +415,28 @@ impl Engine {
             policy: Arc::new(Policy::default()),
             authorizing: Arc::new(tokio::sync::Mutex::new(())),
             written: Arc::new(Mutex::new(HashMap::new())),
+            stop: Arc::new(Stop::default()),
         }
+    }
+
+    /// Begins a graceful stop: from now on no step or attempt starts (its
+    /// task parks before journaling the start, which a resume redoes), and
+    /// attempts already in flight run to their result. Resolves once none
+    /// is in flight; the caller bounds the wait.
+    pub async fn stop(&self) {
+        self.stop.stopping.store(true, Ordering::SeqCst);
+        loop {
+            let settled = self.stop.settled.notified();
+            if self.stop.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    /// Attempts invoked and not yet journaled as finished.
+    pub fn in_flight(&self) -> usize {
+        self.stop.in_flight.load(Ordering::SeqCst)
     }
 
     /// The operator's safety policy (protected assets, blast radius). The
@@ -422,6 +520,15 @@ impl Engine {
                 std::future::pending::<()>().await;
             }
         }
+        let starts_work = matches!(
+            event,
+            Event::StepStarted { .. } | Event::AttemptStarted { .. } | Event::RunStarted { .. }
+        );
+        if starts_work && self.stop.stopping.load(Ordering::SeqCst) {
+            // Stopping: this work never starts here. Nothing of it is
+            // journaled, so the next process starts it from the journal.
+            std::future::pending::<()>().await;
+        }
         if self.progress {
             self.show_progress(run_id, &event);
         }
@@ -447,49 +554,103 @@ impl Engine {
         alert: Value,
         started_by: &str,
     ) -> Result<RunReport, EngineError> {
-        let engine = self.clone();
-        let started_by = started_by.to_string();
-        on_runtime(async move { engine.start_here(playbook, alert, &started_by).await }).await
+        match self.begin(playbook, alert, started_by, Vec::new()).await? {
+            Begun::Existing(report) => Ok(report),
+            Begun::New { drive, .. } => on_runtime(drive).await,
+        }
     }
 
-    async fn start_here(
+    /// Starts a run and returns once its start is durable, with the drive
+    /// running as a task of its own; or the run already holding one of
+    /// `claims` (checked first) or the playbook's dedup key.
+    pub async fn begin(
         &self,
         playbook: Arc<Playbook>,
         alert: Value,
         started_by: &str,
-    ) -> Result<RunReport, EngineError> {
-        let _active = self.journal.active_run();
+        claims: Vec<Claim>,
+    ) -> Result<Begun, EngineError> {
+        let engine = self.clone();
+        let started_by = started_by.to_string();
+        let open = tokio::spawn(async move {
+            let active = engine.journal.active_run();
+            let opened = engine
+                .open_run(&playbook, alert, &started_by, claims)
+                .await?;
+            let (run_id, records, collecting) = match opened {
+                Opened::Existing(report) => return Ok(Begun::Existing(report)),
+                Opened::New(run_id, records, collecting) => (run_id, records, collecting),
+            };
+            let id = run_id.clone();
+            let drive: Drive = Box::pin(async move {
+                let _active = active;
+                engine.drive(&id, playbook, records, collecting).await
+            });
+            Ok(Begun::New { run_id, drive })
+        });
+        open.await.unwrap_or_else(|e| {
+            Err(EngineError::Journal(JournalError::Storage(format!(
+                "the run's task failed: {e}"
+            ))))
+        })
+    }
+
+    /// Claims `claim` for `run_id`; the report of the run holding it, if
+    /// another (live, within the window) does.
+    async fn claim(
+        &self,
+        claim: &Claim,
+        run_id: &str,
+        playbook: &Playbook,
+    ) -> Result<Option<RunReport>, EngineError> {
+        let mut holder = self.journal.claim_dedup(&claim.key, run_id)?;
+        while let Some(existing) = holder {
+            match self.journal.read(&existing) {
+                Ok(records) if !records.is_empty() && !expired(&records, claim.window) => {
+                    let mut report = RunReport::from_records(&existing, &records, Some(playbook));
+                    report.deduplicated = true;
+                    return Ok(Some(report));
+                }
+                // The holder died between claiming and journaling its start
+                // (nothing ran under it), or its window is over: take it.
+                Ok(_) | Err(JournalError::UnknownRun(_)) => {
+                    holder = self.journal.reclaim_dedup(&claim.key, &existing, run_id)?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    async fn open_run(
+        &self,
+        playbook: &Arc<Playbook>,
+        alert: Value,
+        started_by: &str,
+        mut claims: Vec<Claim>,
+    ) -> Result<Opened, EngineError> {
         let inputs =
-            inputs::normalise(&playbook, &alert, &self.templates).map_err(EngineError::Input)?;
+            inputs::normalise(playbook, &alert, &self.templates).map_err(EngineError::Input)?;
         let run_id = new_run_id();
         let dedup_key = match &playbook.dedup {
-            Some(t) => {
-                let key = self
-                    .templates
+            Some(t) => Some(
+                self.templates
                     .render_str(t, &json!({"inputs": inputs, "alert": alert}))
-                    .map_err(|e| EngineError::Dedup(e.to_string()))?;
-                let claim = format!("{}:{}", playbook.name, key);
-                let mut holder = self.journal.claim_dedup(&claim, &run_id)?;
-                while let Some(existing) = holder {
-                    match self.journal.read(&existing) {
-                        Ok(records) if !records.is_empty() => {
-                            let mut report =
-                                RunReport::from_records(&existing, &records, Some(&playbook));
-                            report.deduplicated = true;
-                            return Ok(report);
-                        }
-                        // The holder died between claiming and journaling its
-                        // start: nothing ran under it, so take the key over.
-                        Ok(_) | Err(JournalError::UnknownRun(_)) => {
-                            holder = self.journal.reclaim_dedup(&claim, &existing, &run_id)?;
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Some(key)
-            }
+                    .map_err(|e| EngineError::Dedup(e.to_string()))?,
+            ),
             None => None,
         };
+        if let Some(key) = &dedup_key {
+            claims.push(Claim {
+                key: format!("{}:{}", playbook.name, key),
+                window: None,
+            });
+        }
+        for claim in &claims {
+            if let Some(report) = self.claim(claim, &run_id, playbook).await? {
+                return Ok(Opened::Existing(report));
+            }
+        }
         let start = Event::RunStarted {
             playbook: playbook.name.clone(),
             version: playbook.version.clone(),
@@ -502,8 +663,9 @@ impl Engine {
         };
         let collecting = Collecting::start(&self.written, &run_id);
         self.append(&run_id, start).await?;
+        crate::observe::run_started(&playbook.name);
         let records = collecting.take();
-        self.drive(&run_id, playbook, records, collecting).await
+        Ok(Opened::New(run_id, records, collecting))
     }
 
     /// Continues an unfinished run from its journal.
@@ -722,7 +884,11 @@ impl Engine {
             })
         };
         if let Some(event) = end {
+            let finished = matches!(event, Event::RunFinished { .. });
             self.append(run_id, event).await?;
+            if finished {
+                crate::observe::run_finished(&playbook.name, status);
+            }
             records.extend(collecting.take());
         }
         Ok(RunReport::from_records(run_id, &records, Some(&playbook)))
@@ -1081,7 +1247,8 @@ impl Engine {
                                 self.append(
                                     run_id,
                                     attempt_finished(
-                                        &step.id, item, attempt, ok, duration, &exchanges, &logs,
+                                        &step.uses, &step.id, item, attempt, ok, duration,
+                                        &exchanges, &logs,
                                     ),
                                 )
                                 .await?;
@@ -1170,6 +1337,9 @@ impl Engine {
                 },
             )
             .await?;
+            // From here to its result's record, this attempt is what a
+            // graceful stop waits for (see `Engine::stop`).
+            let flying = Flying::new(&self.stop);
             let invocation = Invocation {
                 run_id: run_id.to_string(),
                 step_id: step.id.clone(),
@@ -1246,6 +1416,7 @@ impl Engine {
             // A lost result of an idempotent action is recovered by invoking
             // it again; any other result must be durable before moving on.
             let event = attempt_finished(
+                &step.uses,
                 &step.id,
                 item,
                 attempt,
@@ -1259,6 +1430,7 @@ impl Engine {
             } else {
                 self.append(run_id, event).await?;
             }
+            drop(flying);
             // A destructive action that timed out, or failed in transit or at
             // a 5xx gateway, may have acted: treat it as a crash mid-attempt
             // (probe, idempotent repeat, else in doubt), never a blind retry.

@@ -1,0 +1,50 @@
+//! Reading runs: the list, one run's report, the approvals waiting.
+
+use super::{read_run, OpError};
+use crate::journal::{Journal, RunStatus, RunSummary};
+use crate::scheduler::{RunReport, RunState};
+use serde_json::Value;
+
+/// Every run, or those with `status` (a [`RunStatus`] name).
+pub fn list_runs(journal: &Journal, status: Option<&str>) -> Result<Vec<RunSummary>, OpError> {
+    if let Some(want) = status {
+        want.parse::<RunStatus>()
+            .map_err(|e| OpError::Invalid(e.to_string()))?;
+    }
+    let mut rows = Vec::new();
+    for id in journal.run_ids()? {
+        match journal.summary(&id) {
+            Ok(s) if status.is_none_or(|want| want == s.status.as_str()) => rows.push(s),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(run_id = %id, error = %e, "unreadable run"),
+        }
+    }
+    Ok(rows)
+}
+
+/// One run's report (`soar status --json`).
+pub fn status(journal: &Journal, run_id: &str) -> Result<RunReport, OpError> {
+    let records = read_run(journal, run_id)?;
+    Ok(RunReport::from_records(run_id, &records, None))
+}
+
+/// Every approval waiting for a decision, as `soar pending --json` shows it.
+pub fn pending(journal: &Journal, now_ms: u64) -> Result<Vec<Value>, OpError> {
+    let mut entries = Vec::new();
+    for id in journal.run_ids()? {
+        match journal.summary(&id) {
+            Ok(s) if s.status == RunStatus::WaitingApproval => {}
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(run_id = %id, error = %e, "unreadable run");
+                continue;
+            }
+        }
+        let Ok(records) = journal.read(&id) else {
+            continue;
+        };
+        let state = RunState::from_records(&records);
+        entries.extend(state.pending_approvals(&id, now_ms));
+    }
+    Ok(entries)
+}
