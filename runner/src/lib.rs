@@ -18,5 +18,6 @@ pub mod plugin_host;
 pub mod retry;
 pub mod scheduler;
 pub mod secrets;
+pub mod server;
 pub mod template;
 pub mod yaml;

@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod lab;
+pub mod serve;
 pub mod sim;
 
 use std::path::{Path, PathBuf};

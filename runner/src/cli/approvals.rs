@@ -101,13 +101,20 @@ pub async fn vote(globals: &Globals, op: Operator, vote: Vote, reason: Option<St
         Ok(j) => j,
         Err(e) => return e,
     };
-    let (policy, approver) =
-        match authenticated(globals, &journal, run_id, command, Some(step), &op.who, &op.token)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => return e,
-        };
+    let (policy, approver) = match authenticated(
+        globals,
+        &journal,
+        run_id,
+        command,
+        Some(step),
+        &op.who,
+        &op.token,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
     let reason = reason.unwrap_or_default();
     match ops::vote(&journal, &policy, run_id, step, &approver, vote, &reason).await {
         Ok(VoteResult::Recorded { have, need }) => {
@@ -126,7 +133,9 @@ pub async fn vote(globals: &Globals, op: Operator, vote: Vote, reason: Option<St
                 );
             }
             match engine(globals, host, journal, !json_out) {
-                Ok(engine) => continue_runs(&engine, vec![run_id.to_string()], true, json_out).await,
+                Ok(engine) => {
+                    continue_runs(&engine, vec![run_id.to_string()], true, json_out).await
+                }
                 Err(e) => e,
             }
         }
@@ -234,13 +243,20 @@ pub async fn resolve(globals: &Globals, op: Operator, outcome: Resolution, reaso
         Ok(j) => j,
         Err(e) => return e,
     };
-    let (_, approver) =
-        match authenticated(globals, &journal, run_id, "resolve", Some(step), &op.who, &op.token)
-            .await
-        {
-            Ok(v) => v,
-            Err(e) => return e,
-        };
+    let (_, approver) = match authenticated(
+        globals,
+        &journal,
+        run_id,
+        "resolve",
+        Some(step),
+        &op.who,
+        &op.token,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(e) => return e,
+    };
     if let Err(e) = ops::resolve(&journal, run_id, step, &approver, outcome, reason).await {
         return op_exit(e);
     }

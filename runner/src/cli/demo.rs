@@ -243,6 +243,7 @@ pub async fn demo(args: DemoArgs) -> Exit {
     let globals = Globals {
         config: Some(config.clone()),
         data_dir: dir.clone(),
+        server: None,
     };
     println!("vendor simulator (VirusTotal, Falcon, Okta, Cloudflare, TheHive, Slack) on {url}");
     println!("config: {}\n", config.display());

@@ -4,6 +4,7 @@
 mod approvals;
 mod demo;
 mod plugins;
+mod remote;
 mod runs;
 
 use crate::config::{Config, ConfigError};
@@ -72,6 +73,10 @@ struct Cli {
     /// Log format on stderr
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// A running `soar serve` to send commands to [default: the one holding
+    /// the data dir's journal, if any]
+    #[arg(long, global = true, env = "SOAR_SERVER")]
+    server: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -199,6 +204,8 @@ enum Command {
         #[command(flatten)]
         token: TokenArgs,
     },
+    /// Run as a service: signed alert webhooks, the API, timers, metrics
+    Serve,
     /// Alert to approved containment against the built-in vendor simulator
     Demo {
         /// Approve at once instead of waiting for `soar approve` in another terminal
@@ -256,9 +263,9 @@ struct TokenArgs {
 }
 
 impl TokenArgs {
-    fn source(self) -> approvals::TokenSource {
+    fn source(&self) -> approvals::TokenSource {
         approvals::TokenSource {
-            file: self.token_file,
+            file: self.token_file.clone(),
             value: None,
         }
     }
@@ -280,6 +287,7 @@ enum JournalCommand {
 pub struct Globals {
     config: Option<PathBuf>,
     data_dir: PathBuf,
+    server: Option<String>,
 }
 
 impl Globals {
@@ -301,8 +309,11 @@ fn init_logging(verbose: u8, format: LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SOAR_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("soar_runner={level}")));
+    // Colour codes only for a person at a terminal, never in a log file.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -317,6 +328,7 @@ pub fn main_entry() -> i32 {
     let globals = Globals {
         config: cli.config,
         data_dir: cli.data_dir,
+        server: cli.server,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -329,7 +341,11 @@ pub fn main_entry() -> i32 {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        let command = match through_server(&globals, cli.command).await {
+            Ok(done) => return done,
+            Err(command) => command,
+        };
+        match command {
             Command::Validate { playbooks } => runs::validate(&globals, &playbooks).await,
             Command::Schema => runs::schema(),
             Command::Run {
@@ -385,6 +401,7 @@ pub fn main_entry() -> i32 {
                 reason,
                 token,
             } => approvals::cancel(&globals, &run_id, &who, &reason, &token.source()).await,
+            Command::Serve => serve(&globals).await,
             Command::Demo { yes, repo, dir } => demo::demo(demo::DemoArgs { yes, repo, dir }).await,
             Command::Plugins { command } => plugins::run(&globals, command).await,
         }
@@ -393,4 +410,144 @@ pub fn main_entry() -> i32 {
         eprintln!("{message}");
     }
     result.code
+}
+
+/// `soar serve`: holds the journal until stopped.
+async fn serve(globals: &Globals) -> Exit {
+    let config = match globals.config() {
+        Ok(c) => c,
+        Err(e) => return Exit::invalid(format!("error: {e}")),
+    };
+    let journal = match runs::journal_within(globals, std::time::Duration::ZERO) {
+        Ok(Some(j)) => j,
+        Ok(None) => {
+            return Exit::failed(
+                "error: the journal is held by another soar process; stop it first (one server per data dir)",
+            )
+        }
+        Err(e) => return e,
+    };
+    match crate::server::serve(config, &globals.data_dir, journal).await {
+        Ok(()) => Exit::ok(),
+        Err(e @ crate::server::ServeError::Playbooks(_)) => Exit::invalid(format!("{e}")),
+        Err(e) => Exit::failed(format!("error: {e}")),
+    }
+}
+
+/// Runs `command` through a server when one is given or holds the data
+/// dir; gives it back when it is to run here.
+async fn through_server(globals: &Globals, command: Command) -> Result<Exit, Command> {
+    let remotable = matches!(
+        command,
+        Command::Approve { .. }
+            | Command::Deny { .. }
+            | Command::Resolve { .. }
+            | Command::Cancel { .. }
+            | Command::Status { .. }
+            | Command::Runs { .. }
+            | Command::Pending { .. }
+            | Command::Journal { .. }
+            | Command::Run { .. }
+    );
+    if !remotable {
+        return Err(command);
+    }
+    let Some(url) = remote::discover(globals).await else {
+        return Err(command);
+    };
+    Ok(remote_command(url, command).await)
+}
+
+async fn remote_command(url: String, command: Command) -> Exit {
+    let token = match &command {
+        Command::Approve { op, .. } | Command::Deny { op, .. } | Command::Resolve { op, .. } => {
+            op.token.source()
+        }
+        Command::Cancel { token, .. } | Command::Run { token, .. } => token.source(),
+        _ => TokenArgs { token_file: None }.source(),
+    };
+    let r = match remote::Remote::new(url, &token) {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let claimed = match &command {
+        Command::Approve { op, .. } | Command::Deny { op, .. } | Command::Resolve { op, .. } => {
+            Some(op.who.clone())
+        }
+        Command::Cancel { who, .. } => Some(who.clone()),
+        Command::Run { who, .. } => who.clone(),
+        _ => None,
+    };
+    if let Some(claimed) = claimed {
+        if let Err(e) = remote::same_principal(&r, &claimed).await {
+            return e;
+        }
+    }
+    match command {
+        Command::Approve { op, reason } => {
+            let reason = reason.unwrap_or_default();
+            remote::vote(
+                &r,
+                &op.run_id,
+                &op.step_id,
+                crate::journal::Vote::Approve,
+                &reason,
+                op.json,
+            )
+            .await
+        }
+        Command::Deny { op, reason } => {
+            remote::vote(
+                &r,
+                &op.run_id,
+                &op.step_id,
+                crate::journal::Vote::Deny,
+                &reason,
+                op.json,
+            )
+            .await
+        }
+        Command::Resolve {
+            op,
+            outcome,
+            reason,
+        } => remote::resolve(&r, &op.run_id, &op.step_id, outcome, &reason, op.json).await,
+        Command::Cancel { run_id, reason, .. } => remote::cancel(&r, &run_id, &reason).await,
+        Command::Status { run_id, json } => remote::status(&r, &run_id, json).await,
+        Command::Runs { status, json } => remote::runs(&r, status.as_deref(), json).await,
+        Command::Pending { json } => remote::pending(&r, json).await,
+        Command::Journal {
+            command: Some(JournalCommand::Verify { run_id, all }),
+            ..
+        } => {
+            if run_id.is_none() && !all {
+                return Exit::invalid("error: give a RUN_ID or --all");
+            }
+            remote::verify(&r, run_id.as_deref()).await
+        }
+        Command::Journal {
+            command: None,
+            run_id: Some(id),
+            json,
+        } => remote::journal(&r, &id, json).await,
+        Command::Run {
+            playbook,
+            input,
+            json,
+            ..
+        } => {
+            let alert = match runs::read_alert(&input) {
+                Ok(a) => a,
+                Err(e) => return e,
+            };
+            match crate::playbook::load(&playbook) {
+                Ok(pb) => remote::run(&r, &pb.name, &pb.sha256, alert, json).await,
+                Err(ds) => {
+                    let text: Vec<String> = ds.iter().map(ToString::to_string).collect();
+                    Exit::invalid(text.join("\n"))
+                }
+            }
+        }
+        _ => Exit::invalid("error: give a RUN_ID, or `verify RUN_ID|--all`"),
+    }
 }

@@ -138,7 +138,7 @@ pub(super) fn print_report(report: &RunReport, json_out: bool) {
     }
 }
 
-fn read_alert(arg: &str) -> Result<Value, Exit> {
+pub(super) fn read_alert(arg: &str) -> Result<Value, Exit> {
     let text = if arg == "-" {
         let mut s = String::new();
         std::io::stdin()

@@ -240,7 +240,10 @@ fn principal(
             problems,
             Pos::of(&raw.token_sha256),
             format!("{key}.token_sha256"),
-            format!("`{}` has the same token; give each principal its own", other.name),
+            format!(
+                "`{}` has the same token; give each principal its own",
+                other.name
+            ),
         );
         return None;
     }

@@ -175,7 +175,10 @@ fn duration(
                 problems,
                 Pos::of(value),
                 key.to_string(),
-                format!("`{}` is not a duration like `30s` or `5m`: {e}", value.value),
+                format!(
+                    "`{}` is not a duration like `30s` or `5m`: {e}",
+                    value.value
+                ),
             );
             None
         }
@@ -355,8 +358,8 @@ pub(super) fn resolve_sources(
             continue;
         }
         let auth = resolve_auth(&s.auth, &format!("{key}.auth"), base, problems);
-        let max_body = body_cap(&s.max_body, &format!("{key}.max_body"), problems)
-            .min(server.max_body);
+        let max_body =
+            body_cap(&s.max_body, &format!("{key}.max_body"), problems).min(server.max_body);
         let rate_limit = s.rate_limit.as_ref().and_then(|r| {
             if r.value.per_second == 0 {
                 problem(

@@ -379,6 +379,14 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
+    /// Whether nothing more happens to a run with this status.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+
     /// Every status, in declaration order.
     pub const ALL: [RunStatus; 6] = [
         RunStatus::Running,

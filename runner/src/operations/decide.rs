@@ -189,3 +189,54 @@ pub fn request_cancel(
     crate::scheduler::cancel::request(journal_dir, run_id, &who.name, reason)
         .map_err(|e| OpError::Failed(format!("cannot leave the cancel request: {e}")))
 }
+
+/// Denies every gate of `run_id` whose request has expired by `now_ms`
+/// (the server's timer, so an expiry needs no command); returns how many.
+/// The caller serialises this with votes on the run.
+pub async fn expire_gates(journal: &Journal, run_id: &str, now_ms: u64) -> Result<usize, OpError> {
+    let state = RunState::from_records(&read_run(journal, run_id)?);
+    if state.final_status.is_some() || state.cancelled.is_some() {
+        return Ok(0);
+    }
+    let mut expired = 0;
+    for (step, gate) in &state.gates {
+        if gate.decision.is_some() || now_ms < gate.expires_at_ms {
+            continue;
+        }
+        let reason = format!(
+            "no decision by {}: counts as denied",
+            crate::journal::format_unix_millis(gate.expires_at_ms)
+        );
+        let event = Event::ApprovalDecided {
+            step: step.clone(),
+            decision: Decision::Expired,
+            by: Vec::new(),
+            reason,
+        };
+        journal.append(run_id, event).await?;
+        crate::observe::approval_decided(&gate.requested_at, Decision::Expired);
+        expired += 1;
+    }
+    Ok(expired)
+}
+
+/// Checks a cancel of a run another task is driving, journals a refusal,
+/// and leaves the request that driver journals (see [`request_cancel`]).
+pub async fn cancel_driven(
+    journal: &Journal,
+    run_id: &str,
+    who: &Approver,
+    reason: &str,
+) -> Result<(), OpError> {
+    let state = RunState::from_records(&read_run(journal, run_id)?);
+    match cancel_checks(who, reason) {
+        Ok(()) => {}
+        Err(Ok(r)) => return Err(refuse(journal, run_id, "cancel", None, &who.name, r).await),
+        Err(Err(e)) => return Err(e),
+    }
+    if let Some(status) = state.final_status {
+        let r = Refusal::RunOver(status.to_string());
+        return Err(refuse(journal, run_id, "cancel", None, &who.name, r).await);
+    }
+    request_cancel(journal.dir(), run_id, who, reason)
+}

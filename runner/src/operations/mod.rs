@@ -7,7 +7,7 @@ mod decide;
 mod read;
 mod start;
 
-pub use decide::{cancel, request_cancel, resolve, vote, VoteResult};
+pub use decide::{cancel, cancel_driven, expire_gates, request_cancel, resolve, vote, VoteResult};
 pub use read::{list_runs, pending, status};
 pub use start::{checked_playbook, playbook_of, Playbooks};
 

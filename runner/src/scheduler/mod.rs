@@ -360,8 +360,7 @@ pub fn item_context(ctx: &Value, item: Value, index: usize) -> Value {
 /// The journal record of an attempt's result, with the exchanges and logs
 /// of the invocation that produced it.
 fn attempt_finished(
-    uses: &str,
-    step: &str,
+    step: &Step,
     item: Option<u32>,
     attempt: u32,
     outcome: AttemptOutcome,
@@ -373,9 +372,9 @@ fn attempt_finished(
         AttemptOutcome::Ok { .. } => "ok",
         AttemptOutcome::Err { kind, .. } => kind.as_str(),
     };
-    crate::observe::attempt(uses, kind, duration);
+    crate::observe::attempt(&step.uses, kind, duration);
     Event::AttemptFinished {
-        step: step.to_string(),
+        step: step.id.clone(),
         item,
         attempt,
         outcome,
@@ -1247,8 +1246,7 @@ impl Engine {
                                 self.append(
                                     run_id,
                                     attempt_finished(
-                                        &step.uses, &step.id, item, attempt, ok, duration,
-                                        &exchanges, &logs,
+                                        step, item, attempt, ok, duration, &exchanges, &logs,
                                     ),
                                 )
                                 .await?;
@@ -1416,8 +1414,7 @@ impl Engine {
             // A lost result of an idempotent action is recovered by invoking
             // it again; any other result must be durable before moving on.
             let event = attempt_finished(
-                &step.uses,
-                &step.id,
+                step,
                 item,
                 attempt,
                 journal_outcome,

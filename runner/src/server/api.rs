@@ -1,0 +1,601 @@
+//! `/api/v1`: the JSON API over [`crate::operations`], plus health,
+//! readiness and metrics. Every call but those three carries
+//! `Authorization: Bearer TOKEN`; the principal it names is the identity
+//! journaled. Refusals answer 401/403/409 with the reasons `soar` prints
+//! with exit code 4, and are journaled in the run they concern.
+
+use super::hooks::{refusal, start, unavailable};
+use super::{auth, App};
+use crate::approvals::{self, Refusal};
+use crate::config::{roles, Approver};
+use crate::journal::{Resolution, Vote};
+use crate::operations::{self as ops, OpError, VoteResult};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The principal a response was for, for the request log.
+#[derive(Clone)]
+struct Caller(String);
+
+fn with_caller(mut r: Response, who: &Approver) -> Response {
+    r.extensions_mut().insert(Caller(who.name.clone()));
+    r
+}
+
+/// Request log: method, route, status, latency, principal; never bodies,
+/// signatures or tokens (the route template, not the path, is logged).
+pub async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let began = Instant::now();
+    let response = next.run(req).await;
+    let principal = response
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.0.clone())
+        .unwrap_or_default();
+    tracing::info!(
+        %method,
+        route,
+        status = response.status().as_u16(),
+        latency_ms = began.elapsed().as_secs_f64() * 1000.0,
+        principal,
+        "request"
+    );
+    response
+}
+
+/// An operation's failure as an answer.
+fn op_error(e: OpError) -> Response {
+    match e {
+        OpError::Invalid(m) => refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
+        OpError::NotFound(id) => {
+            refusal(StatusCode::NOT_FOUND, "not_found", format!("no run `{id}`"))
+        }
+        OpError::Refused(r) => refused(&r),
+        OpError::Failed(m) => {
+            tracing::error!(error = %m, "operation failed");
+            refusal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the operation failed; see the server log",
+            )
+        }
+    }
+}
+
+fn refused(r: &Refusal) -> Response {
+    let status = StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+    let mut resp = refusal(status, r.kind(), format!("refused: {r}"));
+    if status == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+    }
+    resp
+}
+
+/// The caller, who may read.
+fn reader<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a Approver, Response> {
+    let who = auth::principal(app.policy(), headers).map_err(|r| refused(&r))?;
+    if !approvals::may_read(who) {
+        let r = Refusal::NoRole {
+            who: who.name.clone(),
+            command: "read".into(),
+            role: roles::VIEWER.into(),
+            has: who.roles.join(", "),
+        };
+        return Err(refused(&r));
+    }
+    Ok(who)
+}
+
+/// The caller of a command on `run_id`; an unauthenticated one is refused
+/// and, when the run exists, journaled.
+async fn commander<'a>(
+    app: &'a App,
+    headers: &HeaderMap,
+    run_id: &str,
+    command: &str,
+    step: Option<&str>,
+) -> Result<&'a Approver, Response> {
+    match auth::principal(app.policy(), headers) {
+        Ok(who) => Ok(who),
+        Err(r) => {
+            if ops::read_run(app.journal(), run_id).is_ok() {
+                ops::refuse(
+                    app.journal(),
+                    run_id,
+                    command,
+                    step,
+                    "unauthenticated",
+                    r.clone(),
+                )
+                .await;
+            }
+            Err(refused(&r))
+        }
+    }
+}
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    if app.is_ready() && !app.is_stopping() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.render_metrics(),
+    )
+        .into_response()
+}
+
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
+}
+
+pub async fn whoami(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match auth::principal(app.policy(), &headers) {
+        Ok(who) => with_caller(
+            Json(json!({"name": who.name, "roles": who.roles})).into_response(),
+            who,
+        ),
+        Err(r) => refused(&r),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RunsQuery {
+    status: Option<String>,
+}
+
+pub async fn list_runs(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<RunsQuery>,
+) -> Response {
+    let who = match reader(&app, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let r = match ops::list_runs(app.journal(), q.status.as_deref()) {
+        Ok(rows) => Json(json!({"runs": rows})).into_response(),
+        Err(e) => op_error(e),
+    };
+    with_caller(r, who)
+}
+
+#[derive(Deserialize)]
+pub struct StartBody {
+    playbook: String,
+    alert: Value,
+    #[serde(default)]
+    playbook_sha256: Option<String>,
+}
+
+pub async fn start_run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if app.is_stopping() {
+        return unavailable();
+    }
+    let who = match auth::principal(app.policy(), &headers) {
+        Ok(w) => w,
+        Err(r) => return refused(&r),
+    };
+    if let Err(r) = approvals::require_role(who, roles::INGEST, "start a run") {
+        return with_caller(refused(&r), who);
+    }
+    let req: StartBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = format!("the body must be {{\"playbook\": NAME, \"alert\": {{...}}}}: {e}");
+            return with_caller(
+                refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid", msg),
+                who,
+            );
+        }
+    };
+    let Some(pb) = app.playbooks.named(&req.playbook).cloned() else {
+        let msg = format!(
+            "the server has no playbook `{}` (it serves: {})",
+            req.playbook,
+            app.playbooks.names().join(", ")
+        );
+        return with_caller(refusal(StatusCode::NOT_FOUND, "unknown_playbook", msg), who);
+    };
+    if let Some(sha) = &req.playbook_sha256 {
+        if sha != &pb.sha256 {
+            let msg = format!(
+                "the server's playbook `{}` has content {}, yours {sha}: deploy it to the server first",
+                pb.name, pb.sha256
+            );
+            return with_caller(refusal(StatusCode::CONFLICT, "playbook_differs", msg), who);
+        }
+    }
+    let (r, _) = start(&app, pb, req.alert, &who.name, Vec::new()).await;
+    with_caller(r, who)
+}
+
+pub async fn run_status(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+) -> Response {
+    let who = match reader(&app, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let r = match ops::status(app.journal(), &run_id) {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => op_error(e),
+    };
+    with_caller(r, who)
+}
+
+/// A record as `soar journal --json` prints it.
+fn record_json(r: &crate::journal::Record) -> Value {
+    let mut line = serde_json::to_value(&r.event).unwrap_or(Value::Null);
+    if let Some(obj) = line.as_object_mut() {
+        obj.insert("seq".into(), json!(r.seq));
+        obj.insert("at".into(), json!(r.at));
+        obj.insert("hash".into(), json!(r.hash));
+    }
+    line
+}
+
+#[derive(Deserialize)]
+pub struct JournalQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+pub async fn run_journal(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    Query(q): Query<JournalQuery>,
+) -> Response {
+    let who = match reader(&app, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let r = match ops::read_run(app.journal(), &run_id) {
+        Ok(records) => {
+            let out: Vec<Value> = records
+                .iter()
+                .filter(|r| r.seq > q.after)
+                .map(record_json)
+                .collect();
+            Json(json!({"run_id": run_id, "records": out})).into_response()
+        }
+        Err(e) => op_error(e),
+    };
+    with_caller(r, who)
+}
+
+/// Server-sent events: each record of the run as it is journaled
+/// (`event: record`), from `?after=SEQ`; the stream ends after the run's
+/// final record.
+pub async fn run_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    Query(q): Query<JournalQuery>,
+) -> Response {
+    let who = match reader(&app, &headers) {
+        Ok(w) => w.clone(),
+        Err(r) => return r,
+    };
+    if let Err(e) = ops::read_run(app.journal(), &run_id) {
+        return op_error(e);
+    }
+    let state = (app, run_id, q.after, false);
+    let stream = futures_util::stream::unfold(state, |(app, run_id, after, done)| async move {
+        if done {
+            return None;
+        }
+        loop {
+            let records = app.journal().read(&run_id).unwrap_or_default();
+            let fresh: Vec<_> = records.iter().filter(|r| r.seq > after).collect();
+            if !fresh.is_empty() {
+                let last = fresh.last().map(|r| r.seq).unwrap_or(after);
+                let finished = fresh
+                    .iter()
+                    .any(|r| matches!(r.event, crate::journal::Event::RunFinished { .. }));
+                let data: Vec<String> = fresh.iter().map(|r| record_json(r).to_string()).collect();
+                let events: Vec<Result<SseEvent, std::convert::Infallible>> = data
+                    .into_iter()
+                    .map(|d| Ok(SseEvent::default().event("record").data(d)))
+                    .collect();
+                return Some((
+                    futures_util::stream::iter(events),
+                    (app, run_id, last, finished),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let flat = futures_util::StreamExt::flatten(stream);
+    with_caller(
+        Sse::new(flat)
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+        &who,
+    )
+}
+
+pub async fn pending(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let who = match reader(&app, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let r = match ops::pending(app.journal(), crate::journal::now_unix_millis()) {
+        Ok(entries) => Json(json!({"pending": entries})).into_response(),
+        Err(e) => op_error(e),
+    };
+    with_caller(r, who)
+}
+
+#[derive(Deserialize, Default)]
+pub struct DecideBody {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    outcome: Option<Resolution>,
+}
+
+#[derive(Deserialize)]
+pub struct WaitQuery {
+    #[serde(default)]
+    wait: bool,
+}
+
+fn decide_body(body: &[u8]) -> Result<DecideBody, Response> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DecideBody::default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("the body must be {{\"reason\": TEXT}}: {e}"),
+        )
+    })
+}
+
+/// The run's report after the drive a decision started (`?wait=true`), or
+/// at once.
+async fn answer_after(app: &Arc<App>, run_id: &str, wait: bool, extra: Value) -> Response {
+    if wait {
+        app.settled(run_id, Duration::from_secs(300)).await;
+    }
+    match ops::status(app.journal(), run_id) {
+        Ok(report) => {
+            let mut body = serde_json::to_value(&report).unwrap_or(Value::Null);
+            if let (Some(o), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+                for (k, v) in e {
+                    o.insert(k.clone(), v.clone());
+                }
+            }
+            Json(body).into_response()
+        }
+        Err(e) => op_error(e),
+    }
+}
+
+async fn vote(
+    app: Arc<App>,
+    headers: HeaderMap,
+    run_id: String,
+    step: String,
+    vote: Vote,
+    wait: bool,
+    body: &[u8],
+) -> Response {
+    if app.is_stopping() {
+        return unavailable();
+    }
+    let command = match vote {
+        Vote::Approve => "approve",
+        Vote::Deny => "deny",
+    };
+    let who = match commander(&app, &headers, &run_id, command, Some(&step)).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let req = match decide_body(body) {
+        Ok(b) => b,
+        Err(r) => return with_caller(r, who),
+    };
+    let guard = app.decision_lock(&run_id).lock().await;
+    let result = ops::vote(
+        app.journal(),
+        app.policy(),
+        &run_id,
+        &step,
+        who,
+        vote,
+        &req.reason,
+    )
+    .await;
+    drop(guard);
+    let r = match result {
+        Ok(VoteResult::Recorded { have, need }) => {
+            Json(json!({"run_id": run_id, "step": step, "vote": "recorded", "approvals": have, "needed": need}))
+                .into_response()
+        }
+        Ok(VoteResult::Decided { decision, by }) => {
+            app.kick(&run_id);
+            let extra = json!({"decision": decision.as_str(), "decided_by": by});
+            answer_after(&app, &run_id, wait, extra).await
+        }
+        Err(e @ OpError::Refused(Refusal::Expired(_))) => {
+            app.expire(&run_id).await;
+            op_error(e)
+        }
+        Err(e) => op_error(e),
+    };
+    with_caller(r, who)
+}
+
+pub async fn approve(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((run_id, step)): Path<(String, String)>,
+    Query(q): Query<WaitQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    vote(app, headers, run_id, step, Vote::Approve, q.wait, &body).await
+}
+
+pub async fn deny(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((run_id, step)): Path<(String, String)>,
+    Query(q): Query<WaitQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    vote(app, headers, run_id, step, Vote::Deny, q.wait, &body).await
+}
+
+pub async fn resolve(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((run_id, step)): Path<(String, String)>,
+    Query(q): Query<WaitQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    if app.is_stopping() {
+        return unavailable();
+    }
+    let who = match commander(&app, &headers, &run_id, "resolve", Some(&step)).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let req = match decide_body(&body) {
+        Ok(b) => b,
+        Err(r) => return with_caller(r, who),
+    };
+    let Some(outcome) = req.outcome else {
+        let msg = "the body must name an `outcome`: done, failed or retry";
+        return with_caller(
+            refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid", msg),
+            who,
+        );
+    };
+    let guard = app.decision_lock(&run_id).lock().await;
+    let result = ops::resolve(app.journal(), &run_id, &step, who, outcome, &req.reason).await;
+    drop(guard);
+    let r = match result {
+        Ok(n) => {
+            app.kick(&run_id);
+            answer_after(&app, &run_id, q.wait, json!({"resolved_items": n})).await
+        }
+        Err(e) => op_error(e),
+    };
+    with_caller(r, who)
+}
+
+pub async fn cancel(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    Query(q): Query<WaitQuery>,
+    body: axum::body::Bytes,
+) -> Response {
+    if app.is_stopping() {
+        return unavailable();
+    }
+    let who = match commander(&app, &headers, &run_id, "cancel", None).await {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let req = match decide_body(&body) {
+        Ok(b) => b,
+        Err(r) => return with_caller(r, who),
+    };
+    // The drive journals the cancel (it may be mid-step); a kick makes one
+    // drive the run if none is.
+    let guard = app.decision_lock(&run_id).lock().await;
+    let result = ops::cancel_driven(app.journal(), &run_id, who, &req.reason).await;
+    drop(guard);
+    let r = match result {
+        Ok(()) => {
+            app.kick(&run_id);
+            answer_after(&app, &run_id, q.wait, json!({"cancel": "requested"})).await
+        }
+        Err(e) => op_error(e),
+    };
+    with_caller(r, who)
+}
+
+#[derive(Deserialize)]
+pub struct VerifyQuery {
+    run_id: Option<String>,
+}
+
+pub async fn verify(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<VerifyQuery>,
+) -> Response {
+    let who = match reader(&app, &headers) {
+        Ok(w) => w,
+        Err(r) => return r,
+    };
+    let ids = match q.run_id {
+        Some(id) => vec![id],
+        None => match app.journal().run_ids() {
+            Ok(ids) => ids,
+            Err(e) => return op_error(e.into()),
+        },
+    };
+    let mut runs = Vec::new();
+    let mut bad = 0;
+    for id in ids {
+        match app.journal().verify(&id) {
+            Ok(report) => {
+                let problems: Vec<String> =
+                    report.problems.iter().map(ToString::to_string).collect();
+                bad += usize::from(!problems.is_empty());
+                runs.push(json!({"run_id": id, "records": report.records, "ok": problems.is_empty(), "problems": problems}));
+            }
+            Err(e) => {
+                bad += 1;
+                runs.push(json!({"run_id": id, "ok": false, "problems": [e.to_string()]}));
+            }
+        }
+    }
+    with_caller(
+        Json(json!({"ok": bad == 0, "failed": bad, "runs": runs})).into_response(),
+        who,
+    )
+}

@@ -1,0 +1,340 @@
+//! The server's shared state and its one rule about driving: a run is
+//! driven by at most one task at a time. A decision, an expiry or a boot
+//! "kicks" the run; a kick while it is driven asks that drive to go again
+//! when it ends, so nothing decided is left unnoticed.
+
+use super::timers::Timers;
+use super::ServeError;
+use crate::config::{Config, Policy, Source};
+use crate::journal::{now_unix_millis, Journal, RunStatus};
+use crate::operations::{self as ops, OpError, Playbooks};
+use crate::playbook::Playbook;
+use crate::plugin_host::PluginHost;
+use crate::scheduler::{Drive, Engine, RunReport, RunState};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How many decision locks runs are spread over (see [`App::decision_lock`]).
+const DECISION_STRIPES: usize = 64;
+
+/// Everything a request handler needs.
+pub struct App {
+    /// The config the server started with.
+    pub config: Arc<Config>,
+    /// The engine (plugin host, journal, policy).
+    pub engine: Engine,
+    /// Playbooks it may start, by name and path.
+    pub playbooks: Playbooks,
+    /// Per-source token buckets.
+    limiters: HashMap<String, DefaultDirectRateLimiter>,
+    /// Runs being driven: `true` when another drive was asked for.
+    driving: Mutex<HashMap<String, bool>>,
+    /// Latest known status of each unfinished run (for the gauges).
+    statuses: Mutex<HashMap<String, RunStatus>>,
+    /// Votes, resolves and expiries of one run happen one at a time.
+    decisions: Vec<tokio::sync::Mutex<()>>,
+    pub(super) timers: Timers,
+    ready: AtomicBool,
+    stopping: AtomicBool,
+    metrics: PrometheusHandle,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Histogram buckets (seconds): from a journal flush to a slow vendor.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 300.0,
+];
+
+fn install_metrics() -> Result<PrometheusHandle, ServeError> {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(&BUCKETS)
+        .map_err(|e| ServeError::Start(e.to_string()))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|e| ServeError::Start(e.to_string()))?;
+    Ok(handle)
+}
+
+impl App {
+    /// Loads the playbooks, builds the engine, installs the metrics recorder.
+    pub fn new(
+        config: Config,
+        host: Arc<PluginHost>,
+        journal: Journal,
+    ) -> Result<Arc<Self>, ServeError> {
+        let mut paths: Vec<_> = config
+            .sources
+            .values()
+            .map(|s| s.playbook.clone())
+            .collect();
+        paths.extend(config.server.playbooks.iter().cloned());
+        let playbooks = Playbooks::load(&paths, &host).map_err(ServeError::Playbooks)?;
+        let limiters = config
+            .sources
+            .values()
+            .filter_map(|s| Some((s.name.clone(), limiter(s)?)))
+            .collect();
+        let policy: Policy = config.policy.clone();
+        let engine = Engine::new(host, journal).with_policy(policy);
+        Ok(Arc::new(App {
+            config: Arc::new(config),
+            engine,
+            playbooks,
+            limiters,
+            driving: Mutex::new(HashMap::new()),
+            statuses: Mutex::new(HashMap::new()),
+            decisions: (0..DECISION_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            timers: Timers::default(),
+            ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            metrics: install_metrics()?,
+        }))
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Journal {
+        self.engine.journal()
+    }
+
+    /// The safety policy (principals, protected assets).
+    pub fn policy(&self) -> &Policy {
+        &self.config.policy
+    }
+
+    /// Ready: journal open and every unfinished run resumed.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// Stopping: new work is refused with 503.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Takes a delivery from `source` out of its bucket; `Err(wait)` when
+    /// it is empty.
+    pub fn rate_check(&self, source: &Source) -> Result<(), Duration> {
+        let Some(l) = self.limiters.get(&source.name) else {
+            return Ok(());
+        };
+        l.check().map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ))
+        })
+    }
+
+    /// The lock serialising decisions on `run_id`.
+    pub fn decision_lock(&self, run_id: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        run_id.hash(&mut h);
+        &self.decisions[(h.finish() as usize) % DECISION_STRIPES]
+    }
+
+    /// The Prometheus text of every metric, gauges brought up to date.
+    pub fn render_metrics(&self) -> String {
+        let (mut waiting, mut in_doubt) = (0, 0);
+        for s in lock(&self.statuses).values() {
+            match s {
+                RunStatus::WaitingApproval => waiting += 1,
+                RunStatus::InDoubt => in_doubt += 1,
+                _ => {}
+            }
+        }
+        crate::observe::paused_runs(waiting, in_doubt);
+        self.metrics.render()
+    }
+
+    /// The playbook of a run being resumed: the loaded one when the hash
+    /// matches (the engine checks it again), else the file it names.
+    fn playbook_for(&self, records: &[crate::journal::Record]) -> Result<Arc<Playbook>, String> {
+        let state = RunState::from_records(records);
+        let path = records.iter().find_map(|r| match &r.event {
+            crate::journal::Event::RunStarted { playbook_path, .. } => Some(playbook_path.clone()),
+            _ => None,
+        });
+        if let Some(pb) = path.and_then(|p| self.playbooks.at(std::path::Path::new(&p)).cloned()) {
+            if pb.sha256 == state.playbook_sha256 {
+                return Ok(pb);
+            }
+        }
+        ops::playbook_of(records, self.engine.host()).map(Arc::new)
+    }
+
+    /// Drives `run_id` once from its journal.
+    async fn resume_once(&self, run_id: &str) -> Result<RunReport, String> {
+        let records = ops::read_run(self.journal(), run_id).map_err(|e| e.to_string())?;
+        let pb = self.playbook_for(&records)?;
+        self.engine
+            .resume(run_id, pb)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Notes where a drive left the run: status for the gauges, expiry
+    /// timers for its waiting approvals.
+    fn after_drive(&self, run_id: &str, result: Result<RunReport, String>) {
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(run_id, error = %e, "driving the run failed");
+                return;
+            }
+        };
+        let mut statuses = lock(&self.statuses);
+        if report.status.is_final() {
+            statuses.remove(run_id);
+        } else {
+            statuses.insert(run_id.to_string(), report.status);
+        }
+        drop(statuses);
+        for p in &report.pending_approvals {
+            let at = p["expires_at"]
+                .as_str()
+                .and_then(crate::journal::parse_unix_millis);
+            if let Some(at) = at {
+                self.timers.add(at, run_id);
+            }
+        }
+    }
+
+    /// Drives `run_id` now, or again after the drive in progress.
+    pub fn kick(self: &Arc<Self>, run_id: &str) {
+        self.spawn_drive(run_id, None);
+    }
+
+    /// Drives a run [`Engine::begin`] just started.
+    pub fn drive_new(self: &Arc<Self>, run_id: &str, drive: Drive) {
+        lock(&self.statuses).insert(run_id.to_string(), RunStatus::Running);
+        self.spawn_drive(run_id, Some(drive));
+    }
+
+    fn spawn_drive(self: &Arc<Self>, run_id: &str, first: Option<Drive>) {
+        {
+            let mut driving = lock(&self.driving);
+            if let Some(again) = driving.get_mut(run_id) {
+                *again = true;
+                return;
+            }
+            driving.insert(run_id.to_string(), false);
+        }
+        let app = Arc::clone(self);
+        let run_id = run_id.to_string();
+        tokio::spawn(async move {
+            let mut next = first;
+            loop {
+                let result = match next.take() {
+                    Some(drive) => drive.await.map_err(|e| e.to_string()),
+                    None => app.resume_once(&run_id).await,
+                };
+                app.after_drive(&run_id, result);
+                let mut driving = lock(&app.driving);
+                if driving.get(&run_id) == Some(&true) {
+                    driving.insert(run_id.clone(), false);
+                    continue;
+                }
+                driving.remove(&run_id);
+                break;
+            }
+        });
+    }
+
+    /// Whether a task is driving `run_id` now.
+    pub fn is_driving(&self, run_id: &str) -> bool {
+        lock(&self.driving).contains_key(run_id)
+    }
+
+    /// Waits until no task drives `run_id` (for `?wait=true`), at most `max`.
+    pub async fn settled(&self, run_id: &str, max: Duration) {
+        let deadline = tokio::time::Instant::now() + max;
+        while self.is_driving(run_id) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Denies `run_id`'s expired approvals and continues it.
+    pub async fn expire(self: &Arc<Self>, run_id: &str) {
+        let guard = self.decision_lock(run_id).lock().await;
+        match ops::expire_gates(self.journal(), run_id, now_unix_millis()).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(run_id, expired = n, "approval expired: denied");
+                drop(guard);
+                self.kick(run_id);
+            }
+            Err(OpError::NotFound(_)) => {}
+            Err(e) => tracing::error!(run_id, error = %e, "cannot expire approvals"),
+        }
+    }
+
+    /// Resumes every unfinished run (as `soar resume --all`) and waits
+    /// until each has finished or paused; returns how many.
+    pub async fn resume_all(self: &Arc<Self>) -> usize {
+        let ids = match self.journal().run_ids() {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list runs");
+                return 0;
+            }
+        };
+        let mut resumed = 0;
+        for id in ids {
+            let unfinished = self
+                .journal()
+                .summary(&id)
+                .map(|s| !s.status.is_final())
+                .unwrap_or(false);
+            if unfinished {
+                resumed += 1;
+                self.kick(&id);
+            }
+        }
+        while !lock(&self.driving).is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        resumed
+    }
+
+    /// Graceful stop: refuse new work, let in-flight attempts finish (up
+    /// to `server.shutdown_grace`), make the journal durable.
+    pub async fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let grace = self.config.server.shutdown_grace;
+        if tokio::time::timeout(grace, self.engine.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.engine.in_flight(),
+                "shutdown grace over with attempts in flight: they are reconciled at the next start"
+            );
+        }
+        if let Err(e) = self.journal().sync() {
+            tracing::error!(error = %e, "final journal flush failed");
+        }
+    }
+}
+
+fn limiter(source: &Source) -> Option<DefaultDirectRateLimiter> {
+    let r = source.rate_limit?;
+    let per_second = NonZeroU32::new(r.per_second)?;
+    let burst = NonZeroU32::new(r.burst).unwrap_or(per_second);
+    Some(RateLimiter::direct(
+        Quota::per_second(per_second).allow_burst(burst),
+    ))
+}

@@ -1,0 +1,181 @@
+//! `soar serve`: the runner as a service. It holds the journal, resumes
+//! every unfinished run before it is ready, takes signed alert webhooks
+//! (`hooks.rs`) and an authenticated JSON API (`api.rs`), denies approvals
+//! at their expiry (`timers.rs`), exposes Prometheus metrics, and stops
+//! gracefully. Every rule it applies lives in [`crate::operations`].
+
+// Handlers answer refusals as `Err(Response)`: each is built once and
+// returned at once, so boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+mod api;
+mod app;
+mod auth;
+mod hooks;
+mod timers;
+
+pub use app::App;
+
+use crate::config::Config;
+use crate::journal::Journal;
+use crate::plugin_host::PluginHost;
+use axum::routing::{get, post};
+use axum::Router;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A playbook of a source or of `server.playbooks` is invalid.
+    #[error("{}\nerror: the server's playbooks are invalid", .0.join("\n"))]
+    Playbooks(Vec<String>),
+    /// TLS key pair unusable.
+    #[error("server.tls: {0}")]
+    Tls(String),
+    /// The address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Anything else at start.
+    #[error("{0}")]
+    Start(String),
+}
+
+/// The file beside the journal that tells CLI commands a server holds it.
+pub fn address_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("server.json")
+}
+
+/// The routes.
+fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/openapi.json", get(api::openapi))
+        .route("/whoami", get(api::whoami))
+        .route("/runs", get(api::list_runs).post(api::start_run))
+        .route("/runs/{run_id}", get(api::run_status))
+        .route("/runs/{run_id}/journal", get(api::run_journal))
+        .route("/runs/{run_id}/events", get(api::run_events))
+        .route("/runs/{run_id}/cancel", post(api::cancel))
+        .route("/runs/{run_id}/steps/{step}/approve", post(api::approve))
+        .route("/runs/{run_id}/steps/{step}/deny", post(api::deny))
+        .route("/runs/{run_id}/steps/{step}/resolve", post(api::resolve))
+        .route("/approvals", get(api::pending))
+        .route("/journal/verify", get(api::verify));
+    let max_body = app.config.server.max_body;
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route("/hooks/{source}", post(hooks::deliver))
+        .nest("/api/v1", api)
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
+        .layer(axum::middleware::from_fn(api::log_request))
+        .with_state(app)
+}
+
+/// Serves until SIGTERM or SIGINT, then stops gracefully (see
+/// [`App::shutdown`]).
+pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<(), ServeError> {
+    let host = PluginHost::load(&config, &data_dir.join("cache").join("components"))
+        .await
+        .map(Arc::new)
+        .map_err(|e| ServeError::Start(e.to_string()))?;
+    let app = App::new(config, host, journal)?;
+    let tls = match &app.config.server.tls {
+        Some(t) => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Some(
+                axum_server::tls_rustls::RustlsConfig::from_pem_file(&t.cert, &t.key)
+                    .await
+                    .map_err(|e| ServeError::Tls(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
+    let addr = app.config.server.listen;
+    let handle = axum_server::Handle::new();
+    let service = router(app.clone()).into_make_service();
+    let server = {
+        let handle = handle.clone();
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| ServeError::Start(e.to_string()))?;
+        tokio::spawn(async move {
+            let r = match tls {
+                Some(tls) => {
+                    axum_server::tls_rustls::from_tcp_rustls(listener, tls)
+                        .handle(handle)
+                        .serve(service)
+                        .await
+                }
+                None => {
+                    axum_server::from_tcp(listener)
+                        .handle(handle)
+                        .serve(service)
+                        .await
+                }
+            };
+            if let Err(e) = r {
+                tracing::error!(error = %e, "the HTTP server failed");
+            }
+        })
+    };
+    let bound = handle
+        .listening()
+        .await
+        .ok_or_else(|| ServeError::Start("the HTTP server did not start".into()))?;
+    let scheme = if app.config.server.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{bound}");
+    tracing::info!(%url, "listening; resuming unfinished runs");
+    let resumed = app.resume_all().await;
+    app.set_ready();
+    write_address(data_dir, &url);
+    eprintln!("soar serve: listening on {url}; resumed {resumed} run(s); ready");
+    tokio::spawn(timers::run(app.clone()));
+    shutdown_signal().await;
+    eprintln!("soar serve: stopping: new work is refused; in-flight attempts finish");
+    app.shutdown().await;
+    handle.graceful_shutdown(Some(Duration::from_secs(2)));
+    let _ = tokio::time::timeout(Duration::from_secs(3), server).await;
+    let _ = std::fs::remove_file(address_file(data_dir));
+    eprintln!("soar serve: stopped; the journal is durable");
+    Ok(())
+}
+
+fn write_address(data_dir: &Path, url: &str) {
+    let body = serde_json::json!({"url": url, "pid": std::process::id()}).to_string();
+    let path = address_file(data_dir);
+    let tmp = path.with_extension("tmp");
+    if let Err(e) = std::fs::write(&tmp, body).and_then(|_| std::fs::rename(&tmp, &path)) {
+        tracing::warn!(error = %e, "cannot write the server's address file");
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
