@@ -519,10 +519,8 @@ impl Engine {
                 std::future::pending::<()>().await;
             }
         }
-        let starts_work = matches!(
-            event,
-            Event::StepStarted { .. } | Event::AttemptStarted { .. } | Event::RunStarted { .. }
-        );
+        // Attempts check the stop themselves, counted in flight first.
+        let starts_work = matches!(event, Event::StepStarted { .. } | Event::RunStarted { .. });
         if starts_work && self.stop.stopping.load(Ordering::SeqCst) {
             // Stopping: this work never starts here. Nothing of it is
             // journaled, so the next process starts it from the journal.
@@ -1319,6 +1317,15 @@ impl Engine {
                     }))
                 }
             };
+            // From before its start record to its result's record, this
+            // attempt is what a graceful stop waits for (see `Engine::stop`).
+            // Counted first, then the stop checked: a stop either sees this
+            // attempt or this attempt sees the stop and never starts.
+            let flying = Flying::new(&self.stop);
+            if self.stop.stopping.load(Ordering::SeqCst) {
+                drop(flying);
+                return std::future::pending().await;
+            }
             // Write-ahead: this record is durable before the plugin runs.
             self.append(
                 run_id,
@@ -1335,9 +1342,6 @@ impl Engine {
                 },
             )
             .await?;
-            // From here to its result's record, this attempt is what a
-            // graceful stop waits for (see `Engine::stop`).
-            let flying = Flying::new(&self.stop);
             let invocation = Invocation {
                 run_id: run_id.to_string(),
                 step_id: step.id.clone(),

@@ -53,6 +53,28 @@ pub fn address_file(data_dir: &Path) -> PathBuf {
     data_dir.join("server.json")
 }
 
+/// Every route (method, path template), as `router` serves them; a test
+/// checks each is in `openapi.json` and another that each is served.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("POST", "/hooks/{source}"),
+    ("GET", "/api/v1/openapi.json"),
+    ("GET", "/api/v1/whoami"),
+    ("GET", "/api/v1/runs"),
+    ("POST", "/api/v1/runs"),
+    ("GET", "/api/v1/runs/{run_id}"),
+    ("GET", "/api/v1/runs/{run_id}/journal"),
+    ("GET", "/api/v1/runs/{run_id}/events"),
+    ("POST", "/api/v1/runs/{run_id}/cancel"),
+    ("POST", "/api/v1/runs/{run_id}/steps/{step}/approve"),
+    ("POST", "/api/v1/runs/{run_id}/steps/{step}/deny"),
+    ("POST", "/api/v1/runs/{run_id}/steps/{step}/resolve"),
+    ("GET", "/api/v1/approvals"),
+    ("GET", "/api/v1/journal/verify"),
+];
+
 /// The routes.
 fn router(app: Arc<App>) -> Router {
     let api = Router::new()
@@ -177,5 +199,38 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ROUTES;
+
+    #[test]
+    fn every_route_is_in_the_openapi_document_and_nothing_else_is() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("openapi.json")).expect("openapi.json parses");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        for (method, path) in ROUTES {
+            let op = &paths
+                .get(*path)
+                .unwrap_or_else(|| panic!("{path} is not documented"))[method.to_lowercase()];
+            assert!(op.is_object(), "{method} {path} is not documented");
+            assert!(
+                op["responses"].is_object(),
+                "{method} {path} has no responses"
+            );
+        }
+        let documented: usize = paths
+            .values()
+            .map(|p| {
+                ["get", "post", "put", "delete", "patch"]
+                    .iter()
+                    .filter(|m| p.get(**m).is_some())
+                    .count()
+            })
+            .sum();
+        assert_eq!(documented, ROUTES.len(), "a documented route is not served");
     }
 }

@@ -1,0 +1,395 @@
+//! `soar serve` benchmarks (issue 11): a real server process on loopback,
+//! driven by async clients in this process, each number next to a floor
+//! measured in the same run:
+//! - signed webhook to durable 202, p50/p99 at concurrency 1 and 64, next
+//!   to a bare journal append + flush (same disk, this process);
+//! - accepted alerts per second at concurrency 64 (one-step playbook,
+//!   signatures on);
+//! - approval vote over the API to the destructive request at the vendor;
+//! - the server's RSS with 10,000 runs paused at approval gates.
+//!
+//! Run with `scripts/bench.sh`; `SOAR_BENCH_PAUSED=N` changes the 10,000.
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use soar_e2e::serve::sign;
+use soar_e2e::{sim, soar_bin, wasm, Scratch};
+use soar_runner::journal::{Durability, Event, Journal};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "bench-hook-secret";
+const LEAD_TOKEN: &str = "bench-lead-token";
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Bare journal appends (each waits for its group-commit flush), at
+/// concurrency 1 and 64, in a journal beside the server's.
+async fn journal_floor(dir: &std::path::Path) -> [(Duration, Duration); 2] {
+    let journal = Journal::open(&dir.join("floor"), Durability::Process).unwrap();
+    let start = |id: &str| Event::RunStarted {
+        playbook: "floor".into(),
+        version: "1".into(),
+        playbook_sha256: "0".repeat(64),
+        playbook_path: "floor.yaml".into(),
+        inputs: json!({}),
+        alert: json!({"n": id}),
+        started_by: "bench".into(),
+        dedup_key: None,
+    };
+    let mut one = Vec::new();
+    for i in 0..1_000 {
+        let t = Instant::now();
+        journal
+            .append(&format!("f1-{i}"), start("x"))
+            .await
+            .unwrap();
+        one.push(t.elapsed());
+    }
+    let mut tasks = Vec::new();
+    for t in 0..64 {
+        let journal = journal.clone();
+        tasks.push(tokio::spawn(async move {
+            let _active = journal.active_run();
+            let mut lat = Vec::new();
+            for i in 0..60 {
+                let began = Instant::now();
+                let id = format!("f64-{t}-{i}");
+                journal.append(&id, start(&id)).await.unwrap();
+                lat.push(began.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut many = Vec::new();
+    for t in tasks {
+        many.extend(t.await.unwrap());
+    }
+    [
+        (pct(&mut one, 0.5), pct(&mut one, 0.99)),
+        (pct(&mut many, 0.5), pct(&mut many, 0.99)),
+    ]
+}
+
+fn config(s: &Scratch, sim_url: &str) {
+    let h = |t: &str| hex::encode(Sha256::digest(t.as_bytes()));
+    s.write(
+        "noop.yaml",
+        "name: noop\nversion: \"1\"\nowner: bench\ninputs:\n  n: { type: integer }\nsteps:\n  - id: one\n    uses: hostile.noop\n",
+    );
+    s.write(
+        "contain.yaml",
+        r#"name: contain
+version: "1"
+owner: bench
+inputs:
+  host_id: { type: string }
+  n: { type: integer }
+steps:
+  - id: approve
+    approval:
+      approvers: [soc-lead]
+      timeout: 1h
+      handoff: { summary: "isolate {{ inputs.host_id }}?", why: bench, affected: "{{ inputs.host_id }}", recommended_action: isolate }
+  - id: isolate
+    needs: [approve]
+    uses: edr.isolate_host
+    with: { host_id: "{{ inputs.host_id }}" }
+"#,
+    );
+    s.config(&format!(
+        r#"plugins:
+  hostile:
+    path: {hostile}
+  edr:
+    path: {edr}
+    allowed_hosts: ["{sim_url}"]
+    secrets:
+      client_id: {{ env: FALCON_CLIENT_ID, hosts: ["{sim_url}"] }}
+      client_secret: {{ env: FALCON_CLIENT_SECRET, hosts: ["{sim_url}"] }}
+    config: {{ base_url: "{sim_url}" }}
+    dry_run_allow: ["POST /oauth2/token"]
+    read_only_allow: ["POST /oauth2/token"]
+principals:
+  lead: {{ roles: [soc-lead, viewer], token_sha256: "{lead}" }}
+server:
+  listen: "127.0.0.1:0"
+sources:
+  bench: {{ playbook: noop.yaml, auth: {{ type: hmac_sha256, secret: {{ env: HOOK_SECRET }} }} }}
+  contain: {{ playbook: contain.yaml, auth: {{ type: hmac_sha256, secret: {{ env: HOOK_SECRET }} }} }}
+"#,
+        hostile = wasm("hostile").display(),
+        edr = wasm("edr").display(),
+        lead = h(LEAD_TOKEN),
+    ));
+}
+
+fn start_server(s: &Scratch) -> (Child, String) {
+    let address = s.path().join(".soar/server.json");
+    let _ = std::fs::remove_file(&address);
+    let child = Command::new(soar_bin())
+        .arg("serve")
+        .current_dir(s.path())
+        .env("SOAR_DATA_DIR", s.path().join(".soar"))
+        .env("HOOK_SECRET", SECRET)
+        .env("FALCON_CLIENT_ID", sim::FALCON_CLIENT_ID)
+        .env("FALCON_CLIENT_SECRET", sim::FALCON_CLIENT_SECRET)
+        .env_remove("SOAR_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(url) = std::fs::read_to_string(&address)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["url"].as_str().map(str::to_string))
+        {
+            return (child, url);
+        }
+        assert!(Instant::now() < deadline, "server never ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+async fn deliver(http: &reqwest::Client, url: &str, source: &str, body: &Value) -> (u16, Value) {
+    let bytes = body.to_string();
+    let r = http
+        .post(format!("{url}/hooks/{source}"))
+        .header("content-type", "application/json")
+        .header("x-hub-signature-256", sign(SECRET, bytes.as_bytes()))
+        .body(bytes)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let v = serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null);
+    (status, v)
+}
+
+/// `n` deliveries from `clients` tasks; latencies and wall time.
+async fn load(
+    http: &reqwest::Client,
+    url: &str,
+    clients: usize,
+    n: usize,
+    base: usize,
+) -> (Vec<Duration>, Duration) {
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, url) = (http.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            for i in 0..n / clients {
+                let body = json!({"n": base + c * (n / clients) + i});
+                let t = Instant::now();
+                let (status, _) = deliver(&http, &url, "bench", &body).await;
+                assert_eq!(status, 202);
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    (all, began.elapsed())
+}
+
+async fn get(http: &reqwest::Client, url: &str, path: &str) -> Value {
+    let r = http
+        .get(format!("{url}{path}"))
+        .bearer_auth(LEAD_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    serde_json::from_str(&r.text().await.unwrap()).unwrap_or(Value::Null)
+}
+
+async fn gauge(http: &reqwest::Client, url: &str, name: &str) -> f64 {
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+async fn isolations(sim: &sim::Sim) -> usize {
+    sim.received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|r| {
+            r.url
+                .path()
+                .starts_with("/devices/entities/devices-actions")
+        })
+        .count()
+}
+
+async fn vote_to_vendor(http: &reqwest::Client, url: &str, sim: &sim::Sim) -> Vec<Duration> {
+    let mut lat = Vec::new();
+    for i in 0..30 {
+        let (_, v) = deliver(
+            http,
+            url,
+            "contain",
+            &json!({"host_id": sim::HOST_ID, "n": i}),
+        )
+        .await;
+        let run = v["run_id"].as_str().unwrap().to_string();
+        loop {
+            let r = get(http, url, &format!("/api/v1/runs/{run}")).await;
+            if r["status"] == "waiting_approval" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let before = isolations(sim).await;
+        let t = Instant::now();
+        let r = http
+            .post(format!("{url}/api/v1/runs/{run}/steps/approve/approve"))
+            .bearer_auth(LEAD_TOKEN)
+            .header("content-type", "application/json")
+            .body(r#"{"reason":"bench"}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        while isolations(sim).await == before {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        lat.push(t.elapsed());
+    }
+    lat
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt.block_on(sim::start_sim(0)).unwrap();
+    let s = Scratch::new();
+    config(&s, &sim.uri());
+    let floor = rt.block_on(journal_floor(s.path()));
+    let (mut child, url) = start_server(&s);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Warm-up.
+        load(&http, &url, 8, 400, 0).await;
+        let (mut c1, _) = load(&http, &url, 1, 1_000, 10_000).await;
+        let (mut c64, wall) = load(&http, &url, 64, 12_800, 100_000).await;
+        println!("signed webhook to durable 202");
+        println!(
+            "  floor, bare journal append+flush, c=1:  p50 {} p99 {}",
+            ms(floor[0].0),
+            ms(floor[0].1)
+        );
+        println!(
+            "  floor, bare journal append+flush, c=64: p50 {} p99 {}",
+            ms(floor[1].0),
+            ms(floor[1].1)
+        );
+        println!(
+            "  webhook c=1:  p50 {} p99 {}",
+            ms(pct(&mut c1, 0.5)),
+            ms(pct(&mut c1, 0.99))
+        );
+        println!(
+            "  webhook c=64: p50 {} p99 {}",
+            ms(pct(&mut c64, 0.5)),
+            ms(pct(&mut c64, 0.99))
+        );
+        println!(
+            "  accepted at c=64: {:.0} alerts/s ({} in {:.2} s)",
+            c64.len() as f64 / wall.as_secs_f64(),
+            c64.len(),
+            wall.as_secs_f64()
+        );
+        let mut votes = vote_to_vendor(&http, &url, &sim).await;
+        println!(
+            "approval vote to the destructive request at the vendor: p50 {} p99 {} (n={})",
+            ms(pct(&mut votes, 0.5)),
+            ms(pct(&mut votes, 0.99)),
+            votes.len()
+        );
+    });
+    // Paused runs: RSS of the serving process, then after a restart.
+    let paused: usize = std::env::var("SOAR_BENCH_PAUSED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let base_rss = rss_mib(child.id());
+    rt.block_on(async {
+        let http = Arc::new(http);
+        let mut tasks = Vec::new();
+        for c in 0..32 {
+            let (http, url) = (http.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..paused / 32 {
+                    let body = json!({"host_id": sim::HOST_ID, "n": 1_000_000 + c * paused + i});
+                    let (status, _) = deliver(&http, &url, "contain", &body).await;
+                    assert_eq!(status, 202);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let want = (paused / 32 * 32) as f64;
+        let deadline = Instant::now() + Duration::from_secs(1_800);
+        while gauge(&http, &url, "soar_runs_waiting_approval").await < want {
+            assert!(Instant::now() < deadline, "runs never paused");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let serving = rss_mib(child.id());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let began = Instant::now();
+    let (mut child, _url) = start_server(&s);
+    let restart = began.elapsed();
+    let restarted = rss_mib(child.id());
+    println!(
+        "server RSS: {base_rss:.1} MiB before; {serving:.1} MiB with {paused} runs paused at approval; {restarted:.1} MiB after a restart that resumed them ({:.1} s to ready)",
+        restart.as_secs_f64()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
