@@ -132,10 +132,12 @@ sources:
     ));
 }
 
+// The child is handed to the caller, which kills and waits for it.
+#[allow(clippy::zombie_processes)]
 fn start_server(s: &Scratch) -> (Child, String) {
     let address = s.path().join(".soar/server.json");
     let _ = std::fs::remove_file(&address);
-    let child = Command::new(soar_bin())
+    let mut child = Command::new(soar_bin())
         .arg("serve")
         .current_dir(s.path())
         .env("SOAR_DATA_DIR", s.path().join(".soar"))
@@ -156,7 +158,11 @@ fn start_server(s: &Scratch) -> (Child, String) {
         {
             return (child, url);
         }
-        assert!(Instant::now() < deadline, "server never ready");
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server never ready");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
