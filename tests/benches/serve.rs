@@ -105,6 +105,15 @@ steps:
     with: { host_id: "{{ inputs.host_id }}" }
 "#,
     );
+    // Votes alternate isolate and release: the connector sends nothing for
+    // a host already where the action would take it.
+    let contain = std::fs::read_to_string(s.path().join("contain.yaml")).unwrap();
+    s.write(
+        "release.yaml",
+        &contain
+            .replace("name: contain", "name: release")
+            .replace("edr.isolate_host", "edr.release_host"),
+    );
     s.config(&format!(
         r#"plugins:
   hostile:
@@ -125,6 +134,7 @@ server:
 sources:
   bench: {{ playbook: noop.yaml, auth: {{ type: hmac_sha256, secret: {{ env: HOOK_SECRET }} }} }}
   contain: {{ playbook: contain.yaml, auth: {{ type: hmac_sha256, secret: {{ env: HOOK_SECRET }} }} }}
+  release: {{ playbook: release.yaml, auth: {{ type: hmac_sha256, secret: {{ env: HOOK_SECRET }} }} }}
 "#,
         hostile = wasm("hostile").display(),
         edr = wasm("edr").display(),
@@ -266,19 +276,15 @@ async fn isolations(sim: &sim::Sim) -> usize {
 async fn vote_to_vendor(http: &reqwest::Client, url: &str, sim: &sim::Sim) -> Vec<Duration> {
     let mut lat = Vec::new();
     for i in 0..30 {
-        let (_, v) = deliver(
-            http,
-            url,
-            "contain",
-            &json!({"host_id": sim::HOST_ID, "n": i}),
-        )
-        .await;
+        let source = if i % 2 == 0 { "contain" } else { "release" };
+        let (_, v) = deliver(http, url, source, &json!({"host_id": sim::HOST_ID, "n": i})).await;
         let run = v["run_id"].as_str().unwrap().to_string();
         loop {
             let r = get(http, url, &format!("/api/v1/runs/{run}")).await;
             if r["status"] == "waiting_approval" {
                 break;
             }
+            assert!(r["status"] == "running" || r.is_null(), "{r}");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let before = isolations(sim).await;
@@ -292,7 +298,12 @@ async fn vote_to_vendor(http: &reqwest::Client, url: &str, sim: &sim::Sim) -> Ve
             .await
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while isolations(sim).await == before {
+            assert!(
+                Instant::now() < deadline,
+                "the vote never reached the vendor"
+            );
             tokio::time::sleep(Duration::from_micros(200)).await;
         }
         lat.push(t.elapsed());
@@ -319,6 +330,7 @@ fn main() {
         load(&http, &url, 8, 400, 0).await;
         let (mut c1, _) = load(&http, &url, 1, 1_000, 10_000).await;
         let (mut c64, wall) = load(&http, &url, 64, 12_800, 100_000).await;
+        let after_load = Instant::now();
         println!("signed webhook to durable 202");
         println!(
             "  floor, bare journal append+flush, c=1:  p50 {} p99 {}",
@@ -346,6 +358,20 @@ fn main() {
             c64.len(),
             wall.as_secs_f64()
         );
+        // The drives behind those 202s: when the last of them finished.
+        let total = 400.0 + 1_000.0 + c64.len() as f64;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let finished = "soar_runs_finished_total{playbook=\"noop\",status=\"succeeded\"}";
+        while gauge(&http, &url, finished).await < total {
+            assert!(Instant::now() < deadline, "the runs never finished");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let drained = wall + after_load.elapsed();
+        println!(
+            "  ... every one of those runs finished {:.2} s after the load began: {:.0} runs/s sustained",
+            drained.as_secs_f64(),
+            c64.len() as f64 / drained.as_secs_f64()
+        );
         let mut votes = vote_to_vendor(&http, &url, &sim).await;
         println!(
             "approval vote to the destructive request at the vendor: p50 {} p99 {} (n={})",
@@ -354,12 +380,19 @@ fn main() {
             votes.len()
         );
     });
-    // Paused runs: RSS of the serving process, then after a restart.
+    let _ = child.kill();
+    let _ = child.wait();
+    // Paused runs, in a data dir of their own: RSS of a fresh server, with
+    // the runs paused, and after a restart that resumed them.
     let paused: usize = std::env::var("SOAR_BENCH_PAUSED")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let base_rss = rss_mib(child.id());
+    let s = Scratch::new();
+    config(&s, &sim.uri());
+    let (mut child, url) = start_server(&s);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_rss = rss_mib(child.id());
     rt.block_on(async {
         let http = Arc::new(http);
         let mut tasks = Vec::new();
@@ -391,9 +424,10 @@ fn main() {
     let began = Instant::now();
     let (mut child, _url) = start_server(&s);
     let restart = began.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
     let restarted = rss_mib(child.id());
     println!(
-        "server RSS: {base_rss:.1} MiB before; {serving:.1} MiB with {paused} runs paused at approval; {restarted:.1} MiB after a restart that resumed them ({:.1} s to ready)",
+        "server RSS: {idle_rss:.1} MiB idle; {serving:.1} MiB with {paused} runs paused at approval; {restarted:.1} MiB after a restart that resumed them ({:.1} s to ready)",
         restart.as_secs_f64()
     );
     let _ = child.kill();

@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Runs resumed at once while the server starts.
+const BOOT_DRIVES: usize = 64;
+
 /// How many decision locks runs are spread over (see [`App::decision_lock`]).
 const DECISION_STRIPES: usize = 64;
 
@@ -144,6 +147,14 @@ impl App {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         run_id.hash(&mut h);
         &self.decisions[(h.finish() as usize) % DECISION_STRIPES]
+    }
+
+    /// Folds recorded histogram samples into their buckets. The exporter
+    /// keeps raw samples until then, so without this a server nobody
+    /// scrapes would grow with every attempt; `serve` calls it every few
+    /// seconds.
+    pub fn metrics_upkeep(&self) {
+        self.metrics.run_upkeep();
     }
 
     /// The Prometheus text of every metric, gauges brought up to date.
@@ -301,6 +312,12 @@ impl App {
                 .unwrap_or(false);
             if unfinished {
                 resumed += 1;
+                // A bounded number at once: 10,000 paused runs resumed in
+                // one go would each hold a drive (and, briefly, a plugin
+                // instance) at the same time.
+                while lock(&self.driving).len() >= BOOT_DRIVES {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
                 self.kick(&id);
             }
         }

@@ -168,6 +168,13 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
     write_address(data_dir, &url);
     eprintln!("soar serve: listening on {url}; resumed {resumed} run(s); ready");
     tokio::spawn(timers::run(app.clone()));
+    let upkeep = app.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            upkeep.metrics_upkeep();
+        }
+    });
     shutdown_signal().await;
     eprintln!("soar serve: stopping: new work is refused; in-flight attempts finish");
     app.shutdown().await;
