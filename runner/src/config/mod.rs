@@ -1041,6 +1041,98 @@ blast_radius:
         assert!(text.contains("same name as another principal"), "{text}");
     }
 
+    const HASH_A: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    const HASH_B: &str = "60303ae22b998861bce3b28f33eec1be758a213c86c93c076dbe9f558c11c752";
+
+    #[test]
+    fn principals_have_exactly_their_roles_and_legacy_approvers_keep_theirs() {
+        let c = parse(&format!(
+            "principals:\n  siem: {{ roles: [ingest], token_sha256: \"{HASH_A}\" }}\napprovals:\n  approvers:\n    alice: {{ roles: [soc-lead], token_sha256: \"{HASH_B}\" }}\n"
+        ))
+        .unwrap();
+        let siem = &c.policy.approvers["siem"];
+        assert_eq!(siem.roles, ["ingest"]);
+        assert!(!crate::approvals::may_read(siem));
+        let alice = &c.policy.approvers["alice"];
+        for role in ["soc-lead", "ingest", "operator", "viewer"] {
+            assert!(alice.has_role(role), "{role}");
+        }
+    }
+
+    #[test]
+    fn a_token_names_one_principal_and_a_name_one_section() {
+        let err = parse(&format!(
+            "principals:\n  a: {{ roles: [viewer], token_sha256: \"{HASH_A}\" }}\n  b: {{ roles: [viewer], token_sha256: \"{HASH_A}\" }}\napprovals:\n  approvers:\n    A: {{ roles: [lead], token_sha256: \"{HASH_B}\" }}\n"
+        ))
+        .unwrap_err();
+        let keys = problem_keys(&err);
+        assert!(keys.contains(&("principals.b.token_sha256", 3)), "{keys:?}");
+        assert!(keys.contains(&("approvals.approvers.A", 6)), "{keys:?}");
+    }
+
+    #[test]
+    fn server_defaults_and_sources_of_every_kind() {
+        let c = parse(
+            "sources:\n  edr:\n    playbook: pb.yaml\n    auth: { type: hmac_sha256, secret: { env: S } }\n  siem:\n    playbook: pb.yaml\n    auth: { type: timestamped_hmac, secret: { file: s.txt }, tolerance: 1m }\n    rate_limit: { per_second: 5 }\n    delivery_id_header: X-Id\n  lb:\n    playbook: pb.yaml\n    auth: { type: bearer }\n    max_body: 4096\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.server.max_body, DEFAULT_MAX_BODY);
+        assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
+        assert!(matches!(
+            &c.sources["edr"].auth,
+            SourceAuth::HmacSha256 { header, secret: SecretSource::Env(v) }
+                if header == "X-Hub-Signature-256" && v == "S"
+        ));
+        let SourceAuth::TimestampedHmac {
+            tolerance, secret, ..
+        } = &c.sources["siem"].auth
+        else {
+            panic!("siem")
+        };
+        assert_eq!(*tolerance, Duration::from_secs(60));
+        assert_eq!(
+            secret,
+            &SecretSource::File(PathBuf::from("/etc/soar/s.txt"))
+        );
+        assert_eq!(
+            c.sources["siem"].rate_limit,
+            Some(RateLimit {
+                per_second: 5,
+                burst: 5
+            })
+        );
+        assert_eq!(
+            c.sources["siem"].delivery_window,
+            Duration::from_secs(86_400)
+        );
+        assert_eq!(c.sources["lb"].auth, SourceAuth::Bearer);
+        assert_eq!(c.sources["lb"].max_body, 4096);
+        assert_eq!(c.sources["lb"].playbook, PathBuf::from("/etc/soar/pb.yaml"));
+    }
+
+    #[test]
+    fn every_server_and_source_problem_is_reported_with_its_line() {
+        let err = parse(
+            "server:\n  listen: everywhere\n  shutdown_grace: soon\n  max_body: 0\n  public_url: ftp://x\nsources:\n  Bad Name:\n    playbook: pb.yaml\n    auth: { type: bearer }\n  a:\n    playbook: pb.yaml\n    auth: { type: md5 }\n  b:\n    playbook: pb.yaml\n    auth: { type: hmac_sha256 }\n  c:\n    playbook: pb.yaml\n    auth: { type: bearer, secret: { env: X } }\n    rate_limit: { per_second: 0 }\n",
+        )
+        .unwrap_err();
+        let keys = problem_keys(&err);
+        for (key, line) in [
+            ("server.listen", 2),
+            ("server.shutdown_grace", 3),
+            ("server.max_body", 4),
+            ("server.public_url", 5),
+            ("sources.Bad Name", 8),
+            ("sources.a.auth.type", 12),
+            ("sources.b.auth.secret", 15),
+            ("sources.c.auth.secret", 18),
+            ("sources.c.rate_limit.per_second", 19),
+        ] {
+            assert!(keys.contains(&(key, line)), "{key}:{line} not in {keys:?}");
+        }
+    }
+
     #[test]
     fn missing_file_says_how_to_point_at_one() {
         let err = Config::load(Path::new("/nonexistent/soar.yaml")).unwrap_err();

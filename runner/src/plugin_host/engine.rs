@@ -18,6 +18,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// a slot to be freed rather than allocating without bound.
 const POOL_INSTANCES: u32 = 128;
 
+/// Unused pool slots kept warm (memory resident) for the next instance.
+const WARM_SLOTS: u32 = 16;
+
 /// Builds the engine. `max_memory` is the largest per-plugin memory cap, so
 /// the pool reserves no more address space per slot than some plugin may use.
 pub fn new_engine(max_memory: usize) -> wasmtime::Result<Engine> {
@@ -34,7 +37,12 @@ pub fn new_engine(max_memory: usize) -> wasmtime::Result<Engine> {
         // Still cleared between invocations: nothing leaks from one to the next.
         .linear_memory_keep_resident(2 << 20)
         .table_keep_resident(64 << 10)
-        .async_stack_keep_resident(64 << 10);
+        .async_stack_keep_resident(64 << 10)
+        // ...but only this many unused slots stay warm: under concurrency
+        // the pool hands out many slots over time, and each kept 2 MiB
+        // resident (a server that had run 10,000 gated runs held 280 MB;
+        // BENCHMARKS.md). Concurrency beyond this pays page faults.
+        .max_unused_warm_slots(WARM_SLOTS);
     let mut config = Config::new();
     config
         .epoch_interruption(true)

@@ -4,6 +4,7 @@
 //! from its journal alone. Fresh runs and resumes share one executor.
 
 pub mod cancel;
+mod drive;
 mod gate;
 mod inputs;
 mod item;
@@ -17,7 +18,7 @@ use crate::config::Policy;
 use crate::journal::{
     now_unix_millis as now_ms, AttemptOutcome, Event, Journal, JournalError, Record, RunStatus,
 };
-use crate::playbook::{OnError, Playbook, Step};
+use crate::playbook::{Playbook, Step};
 use crate::plugin_host::PluginHost;
 use crate::template::Templates;
 use serde_json::{json, Map, Value};
@@ -26,7 +27,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::task::JoinSet;
 
 /// Why a run could not be started or continued.
 #[derive(Debug, thiserror::Error)]
@@ -696,199 +696,6 @@ impl Engine {
         }
         let collecting = Collecting::start(&self.written, run_id);
         self.drive(run_id, playbook, records, collecting).await
-    }
-
-    /// The executor: runs every step whose needs are settled, concurrently.
-    /// `records` is the run's journal as it stands; `collecting` gathers
-    /// what is appended from here on.
-    async fn drive(
-        &self,
-        run_id: &str,
-        playbook: Arc<Playbook>,
-        mut records: Vec<Record>,
-        collecting: Collecting,
-    ) -> Result<RunReport, EngineError> {
-        let state = Arc::new(RunState::from_records(&records));
-        let mut finished: BTreeMap<String, FinishedStep> = state.finished.clone();
-        let mut running: JoinSet<(String, Result<Option<StepEnd>, JournalError>)> = JoinSet::new();
-        let mut started: std::collections::BTreeSet<String> = finished.keys().cloned().collect();
-        let mut failing = false;
-        let mut in_doubt = false;
-        let mut waiting: Vec<String> = Vec::new();
-        // Cancelled: nothing more starts (steps already running finish).
-        let mut cancelled = state.cancelled.clone();
-        loop {
-            if cancelled.is_none() {
-                if let Some((by, reason)) = cancel::requested(&self.journal, run_id) {
-                    self.append(
-                        run_id,
-                        Event::RunCancelled {
-                            by: by.clone(),
-                            reason: reason.clone(),
-                        },
-                    )
-                    .await?;
-                    cancel::clear(&self.journal, run_id);
-                    cancelled = Some((by, reason));
-                }
-            }
-            if !failing && !in_doubt && cancelled.is_none() {
-                for step in &playbook.steps {
-                    if started.contains(&step.id) {
-                        continue;
-                    }
-                    if !step.needs.iter().all(|n| finished.contains_key(n)) {
-                        continue;
-                    }
-                    started.insert(step.id.clone());
-                    // Blocked by an upstream in-doubt step or a fatal failure: wait.
-                    if step
-                        .needs
-                        .iter()
-                        .any(|n| finished[n].status == StepStatus::InDoubt)
-                    {
-                        continue;
-                    }
-                    if let Some(n) = step
-                        .needs
-                        .iter()
-                        .find(|n| finished[*n].status == StepStatus::Skipped)
-                    {
-                        let reason = format!("needs `{n}`, which was skipped");
-                        self.note(
-                            run_id,
-                            Event::StepSkipped {
-                                step: step.id.clone(),
-                                reason,
-                            },
-                        )
-                        .await?;
-                        finished.insert(
-                            step.id.clone(),
-                            FinishedStep {
-                                status: StepStatus::Skipped,
-                                output: None,
-                                error: None,
-                            },
-                        );
-                        continue;
-                    }
-                    let ctx = context(run_id, &state.inputs, &finished);
-                    let engine = self.clone();
-                    let run = run_id.to_string();
-                    let step = step.clone();
-                    let state = state.clone();
-                    let playbook = playbook.clone();
-                    running.spawn(async move {
-                        let id = step.id.clone();
-                        let end = engine.run_step(&run, &step, ctx, &state, &playbook).await;
-                        (id, end)
-                    });
-                }
-            }
-            let Some(joined) = running.join_next().await else {
-                // Nothing running: either all steps settled or we are blocked.
-                let newly_ready = !failing
-                    && !in_doubt
-                    && cancelled.is_none()
-                    && playbook.steps.iter().any(|s| {
-                        !started.contains(&s.id) && s.needs.iter().all(|n| finished.contains_key(n))
-                    });
-                if newly_ready {
-                    continue;
-                }
-                break;
-            };
-            let (id, end) = joined.unwrap_or_else(|e| {
-                (
-                    String::new(),
-                    Err(JournalError::Storage(format!("step task panicked: {e}"))),
-                )
-            });
-            let Some(end) = end? else {
-                waiting.push(id);
-                continue;
-            };
-            let step = playbook.steps.iter().find(|s| s.id == id);
-            match end.status {
-                // A blocked destructive action fails the run whatever
-                // `on_error` says: nothing may go on as if it had acted.
-                StepStatus::Blocked => failing = true,
-                StepStatus::Failed if step.map(|s| s.on_error) != Some(OnError::Continue) => {
-                    failing = true
-                }
-                StepStatus::InDoubt => in_doubt = true,
-                _ => {}
-            }
-            finished.insert(
-                id,
-                FinishedStep {
-                    status: end.status,
-                    output: end.output,
-                    error: end.error,
-                },
-            );
-        }
-        let (status, error) = if let Some((by, reason)) = &cancelled {
-            (
-                RunStatus::Cancelled,
-                Some(format!("cancelled by {by}: {reason}")),
-            )
-        } else if failing {
-            (RunStatus::Failed, Some("a step failed".to_string()))
-        } else if in_doubt {
-            (RunStatus::InDoubt, None)
-        } else if !waiting.is_empty() {
-            (RunStatus::WaitingApproval, None)
-        } else {
-            (RunStatus::Succeeded, None)
-        };
-        let pause_reason = match status {
-            RunStatus::InDoubt => Some("a step's outcome is unknown and its action is not idempotent: an operator must resolve it".to_string()),
-            RunStatus::WaitingApproval => Some(format!("waiting for approval: {}", waiting.join(", "))),
-            _ => None,
-        };
-        // Every step task has ended: nothing else appends to this run here,
-        // so the records it had plus what this drive appended are the
-        // journal the report is built from, without reading it again.
-        records.extend(collecting.take());
-        let contiguous = records.iter().zip(1..).all(|(r, seq)| r.seq == seq);
-        if !contiguous {
-            // Something appended outside this drive: the journal decides.
-            records = self.journal.read(run_id)?;
-        }
-        let end = if let Some(reason) = pause_reason {
-            // A resume that changed nothing (still waiting, still in doubt)
-            // does not repeat the pause record.
-            let unchanged = matches!(
-                records.last().map(|r| &r.event),
-                Some(Event::RunPaused { status: s, reason: r }) if *s == status && *r == reason
-            );
-            (!unchanged).then_some(Event::RunPaused { status, reason })
-        } else if state.final_status.is_some() {
-            // Already finished (a cancel writes its own end).
-            None
-        } else {
-            let outputs = if status == RunStatus::Succeeded {
-                self.render_outputs(run_id, &playbook, &state.inputs, &finished)
-            } else {
-                Value::Object(Map::new())
-            };
-            Some(Event::RunFinished {
-                status,
-                outputs,
-                error,
-            })
-        };
-        if let Some(event) = end {
-            let finished = matches!(event, Event::RunFinished { .. });
-            self.append(run_id, event).await?;
-            if finished {
-                crate::observe::run_finished(&playbook.name, status);
-            }
-            records.extend(collecting.take());
-        }
-        Ok(RunReport::from_records(run_id, &records, Some(&playbook)))
     }
 
     fn render_outputs(
