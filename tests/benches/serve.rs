@@ -177,6 +177,21 @@ fn start_server(s: &Scratch) -> (Child, String) {
     }
 }
 
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -325,7 +340,11 @@ fn main() {
         .pool_max_idle_per_host(128)
         .build()
         .unwrap();
+    let only_paused = std::env::var_os("SOAR_BENCH_ONLY_PAUSED").is_some();
     rt.block_on(async {
+        if only_paused {
+            return;
+        }
         // Warm-up.
         load(&http, &url, 8, 400, 0).await;
         let (mut c1, _) = load(&http, &url, 1, 1_000, 10_000).await;
@@ -393,6 +412,8 @@ fn main() {
     let (mut child, url) = start_server(&s);
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = rss_mib(child.id());
+    let child_pid = child.id();
+    let data_dir = s.path().join(".soar");
     rt.block_on(async {
         let http = Arc::new(http);
         let mut tasks = Vec::new();
@@ -410,6 +431,24 @@ fn main() {
             t.await.unwrap();
         }
         let want = (paused / 32 * 32) as f64;
+        // Resident memory as the paused runs accumulate (and the journal's size).
+        let mut reported = 0.0;
+        let pid = child_pid;
+        loop {
+            let now = gauge(&http, &url, "soar_runs_waiting_approval").await;
+            if now >= reported + want / 4.0 || now >= want {
+                reported = now;
+                let journal = dir_bytes(&data_dir.join("journal")) as f64 / 1048576.0;
+                println!(
+                    "  {now:.0} paused: RSS {:.1} MiB, journal {journal:.1} MiB",
+                    rss_mib(pid)
+                );
+            }
+            if now >= want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         let deadline = Instant::now() + Duration::from_secs(1_800);
         while gauge(&http, &url, "soar_runs_waiting_approval").await < want {
             assert!(Instant::now() < deadline, "runs never paused");
@@ -417,6 +456,8 @@ fn main() {
         }
     });
     let serving = rss_mib(child.id());
+    std::thread::sleep(Duration::from_secs(10));
+    println!("  10 s later: RSS {:.1} MiB", rss_mib(child.id()));
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

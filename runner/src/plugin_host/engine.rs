@@ -35,13 +35,14 @@ pub fn new_engine(max_memory: usize) -> wasmtime::Result<Engine> {
         // Reused slots are zeroed in place up to these sizes instead of being
         // returned to the kernel, sparing the next instance its page faults.
         // Still cleared between invocations: nothing leaks from one to the next.
-        .linear_memory_keep_resident(2 << 20)
+        // Every slot ever used keeps this much: under a server's concurrency
+        // the pool hands out dozens of slots, and at 2 MiB each a server
+        // that had created 10,000 gated runs held 231 MB, at 256 KiB 148 MB
+        // (a no-op invocation: 18.9 µs either way; BENCHMARKS.md).
+        .linear_memory_keep_resident(256 << 10)
         .table_keep_resident(64 << 10)
         .async_stack_keep_resident(64 << 10)
-        // ...but only this many unused slots stay warm: under concurrency
-        // the pool hands out many slots over time, and each kept 2 MiB
-        // resident (a server that had run 10,000 gated runs held 280 MB;
-        // BENCHMARKS.md). Concurrency beyond this pays page faults.
+        // And only this many unused slots stay warm.
         .max_unused_warm_slots(WARM_SLOTS);
     let mut config = Config::new();
     config
