@@ -192,6 +192,25 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// `RssAnon` and `RssFile` of `pid`, MiB: heap versus mapped files (the
+/// binary, compiled components).
+fn rss_split(pid: u32) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    format!(
+        "anon {:.1} MiB, files {:.1} MiB",
+        field("RssAnon:"),
+        field("RssFile:")
+    )
+}
+
 fn rss_mib(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -412,6 +431,7 @@ fn main() {
     let (mut child, url) = start_server(&s);
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = rss_mib(child.id());
+    println!("  idle: {}", rss_split(child.id()));
     let child_pid = child.id();
     let data_dir = s.path().join(".soar");
     rt.block_on(async {
@@ -456,6 +476,7 @@ fn main() {
         }
     });
     let serving = rss_mib(child.id());
+    println!("  with the runs paused: {}", rss_split(child.id()));
     std::thread::sleep(Duration::from_secs(10));
     println!("  10 s later: RSS {:.1} MiB", rss_mib(child.id()));
     let _ = Command::new("kill")
@@ -467,6 +488,7 @@ fn main() {
     let restart = began.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let restarted = rss_mib(child.id());
+    println!("  after the restart: {}", rss_split(child.id()));
     println!(
         "server RSS: {idle_rss:.1} MiB idle; {serving:.1} MiB with {paused} runs paused at approval; {restarted:.1} MiB after a restart that resumed them ({:.1} s to ready)",
         restart.as_secs_f64()

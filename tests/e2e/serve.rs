@@ -47,6 +47,10 @@ sources:
   bearer:
     playbook: pb.yaml
     auth: {{ type: bearer }}
+  limited:
+    playbook: pb.yaml
+    auth: {{ type: hmac_sha256, secret: {{ env: EDR_HOOK_SECRET }} }}
+    rate_limit: {{ per_second: 1, burst: 2 }}
 "#,
         siem = h(SIEM_TOKEN),
         lead2 = h(LEAD2_TOKEN),
@@ -562,6 +566,26 @@ fn the_cli_goes_through_the_server_with_a_proven_identity() {
         .collect();
     assert_eq!(by, vec![&json!("alice")]);
 
+    // `soar run` goes through the server too: the same alert is the same
+    // run (its dedup key), reported as `soar run` reports it.
+    lab.s.write("alert.json", &host_alert().to_string());
+    let again = lab.soar(
+        &[
+            "run",
+            "pb.yaml",
+            "--input",
+            "alert.json",
+            "--as",
+            "lead2",
+            "--json",
+        ],
+        &[("SOAR_TOKEN", LEAD2_TOKEN)],
+    );
+    assert_eq!(again.code(), 0, "{}{}", again.stdout(), again.stderr());
+    assert_eq!(again.json()["run_id"], run.as_str());
+    assert_eq!(again.json()["deduplicated"], true);
+    let runs = lab.soar(&["runs", "--json"], &[("SOAR_TOKEN", WATCHER_TOKEN)]);
+    assert_eq!(runs.json()["runs"].as_array().map(Vec::len), Some(1));
     // No token anywhere: journal, server log, CLI output.
     let everything = format!(
         "{}{}{}{}{}",
@@ -656,6 +680,91 @@ fn sigterm_lets_the_in_flight_attempt_finish_and_the_next_start_finishes_the_run
     );
     assert_eq!(vote.status, 503);
     assert!(server.terminate(Duration::from_secs(30)).success());
+}
+
+#[test]
+fn hostile_clients_are_refused_cleanly_and_cannot_grow_a_journal() {
+    let lab = lab_with(LOOKUP, "10s");
+    let server = Server::start(&lab, &SECRETS);
+    let c = Client::new(&server);
+    let a = c.deliver("edr", EDR_SECRET, &host_alert(), &[]);
+    let run = a.json()["run_id"].as_str().unwrap().to_string();
+    c.wait_for(&run, token("alice"), Duration::from_secs(30), final_status);
+    let before = journal(&c, &run).len();
+    // Without a token, again and again: every one refused, 20 journaled.
+    let path = format!("/api/v1/runs/{run}/steps/host/approve");
+    for i in 0..25 {
+        let a = c.post(&path, &format!("guess-{i}"), &json!({}));
+        assert_eq!(a.status, 401);
+    }
+    let refusals = journal(&c, &run)
+        .iter()
+        .filter(|r| r["type"] == "command_refused" && r["by"] == "unauthenticated")
+        .count();
+    assert_eq!(refusals, 20);
+    assert_eq!(journal(&c, &run).len(), before + 20);
+    // A reason the size of a file; a body over the server's cap; an alert
+    // nested deeper than any parser should follow.
+    let long = c.post(&path, token("alice"), &json!({"reason": "x".repeat(5_000)}));
+    assert_eq!(long.status, 422, "{}", long.text);
+    let huge = json!({"playbook": "lookup", "alert": {"pad": "x".repeat(2 << 20)}});
+    let auth = format!("Bearer {SIEM_TOKEN}");
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    match c.try_send(
+        "POST",
+        "/api/v1/runs",
+        &headers,
+        huge.to_string().into_bytes(),
+    ) {
+        Ok(a) => assert_eq!(a.status, 413, "{}", a.text),
+        // Refused before the body was read: the server closed the connection.
+        Err(e) => assert!(e.contains("BrokenPipe") || e.contains("reset"), "{e}"),
+    }
+    assert_eq!(c.send("GET", "/healthz", &[], Vec::new()).status, 200);
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let body = format!(r#"{{"playbook": "lookup", "alert": {deep}}}"#);
+    let a = c.send(
+        "POST",
+        "/api/v1/runs",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.into_bytes(),
+    );
+    assert_eq!(a.status, 422, "{}", a.text);
+    assert_eq!(journal(&c, &run).len(), before + 20);
+    // A source's rate limit: the burst, then 429 with Retry-After.
+    let statuses: Vec<u16> = (0..3)
+        .map(|i| {
+            let alert = json!({"host_id": sim::HOST_ID, "n": i});
+            c.deliver("limited", EDR_SECRET, &alert, &[]).status
+        })
+        .collect();
+    assert_eq!(&statuses[..2], &[202, 202]);
+    let limited = c.deliver("limited", EDR_SECRET, &host_alert(), &[]);
+    assert_eq!(limited.status, 429);
+    assert!(limited.retry_after.is_some());
+    // A client that trickles its request head is cut off.
+    use std::io::{Read, Write};
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"POST /hooks/edr HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let began = Instant::now();
+    let mut buf = [0u8; 512];
+    let n = slow.read(&mut buf).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(
+        n == 0 || answer.starts_with("HTTP/1.1 408"),
+        "the slow client got {answer:?}"
+    );
+    assert!(began.elapsed() < Duration::from_secs(15));
 }
 
 const NOTE: &str = r#"name: note

@@ -178,23 +178,36 @@ impl Client {
         headers: &[(&str, &str)],
         body: Vec<u8>,
     ) -> Answer {
+        self.try_send(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("request: {e}"))
+    }
+
+    /// [`Client::send`], or the transport error (a server that answers
+    /// before reading a body it refuses may reset the connection).
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = req.body(body).send().expect("request");
+        let resp = req.body(body).send().map_err(|e| format!("{e:?}"))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        Answer {
+        Ok(Answer {
             status,
             retry_after,
             text: resp.text().unwrap_or_default(),
-        }
+        })
     }
 
     /// `GET path` as the holder of `token`.

@@ -115,7 +115,12 @@ async fn commander<'a>(
     match auth::principal(app.policy(), headers) {
         Ok(who) => Ok(who),
         Err(r) => {
-            if ops::read_run(app.journal(), run_id).is_ok() {
+            // Journaled, but only so many per run: run ids are not secret
+            // (they are in chat messages), and a client without a token
+            // must not be able to grow a run's journal without bound.
+            if app.may_journal_unauthenticated(run_id)
+                && ops::read_run(app.journal(), run_id).is_ok()
+            {
                 ops::refuse(
                     app.journal(),
                     run_id,
@@ -378,17 +383,28 @@ pub struct WaitQuery {
     wait: bool,
 }
 
+/// Longest reason journaled with a decision: a paragraph, not a file.
+const MAX_REASON: usize = 4096;
+
 fn decide_body(body: &[u8]) -> Result<DecideBody, Response> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(DecideBody::default());
     }
-    serde_json::from_slice(body).map_err(|e| {
+    let parsed: DecideBody = serde_json::from_slice(body).map_err(|e| {
         refusal(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid",
             format!("the body must be {{\"reason\": TEXT}}: {e}"),
         )
-    })
+    })?;
+    if parsed.reason.len() > MAX_REASON {
+        return Err(refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid",
+            format!("`reason` is longer than {MAX_REASON} bytes"),
+        ));
+    }
+    Ok(parsed)
 }
 
 /// The run's report after the drive a decision started (`?wait=true`), or

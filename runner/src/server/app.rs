@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Unauthenticated refusals journaled per run before they are only logged.
+const MAX_UNAUTHENTICATED: u32 = 20;
+
 /// Runs resumed at once while the server starts.
 const BOOT_DRIVES: usize = 64;
 
@@ -39,6 +42,9 @@ pub struct App {
     driving: Mutex<HashMap<String, bool>>,
     /// Latest known status of each unfinished run (for the gauges).
     statuses: Mutex<HashMap<String, RunStatus>>,
+    /// Unauthenticated refusals journaled per run (see
+    /// [`App::may_journal_unauthenticated`]).
+    unauthenticated: Mutex<HashMap<String, u32>>,
     /// Votes, resolves and expiries of one run happen one at a time.
     decisions: Vec<tokio::sync::Mutex<()>>,
     pub(super) timers: Timers,
@@ -94,6 +100,7 @@ impl App {
             limiters,
             driving: Mutex::new(HashMap::new()),
             statuses: Mutex::new(HashMap::new()),
+            unauthenticated: Mutex::new(HashMap::new()),
             decisions: (0..DECISION_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -139,6 +146,28 @@ impl App {
                 &governor::clock::DefaultClock::default(),
             ))
         })
+    }
+
+    /// Whether another refusal of a caller without a valid token may be
+    /// journaled in `run_id`: the first [`MAX_UNAUTHENTICATED`] are, the
+    /// rest are refused all the same and only logged and counted.
+    pub fn may_journal_unauthenticated(&self, run_id: &str) -> bool {
+        let mut seen = lock(&self.unauthenticated);
+        if seen.len() > 10_000 {
+            // Bounded: forgetting costs at most another few records per run.
+            seen.clear();
+        }
+        let n = seen.entry(run_id.to_string()).or_insert(0);
+        *n += 1;
+        if *n > MAX_UNAUTHENTICATED {
+            tracing::warn!(
+                run_id,
+                refused = *n,
+                "unauthenticated requests for this run: no longer journaled"
+            );
+            return false;
+        }
+        true
     }
 
     /// The lock serialising decisions on `run_id`.

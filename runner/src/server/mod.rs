@@ -135,16 +135,14 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
         tokio::spawn(async move {
             let r = match tls {
                 Some(tls) => {
-                    axum_server::tls_rustls::from_tcp_rustls(listener, tls)
-                        .handle(handle)
-                        .serve(service)
-                        .await
+                    let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, tls);
+                    slow_clients_out(server.http_builder());
+                    server.handle(handle).serve(service).await
                 }
                 None => {
-                    axum_server::from_tcp(listener)
-                        .handle(handle)
-                        .serve(service)
-                        .await
+                    let mut server = axum_server::from_tcp(listener);
+                    slow_clients_out(server.http_builder());
+                    server.handle(handle).serve(service).await
                 }
             };
             if let Err(e) = r {
@@ -184,6 +182,20 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
     eprintln!("soar serve: stopped; the journal is durable");
     Ok(())
 }
+
+/// A client gets [`HEADER_READ_TIMEOUT`] to send its request head: a
+/// connection trickling headers one byte at a time is closed, not kept.
+fn slow_clients_out(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+}
+
+/// How long a client may take to send a request's head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn write_address(data_dir: &Path, url: &str) {
     let body = serde_json::json!({"url": url, "pid": std::process::id()}).to_string();
