@@ -767,6 +767,43 @@ fn hostile_clients_are_refused_cleanly_and_cannot_grow_a_journal() {
     assert!(began.elapsed() < Duration::from_secs(15));
 }
 
+#[test]
+fn with_tls_it_serves_https_only() {
+    let lab = Lab::new("");
+    lab.s.write("pb.yaml", LOOKUP);
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert_pem = cert.cert.pem();
+    lab.s.write("cert.pem", &cert_pem);
+    lab.s.write("key.pem", &cert.key_pair.serialize_pem());
+    let config = std::fs::read_to_string(lab.s.path().join("soar.yaml")).unwrap();
+    lab.s.config(&format!(
+        "{config}\nserver:\n  listen: \"127.0.0.1:0\"\n  tls: {{ cert: cert.pem, key: key.pem }}\nsources:\n  edr:\n    playbook: pb.yaml\n    auth: {{ type: hmac_sha256, secret: {{ env: EDR_HOOK_SECRET }} }}\n"
+    ));
+    let server = Server::start(&lab, &SECRETS);
+    assert!(server.url.starts_with("https://"), "{}", server.url);
+    let c = Client::with_root(&server, &cert_pem);
+    assert_eq!(c.send("GET", "/healthz", &[], Vec::new()).status, 200);
+    let a = c.deliver("edr", EDR_SECRET, &host_alert(), &[]);
+    assert_eq!(a.status, 202, "{}", a.text);
+    let run = a.json()["run_id"].as_str().unwrap().to_string();
+    let done = c.wait_for(&run, token("alice"), Duration::from_secs(30), final_status);
+    assert_eq!(done["status"], "succeeded");
+    // The CLI finds it beside the journal and trusts the operator's CA file.
+    let cli = lab.soar(
+        &["status", &run, "--json"],
+        &[
+            ("SOAR_TOKEN", token("alice")),
+            ("SOAR_SERVER_CA", "cert.pem"),
+        ],
+    );
+    assert_eq!(cli.code(), 0, "{}", cli.stderr());
+    assert_eq!(cli.json()["status"], "succeeded");
+    // Plain HTTP on the same port gets no answer from the API.
+    let plain = server.url.replace("https://", "http://");
+    let r = reqwest::blocking::get(format!("{plain}/healthz"));
+    assert!(r.map(|r| r.status().as_u16() != 200).unwrap_or(true));
+}
+
 const NOTE: &str = r#"name: note
 version: "1"
 owner: soc

@@ -159,6 +159,19 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of an HTTPS `server` whose certificate `ca_pem` signed.
+    pub fn with_root(server: &Server, ca_pem: &str) -> Client {
+        let root = reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("certificate");
+        Client {
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .add_root_certificate(root)
+                .build()
+                .expect("client"),
+            base: server.url.clone(),
+        }
+    }
+
     /// A client of `server`.
     pub fn new(server: &Server) -> Client {
         Client {

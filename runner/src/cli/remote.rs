@@ -10,6 +10,7 @@ use super::{exit, Exit, Globals};
 use crate::inert;
 use crate::journal::{Resolution, RunStatus, Vote};
 use serde_json::{json, Value};
+use std::path::Path;
 use std::time::Duration;
 
 /// A server to talk to, and the caller's token.
@@ -40,11 +41,20 @@ pub async fn discover(globals: &Globals) -> Option<String> {
     alive.then_some(url)
 }
 
-fn client() -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+/// The HTTP client; `SOAR_SERVER_CA` names a PEM file of the certificate
+/// (or its CA) a server with a private certificate presents.
+fn client() -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .build()
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(path) = std::env::var_os("SOAR_SERVER_CA") {
+        let pem = std::fs::read(&path)
+            .map_err(|e| format!("SOAR_SERVER_CA {}: {e}", Path::new(&path).display()))?;
+        let cert = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| format!("SOAR_SERVER_CA {}: {e}", Path::new(&path).display()))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build().map_err(|e| e.to_string())
 }
 
 /// An answer: status and JSON body.
