@@ -3,6 +3,14 @@
 # run), the soar binary, then the whole workspace's unit and end-to-end tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The console's end-to-end tests drive a real headless Chromium over
+# WebDriver: Debian's chromium and chromium-driver, installed if missing.
+if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+    sudo_if_needed=""
+    [ "$(id -u)" -ne 0 ] && sudo_if_needed="sudo"
+    $sudo_if_needed apt-get update -qq
+    $sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 scripts/build-plugins.sh
 cargo build -p soar-runner --bin soar
 cargo test --workspace "$@"

@@ -24,6 +24,7 @@ pub(super) struct RawServer {
     public_url: Option<Spanned<String>>,
     max_body: Option<Spanned<u64>>,
     shutdown_grace: Option<Spanned<String>>,
+    session_ttl: Option<Spanned<String>>,
     #[serde(default)]
     playbooks: Vec<Spanned<String>>,
 }
@@ -95,6 +96,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Playbooks `POST /api/v1/runs` may start, besides the sources' ones.
     pub playbooks: Vec<PathBuf>,
+    /// How long a console session lasts.
+    pub session_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +109,7 @@ impl Default for ServerConfig {
             max_body: DEFAULT_MAX_BODY,
             shutdown_grace: Duration::from_secs(30),
             playbooks: Vec::new(),
+            session_ttl: Duration::from_secs(8 * 3600),
         }
     }
 }
@@ -239,6 +243,11 @@ pub(super) fn resolve_server(
     if let Some(g) = &raw.shutdown_grace {
         if let Some(d) = duration(g, "server.shutdown_grace", problems) {
             server.shutdown_grace = d;
+        }
+    }
+    if let Some(t) = &raw.session_ttl {
+        if let Some(d) = duration(t, "server.session_ttl", problems) {
+            server.session_ttl = d;
         }
     }
     server.playbooks = raw.playbooks.iter().map(|p| base.join(&p.value)).collect();

@@ -48,6 +48,8 @@ pub struct App {
     /// Votes, resolves and expiries of one run happen one at a time.
     decisions: Vec<tokio::sync::Mutex<()>>,
     pub(super) timers: Timers,
+    /// Console sessions.
+    pub(super) sessions: super::console::Sessions,
     ready: AtomicBool,
     stopping: AtomicBool,
     metrics: PrometheusHandle,
@@ -92,6 +94,7 @@ impl App {
             .filter_map(|s| Some((s.name.clone(), limiter(s)?)))
             .collect();
         let policy: Policy = config.policy.clone();
+        let session_ttl = config.server.session_ttl;
         let engine = Engine::new(host, journal).with_policy(policy);
         Ok(Arc::new(App {
             config: Arc::new(config),
@@ -105,6 +108,7 @@ impl App {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             timers: Timers::default(),
+            sessions: super::console::Sessions::new(session_ttl),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             metrics: install_metrics()?,

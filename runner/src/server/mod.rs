@@ -11,6 +11,7 @@
 mod api;
 mod app;
 mod auth;
+mod console;
 mod hooks;
 mod timers;
 
@@ -97,6 +98,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/hooks/{source}", post(hooks::deliver))
         .nest("/api/v1", api)
+        .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max_body))
         .layer(axum::middleware::from_fn(api::log_request))

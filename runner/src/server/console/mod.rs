@@ -1,0 +1,589 @@
+//! The web console under `/ui`: sign in with a token, the approval queue,
+//! an approval page with the whole handoff, evidence, exact inputs, plan
+//! and bindings, runs and their timelines. Server-rendered (minijinja,
+//! auto-escaped), no external assets, every decision a POST that works
+//! without JavaScript; a GET never decides anything. Every state-changing
+//! POST carries the session's CSRF token and is refused cross-site. The
+//! rules are [`crate::operations`]'s, as for the API and the CLI.
+
+mod session;
+mod views;
+
+pub use session::Sessions;
+
+use super::App;
+use crate::approvals::{self, Refusal};
+use crate::config::{roles, Approver};
+use crate::journal::{now_unix_millis, Resolution, RunStatus, Vote};
+use crate::operations::{self as ops, OpError};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::{Arc, OnceLock};
+
+/// The console's routes.
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/ui", get(|| async { Redirect::to("/ui/approvals") }))
+        .route("/ui/login", get(login_page).post(login))
+        .route("/ui/logout", post(logout))
+        .route("/ui/approvals", get(queue))
+        .route("/ui/runs", get(runs))
+        .route("/ui/runs/{run_id}", get(run))
+        .route("/ui/runs/{run_id}/approvals/{step}", get(approval))
+        .route("/ui/runs/{run_id}/approvals/{step}/approve", post(approve))
+        .route("/ui/runs/{run_id}/approvals/{step}/deny", post(deny))
+        .route("/ui/runs/{run_id}/steps/{step}/resolve", post(resolve))
+        .route("/ui/runs/{run_id}/cancel", post(cancel))
+}
+
+fn templates() -> &'static minijinja::Environment<'static> {
+    static ENV: OnceLock<minijinja::Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = minijinja::Environment::new();
+        // `.html` names: every value is HTML-escaped unless marked safe, and
+        // nothing is.
+        for (name, text) in [
+            ("base.html", include_str!("templates/base.html")),
+            ("login.html", include_str!("templates/login.html")),
+            ("queue.html", include_str!("templates/queue.html")),
+            ("approval.html", include_str!("templates/approval.html")),
+            ("timeline.html", include_str!("templates/timeline.html")),
+            ("runs.html", include_str!("templates/runs.html")),
+            ("run.html", include_str!("templates/run.html")),
+        ] {
+            if let Err(e) = env.add_template(name, text) {
+                tracing::error!(template = name, error = %e, "console template does not compile");
+            }
+        }
+        env
+    })
+}
+
+/// A page, or a plain error when its template fails.
+fn page(status: StatusCode, name: &str, ctx: Value) -> Response {
+    let rendered = templates().get_template(name).and_then(|t| t.render(&ctx));
+    let mut r = match rendered {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(template = name, error = %e, "console page failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page failed to render",
+            )
+                .into_response()
+        }
+    };
+    let h = r.headers_mut();
+    // Nothing from elsewhere, no framing, no caching of decisions' pages.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// A page for a signed-in principal: their name and CSRF token added.
+fn page_for(status: StatusCode, name: &str, me: &Me, mut ctx: Value) -> Response {
+    ctx["who"] = json!(me.who.name);
+    ctx["csrf"] = json!(me.session.csrf);
+    page(status, name, ctx)
+}
+
+/// The signed-in principal of a request.
+struct Me {
+    session: session::Session,
+    who: Approver,
+}
+
+fn to_login() -> Response {
+    Redirect::to("/ui/login").into_response()
+}
+
+/// The request's session and principal, or a redirect to sign in.
+fn me(app: &App, headers: &HeaderMap) -> Result<Me, Response> {
+    let session = app.sessions.get(headers).ok_or_else(to_login)?;
+    let who = app
+        .policy()
+        .approvers
+        .get(&session.principal)
+        .cloned()
+        .ok_or_else(to_login)?;
+    Ok(Me { session, who })
+}
+
+/// The principal of a state-changing POST: signed in, same site, and the
+/// session's CSRF token in the form.
+fn poster(app: &App, headers: &HeaderMap, csrf: &str) -> Result<Me, Response> {
+    if session::cross_site(headers) {
+        return Err(forbidden("cross-site request refused"));
+    }
+    let me = me(app, headers)?;
+    if !session::csrf_matches(&me.session, csrf) {
+        return Err(forbidden(
+            "the form's CSRF token does not match your session; reload the page",
+        ));
+    }
+    Ok(me)
+}
+
+fn forbidden(why: &str) -> Response {
+    let ctx = json!({"error": why, "next": "", "ttl": ""});
+    page(StatusCode::FORBIDDEN, "login.html", ctx)
+}
+
+#[derive(Deserialize, Default)]
+pub struct LoginForm {
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_page(State(app): State<Arc<App>>) -> Response {
+    let ttl = views::duration_text(app.sessions.ttl().as_millis() as u64);
+    page(
+        StatusCode::OK,
+        "login.html",
+        json!({"next": "", "ttl": ttl}),
+    )
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if session::cross_site(&headers) {
+        return forbidden("cross-site request refused");
+    }
+    let ttl = app.sessions.ttl();
+    let who = match approvals::authenticate_token(app.policy(), Some(&form.token)) {
+        Ok(w) => w,
+        Err(_) => {
+            let ctx = json!({"error": "that token is not any principal's", "next": form.next, "ttl": views::duration_text(ttl.as_millis() as u64)});
+            return page(StatusCode::UNAUTHORIZED, "login.html", ctx);
+        }
+    };
+    let Some(id) = app.sessions.open(&who.name) else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no session can be opened now",
+        )
+            .into_response();
+    };
+    // Only a path on this server: never an open redirect.
+    let next = if form.next.starts_with("/ui/") && !form.next.starts_with("//") {
+        form.next.as_str()
+    } else {
+        "/ui/approvals"
+    };
+    let mut r = Redirect::to(next).into_response();
+    let cookie = session::set_cookie(&id, ttl, app.config.server.tls.is_some());
+    if let Ok(v) = header::HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    tracing::info!(principal = %who.name, "console sign-in");
+    r
+}
+
+#[derive(Deserialize, Default)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    outcome: String,
+}
+
+async fn logout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = poster(&app, &headers, &form.csrf) {
+        return r;
+    }
+    app.sessions.close(&headers);
+    let mut r = to_login();
+    if let Ok(v) =
+        header::HeaderValue::from_str(&session::clear_cookie(app.config.server.tls.is_some()))
+    {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let me = match me(&app, &headers) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let now = now_unix_millis();
+    let mut entries = ops::pending(app.journal(), now).unwrap_or_default();
+    entries.sort_by(|a, b| a["requested_at"].as_str().cmp(&b["requested_at"].as_str()));
+    let rows: Vec<Value> = entries
+        .iter()
+        .map(|p| {
+            let expires = p["expires_at"]
+                .as_str()
+                .and_then(crate::journal::parse_unix_millis)
+                .unwrap_or(0);
+            let voted = p["approved_by"].as_array().cloned().unwrap_or_default();
+            let needed = p["min_approvals"]
+                .as_u64()
+                .unwrap_or(1)
+                .saturating_sub(voted.len() as u64);
+            json!({
+                "run_id": p["run_id"], "step": p["step"], "playbook": p["playbook"],
+                "summary": views::shown(&p["handoff"]["summary"]),
+                "age": views::duration_text(p["age_seconds"].as_u64().unwrap_or(0) * 1000),
+                "left": views::duration_text(expires.saturating_sub(now)),
+                "expired": p["expired"], "voted": voted, "needed": needed,
+            })
+        })
+        .collect();
+    page_for(StatusCode::OK, "queue.html", &me, json!({"pending": rows}))
+}
+
+#[derive(Deserialize)]
+pub struct RunsQuery {
+    #[serde(default)]
+    status: String,
+}
+
+async fn runs(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<RunsQuery>,
+) -> Response {
+    let me = match me(&app, &headers) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if !approvals::may_read(&me.who) {
+        return page_for(
+            StatusCode::FORBIDDEN,
+            "run.html",
+            &me,
+            json!({"message": "your roles do not let you read runs"}),
+        );
+    }
+    let filter = (!q.status.is_empty()).then_some(q.status.as_str());
+    let rows = ops::list_runs(app.journal(), filter).unwrap_or_default();
+    let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+    page_for(
+        StatusCode::OK,
+        "runs.html",
+        &me,
+        json!({"runs": rows, "statuses": statuses, "status": q.status}),
+    )
+}
+
+fn run_ctx(app: &App, run_id: &str, me: &Me, message: Option<String>) -> Result<Value, Response> {
+    let records = ops::read_run(app.journal(), run_id).map_err(not_found)?;
+    let state = crate::scheduler::RunState::from_records(&records);
+    let report = crate::scheduler::RunReport::from_records(run_id, &records, None);
+    let steps: Vec<Value> = report
+        .steps
+        .iter()
+        .map(|(id, s)| {
+            let detail = s.error.as_ref().map(views::shown).unwrap_or_default();
+            json!({"id": id, "status": s.status, "detail": detail, "approval": state.gates.contains_key(id)})
+        })
+        .collect();
+    let in_doubt: Vec<&String> = report
+        .steps
+        .iter()
+        .filter(|(_, s)| s.status == "in_doubt")
+        .map(|(id, _)| id)
+        .collect();
+    Ok(json!({
+        "run_id": run_id, "playbook": state.playbook, "started_by": state.started_by,
+        "status": report.status.as_str(), "final": report.status.is_final(),
+        "steps": steps, "in_doubt": in_doubt, "operator": me.who.has_role(roles::OPERATOR),
+        "timeline": views::timeline(&records), "message": message,
+    }))
+}
+
+fn not_found(e: OpError) -> Response {
+    match e {
+        OpError::NotFound(_) => (StatusCode::NOT_FOUND, "no such run").into_response(),
+        other => {
+            tracing::error!(error = %other, "console read failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the run could not be read",
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn run(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+) -> Response {
+    let me = match me(&app, &headers) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    match run_ctx(&app, &run_id, &me, None) {
+        Ok(ctx) => page_for(StatusCode::OK, "run.html", &me, ctx),
+        Err(r) => r,
+    }
+}
+
+async fn approval(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((run_id, step)): Path<(String, String)>,
+) -> Response {
+    let me = match me(&app, &headers) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let records = match ops::read_run(app.journal(), &run_id) {
+        Ok(r) => r,
+        Err(e) => return not_found(e),
+    };
+    let state = crate::scheduler::RunState::from_records(&records);
+    let Some(gate) = state.gates.get(&step) else {
+        return (StatusCode::NOT_FOUND, "no such approval").into_response();
+    };
+    let now = now_unix_millis();
+    // The same check the vote will pass, shown before anyone clicks.
+    let why_not = approvals::check_vote(app.policy(), &state, &step, &me.who, now)
+        .err()
+        .map(|r| r.to_string());
+    let pb = crate::operations::playbook_of(&records, app.engine.host()).ok();
+    let votes: Vec<Value> = gate
+        .votes
+        .iter()
+        .map(|(by, vote, reason)| json!({"by": by, "vote": vote, "reason": reason}))
+        .collect();
+    let left = (gate.decision.is_none() && now < gate.expires_at_ms)
+        .then(|| views::duration_text(gate.expires_at_ms - now));
+    let ctx = json!({
+        "run_id": run_id, "step": step, "playbook": state.playbook, "started_by": state.started_by,
+        "approvers": gate.approvers, "min_approvals": gate.min_approvals,
+        "gate_status": views::gate_status(gate, now), "left": left, "votes": votes,
+        "handoff": views::handoff(gate),
+        "unlocks": views::unlocks(gate, &state, &run_id, pb.as_ref(), app.policy()),
+        "plan": views::plan(gate), "bindings": gate.bindings,
+        "alert": views::shown(&state.alert), "upstream": views::upstream(&state),
+        "timeline": views::timeline(&records), "why_not": why_not,
+    });
+    page_for(StatusCode::OK, "approval.html", &me, ctx)
+}
+
+/// After a POST: the run's page with what happened.
+fn after(app: &App, run_id: &str, me: &Me, status: StatusCode, message: String) -> Response {
+    match run_ctx(app, run_id, me, Some(message)) {
+        Ok(ctx) => page_for(status, "run.html", me, ctx),
+        Err(r) => r,
+    }
+}
+
+fn refused_page(app: &App, run_id: &str, me: &Me, e: OpError) -> Response {
+    let (status, message) = match &e {
+        OpError::Refused(r) => (
+            StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::FORBIDDEN),
+            format!("refused: {r} (journaled)"),
+        ),
+        OpError::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
+        OpError::NotFound(_) => return not_found(e),
+        OpError::Failed(m) => (StatusCode::INTERNAL_SERVER_ERROR, m.clone()),
+    };
+    after(app, run_id, me, status, message)
+}
+
+async fn decide(
+    app: Arc<App>,
+    headers: HeaderMap,
+    run_id: String,
+    step: String,
+    vote: Vote,
+    form: CsrfForm,
+) -> Response {
+    let me = match poster(&app, &headers, &form.csrf) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if app.is_stopping() {
+        return after(
+            &app,
+            &run_id,
+            &me,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is stopping; try again shortly".into(),
+        );
+    }
+    if form.reason.len() > 4096 {
+        return after(
+            &app,
+            &run_id,
+            &me,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the reason is longer than 4096 bytes".into(),
+        );
+    }
+    let guard = app.decision_lock(&run_id).lock().await;
+    let result = ops::vote(
+        app.journal(),
+        app.policy(),
+        &run_id,
+        &step,
+        &me.who,
+        vote,
+        &form.reason,
+    )
+    .await;
+    drop(guard);
+    match result {
+        Ok(ops::VoteResult::Recorded { have, need }) => after(
+            &app,
+            &run_id,
+            &me,
+            StatusCode::OK,
+            format!("vote recorded: {have} of {need} approval(s)"),
+        ),
+        Ok(ops::VoteResult::Decided { decision, by }) => {
+            app.kick(&run_id);
+            app.settled(&run_id, std::time::Duration::from_secs(10))
+                .await;
+            after(
+                &app,
+                &run_id,
+                &me,
+                StatusCode::OK,
+                format!(
+                    "approval `{step}` {} by {}",
+                    decision.as_str(),
+                    by.join(", ")
+                ),
+            )
+        }
+        Err(e @ OpError::Refused(Refusal::Expired(_))) => {
+            app.expire(&run_id).await;
+            refused_page(&app, &run_id, &me, e)
+        }
+        Err(e) => refused_page(&app, &run_id, &me, e),
+    }
+}
+
+async fn approve(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((run_id, step)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    decide(app, headers, run_id, step, Vote::Approve, form).await
+}
+
+async fn deny(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((run_id, step)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    decide(app, headers, run_id, step, Vote::Deny, form).await
+}
+
+async fn resolve(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path((run_id, step)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let me = match poster(&app, &headers, &form.csrf) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let outcome = match form.outcome.as_str() {
+        "done" => Resolution::Done,
+        "failed" => Resolution::Failed,
+        "retry" => Resolution::Retry,
+        _ => {
+            return after(
+                &app,
+                &run_id,
+                &me,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "choose an outcome: done, failed or retry".into(),
+            )
+        }
+    };
+    let guard = app.decision_lock(&run_id).lock().await;
+    let result = ops::resolve(
+        app.journal(),
+        &run_id,
+        &step,
+        &me.who,
+        outcome,
+        &form.reason,
+    )
+    .await;
+    drop(guard);
+    match result {
+        Ok(_) => {
+            app.kick(&run_id);
+            app.settled(&run_id, std::time::Duration::from_secs(10))
+                .await;
+            after(
+                &app,
+                &run_id,
+                &me,
+                StatusCode::OK,
+                format!("`{step}` resolved"),
+            )
+        }
+        Err(e) => refused_page(&app, &run_id, &me, e),
+    }
+}
+
+async fn cancel(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let me = match poster(&app, &headers, &form.csrf) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let guard = app.decision_lock(&run_id).lock().await;
+    let result = ops::cancel_driven(app.journal(), &run_id, &me.who, &form.reason).await;
+    drop(guard);
+    match result {
+        Ok(()) => {
+            app.kick(&run_id);
+            app.settled(&run_id, std::time::Duration::from_secs(10))
+                .await;
+            after(
+                &app,
+                &run_id,
+                &me,
+                StatusCode::OK,
+                "cancel requested".into(),
+            )
+        }
+        Err(e) => refused_page(&app, &run_id, &me, e),
+    }
+}

@@ -1,0 +1,313 @@
+//! The web console in a real headless Chromium against a real `soar serve`
+//! and the loopback vendor simulator: sign in, the queue, the approval page
+//! with the handoff, evidence, exact inputs and plan, Approve and Deny as
+//! clicks, and every way to decide without the right: a viewer, the run's
+//! starter, a hand-made POST, a cross-site POST, a GET, an expired session.
+
+mod browser;
+
+use browser::Browser;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use soar_e2e::lab::{token, Lab};
+use soar_e2e::serve::{Client, Server};
+use soar_e2e::sim;
+use std::time::{Duration, Instant};
+
+const EDR_SECRET: &str = "edr-hook-secret-5b1f0c";
+const LEAD2_TOKEN: &str = "lead2-token-9c0b";
+const WATCHER_TOKEN: &str = "watcher-token-e3d1";
+
+const CONTAIN: &str = r#"name: contain
+version: "1"
+owner: soc
+inputs:
+  host_id: { type: string }
+steps:
+  - id: host
+    uses: edr.get_host
+    with: { host_id: "{{ inputs.host_id }}" }
+  - id: approve
+    needs: [host]
+    approval:
+      approvers: [soc-lead]
+      timeout: 1h
+      handoff:
+        summary: "Isolate {{ steps.host.output.hostname }}?"
+        why: "Falcon saw ransomware behaviour on it"
+        affected: "{{ steps.host.output.hostname }}"
+        recommended_action: isolate
+        uncertainties: "none known"
+  - id: isolate
+    needs: [host, approve]
+    uses: edr.isolate_host
+    with: { host_id: "{{ steps.host.output.host_id }}" }
+"#;
+
+fn h(t: &str) -> String {
+    hex::encode(Sha256::digest(t.as_bytes()))
+}
+
+fn config(session_ttl: &str) -> String {
+    format!(
+        r#"principals:
+  lead2: {{ roles: [soc-lead, ingest], token_sha256: "{lead2}" }}
+  watcher: {{ roles: [viewer], token_sha256: "{watcher}" }}
+server:
+  listen: "127.0.0.1:0"
+  session_ttl: {session_ttl}
+sources:
+  edr:
+    playbook: pb.yaml
+    auth: {{ type: hmac_sha256, secret: {{ env: EDR_HOOK_SECRET }} }}
+"#,
+        lead2 = h(LEAD2_TOKEN),
+        watcher = h(WATCHER_TOKEN),
+    )
+}
+
+const ENV: [(&str, &str); 1] = [("EDR_HOOK_SECRET", EDR_SECRET)];
+
+/// Delivers the host alert and waits until the run waits at its gate.
+fn waiting_run(c: &Client) -> String {
+    let a = c.deliver("edr", EDR_SECRET, &json!({"host_id": sim::HOST_ID}), &[]);
+    assert_eq!(a.status, 202, "{}", a.text);
+    let run = a.json()["run_id"].as_str().unwrap().to_string();
+    c.wait_for(&run, token("alice"), Duration::from_secs(30), |v| {
+        v["status"] == "waiting_approval"
+    });
+    run
+}
+
+fn journal(c: &Client, run: &str) -> Vec<Value> {
+    c.get(&format!("/api/v1/runs/{run}/journal"), token("alice"))
+        .json()["records"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn count(records: &[Value], ty: &str) -> usize {
+    records.iter().filter(|r| r["type"] == ty).count()
+}
+
+fn sign_in(b: &Browser, url: &str, tok: &str) {
+    b.goto(&format!("{url}/ui/login"));
+    b.fill("#token", tok);
+    b.click("#sign-in");
+    b.wait_until("signed in, or refused", |b| {
+        b.path() != "/ui/login" || b.has("#error")
+    });
+}
+
+fn screenshots_dir() -> std::path::PathBuf {
+    let dir = soar_e2e::target_dir().join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_console_decides_only_with_the_right_and_never_on_a_get() {
+    let lab = Lab::new(&config("10m"));
+    lab.s.write("pb.yaml", CONTAIN);
+    let server = Server::start(&lab, &ENV);
+    let c = Client::new(&server);
+    let url = server.url.clone();
+    let b = Browser::start();
+
+    // Not signed in: sent to sign in. A wrong token: refused.
+    let run = waiting_run(&c);
+    b.goto(&format!("{url}/ui/approvals"));
+    assert_eq!(b.path(), "/ui/login");
+    sign_in(&b, &url, "not-a-token");
+    assert!(b.text("#error").contains("not any principal"));
+    assert_eq!(b.cookie("soar_session"), None);
+
+    // bob signs in: the queue shows the approval.
+    sign_in(&b, &url, token("bob"));
+    assert_eq!(b.path(), "/ui/approvals");
+    let queue = b.text("#queue");
+    assert!(queue.contains("Isolate FIN-WS-042?"), "{queue}");
+    assert!(queue.contains("contain"), "{queue}");
+    b.screenshot(&screenshots_dir().join("console-queue.png"));
+    let session = b.cookie("soar_session").expect("session cookie");
+    assert_eq!(session.len(), 64);
+
+    // The approval page: handoff, exact inputs, targets, plan, evidence.
+    b.click("#queue a");
+    b.wait_path(&format!("/ui/runs/{run}/approvals/approve"));
+    let page = b.page_text();
+    for needle in [
+        "Falcon saw ransomware behaviour on it",
+        "recommended_action",
+        "edr.isolate_host",
+        sim::HOST_ID,
+        "Dry-run plan",
+        "Input SHA-256",
+        "approval_requested",
+        "FIN-WS-042",
+    ] {
+        assert!(page.contains(needle), "the approval page lacks {needle}");
+    }
+    assert!(b.text(".inputs").contains(sim::HOST_ID));
+    b.screenshot(&screenshots_dir().join("console-approval.png"));
+    // Viewing it decided nothing; nor does a GET of the decision URL.
+    assert_eq!(count(&journal(&c, &run), "approval_voted"), 0);
+    let get = c.send(
+        "GET",
+        &format!("/ui/runs/{run}/approvals/approve/approve"),
+        &[("cookie", &format!("soar_session={session}"))],
+        Vec::new(),
+    );
+    assert_eq!(get.status, 405);
+    assert_eq!(count(&journal(&c, &run), "approval_voted"), 0);
+    assert!(lab.destructive_requests().is_empty());
+
+    // A cross-site POST with bob's cookie and the page's CSRF token: refused.
+    let csrf = b.attr("input[name=csrf]", "value");
+    let forged = c.send(
+        "POST",
+        &format!("/ui/runs/{run}/approvals/approve/approve"),
+        &[
+            ("cookie", &format!("soar_session={session}")),
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://evil.example"),
+        ],
+        format!("csrf={csrf}&reason=x").into_bytes(),
+    );
+    assert_eq!(forged.status, 403);
+    // Same site but without the session's CSRF token: refused.
+    let no_csrf = c.send(
+        "POST",
+        &format!("/ui/runs/{run}/approvals/approve/approve"),
+        &[
+            ("cookie", &format!("soar_session={session}")),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        b"csrf=0&reason=x".to_vec(),
+    );
+    assert_eq!(no_csrf.status, 403);
+    assert_eq!(count(&journal(&c, &run), "approval_voted"), 0);
+    assert!(lab.destructive_requests().is_empty());
+
+    // Approve: a click; the run succeeds with exactly one containment.
+    let clicked = Instant::now();
+    b.click("#approve");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lab.destructive_requests().is_empty() {
+        assert!(Instant::now() < deadline, "no containment request");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let click_to_vendor = clicked.elapsed();
+    b.wait_path(&format!("/ui/runs/{run}/approvals/approve/approve"));
+    assert!(b.text("#message").contains("granted by bob"));
+    let done = c.wait_for(&run, token("alice"), Duration::from_secs(30), |v| {
+        v["status"] == "succeeded"
+    });
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(lab.destructive_requests().len(), 1);
+    eprintln!("approve click to containment request: {click_to_vendor:?}");
+
+    // Deny with a reason: no containment. The host is contained now, so a
+    // new alert for it asks again; deny it.
+    let run2 = waiting_run(&c);
+    b.goto(&format!("{url}/ui/runs/{run2}/approvals/approve"));
+    b.fill(
+        "#deny-reason",
+        "false positive: the EDR flagged a backup tool",
+    );
+    b.click("#deny");
+    let denied = c.wait_for(&run2, token("alice"), Duration::from_secs(30), |v| {
+        v["status"] == "failed"
+    });
+    assert_eq!(
+        denied["steps"]["approve"]["error"]["kind"], "denied",
+        "{denied}"
+    );
+    assert_ne!(
+        denied["steps"]["isolate"]["status"], "succeeded",
+        "{denied}"
+    );
+    assert_eq!(lab.destructive_requests().len(), 1);
+    let reasons: Vec<Value> = journal(&c, &run2)
+        .into_iter()
+        .filter(|r| r["type"] == "approval_voted")
+        .collect();
+    assert_eq!(
+        reasons[0]["reason"],
+        "false positive: the EDR flagged a backup tool"
+    );
+
+    // A viewer sees why, no buttons; their hand-made POST is refused and
+    // journaled.
+    let run3 = waiting_run(&c);
+    b.goto(&format!("{url}/ui/approvals"));
+    let csrf = b.attr("input[name=csrf]", "value");
+    b.click("header button");
+    b.wait_path("/ui/login");
+    sign_in(&b, &url, WATCHER_TOKEN);
+    b.goto(&format!("{url}/ui/runs/{run3}/approvals/approve"));
+    assert!(!b.has("#approve") && !b.has("#deny"));
+    assert!(b.text("#why-not").contains("needs one of [soc-lead]"));
+    let watcher_session = b.cookie("soar_session").unwrap();
+    assert_ne!(watcher_session, session, "signing out ended bob's session");
+    let old = c.send(
+        "GET",
+        "/ui/approvals",
+        &[("cookie", &format!("soar_session={session}"))],
+        Vec::new(),
+    );
+    assert!(
+        old.text.contains("Sign in"),
+        "bob's old session still works"
+    );
+    let watcher_csrf = b.attr("input[name=csrf]", "value");
+    assert_ne!(watcher_csrf, csrf);
+    let hand_made = c.send(
+        "POST",
+        &format!("/ui/runs/{run3}/approvals/approve/approve"),
+        &[
+            ("cookie", &format!("soar_session={watcher_session}")),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        format!("csrf={watcher_csrf}&reason=mine").into_bytes(),
+    );
+    assert_eq!(hand_made.status, 403, "{}", hand_made.text);
+    let refused = journal(&c, &run3)
+        .into_iter()
+        .filter(|r| r["type"] == "command_refused" && r["by"] == "watcher")
+        .count();
+    assert_eq!(refused, 1);
+
+    // The run's starter sees why they cannot approve it.
+    let a = c.post(
+        "/api/v1/runs",
+        LEAD2_TOKEN,
+        &json!({"playbook": "contain", "alert": {"host_id": sim::HOST_ID}}),
+    );
+    let run4 = a.json()["run_id"].as_str().unwrap().to_string();
+    c.wait_for(&run4, token("alice"), Duration::from_secs(30), |v| {
+        v["status"] == "waiting_approval"
+    });
+    b.click("header button");
+    b.wait_path("/ui/login");
+    sign_in(&b, &url, LEAD2_TOKEN);
+    b.goto(&format!("{url}/ui/runs/{run4}/approvals/approve"));
+    assert!(b.text("#why-not").contains("started this run"));
+    assert!(!b.has("#approve"));
+    assert_eq!(lab.destructive_requests().len(), 1);
+}
+
+#[test]
+fn an_expired_session_is_sent_back_to_sign_in() {
+    let lab = Lab::new(&config("2s"));
+    lab.s.write("pb.yaml", CONTAIN);
+    let server = Server::start(&lab, &ENV);
+    let b = Browser::start();
+    sign_in(&b, &server.url, token("bob"));
+    assert_eq!(b.path(), "/ui/approvals");
+    std::thread::sleep(Duration::from_millis(2_500));
+    b.goto(&format!("{}/ui/approvals", server.url));
+    assert_eq!(b.path(), "/ui/login");
+}
