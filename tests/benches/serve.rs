@@ -10,6 +10,11 @@
 //!
 //! Run with `scripts/bench.sh`; `SOAR_BENCH_PAUSED=N` changes the 10,000.
 
+// The console tests' browser; the bench uses only part of it.
+#[path = "../e2e/browser/mod.rs"]
+#[allow(dead_code)]
+mod browser;
+
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use soar_e2e::serve::sign;
@@ -307,9 +312,14 @@ async fn isolations(sim: &sim::Sim) -> usize {
         .count()
 }
 
-async fn vote_to_vendor(http: &reqwest::Client, url: &str, sim: &sim::Sim) -> Vec<Duration> {
+async fn vote_to_vendor(
+    http: &reqwest::Client,
+    url: &str,
+    sim: &sim::Sim,
+    base: usize,
+) -> Vec<Duration> {
     let mut lat = Vec::new();
-    for i in 0..30 {
+    for i in base..base + 30 {
         let source = if i % 2 == 0 { "contain" } else { "release" };
         let (_, v) = deliver(http, url, source, &json!({"host_id": sim::HOST_ID, "n": i})).await;
         let run = v["run_id"].as_str().unwrap().to_string();
@@ -410,7 +420,7 @@ fn main() {
             drained.as_secs_f64(),
             c64.len() as f64 / drained.as_secs_f64()
         );
-        let mut votes = vote_to_vendor(&http, &url, &sim).await;
+        let mut votes = vote_to_vendor(&http, &url, &sim, 0).await;
         println!(
             "approval vote to the destructive request at the vendor: p50 {} p99 {} (n={})",
             ms(pct(&mut votes, 0.5)),
@@ -418,6 +428,9 @@ fn main() {
             votes.len()
         );
     });
+    if !only_paused {
+        console(&rt, &http, &url, &sim);
+    }
     let _ = child.kill();
     let _ = child.wait();
     // Paused runs, in a data dir of their own: RSS of a fresh server, with
@@ -495,4 +508,83 @@ fn main() {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// The console in a real headless Chromium: Approve click to the
+/// destructive request at the simulator (p50 of 20), and the approval
+/// page's weight and server render time.
+fn console(rt: &tokio::runtime::Runtime, http: &reqwest::Client, url: &str, sim: &sim::Sim) {
+    let b = browser::Browser::start();
+    b.goto(&format!("{url}/ui/login"));
+    b.fill("#token", LEAD_TOKEN);
+    b.click("#sign-in");
+    b.wait_path("/ui/approvals");
+    let cookie = format!("soar_session={}", b.cookie("soar_session").unwrap());
+    let mut clicks = Vec::new();
+    let mut page = String::new();
+    let mut renders = Vec::new();
+    for i in 0..20 {
+        // Alternate isolate and release, as above (100 votes in, the host
+        // is where an even iteration expects it).
+        let source = if i % 2 == 0 { "contain" } else { "release" };
+        let run = rt.block_on(async {
+            let body = json!({"host_id": sim::HOST_ID, "n": 500 + i});
+            let (_, v) = deliver(http, url, source, &body).await;
+            let run = v["run_id"].as_str().unwrap().to_string();
+            loop {
+                let r = get(http, url, &format!("/api/v1/runs/{run}")).await;
+                if r["status"] == "waiting_approval" {
+                    break run;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        let path = format!("/ui/runs/{run}/approvals/approve");
+        if i == 0 {
+            rt.block_on(async {
+                for _ in 0..50 {
+                    let t = Instant::now();
+                    let r = http
+                        .get(format!("{url}{path}"))
+                        .header("cookie", &cookie)
+                        .send()
+                        .await
+                        .unwrap();
+                    page = r.text().await.unwrap();
+                    renders.push(t.elapsed());
+                }
+            });
+        }
+        b.goto(&format!("{url}{path}"));
+        let before = rt.block_on(isolations(sim));
+        let t = Instant::now();
+        b.click("#approve");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rt.block_on(isolations(sim)) == before {
+            assert!(
+                Instant::now() < deadline,
+                "the click never reached the vendor"
+            );
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        clicks.push(t.elapsed());
+    }
+    println!("console");
+    println!(
+        "  Approve click (headless Chromium) to the destructive request at the vendor: p50 {} p99 {} (n={})",
+        ms(pct(&mut clicks, 0.5)),
+        ms(pct(&mut clicks, 0.99)),
+        clicks.len()
+    );
+    let external = ["src=\"http", "href=\"http", "@import", "url("]
+        .iter()
+        .filter(|n| page.contains(*n))
+        .count();
+    println!(
+        "  approval page: {} bytes of HTML, 1 request ({external} references to other origins); served in p50 {} p99 {} (n={})",
+        page.len(),
+        ms(pct(&mut renders, 0.5)),
+        ms(pct(&mut renders, 0.99)),
+        renders.len()
+    );
 }

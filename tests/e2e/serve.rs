@@ -32,9 +32,13 @@ fn server_config(grace: &str) -> String {
   siem: {{ roles: [ingest], token_sha256: "{siem}" }}
   lead2: {{ roles: [soc-lead, ingest], token_sha256: "{lead2}" }}
   watcher: {{ roles: [viewer], token_sha256: "{watcher}" }}
+  slackbob: {{ roles: [soc-lead], token_sha256: "{slackbob}", slack: {{ user_id: U0BOB, team_id: T0SOC }} }}
+  slackcarol: {{ roles: [analyst], token_sha256: "{slackcarol}", slack: {{ user_id: U0CAROL, team_id: T0SOC }} }}
 server:
   listen: "127.0.0.1:0"
   shutdown_grace: {grace}
+  public_url: "https://soar.example.org/"
+  slack: {{ signing_secret: {{ env: SLACK_SIGNING_SECRET }} }}
 sources:
   edr:
     playbook: pb.yaml
@@ -55,12 +59,17 @@ sources:
         siem = h(SIEM_TOKEN),
         lead2 = h(LEAD2_TOKEN),
         watcher = h(WATCHER_TOKEN),
+        slackbob = h("slackbob-token-0f1e"),
+        slackcarol = h("slackcarol-token-2d3c"),
     )
 }
 
-const SECRETS: [(&str, &str); 2] = [
+const SLACK_SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
+
+const SECRETS: [(&str, &str); 3] = [
     ("EDR_HOOK_SECRET", EDR_SECRET),
     ("SIEM_HOOK_SECRET", SIEM_SECRET),
+    ("SLACK_SIGNING_SECRET", SLACK_SECRET),
 ];
 
 const LOOKUP: &str = r#"name: lookup
@@ -545,6 +554,10 @@ fn the_cli_goes_through_the_server_with_a_proven_identity() {
     let pending = lab.soar(&["pending", "--json"], &[("SOAR_TOKEN", token("alice"))]);
     assert_eq!(pending.code(), 0, "{}", pending.stderr());
     assert_eq!(pending.json()["pending"][0]["run_id"], run.as_str());
+    assert_eq!(
+        pending.json()["pending"][0]["console"],
+        format!("https://soar.example.org/ui/runs/{run}/approvals/approve")
+    );
     let ok = vote("alice", token("alice"));
     assert_eq!(ok.code(), 0, "{}{}", ok.stdout(), ok.stderr());
     assert!(
@@ -802,6 +815,116 @@ fn with_tls_it_serves_https_only() {
     let plain = server.url.replace("https://", "http://");
     let r = reqwest::blocking::get(format!("{plain}/healthz"));
     assert!(r.map(|r| r.status().as_u16() != 200).unwrap_or(true));
+}
+
+/// A Slack `block_actions` interaction: `user` clicked `action_id` on the
+/// button whose value is `RUN/STEP`, signed as Slack signs (`v0:{ts}:{body}`).
+fn slack_click(
+    c: &Client,
+    user: &str,
+    action_id: &str,
+    value: &str,
+    ts: i64,
+    secret: &str,
+) -> (u16, String, Vec<u8>, String) {
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": user, "team_id": "T0SOC"},
+        "team": {"id": "T0SOC"},
+        "actions": [{"action_id": action_id, "value": value, "type": "button"}],
+    });
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish();
+    let sig = format!(
+        "v0={}",
+        hmac_hex(secret, format!("v0:{ts}:{body}").as_bytes())
+    );
+    let a = c.send(
+        "POST",
+        "/slack/interactions",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-slack-signature", &sig),
+            ("x-slack-request-timestamp", &ts.to_string()),
+        ],
+        body.clone().into_bytes(),
+    );
+    (a.status, a.text, body.into_bytes(), sig)
+}
+
+#[test]
+fn slack_votes_pass_the_same_rules_and_replays_do_not_vote_twice() {
+    let lab = lab_with(&CONTAIN.replace("TIMEOUT", "10m"), "10s");
+    let server = Server::start(&lab, &SECRETS);
+    let c = Client::new(&server);
+    let a = c.deliver("edr", EDR_SECRET, &host_alert(), &[]);
+    let run = a.json()["run_id"].as_str().unwrap().to_string();
+    c.wait_for(&run, token("alice"), Duration::from_secs(30), |v| {
+        v["status"] == "waiting_approval"
+    });
+    let value = format!("{run}/approve");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Not Slack: a wrong secret, a stale timestamp.
+    assert_eq!(
+        slack_click(&c, "U0BOB", "soar_approve", &value, now, "guess").0,
+        401
+    );
+    assert_eq!(
+        slack_click(&c, "U0BOB", "soar_approve", &value, now - 400, SLACK_SECRET).0,
+        401
+    );
+    // Slack, but nobody soar knows, and somebody without the role.
+    let (status, text, ..) = slack_click(&c, "U0EVE", "soar_approve", &value, now, SLACK_SECRET);
+    assert_eq!(status, 200);
+    assert!(
+        text.contains("ephemeral") && text.contains("slack:U0EVE"),
+        "{text}"
+    );
+    let (_, text, ..) = slack_click(&c, "U0CAROL", "soar_approve", &value, now, SLACK_SECRET);
+    assert!(text.contains("needs one of [soc-lead]"), "{text}");
+    assert!(lab.destructive_requests().is_empty());
+    // bob's click counts as slackbob's vote.
+    let (status, text, body, sig) =
+        slack_click(&c, "U0BOB", "soar_approve", &value, now, SLACK_SECRET);
+    assert_eq!(status, 200);
+    assert!(text.contains("granted by slackbob"), "{text}");
+    c.wait_for(&run, token("alice"), Duration::from_secs(30), |v| {
+        v["status"] == "succeeded"
+    });
+    assert_eq!(lab.destructive_requests().len(), 1);
+    // The same interaction again: refused, journaled, no second vote.
+    let replay = c.send(
+        "POST",
+        "/slack/interactions",
+        &[
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("x-slack-signature", &sig),
+            ("x-slack-request-timestamp", &now.to_string()),
+        ],
+        body,
+    );
+    assert!(replay.text.contains("replay"), "{}", replay.text);
+    let records = journal(&c, &run);
+    let votes = records
+        .iter()
+        .filter(|r| r["type"] == "approval_voted")
+        .count();
+    assert_eq!(votes, 1);
+    let refused: Vec<&str> = records
+        .iter()
+        .filter(|r| r["type"] == "command_refused")
+        .filter_map(|r| r["by"].as_str())
+        .collect();
+    assert_eq!(
+        refused,
+        vec!["slack:U0EVE", "slackcarol", "slack:U0BOB"],
+        "{refused:?}"
+    );
+    assert_eq!(lab.destructive_requests().len(), 1);
 }
 
 const NOTE: &str = r#"name: note

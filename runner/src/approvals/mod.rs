@@ -275,6 +275,7 @@ mod tests {
             name: name.into(),
             roles: roles.iter().map(|r| r.to_string()).collect(),
             token_sha256: sha2::Sha256::digest(token.as_bytes()).into(),
+            slack: None,
         }
     }
 

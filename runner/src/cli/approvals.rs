@@ -203,6 +203,9 @@ pub fn print_pending(entry: &Value) {
             println!("  plan {:<14} {}", s(&p["step"]), what);
         }
     }
+    if entry.get("console").is_some() {
+        println!("  console: {}", s(&entry["console"]));
+    }
     println!("  approve: {}", s(&entry["approve"]));
     println!("  deny:    {}", s(&entry["deny"]));
 }
@@ -213,7 +216,9 @@ pub fn pending(globals: &Globals, json_out: bool) -> Exit {
         Ok(j) => j,
         Err(e) => return e,
     };
-    let entries = match ops::pending(&journal, now_ms()) {
+    // The console link needs the server's address from the config, if any.
+    let public_url = globals.config().ok().and_then(|c| c.server.public_url);
+    let entries = match ops::pending(&journal, now_ms(), public_url.as_deref()) {
         Ok(e) => e,
         Err(e) => return op_exit(e),
     };

@@ -7,7 +7,7 @@ mod policy;
 mod server;
 
 pub use origin::Origin;
-pub use policy::{roles, Approver, BlastCap, Policy, ProtectedAssets, ProtectedHit};
+pub use policy::{roles, Approver, BlastCap, Policy, ProtectedAssets, ProtectedHit, SlackUser};
 pub use server::{RateLimit, ServerConfig, Source, SourceAuth, Tls, DEFAULT_MAX_BODY};
 
 use crate::secrets::SecretSource;

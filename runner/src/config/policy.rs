@@ -25,6 +25,20 @@ pub(super) struct RawApprover {
     #[serde(default)]
     roles: Vec<String>,
     token_sha256: Spanned<String>,
+    #[serde(default)]
+    slack: Option<SlackUser>,
+}
+
+/// `principals.NAME.slack`: the Slack user whose button clicks are this
+/// principal's votes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackUser {
+    /// Slack's `user.id` (e.g. `U024BE7LH`).
+    pub user_id: String,
+    /// Slack's `team.id` (e.g. `T024BE7LD`): a user id alone is not unique
+    /// across workspaces.
+    pub team_id: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -60,6 +74,8 @@ pub struct Approver {
     pub roles: Vec<String>,
     /// SHA-256 of the token.
     pub token_sha256: [u8; 32],
+    /// The Slack user who votes as this principal, if any.
+    pub slack: Option<SlackUser>,
 }
 
 impl Approver {
@@ -261,10 +277,22 @@ fn principal(
             roles.push(r.to_string());
         }
     }
+    if let Some(slack) = &raw.slack {
+        if let Some(other) = known.values().find(|a| a.slack.as_ref() == Some(slack)) {
+            problem(
+                problems,
+                Pos::of(spanned),
+                format!("{key}.slack"),
+                format!("`{}` is already that Slack user", other.name),
+            );
+            return None;
+        }
+    }
     Some(Approver {
         name,
         roles,
         token_sha256: hash,
+        slack: raw.slack.clone(),
     })
 }
 
@@ -401,6 +429,7 @@ mod tests {
             name: "alice".into(),
             roles: vec!["soc-lead".into()],
             token_sha256: sha2::Sha256::digest(b"s3cret").into(),
+            slack: None,
         };
         assert!(approver.token_matches("s3cret"));
         assert!(approver.token_matches("s3cret\n"));

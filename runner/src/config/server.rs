@@ -27,6 +27,13 @@ pub(super) struct RawServer {
     session_ttl: Option<Spanned<String>>,
     #[serde(default)]
     playbooks: Vec<Spanned<String>>,
+    slack: Option<Spanned<RawSlack>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlack {
+    signing_secret: Option<Spanned<RawSecretRef>>,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +105,8 @@ pub struct ServerConfig {
     pub playbooks: Vec<PathBuf>,
     /// How long a console session lasts.
     pub session_ttl: Duration,
+    /// Slack's signing secret, for `POST /slack/interactions`.
+    pub slack_signing_secret: Option<SecretSource>,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +119,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(30),
             playbooks: Vec::new(),
             session_ttl: Duration::from_secs(8 * 3600),
+            slack_signing_secret: None,
         }
     }
 }
@@ -250,6 +260,15 @@ pub(super) fn resolve_server(
             server.session_ttl = d;
         }
     }
+    if let Some(slack) = &raw.slack {
+        server.slack_signing_secret = secret_ref(
+            &slack.value.signing_secret,
+            Pos::of(slack),
+            "server.slack.signing_secret",
+            base,
+            problems,
+        );
+    }
     server.playbooks = raw.playbooks.iter().map(|p| base.join(&p.value)).collect();
     server
 }
@@ -265,8 +284,8 @@ fn secret_ref(
         problem(
             problems,
             pos,
-            format!("{key}.secret"),
-            "give the signing secret's source: `secret: {env: VAR}` or `secret: {file: PATH}`",
+            key.to_string(),
+            "give the signing secret's source: `{env: VAR}` or `{file: PATH}`",
         );
         return None;
     };
@@ -277,7 +296,7 @@ fn secret_ref(
             problem(
                 problems,
                 Pos::of(s),
-                format!("{key}.secret"),
+                key.to_string(),
                 "give exactly one of `env` (variable name) or `file` (path)",
             );
             None
@@ -295,7 +314,7 @@ fn resolve_auth(
     let pos = Pos::of(raw);
     match a.r#type.value.as_str() {
         "hmac_sha256" => Some(SourceAuth::HmacSha256 {
-            secret: secret_ref(&a.secret, pos, key, base, problems)?,
+            secret: secret_ref(&a.secret, pos, &format!("{key}.secret"), base, problems)?,
             header: a
                 .header
                 .clone()
@@ -307,7 +326,7 @@ fn resolve_auth(
                 None => Duration::from_secs(300),
             };
             Some(SourceAuth::TimestampedHmac {
-                secret: secret_ref(&a.secret, pos, key, base, problems)?,
+                secret: secret_ref(&a.secret, pos, &format!("{key}.secret"), base, problems)?,
                 signature_header: a
                     .signature_header
                     .clone()

@@ -8,7 +8,7 @@ mod read;
 mod start;
 
 pub use decide::{cancel, cancel_driven, expire_gates, request_cancel, resolve, vote, VoteResult};
-pub use read::{list_runs, pending, status};
+pub use read::{console_link, list_runs, pending, status};
 pub use start::{checked_playbook, playbook_of, Playbooks};
 
 use crate::approvals::Refusal;

@@ -28,8 +28,14 @@ pub fn status(journal: &Journal, run_id: &str) -> Result<RunReport, OpError> {
     Ok(RunReport::from_records(run_id, &records, None))
 }
 
-/// Every approval waiting for a decision, as `soar pending --json` shows it.
-pub fn pending(journal: &Journal, now_ms: u64) -> Result<Vec<Value>, OpError> {
+/// Every approval waiting for a decision, as `soar pending --json` shows it;
+/// with `console` (the server's `public_url`), each with the address of its
+/// page in the web console.
+pub fn pending(
+    journal: &Journal,
+    now_ms: u64,
+    console: Option<&str>,
+) -> Result<Vec<Value>, OpError> {
     let mut entries = Vec::new();
     for id in journal.run_ids()? {
         match journal.summary(&id) {
@@ -46,5 +52,26 @@ pub fn pending(journal: &Journal, now_ms: u64) -> Result<Vec<Value>, OpError> {
         let state = RunState::from_records(&records);
         entries.extend(state.pending_approvals(&id, now_ms));
     }
+    if let Some(base) = console {
+        for e in &mut entries {
+            let link = console_link(
+                base,
+                e["run_id"].as_str().unwrap_or(""),
+                e["step"].as_str().unwrap_or(""),
+            );
+            e["console"] = Value::String(link);
+        }
+    }
     Ok(entries)
+}
+
+/// The console page of approval `step` of `run_id` under `base`.
+pub fn console_link(base: &str, run_id: &str, step: &str) -> String {
+    let seg = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    format!(
+        "{}/ui/runs/{}/approvals/{}",
+        base.trim_end_matches('/'),
+        seg(run_id),
+        seg(step)
+    )
 }

@@ -362,7 +362,11 @@ pub async fn pending(State(app): State<Arc<App>>, headers: HeaderMap) -> Respons
         Ok(w) => w,
         Err(r) => return r,
     };
-    let r = match ops::pending(app.journal(), crate::journal::now_unix_millis()) {
+    let r = match ops::pending(
+        app.journal(),
+        crate::journal::now_unix_millis(),
+        app.config.server.public_url.as_deref(),
+    ) {
         Ok(entries) => Json(json!({"pending": entries})).into_response(),
         Err(e) => op_error(e),
     };

@@ -48,6 +48,8 @@ pub struct App {
     /// Votes, resolves and expiries of one run happen one at a time.
     decisions: Vec<tokio::sync::Mutex<()>>,
     pub(super) timers: Timers,
+    /// Slack signatures seen in the last replay window.
+    slack_seen: Mutex<HashMap<String, std::time::Instant>>,
     /// Console sessions.
     pub(super) sessions: super::console::Sessions,
     ready: AtomicBool,
@@ -109,6 +111,7 @@ impl App {
                 .collect(),
             timers: Timers::default(),
             sessions: super::console::Sessions::new(session_ttl),
+            slack_seen: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             metrics: install_metrics()?,
@@ -172,6 +175,15 @@ impl App {
             return false;
         }
         true
+    }
+
+    /// Whether this Slack signature is new: a replayed interaction within
+    /// Slack's 5-minute window carries the same one. Remembered 10 minutes.
+    pub fn first_slack_delivery(&self, signature: &str) -> bool {
+        let mut seen = lock(&self.slack_seen);
+        let now = std::time::Instant::now();
+        seen.retain(|_, at| now.duration_since(*at) < Duration::from_secs(600));
+        seen.insert(signature.to_string(), now).is_none()
     }
 
     /// The lock serialising decisions on `run_id`.

@@ -13,6 +13,7 @@ mod app;
 mod auth;
 mod console;
 mod hooks;
+mod slack;
 mod timers;
 
 pub use app::App;
@@ -61,6 +62,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("POST", "/hooks/{source}"),
+    ("POST", "/slack/interactions"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/whoami"),
     ("GET", "/api/v1/runs"),
@@ -97,6 +99,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
         .route("/hooks/{source}", post(hooks::deliver))
+        .route("/slack/interactions", post(slack::interactions))
         .nest("/api/v1", api)
         .merge(console::routes())
         .layer(axum::extract::DefaultBodyLimit::max(max_body))

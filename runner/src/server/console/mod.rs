@@ -235,7 +235,7 @@ async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         Err(r) => return r,
     };
     let now = now_unix_millis();
-    let mut entries = ops::pending(app.journal(), now).unwrap_or_default();
+    let mut entries = ops::pending(app.journal(), now, None).unwrap_or_default();
     entries.sort_by(|a, b| a["requested_at"].as_str().cmp(&b["requested_at"].as_str()));
     let rows: Vec<Value> = entries
         .iter()

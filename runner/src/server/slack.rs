@@ -1,0 +1,211 @@
+//! `POST /slack/interactions`: Approve and Deny buttons clicked in Slack.
+//! Verified as Slack documents it: `X-Slack-Signature` is `v0=` + hex
+//! HMAC-SHA256 of `v0:{X-Slack-Request-Timestamp}:{raw body}` under the
+//! signing secret, compared in constant time, refused when the timestamp is
+//! more than 300 s from now. The clicking user (`user.id` + `team.id`) maps
+//! to a principal (`principals.NAME.slack`), whose vote passes exactly the
+//! rules of any other ([`crate::operations::vote`]). Answers are ephemeral
+//! messages, sent at once (Slack waits 3 s).
+
+use super::auth::hmac_matches;
+use super::App;
+use crate::approvals::Refusal;
+use crate::journal::Vote;
+use crate::operations::{self as ops, OpError, VoteResult};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Slack's replay window.
+const TOLERANCE_S: u64 = 300;
+
+/// The action ids of the buttons a playbook's message carries; the
+/// button's `value` is `RUN_ID/STEP`.
+pub const APPROVE_ACTION: &str = "soar_approve";
+/// See [`APPROVE_ACTION`].
+pub const DENY_ACTION: &str = "soar_deny";
+
+fn ephemeral(text: impl Into<String>) -> Response {
+    Json(json!({"response_type": "ephemeral", "replace_original": false, "text": text.into()}))
+        .into_response()
+}
+
+fn unauthorized(why: &'static str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": "bad_signature", "message": why})),
+    )
+        .into_response()
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name)?.to_str().ok().map(str::trim)
+}
+
+/// Checks Slack's signature over the raw body; the signature on success.
+fn verify(app: &App, headers: &HeaderMap, body: &[u8]) -> Result<String, Response> {
+    let Some(secret) = &app.config.server.slack_signing_secret else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "Slack is not configured (server.slack)",
+        )
+            .into_response());
+    };
+    let ts_text = header(headers, "x-slack-request-timestamp")
+        .ok_or_else(|| unauthorized("missing timestamp"))?;
+    let ts: i64 = ts_text
+        .parse()
+        .map_err(|_| unauthorized("malformed timestamp"))?;
+    let now = (crate::journal::now_unix_millis() / 1000) as i64;
+    if now.abs_diff(ts) > TOLERANCE_S {
+        return Err(unauthorized("stale timestamp"));
+    }
+    let sig =
+        header(headers, "x-slack-signature").ok_or_else(|| unauthorized("missing signature"))?;
+    let given = sig
+        .strip_prefix("v0=")
+        .filter(|h| h.len() == 64)
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or_else(|| unauthorized("malformed signature"))?;
+    let key = secret.load().map_err(|_| {
+        tracing::error!("the Slack signing secret cannot be loaded");
+        unauthorized("the signing secret is not available")
+    })?;
+    let parts: [&[u8]; 4] = [b"v0:", ts_text.as_bytes(), b":", body];
+    if !hmac_matches(key.expose().as_bytes(), &parts, &given) {
+        return Err(unauthorized("the signature does not match"));
+    }
+    Ok(sig.to_string())
+}
+
+/// The interaction's payload (`payload=` of the form body).
+fn payload(body: &[u8]) -> Option<Value> {
+    let text = url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "payload")
+        .map(|(_, v)| v.into_owned())?;
+    serde_json::from_str(&text).ok()
+}
+
+/// What was clicked: vote, run, step; and by whom (user, team).
+struct Click {
+    vote: Vote,
+    run_id: String,
+    step: String,
+    user: String,
+    team: String,
+}
+
+fn click(p: &Value) -> Option<Click> {
+    let action = p["actions"].as_array()?.first()?;
+    let vote = match action["action_id"].as_str()? {
+        APPROVE_ACTION => Vote::Approve,
+        DENY_ACTION => Vote::Deny,
+        _ => return None,
+    };
+    let (run_id, step) = action["value"].as_str()?.split_once('/')?;
+    let user = p["user"]["id"].as_str()?.to_string();
+    let team = p["user"]["team_id"]
+        .as_str()
+        .or_else(|| p["team"]["id"].as_str())?
+        .to_string();
+    Some(Click {
+        vote,
+        run_id: run_id.to_string(),
+        step: step.to_string(),
+        user,
+        team,
+    })
+}
+
+/// The handler.
+pub async fn interactions(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let signature = match verify(&app, &headers, &body) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Some(click) = payload(&body).as_ref().and_then(click) else {
+        return ephemeral("soar understood nothing in that interaction");
+    };
+    let who_text = format!("slack:{}", click.user);
+    if ops::read_run(app.journal(), &click.run_id).is_err() {
+        return ephemeral("no such run");
+    }
+    let command = match click.vote {
+        Vote::Approve => "approve",
+        Vote::Deny => "deny",
+    };
+    let refuse = |r: Refusal| async {
+        let r = ops::refuse(
+            app.journal(),
+            &click.run_id,
+            command,
+            Some(&click.step),
+            &who_text,
+            r,
+        )
+        .await;
+        ephemeral(format!("{r} (journaled)"))
+    };
+    if !app.first_slack_delivery(&signature) {
+        return refuse(Refusal::NotWaiting(
+            "this interaction was already received (a replay)".into(),
+        ))
+        .await;
+    }
+    let principal = app
+        .policy()
+        .approvers
+        .values()
+        .find(|a| {
+            a.slack
+                .as_ref()
+                .is_some_and(|s| s.user_id == click.user && s.team_id == click.team)
+        })
+        .cloned();
+    let Some(who) = principal else {
+        return refuse(Refusal::UnknownApprover(who_text.clone())).await;
+    };
+    let reason = format!("{command} from Slack");
+    let guard = app.decision_lock(&click.run_id).lock().await;
+    let result = ops::vote(
+        app.journal(),
+        app.policy(),
+        &click.run_id,
+        &click.step,
+        &who,
+        click.vote,
+        &reason,
+    )
+    .await;
+    drop(guard);
+    tracing::info!(principal = %who.name, run_id = %click.run_id, step = %click.step, "Slack vote");
+    match result {
+        Ok(VoteResult::Recorded { have, need }) => {
+            ephemeral(format!("vote recorded: {have} of {need} approval(s)"))
+        }
+        Ok(VoteResult::Decided { decision, by }) => {
+            app.kick(&click.run_id);
+            ephemeral(format!(
+                "approval `{}` {} by {}",
+                click.step,
+                decision.as_str(),
+                by.join(", ")
+            ))
+        }
+        Err(OpError::Refused(r)) => {
+            if matches!(r, Refusal::Expired(_)) {
+                app.expire(&click.run_id).await;
+            }
+            ephemeral(format!("refused: {r} (journaled)"))
+        }
+        Err(e) => ephemeral(format!("not counted: {e}")),
+    }
+}
