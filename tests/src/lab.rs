@@ -114,7 +114,7 @@ impl Lab {
     allowed_hosts: ["{url}"]
     secrets: {{ bot_token: {{ env: SLACK_TOKEN, hosts: ["{url}"] }} }}
     config: {{ base_url: "{url}" }}
-    read_only_allow: ["POST /api/chat.postMessage"]
+    read_only_allow: ["POST /api/chat.postMessage", "POST /api/chat.update"]
 approvals:
   approvers:
 {approvers}{policy}

@@ -34,6 +34,15 @@ pub fn plugin() -> Plugin {
             notify,
         ),
     )
+    .action(
+        // Idempotent: the same update twice leaves the message as once.
+        Action::new(
+            "update",
+            "Replace the text and blocks of a message the bot posted (chat.update), e.g. to show who decided an approval and remove its buttons",
+            update,
+        )
+        .idempotent(),
+    )
 }
 
 export_plugin!(plugin);
@@ -58,6 +67,35 @@ pub struct NotifyInput {
     #[serde(default)]
     #[schemars(regex(pattern = r"^\d{10}\.\d{6}$"))]
     pub thread_ts: Option<String>,
+}
+
+/// Input of `update`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateInput {
+    /// The channel id the message is in, as `notify` returned it.
+    #[schemars(length(min = 1))]
+    pub channel: String,
+    /// The message's timestamp id, as `notify` returned it.
+    #[schemars(regex(pattern = r"^\d{10}\.\d{6}$"))]
+    pub ts: String,
+    /// The new text (Slack `mrkdwn`).
+    #[schemars(length(min = 1, max = 40000))]
+    pub text: String,
+    /// The new blocks; `[]` removes the old ones (and any buttons).
+    #[serde(default)]
+    #[schemars(length(max = 50))]
+    pub blocks: Option<Vec<serde_json::Map<String, Value>>>,
+}
+
+/// The body sent to `chat.update`.
+#[derive(Serialize)]
+struct UpdateMessage<'a> {
+    channel: &'a str,
+    ts: &'a str,
+    text: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blocks: Option<&'a [serde_json::Map<String, Value>]>,
 }
 
 /// Output of `notify`.
@@ -244,6 +282,61 @@ fn notify(input: NotifyInput, ctx: &Context) -> Result<Notification> {
     })
 }
 
+fn update(input: UpdateInput, ctx: &Context) -> Result<Notification> {
+    let as_notify = NotifyInput {
+        channel: input.channel.clone(),
+        text: input.text.clone(),
+        blocks: input.blocks.clone(),
+        thread_ts: None,
+    };
+    validate(&as_notify)?;
+    if !is_ts(&input.ts) {
+        return Err(Error::invalid_input(format!(
+            "`ts` `{}` is not a Slack message timestamp like `1712345678.123456`",
+            input.ts
+        )));
+    }
+    let channel = input.channel.trim();
+    if ctx.dry_run() {
+        return Ok(Notification {
+            channel: channel.to_string(),
+            ts: Some(input.ts),
+            thread_ts: None,
+            planned: Some(true),
+        });
+    }
+    let base = ctx.config("base_url")?;
+    let body = UpdateMessage {
+        channel,
+        ts: &input.ts,
+        text: &input.text,
+        blocks: input.blocks.as_deref(),
+    };
+    let mut request = Request::post(join(&base, "api/chat.update"))
+        .bearer_secret("bot_token")
+        .header("content-type", "application/json; charset=utf-8")
+        .header("accept", "application/json");
+    request.body = Body::Bytes(serde_json::to_vec(&body).unwrap_or_default());
+    let response = request.send()?;
+    if !response.is_success() {
+        let e = Error::from_response(&response);
+        return Err(Error::new(
+            e.kind,
+            format!("Slack refused the update in `{channel}`: {}", e.message),
+        ));
+    }
+    let reply: SlackReply = response.json_body()?;
+    if !reply.ok {
+        return Err(slack_error(&response, &reply, channel));
+    }
+    Ok(Notification {
+        channel: reply.channel.unwrap_or_else(|| channel.to_string()),
+        ts: Some(input.ts),
+        thread_ts: None,
+        planned: None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +376,40 @@ mod tests {
 
     fn simple() -> Value {
         json!({"channel": "#soc-alerts", "text": "Host FIN-WS-042 isolated"})
+    }
+
+    #[test]
+    fn update_replaces_a_message_and_reads_slack_errors() {
+        let url = "https://slack.test/api/chat.update";
+        let ok = Response::json(
+            200,
+            &json!({"ok": true, "channel": "C0123456789", "ts": TS, "text": "done"}),
+        );
+        let input =
+            json!({"channel": "C0123456789", "ts": TS, "text": "Approved by bob", "blocks": []});
+        let (out, mock) = MockHost::new()
+            .respond("POST", url, ok)
+            .config("base_url", BASE)
+            .run(|| plugin().call("update", input.clone(), Invocation::for_test("k")));
+        assert_eq!(out.unwrap(), json!({"channel": "C0123456789", "ts": TS}));
+        let sent = &mock.requests()[0];
+        assert_eq!(sent.url, url);
+        assert_eq!(sent.json(), input);
+        assert_eq!(
+            sent.header("authorization"),
+            Some("Bearer {{secret:bot_token}}")
+        );
+        let (err, _) = MockHost::new()
+            .respond("POST", url, refused("message_not_found"))
+            .config("base_url", BASE)
+            .run(|| plugin().call("update", input.clone(), Invocation::for_test("k")));
+        assert!(err.unwrap_err().message.contains("message_not_found"));
+        let bad = json!({"channel": "C0123456789", "ts": "yesterday", "text": "x"});
+        let (err, mock) = MockHost::new()
+            .config("base_url", BASE)
+            .run(|| plugin().call("update", bad, Invocation::for_test("k")));
+        assert!(err.is_err());
+        assert!(mock.requests().is_empty(), "nothing is sent for bad input");
     }
 
     #[test]
@@ -455,7 +582,14 @@ mod tests {
     #[test]
     fn manifest_declares_a_non_destructive_non_idempotent_notify() {
         let manifest = plugin().manifest();
-        assert_eq!(manifest.actions.len(), 1);
+        assert_eq!(manifest.actions.len(), 2);
+        let update = &manifest.actions[1];
+        assert_eq!(update.name, "update");
+        assert!(!update.destructive && update.idempotent);
+        assert_eq!(
+            update.input_schema["required"],
+            json!(["channel", "ts", "text"])
+        );
         let notify = &manifest.actions[0];
         assert_eq!(notify.name, "notify");
         assert!(!notify.destructive && !notify.idempotent);

@@ -122,7 +122,7 @@ plugins:
     allowed_hosts: ["{url}"]
     secrets: {{ {slack} }}
     config: {{ base_url: "{url}" }}
-    read_only_allow: ["POST /api/chat.postMessage"]
+    read_only_allow: ["POST /api/chat.postMessage", "POST /api/chat.update"]
 approvals:
   approvers:
     {LEAD}: {{ roles: [soc-lead], token_sha256: "{hash}" }}

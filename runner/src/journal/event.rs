@@ -223,6 +223,22 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// The server updated a chat message about a decision (e.g. Slack's
+    /// `chat.update` through the chatops connector), after the fact.
+    MessageUpdated {
+        /// The approval step the message is about.
+        step: String,
+        /// `plugin.action` that updated it.
+        uses: String,
+        /// Its input.
+        input: serde_json::Value,
+        /// Whether the vendor accepted it.
+        ok: bool,
+        /// The output, or the error's message.
+        detail: serde_json::Value,
+        /// The HTTP exchanges (secrets redacted).
+        exchanges: serde_json::Value,
+    },
     /// The run ended.
     RunFinished {
         /// Final status.
@@ -244,6 +260,7 @@ impl Event {
             Event::AttemptFinished { .. } => "attempt_finished",
             Event::RetryScheduled { .. } => "retry_scheduled",
             Event::Reconciled { .. } => "reconciled",
+            Event::MessageUpdated { .. } => "message_updated",
             Event::StepSkipped { .. } => "step_skipped",
             Event::StepFinished { .. } => "step_finished",
             Event::ApprovalRequested { .. } => "approval_requested",
@@ -268,6 +285,7 @@ impl Event {
             Event::ApprovalVoted { .. }
                 | Event::ApprovalDecided { .. }
                 | Event::CommandRefused { .. }
+                | Event::MessageUpdated { .. }
                 | Event::RunCancelled { .. }
                 | Event::OperatorResolved { .. }
                 | Event::RunPaused { .. }

@@ -97,6 +97,8 @@ struct Click {
     step: String,
     user: String,
     team: String,
+    /// The message the button was on (channel, ts), updated once decided.
+    message: Option<(String, String)>,
 }
 
 fn click(p: &Value) -> Option<Click> {
@@ -112,13 +114,67 @@ fn click(p: &Value) -> Option<Click> {
         .as_str()
         .or_else(|| p["team"]["id"].as_str())?
         .to_string();
+    let channel = p["container"]["channel_id"]
+        .as_str()
+        .or_else(|| p["channel"]["id"].as_str());
+    let ts = p["container"]["message_ts"]
+        .as_str()
+        .or_else(|| p["message"]["ts"].as_str());
     Some(Click {
         vote,
         run_id: run_id.to_string(),
         step: step.to_string(),
         user,
         team,
+        message: channel.zip(ts).map(|(c, t)| (c.to_string(), t.to_string())),
     })
+}
+
+/// Replaces the message the buttons were on with who decided and how (no
+/// buttons left), through the chatops connector like every other vendor
+/// call, and journals what happened.
+async fn update_message(app: Arc<App>, click: Click, text: String) {
+    let Some((channel, ts)) = click.message else {
+        return;
+    };
+    let plugin = "chatops";
+    let input = json!({
+        "channel": channel,
+        "ts": ts,
+        "text": text,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    });
+    let key = crate::scheduler::idempotency_key(&click.run_id, &click.step, None);
+    let invocation = crate::plugin_host::Invocation {
+        run_id: click.run_id.clone(),
+        step_id: click.step.clone(),
+        attempt: 1,
+        idempotency_key: format!("{key}-slack-update"),
+        dry_run: false,
+    };
+    let outcome = app
+        .engine
+        .host()
+        .invoke(plugin, "update", &input, &invocation)
+        .await;
+    let (ok, detail) = match &outcome.result {
+        Ok(v) => (true, v.clone()),
+        Err(e) => (false, json!(e.to_string())),
+    };
+    if !ok {
+        tracing::warn!(run_id = %click.run_id, error = %detail, "the Slack message could not be updated");
+    }
+    let event = crate::journal::Event::MessageUpdated {
+        step: click.step.clone(),
+        uses: format!("{plugin}.update"),
+        input,
+        ok,
+        detail,
+        exchanges: serde_json::to_value(&outcome.exchanges).unwrap_or(Value::Null),
+    };
+    if let Err(e) = app.journal().append(&click.run_id, event).await {
+        tracing::error!(run_id = %click.run_id, error = %e, "cannot journal the message update");
+    }
 }
 
 /// The handler.
@@ -193,12 +249,17 @@ pub async fn interactions(
         }
         Ok(VoteResult::Decided { decision, by }) => {
             app.kick(&click.run_id);
-            ephemeral(format!(
+            let text = format!(
                 "approval `{}` {} by {}",
                 click.step,
                 decision.as_str(),
                 by.join(", ")
-            ))
+            );
+            let answer = ephemeral(text.clone());
+            // Slack waits 3 s for the answer: the update goes on after it.
+            let note = format!("{text} (run {})", click.run_id);
+            tokio::spawn(update_message(app.clone(), click, note));
+            answer
         }
         Err(OpError::Refused(r)) => {
             if matches!(r, Refusal::Expired(_)) {

@@ -112,9 +112,10 @@ fn refuse(error: &str) -> ResponseTemplate {
     json_response(200, json!({"ok": false, "error": error}))
 }
 
-/// Routes `/api/<method>` like Slack; only `chat.postMessage` exists here.
+/// Routes `/api/<method>` like Slack; `chat.postMessage` and `chat.update`.
 pub(super) fn respond(state: &mut State, request: &Request) -> ResponseTemplate {
-    if request.url.path() != "/api/chat.postMessage" {
+    let path = request.url.path();
+    if path != "/api/chat.postMessage" && path != "/api/chat.update" {
         return json_response(404, json!({"ok": false, "error": "unknown_method"}));
     }
     let auth = header(request, "authorization");
@@ -134,7 +135,41 @@ pub(super) fn respond(state: &mut State, request: &Request) -> ResponseTemplate 
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&request.body) else {
         return refuse("invalid_json");
     };
+    if path == "/api/chat.update" {
+        return update_message(state, &body);
+    }
     post_message(state, &body)
+}
+
+/// `chat.update`: replaces the text (and blocks) of a message the bot posted.
+fn update_message(state: &mut State, body: &Map<String, Value>) -> ResponseTemplate {
+    let key = body.get("channel").and_then(Value::as_str).unwrap_or("");
+    let Some(channel_id) = state.channel(key).map(|c| c.id.to_string()) else {
+        return refuse("channel_not_found");
+    };
+    let ts = body.get("ts").and_then(Value::as_str).unwrap_or("");
+    let text = body
+        .get("text")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let blocks = body.get("blocks").cloned();
+    if text.trim().is_empty() && blocks.is_none() {
+        return refuse("no_text");
+    }
+    let Some(message) = state
+        .messages
+        .iter_mut()
+        .find(|m| m.channel == channel_id && m.ts == ts)
+    else {
+        return refuse("message_not_found");
+    };
+    message.text = text.clone();
+    message.blocks = blocks;
+    json_response(
+        200,
+        json!({"ok": true, "channel": channel_id, "ts": ts, "text": text, "message": {"text": text}}),
+    )
 }
 
 fn post_message(state: &mut State, body: &Map<String, Value>) -> ResponseTemplate {
