@@ -883,24 +883,14 @@ fn slack_click_on(
     (a.status, a.text, body.into_bytes(), sig)
 }
 
-/// CONTAIN with the approval's buttons posted to Slack beside the gate.
-const ASK_ON_SLACK: &str = r##"
-  - id: ask
-    needs: [host]
-    uses: chatops.notify
-    with:
-      channel: "#soc-alerts"
-      text: "Isolate {{ steps.host.output.hostname }}?"
-      blocks:
-        - type: actions
-          elements:
-            - { type: button, action_id: soar_approve, value: "{{ run.id }}/approve", text: { type: plain_text, text: Approve } }
-            - { type: button, action_id: soar_deny, value: "{{ run.id }}/approve", text: { type: plain_text, text: Deny } }
-"##;
-
 #[test]
 fn slack_votes_pass_the_same_rules_and_replays_do_not_vote_twice() {
-    let playbook = format!("{}{ASK_ON_SLACK}", CONTAIN.replace("TIMEOUT", "10m"));
+    // The gate also asks on Slack: its handoff, expiry, console link and
+    // buttons, posted by the engine through the chatops connector.
+    let playbook = CONTAIN.replace(
+        "      timeout: TIMEOUT\n",
+        "      timeout: 10m\n      notify: { plugin: chatops, channel: \"#soc-alerts\" }\n",
+    );
     let lab = lab_with(&playbook, "10s");
     let server = Server::start(&lab, &SECRETS);
     let c = Client::new(&server);
@@ -935,13 +925,30 @@ fn slack_votes_pass_the_same_rules_and_replays_do_not_vote_twice() {
     assert!(lab.destructive_requests().is_empty());
     // bob's click, on the message the playbook posted, counts as
     // slackbob's vote; the message is then updated to say so.
-    let report = c.wait_for(&run, token("alice"), Duration::from_secs(30), |v| {
-        v["steps"]["ask"]["status"] == "succeeded"
-    });
-    let posted_ts = report["steps"]["ask"]["output"]["ts"]
+    let posted = journal(&c, &run)
+        .into_iter()
+        .find(|r| r["type"] == "chat_message" && r["uses"] == "chatops.notify")
+        .expect("the approval request was posted");
+    assert_eq!(posted["ok"], true, "{posted}");
+    let posted_ts = posted["detail"]["ts"].as_str().unwrap().to_string();
+    let sent = lab
+        .requests()
+        .into_iter()
+        .find(|r| r.url.path() == "/api/chat.postMessage")
+        .expect("chat.postMessage");
+    let sent: Value = serde_json::from_slice(&sent.body).unwrap();
+    let buttons = &sent["blocks"][2]["elements"];
+    assert_eq!(buttons[0]["action_id"], "soar_approve");
+    assert_eq!(buttons[0]["value"], value.as_str());
+    assert!(buttons[0]["confirm"].is_object());
+    assert_eq!(
+        buttons[2]["url"],
+        format!("https://soar.example.org/ui/runs/{run}/approvals/approve")
+    );
+    assert!(sent["text"]
         .as_str()
         .unwrap()
-        .to_string();
+        .contains("Isolate FIN-WS-042?"));
     let (status, text, body, sig) = slack_click_on(
         &c,
         &posted_ts,
@@ -978,7 +985,7 @@ fn slack_votes_pass_the_same_rules_and_replays_do_not_vote_twice() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !journal(&c, &run)
         .iter()
-        .any(|r| r["type"] == "message_updated" && r["ok"] == true)
+        .any(|r| r["type"] == "chat_message" && r["ok"] == true)
     {
         assert!(Instant::now() < deadline, "the update was not journaled");
         std::thread::sleep(Duration::from_millis(20));

@@ -268,13 +268,13 @@ pub(super) fn engine(
     progress: bool,
 ) -> Result<Engine, Exit> {
     // Never a default policy on error: that would protect nothing.
-    let policy = globals
+    let config = globals
         .config()
-        .map(|c| c.policy)
         .map_err(|e| Exit::invalid(format!("error: {e}")))?;
     Ok(Engine::new(host, journal)
         .with_progress(progress)
-        .with_policy(policy))
+        .with_policy(config.policy)
+        .with_console(config.server.public_url))
 }
 
 /// Drives every unfinished run of `ids` and prints their reports; `single`

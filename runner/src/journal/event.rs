@@ -223,9 +223,10 @@ pub enum Event {
         /// Why.
         reason: String,
     },
-    /// The server updated a chat message about a decision (e.g. Slack's
-    /// `chat.update` through the chatops connector), after the fact.
-    MessageUpdated {
+    /// A chat message about an approval was posted or updated through a
+    /// connector (the buttons of `approval.notify`, Slack's `chat.update`
+    /// once decided): outside any step, journaled all the same.
+    ChatMessage {
         /// The approval step the message is about.
         step: String,
         /// `plugin.action` that updated it.
@@ -260,7 +261,7 @@ impl Event {
             Event::AttemptFinished { .. } => "attempt_finished",
             Event::RetryScheduled { .. } => "retry_scheduled",
             Event::Reconciled { .. } => "reconciled",
-            Event::MessageUpdated { .. } => "message_updated",
+            Event::ChatMessage { .. } => "chat_message",
             Event::StepSkipped { .. } => "step_skipped",
             Event::StepFinished { .. } => "step_finished",
             Event::ApprovalRequested { .. } => "approval_requested",
@@ -285,7 +286,7 @@ impl Event {
             Event::ApprovalVoted { .. }
                 | Event::ApprovalDecided { .. }
                 | Event::CommandRefused { .. }
-                | Event::MessageUpdated { .. }
+                | Event::ChatMessage { .. }
                 | Event::RunCancelled { .. }
                 | Event::OperatorResolved { .. }
                 | Event::RunPaused { .. }

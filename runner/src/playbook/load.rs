@@ -87,6 +87,8 @@ struct RawApproval {
     timeout: Option<Spanned<String>>,
     #[serde(default)]
     handoff: Handoff,
+    #[serde(default)]
+    notify: Option<crate::playbook::Notify>,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +304,7 @@ fn convert_step(spanned: Spanned<RawStep>, diags: &mut Diagnostics<'_>) -> Step 
             min_approvals,
             timeout,
             handoff: a.handoff.clone(),
+            notify: a.notify.clone(),
         }
     });
     let mut positions = StepPositions {

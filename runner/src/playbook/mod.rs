@@ -10,7 +10,7 @@ mod validate;
 mod tests;
 
 pub use model::{
-    ApprovalGate, Handoff, InputDecl, InputPositions, InputType, OnError, Playbook,
+    ApprovalGate, Handoff, InputDecl, InputPositions, InputType, Notify, OnError, Playbook,
     PlaybookPositions, RetryPolicy, RetryPositions, Step, StepPositions,
 };
 pub use validate::{topo_order, validate};

@@ -201,6 +201,22 @@ pub struct ApprovalGate {
     /// What the approver is shown: templates over `{inputs, steps, run}`.
     #[serde(default)]
     pub handoff: Handoff,
+    /// Also ask in a chat channel: a message with the handoff, the expiry,
+    /// a link to the console and Approve/Deny buttons, posted through the
+    /// connector's `notify` action when the approval is requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<Notify>,
+}
+
+/// `approval.notify`: where to ask besides the console and the CLI.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// The chat connector (its `notify` action posts, its `update` action
+    /// later shows the decision), e.g. `chatops`.
+    pub plugin: String,
+    /// The channel id or name.
+    pub channel: String,
 }
 
 fn one() -> u32 {

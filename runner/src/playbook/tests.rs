@@ -742,3 +742,36 @@ fn auto_approve_cannot_override_an_upstream_gate() {
         ["pb.yaml:12:19: step `act` has approval `gate` upstream and `auto_approve`: choose one (a denied or void approval is final, so `auto_approve` would never apply)"]
     );
 }
+
+#[test]
+fn approval_notify_needs_a_chat_connector_with_notify_and_update() {
+    let pb = |plugin: &str| {
+        format!(
+            "name: n\nversion: \"1\"\nowner: o\nsteps:\n  - id: gate\n    approval:\n      approvers: [lead]\n      notify: {{ plugin: {plugin}, channel: \"#soc\" }}\n"
+        )
+    };
+    let missing = problems(&pb("chatops"));
+    assert!(
+        missing
+            .iter()
+            .any(|p| p.contains("approval.notify.plugin") && p.contains("chatops")),
+        "{missing:?}"
+    );
+    // edr has neither action.
+    let wrong = problems(&pb("edr"));
+    assert_eq!(
+        wrong
+            .iter()
+            .filter(|p| p.contains("approval.notify.plugin"))
+            .count(),
+        2,
+        "{wrong:?}"
+    );
+    let unknown_key = problems(
+        "name: n\nversion: \"1\"\nowner: o\nsteps:\n  - id: gate\n    approval:\n      approvers: [lead]\n      notify: { plugin: chatops, channel: c, color: red }\n",
+    );
+    assert!(
+        !unknown_key.is_empty(),
+        "an unknown key under notify is refused"
+    );
+}

@@ -324,6 +324,7 @@ impl<'a> Validator<'a> {
         let at = &step.positions;
         if step.approval.is_some() {
             self.gate_shape(step);
+            self.notify(step, catalog);
         } else if let Some(action) = self.action(step, catalog) {
             self.with_schema(step, &action);
             self.destructive(i, step, &action);
@@ -536,6 +537,37 @@ impl<'a> Validator<'a> {
     }
 
     /// The action `uses` names, or a diagnostic.
+    /// `approval.notify` names a connector with a non-destructive `notify`
+    /// (it posts the buttons) and `update` (it shows the decision).
+    fn notify(&mut self, step: &Step, catalog: &dyn Catalog) {
+        let Some(notify) = step.approval.as_ref().and_then(|g| g.notify.as_ref()) else {
+            return;
+        };
+        let pos = or(step.positions.approval, step.pos);
+        if notify.channel.trim().is_empty() {
+            self.push(
+                pos,
+                format!("step `{}`: `approval.notify.channel` is empty", step.id),
+            );
+        }
+        for action in ["notify", "update"] {
+            match catalog.action(&notify.plugin, action) {
+                Ok(m) if m.destructive => self.push(
+                    pos,
+                    format!(
+                        "step `{}`: `approval.notify`: `{}.{action}` is destructive; a chat connector's must not be",
+                        step.id, notify.plugin
+                    ),
+                ),
+                Ok(_) => {}
+                Err(message) => self.push(
+                    pos,
+                    format!("step `{}`: `approval.notify.plugin`: {message}", step.id),
+                ),
+            }
+        }
+    }
+
     fn action(&mut self, step: &Step, catalog: &dyn Catalog) -> Option<ActionManifest> {
         let pos = or(step.positions.uses, step.pos);
         let well_formed = step.uses.split_once('.').filter(|(plugin, action)| {

@@ -244,19 +244,27 @@ impl Engine {
             });
         }
         let expires = now_ms() + gate.timeout.as_millis() as u64;
+        let expires_at = crate::journal::format_unix_millis(expires);
+        let notify_with = gate.notify.as_ref().map(|n| (n, handoff.clone()));
         self.append(
             run_id,
             Event::ApprovalRequested {
                 step: step.id.clone(),
                 approvers: gate.approvers.clone(),
                 min_approvals: gate.min_approvals,
-                expires_at: crate::journal::format_unix_millis(expires),
+                expires_at: expires_at.clone(),
                 handoff: Value::Object(handoff),
                 bindings,
                 plan: Value::Array(plan),
             },
         )
         .await?;
+        // Asked first (durably), then announced: a crash in between leaves
+        // the request without its chat message, never a message without it.
+        if let Some((notify, handoff)) = notify_with {
+            self.notify_gate(run_id, step, notify, &handoff, &expires_at)
+                .await?;
+        }
         Ok(())
     }
 

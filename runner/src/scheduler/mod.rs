@@ -8,6 +8,7 @@ mod drive;
 mod gate;
 mod inputs;
 mod item;
+mod notify;
 mod state;
 
 pub use state::{
@@ -202,6 +203,8 @@ pub struct Engine {
     written: Arc<Mutex<HashMap<String, Vec<Record>>>>,
     /// A graceful stop: nothing new starts; attempts in flight finish.
     stop: Arc<Stop>,
+    /// The web console's address (`server.public_url`), for chat messages.
+    console: Option<Arc<str>>,
 }
 
 /// The state of a graceful stop (see [`Engine::stop`]).
@@ -415,7 +418,14 @@ impl Engine {
             authorizing: Arc::new(tokio::sync::Mutex::new(())),
             written: Arc::new(Mutex::new(HashMap::new())),
             stop: Arc::new(Stop::default()),
+            console: None,
         }
+    }
+
+    /// The web console's address, linked from chat messages.
+    pub fn with_console(mut self, url: Option<String>) -> Self {
+        self.console = url.map(Arc::from);
+        self
     }
 
     /// Begins a graceful stop: from now on no step or attempt starts (its

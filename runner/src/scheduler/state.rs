@@ -431,7 +431,7 @@ impl RunState {
                 };
                 self.items.insert((step.clone(), *item), state);
             }
-            Event::CommandRefused { .. } | Event::MessageUpdated { .. } => {}
+            Event::CommandRefused { .. } | Event::ChatMessage { .. } => {}
             Event::RunPaused { status, .. } => self.paused = Some(*status),
             Event::RunFinished {
                 status, outputs, ..

@@ -97,7 +97,9 @@ impl App {
             .collect();
         let policy: Policy = config.policy.clone();
         let session_ttl = config.server.session_ttl;
-        let engine = Engine::new(host, journal).with_policy(policy);
+        let engine = Engine::new(host, journal)
+            .with_policy(policy)
+            .with_console(config.server.public_url.clone());
         Ok(Arc::new(App {
             config: Arc::new(config),
             engine,

@@ -16,6 +16,14 @@ mod hooks;
 mod slack;
 mod timers;
 
+/// The action ids of the Slack buttons `approval.notify` posts.
+pub mod slack_actions {
+    /// Approve.
+    pub const APPROVE: &str = super::slack::APPROVE_ACTION;
+    /// Deny.
+    pub const DENY: &str = super::slack::DENY_ACTION;
+}
+
 pub use app::App;
 
 use crate::config::Config;

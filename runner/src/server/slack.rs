@@ -164,7 +164,7 @@ async fn update_message(app: Arc<App>, click: Click, text: String) {
     if !ok {
         tracing::warn!(run_id = %click.run_id, error = %detail, "the Slack message could not be updated");
     }
-    let event = crate::journal::Event::MessageUpdated {
+    let event = crate::journal::Event::ChatMessage {
         step: click.step.clone(),
         uses: format!("{plugin}.update"),
         input,
