@@ -378,7 +378,12 @@ fn signed_deliveries_start_runs_and_forged_ones_start_nothing() {
 
 #[test]
 fn a_redelivery_is_the_same_run_and_contains_once() {
-    let lab = lab_with(&CONTAIN.replace("TIMEOUT", "10m"), "10s");
+    // The gate also asks on Slack; decided over the API, the message says so.
+    let playbook = CONTAIN.replace(
+        "      timeout: TIMEOUT\n",
+        "      timeout: 10m\n      notify: { plugin: chatops, channel: \"#soc-alerts\" }\n",
+    );
+    let lab = lab_with(&playbook, "10s");
     let server = Server::start(&lab, &SECRETS);
     let c = Client::new(&server);
     let first = c.deliver(
@@ -421,6 +426,30 @@ fn a_redelivery_is_the_same_run_and_contains_once() {
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.json()["status"], "succeeded", "{}", a.text);
     assert_eq!(a.json()["decided_by"], json!(["bob"]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let update = loop {
+        let found = lab
+            .requests()
+            .into_iter()
+            .find(|r| r.url.path() == "/api/chat.update");
+        if let Some(r) = found {
+            break serde_json::from_slice::<Value>(&r.body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chat message was never updated"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        update["text"].as_str().unwrap().contains("granted by bob"),
+        "{update}"
+    );
+    assert_eq!(
+        update["blocks"].as_array().map(Vec::len),
+        Some(1),
+        "the buttons are gone"
+    );
     let late = c.deliver(
         "edr",
         EDR_SECRET,
@@ -451,7 +480,11 @@ fn a_redelivery_is_the_same_run_and_contains_once() {
 
 #[test]
 fn approvals_expire_on_their_own_with_the_server_up_or_down() {
-    let lab = lab_with(&CONTAIN.replace("TIMEOUT", "2s"), "10s");
+    let playbook = CONTAIN.replace(
+        "      timeout: TIMEOUT\n",
+        "      timeout: 2s\n      notify: { plugin: chatops, channel: \"#soc-alerts\" }\n",
+    );
+    let lab = lab_with(&playbook, "10s");
     let server = Server::start(&lab, &SECRETS);
     let c = Client::new(&server);
     let a = c.deliver("edr", EDR_SECRET, &host_alert(), &[]);
@@ -483,6 +516,26 @@ fn approvals_expire_on_their_own_with_the_server_up_or_down() {
     assert!(late_by < 1_000, "denied {late_by} ms after the expiry");
     assert!(!types(&records).contains(&"approval_voted".to_string()));
     assert!(lab.destructive_requests().is_empty());
+    // Its chat message says it expired; its buttons are gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let updated = lab
+            .requests()
+            .into_iter()
+            .filter(|r| r.url.path() == "/api/chat.update")
+            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
+            .any(|b| {
+                b["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("expired nobody in time")
+            });
+        if updated {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expiry was not announced");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // Expired while the server was down: denied when it starts again.
     let other = json!({"host_id": "0b1b2c3d4e5f4a5b8c7d6e5f4a3b2c1e"});

@@ -474,6 +474,7 @@ async fn vote(
         }
         Ok(VoteResult::Decided { decision, by }) => {
             app.kick(&run_id);
+            app.announce_decision(&run_id, &step, None);
             let extra = json!({"decision": decision.as_str(), "decided_by": by});
             answer_after(&app, &run_id, wait, extra).await
         }

@@ -325,6 +325,23 @@ impl App {
         }
     }
 
+    /// Updates the chat message of approval `step` once it is decided (in
+    /// the background: nobody waits for the chat vendor).
+    pub fn announce_decision(
+        self: &Arc<Self>,
+        run_id: &str,
+        step: &str,
+        clicked: Option<(String, String)>,
+    ) {
+        let app = Arc::clone(self);
+        tokio::spawn(super::slack::announce(
+            app,
+            run_id.to_string(),
+            step.to_string(),
+            clicked,
+        ));
+    }
+
     /// Denies `run_id`'s expired approvals and continues it.
     pub async fn expire(self: &Arc<Self>, run_id: &str) {
         let guard = self.decision_lock(run_id).lock().await;
@@ -334,9 +351,23 @@ impl App {
                 tracing::info!(run_id, expired = n, "approval expired: denied");
                 drop(guard);
                 self.kick(run_id);
+                self.announce_expired(run_id);
             }
             Err(OpError::NotFound(_)) => {}
             Err(e) => tracing::error!(run_id, error = %e, "cannot expire approvals"),
+        }
+    }
+
+    /// Announces every decided gate of `run_id` not yet announced.
+    fn announce_expired(self: &Arc<Self>, run_id: &str) {
+        let Ok(records) = ops::read_run(self.journal(), run_id) else {
+            return;
+        };
+        let state = RunState::from_records(&records);
+        for (step, gate) in &state.gates {
+            if gate.decision.is_some() {
+                self.announce_decision(run_id, step, None);
+            }
         }
     }
 

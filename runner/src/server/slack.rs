@@ -130,50 +130,109 @@ fn click(p: &Value) -> Option<Click> {
     })
 }
 
-/// Replaces the message the buttons were on with who decided and how (no
-/// buttons left), through the chatops connector like every other vendor
-/// call, and journals what happened.
-async fn update_message(app: Arc<App>, click: Click, text: String) {
-    let Some((channel, ts)) = click.message else {
+/// The chat message a gate's `approval.notify` posted: (plugin, channel, ts).
+fn posted_message(
+    records: &[crate::journal::Record],
+    step: &str,
+) -> Option<(String, String, String)> {
+    records.iter().rev().find_map(|r| match &r.event {
+        crate::journal::Event::ChatMessage {
+            step: s,
+            uses,
+            ok: true,
+            detail,
+            ..
+        } if s == step && uses.ends_with(".notify") => {
+            let plugin = uses.strip_suffix(".notify")?.to_string();
+            Some((
+                plugin,
+                detail["channel"].as_str()?.to_string(),
+                detail["ts"].as_str()?.to_string(),
+            ))
+        }
+        _ => None,
+    })
+}
+
+/// Whether the decision of `step` was already announced.
+fn announced(records: &[crate::journal::Record], step: &str) -> bool {
+    records.iter().any(|r| {
+        matches!(&r.event, crate::journal::Event::ChatMessage { step: s, uses, .. } if s == step && uses.ends_with(".update"))
+    })
+}
+
+/// Once approval `step` of `run_id` is decided, however it was (console,
+/// API, CLI through the server, Slack, expiry), replaces its chat message
+/// with who decided and how, buttons gone, through the connector that
+/// posted it, like every other vendor call; journals what happened.
+/// `clicked` is the Slack message a click came from, for buttons a
+/// playbook step posted itself.
+pub async fn announce(
+    app: Arc<App>,
+    run_id: String,
+    step: String,
+    clicked: Option<(String, String)>,
+) {
+    let Ok(records) = ops::read_run(app.journal(), &run_id) else {
         return;
     };
-    let plugin = "chatops";
+    if announced(&records, &step) {
+        return;
+    }
+    let state = crate::scheduler::RunState::from_records(&records);
+    let Some((decision, by)) = state.gates.get(&step).and_then(|g| g.decision.clone()) else {
+        return;
+    };
+    let Some((plugin, channel, ts)) = posted_message(&records, &step)
+        .or_else(|| clicked.map(|(c, t)| ("chatops".to_string(), c, t)))
+    else {
+        return;
+    };
+    let who = if by.is_empty() {
+        "nobody in time: counts as denied".to_string()
+    } else {
+        format!("by {}", by.join(", "))
+    };
+    let text = format!(
+        "approval `{step}` {} {who} (run {run_id})",
+        decision.as_str()
+    );
     let input = json!({
         "channel": channel,
         "ts": ts,
         "text": text,
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
     });
-    let key = crate::scheduler::idempotency_key(&click.run_id, &click.step, None);
+    let key = crate::scheduler::idempotency_key(&run_id, &step, None);
     let invocation = crate::plugin_host::Invocation {
-        run_id: click.run_id.clone(),
-        step_id: click.step.clone(),
+        run_id: run_id.clone(),
+        step_id: step.clone(),
         attempt: 1,
-        idempotency_key: format!("{key}-slack-update"),
+        idempotency_key: format!("{key}-chat-update"),
         dry_run: false,
     };
     let outcome = app
         .engine
         .host()
-        .invoke(plugin, "update", &input, &invocation)
+        .invoke(&plugin, "update", &input, &invocation)
         .await;
     let (ok, detail) = match &outcome.result {
         Ok(v) => (true, v.clone()),
         Err(e) => (false, json!(e.to_string())),
     };
     if !ok {
-        tracing::warn!(run_id = %click.run_id, error = %detail, "the Slack message could not be updated");
+        tracing::warn!(run_id = %run_id, error = %detail, "the chat message could not be updated");
     }
     let event = crate::journal::Event::ChatMessage {
-        step: click.step.clone(),
+        step,
         uses: format!("{plugin}.update"),
         input,
         ok,
         detail,
         exchanges: serde_json::to_value(&outcome.exchanges).unwrap_or(Value::Null),
     };
-    if let Err(e) = app.journal().append(&click.run_id, event).await {
-        tracing::error!(run_id = %click.run_id, error = %e, "cannot journal the message update");
+    if let Err(e) = app.journal().append(&run_id, event).await {
+        tracing::error!(run_id = %run_id, error = %e, "cannot journal the message update");
     }
 }
 
@@ -255,10 +314,9 @@ pub async fn interactions(
                 decision.as_str(),
                 by.join(", ")
             );
-            let answer = ephemeral(text.clone());
+            let answer = ephemeral(text);
             // Slack waits 3 s for the answer: the update goes on after it.
-            let note = format!("{text} (run {})", click.run_id);
-            tokio::spawn(update_message(app.clone(), click, note));
+            app.announce_decision(&click.run_id, &click.step, click.message.clone());
             answer
         }
         Err(OpError::Refused(r)) => {

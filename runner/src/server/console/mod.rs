@@ -466,6 +466,7 @@ async fn decide(
         ),
         Ok(ops::VoteResult::Decided { decision, by }) => {
             app.kick(&run_id);
+            app.announce_decision(&run_id, &step, None);
             app.settled(&run_id, std::time::Duration::from_secs(10))
                 .await;
             after(
