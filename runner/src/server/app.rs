@@ -297,7 +297,13 @@ impl App {
             let mut next = first;
             loop {
                 let result = match next.take() {
-                    Some(drive) => drive.await.map_err(|e| e.to_string()),
+                    // As a task of its own: a panic in it is an error here,
+                    // not the end of this loop (which would leave the run
+                    // marked as driven forever).
+                    Some(drive) => match tokio::spawn(drive).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(e) => Err(format!("the run's task failed: {e}")),
+                    },
                     None => app.resume_once(&run_id).await,
                 };
                 app.after_drive(&run_id, result);
@@ -382,6 +388,7 @@ impl App {
             }
         };
         let mut resumed = 0;
+        let mut booted = Vec::new();
         for id in ids {
             let unfinished = self
                 .journal()
@@ -397,9 +404,12 @@ impl App {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
                 self.kick(&id);
+                booted.push(id);
             }
         }
-        while !lock(&self.driving).is_empty() {
+        // Only the runs resumed here: alerts arriving meanwhile must not
+        // hold readiness back.
+        while booted.iter().any(|id| self.is_driving(id)) {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         resumed
