@@ -179,6 +179,25 @@ fn scrape(c: &Client) -> prometheus_parse::Scrape {
     prometheus_parse::Scrape::parse(lines).expect("the metrics parse as Prometheus text")
 }
 
+/// The first `chat.update` the simulator received, waiting up to 10 s.
+fn chat_update(lab: &Lab) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = lab
+            .requests()
+            .into_iter()
+            .find(|r| r.url.path() == "/api/chat.update");
+        if let Some(r) = found {
+            return serde_json::from_slice(&r.body).expect("a JSON body");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the chat message was never updated"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn signed_deliveries_start_runs_and_forged_ones_start_nothing() {
     let lab = lab_with(LOOKUP, "10s");
@@ -426,21 +445,7 @@ fn a_redelivery_is_the_same_run_and_contains_once() {
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.json()["status"], "succeeded", "{}", a.text);
     assert_eq!(a.json()["decided_by"], json!(["bob"]));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let update = loop {
-        let found = lab
-            .requests()
-            .into_iter()
-            .find(|r| r.url.path() == "/api/chat.update");
-        if let Some(r) = found {
-            break serde_json::from_slice::<Value>(&r.body).unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the chat message was never updated"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let update = chat_update(&lab);
     assert!(
         update["text"].as_str().unwrap().contains("granted by bob"),
         "{update}"
@@ -517,25 +522,9 @@ fn approvals_expire_on_their_own_with_the_server_up_or_down() {
     assert!(!types(&records).contains(&"approval_voted".to_string()));
     assert!(lab.destructive_requests().is_empty());
     // Its chat message says it expired; its buttons are gone.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let updated = lab
-            .requests()
-            .into_iter()
-            .filter(|r| r.url.path() == "/api/chat.update")
-            .filter_map(|r| serde_json::from_slice::<Value>(&r.body).ok())
-            .any(|b| {
-                b["text"]
-                    .as_str()
-                    .unwrap_or("")
-                    .contains("expired nobody in time")
-            });
-        if updated {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the expiry was not announced");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let update = chat_update(&lab);
+    let text = update["text"].as_str().unwrap_or("");
+    assert!(text.contains("expired nobody in time"), "{update}");
 
     // Expired while the server was down: denied when it starts again.
     let other = json!({"host_id": "0b1b2c3d4e5f4a5b8c7d6e5f4a3b2c1e"});
@@ -1017,21 +1006,7 @@ fn slack_votes_pass_the_same_rules_and_replays_do_not_vote_twice() {
         v["status"] == "succeeded"
     });
     assert_eq!(lab.destructive_requests().len(), 1);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let updated = loop {
-        let found = lab
-            .requests()
-            .into_iter()
-            .find(|r| r.url.path() == "/api/chat.update");
-        if let Some(r) = found {
-            break serde_json::from_slice::<Value>(&r.body).unwrap();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Slack message was never updated"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let updated = chat_update(&lab);
     assert_eq!(updated["ts"], posted_ts.as_str());
     let new_text = updated["text"].as_str().unwrap_or("");
     assert!(new_text.contains("granted by slackbob"), "{updated}");

@@ -223,6 +223,36 @@ fn slack_error(response: &Response, reply: &SlackReply, channel: &str) -> Error 
     }
 }
 
+/// Calls Web API `method` with a JSON `body` as the bot; Slack's envelope
+/// read into a typed error when it says no.
+fn call_slack(
+    base: &str,
+    method: &str,
+    body: &impl Serialize,
+    channel: &str,
+) -> Result<SlackReply> {
+    // Slack asks for the charset on JSON bodies; `Request::json` would set a
+    // bare `application/json`, so the body and its type are set here.
+    let mut request = Request::post(join(base, &format!("api/{method}")))
+        .bearer_secret("bot_token")
+        .header("content-type", "application/json; charset=utf-8")
+        .header("accept", "application/json");
+    request.body = Body::Bytes(serde_json::to_vec(body).unwrap_or_default());
+    let response = request.send()?;
+    if !response.is_success() {
+        let e = Error::from_response(&response);
+        return Err(Error::new(
+            e.kind,
+            format!("Slack refused the message to `{channel}`: {}", e.message),
+        ));
+    }
+    let reply: SlackReply = response.json_body()?;
+    if !reply.ok {
+        return Err(slack_error(&response, &reply, channel));
+    }
+    Ok(reply)
+}
+
 fn notify(input: NotifyInput, ctx: &Context) -> Result<Notification> {
     validate(&input)?;
     let channel = input.channel.trim();
@@ -246,25 +276,7 @@ fn notify(input: NotifyInput, ctx: &Context) -> Result<Notification> {
         blocks: input.blocks.as_deref(),
         thread_ts: input.thread_ts.as_deref(),
     };
-    // Slack asks for the charset on JSON bodies; `Request::json` would set a
-    // bare `application/json`, so the body and its type are set here.
-    let mut request = Request::post(join(&base, "api/chat.postMessage"))
-        .bearer_secret("bot_token")
-        .header("content-type", "application/json; charset=utf-8")
-        .header("accept", "application/json");
-    request.body = Body::Bytes(serde_json::to_vec(&body).unwrap_or_default());
-    let response = request.send()?;
-    if !response.is_success() {
-        let e = Error::from_response(&response);
-        return Err(Error::new(
-            e.kind,
-            format!("Slack refused the message to `{channel}`: {}", e.message),
-        ));
-    }
-    let reply: SlackReply = response.json_body()?;
-    if !reply.ok {
-        return Err(slack_error(&response, &reply, channel));
-    }
+    let reply = call_slack(&base, "chat.postMessage", &body, channel)?;
     let ts = reply
         .ts
         .ok_or_else(|| Error::permanent("Slack answered `ok: true` without the message `ts`"))?;
@@ -312,23 +324,7 @@ fn update(input: UpdateInput, ctx: &Context) -> Result<Notification> {
         text: &input.text,
         blocks: input.blocks.as_deref(),
     };
-    let mut request = Request::post(join(&base, "api/chat.update"))
-        .bearer_secret("bot_token")
-        .header("content-type", "application/json; charset=utf-8")
-        .header("accept", "application/json");
-    request.body = Body::Bytes(serde_json::to_vec(&body).unwrap_or_default());
-    let response = request.send()?;
-    if !response.is_success() {
-        let e = Error::from_response(&response);
-        return Err(Error::new(
-            e.kind,
-            format!("Slack refused the update in `{channel}`: {}", e.message),
-        ));
-    }
-    let reply: SlackReply = response.json_body()?;
-    if !reply.ok {
-        return Err(slack_error(&response, &reply, channel));
-    }
+    let reply = call_slack(&base, "chat.update", &body, channel)?;
     Ok(Notification {
         channel: reply.channel.unwrap_or_else(|| channel.to_string()),
         ts: Some(input.ts),

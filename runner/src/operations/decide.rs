@@ -136,8 +136,9 @@ fn cancel_checks(who: &Approver, reason: &str) -> Result<(), Result<Refusal, OpE
     approvals::require_role(who, roles::OPERATOR, "cancel").map_err(Ok)
 }
 
-/// Cancels a run nobody is driving: cancelling and finishing are one step.
-pub async fn cancel(
+/// Every check a cancel passes (reason, role, a run not over), refusals
+/// journaled in the run.
+async fn may_cancel(
     journal: &Journal,
     run_id: &str,
     who: &Approver,
@@ -153,6 +154,17 @@ pub async fn cancel(
         let r = Refusal::RunOver(status.to_string());
         return Err(refuse(journal, run_id, "cancel", None, &who.name, r).await);
     }
+    Ok(())
+}
+
+/// Cancels a run nobody is driving: cancelling and finishing are one step.
+pub async fn cancel(
+    journal: &Journal,
+    run_id: &str,
+    who: &Approver,
+    reason: &str,
+) -> Result<(), OpError> {
+    may_cancel(journal, run_id, who, reason).await?;
     let events = [
         Event::RunCancelled {
             by: who.name.clone(),
@@ -228,15 +240,6 @@ pub async fn cancel_driven(
     who: &Approver,
     reason: &str,
 ) -> Result<(), OpError> {
-    let state = RunState::from_records(&read_run(journal, run_id)?);
-    match cancel_checks(who, reason) {
-        Ok(()) => {}
-        Err(Ok(r)) => return Err(refuse(journal, run_id, "cancel", None, &who.name, r).await),
-        Err(Err(e)) => return Err(e),
-    }
-    if let Some(status) = state.final_status {
-        let r = Refusal::RunOver(status.to_string());
-        return Err(refuse(journal, run_id, "cancel", None, &who.name, r).await);
-    }
+    may_cancel(journal, run_id, who, reason).await?;
     request_cancel(journal.dir(), run_id, who, reason)
 }
