@@ -297,6 +297,20 @@ fn the_console_decides_only_with_the_right_and_never_on_a_get() {
     assert!(b.text("#why-not").contains("started this run"));
     assert!(!b.has("#approve"));
     assert_eq!(lab.destructive_requests().len(), 1);
+
+    // A run's page follows its journal live: decided elsewhere (over the
+    // API), the open page shows the outcome without anyone reloading it.
+    b.goto(&format!("{url}/ui/runs/{run3}"));
+    assert_eq!(b.text("#run-status"), "waiting_approval");
+    let a = c.post(
+        &format!("/api/v1/runs/{run3}/steps/approve/approve"),
+        token("alice"),
+        &json!({"reason": "seen"}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    b.wait_until("the open run page shows the outcome", |b| {
+        b.try_text("#run-status").as_deref() == Some("succeeded")
+    });
 }
 
 #[test]

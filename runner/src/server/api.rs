@@ -322,7 +322,14 @@ pub async fn run_events(
     if let Err(e) = ops::read_run(app.journal(), &run_id) {
         return op_error(e);
     }
-    let state = (app, run_id, q.after, false);
+    with_caller(record_stream(app, run_id, q.after), &who)
+}
+
+/// The records of `run_id` after `after` as server-sent events (`event:
+/// record`), each as it is journaled; the stream ends after `run_finished`.
+/// Shared with the console's run page.
+pub fn record_stream(app: Arc<App>, run_id: String, after: u64) -> Response {
+    let state = (app, run_id, after, false);
     let stream = futures_util::stream::unfold(state, |(app, run_id, after, done)| async move {
         if done {
             return None;
@@ -349,12 +356,9 @@ pub async fn run_events(
         }
     });
     let flat = futures_util::StreamExt::flatten(stream);
-    with_caller(
-        Sse::new(flat)
-            .keep_alive(KeepAlive::default())
-            .into_response(),
-        &who,
-    )
+    Sse::new(flat)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 pub async fn pending(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -142,6 +142,15 @@ impl Browser {
         })
     }
 
+    /// The visible text of the element `css` selects, if the page (which
+    /// may be reloading) has it now.
+    pub fn try_text(&self, css: &str) -> Option<String> {
+        self.rt.block_on(async {
+            let e = self.c().find(Locator::Css(css)).await.ok()?;
+            e.text().await.ok()
+        })
+    }
+
     /// The value of attribute `attr` of the element `css` selects.
     pub fn attr(&self, css: &str, attr: &str) -> String {
         self.rt.block_on(async {

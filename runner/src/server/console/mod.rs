@@ -34,6 +34,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/ui/approvals", get(queue))
         .route("/ui/runs", get(runs))
         .route("/ui/runs/{run_id}", get(run))
+        .route("/ui/runs/{run_id}/events", get(run_events))
         .route("/ui/runs/{run_id}/approvals/{step}", get(approval))
         .route("/ui/runs/{run_id}/approvals/{step}/approve", post(approve))
         .route("/ui/runs/{run_id}/approvals/{step}/deny", post(deny))
@@ -83,7 +84,7 @@ fn page(status: StatusCode, name: &str, ctx: Value) -> Response {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         header::HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );
     h.insert(
@@ -318,6 +319,7 @@ fn run_ctx(app: &App, run_id: &str, me: &Me, message: Option<String>) -> Result<
         "status": report.status.as_str(), "final": report.status.is_final(),
         "steps": steps, "in_doubt": in_doubt, "operator": me.who.has_role(roles::OPERATOR),
         "timeline": views::timeline(&records), "message": message,
+        "last_seq": records.last().map(|r| r.seq).unwrap_or(0),
     }))
 }
 
@@ -348,6 +350,32 @@ async fn run(
         Ok(ctx) => page_for(StatusCode::OK, "run.html", &me, ctx),
         Err(r) => r,
     }
+}
+
+#[derive(Deserialize)]
+pub struct AfterQuery {
+    #[serde(default)]
+    after: u64,
+}
+
+/// The run's records as they are journaled, for its page's live timeline.
+async fn run_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(run_id): Path<String>,
+    Query(q): Query<AfterQuery>,
+) -> Response {
+    let me = match me(&app, &headers) {
+        Ok(m) => m,
+        Err(_) => return (StatusCode::UNAUTHORIZED, "sign in").into_response(),
+    };
+    if !approvals::may_read(&me.who) {
+        return (StatusCode::FORBIDDEN, "your roles do not let you read runs").into_response();
+    }
+    if let Err(e) = ops::read_run(app.journal(), &run_id) {
+        return not_found(e);
+    }
+    super::api::record_stream(app, run_id, q.after)
 }
 
 async fn approval(
