@@ -459,32 +459,15 @@ async fn vote(
         Ok(b) => b,
         Err(r) => return with_caller(r, who),
     };
-    let guard = app.decision_lock(&run_id).lock().await;
-    let result = ops::vote(
-        app.journal(),
-        app.policy(),
-        &run_id,
-        &step,
-        who,
-        vote,
-        &req.reason,
-    )
-    .await;
-    drop(guard);
+    let result = app.vote(&run_id, &step, who, vote, &req.reason, None).await;
     let r = match result {
         Ok(VoteResult::Recorded { have, need }) => {
             Json(json!({"run_id": run_id, "step": step, "vote": "recorded", "approvals": have, "needed": need}))
                 .into_response()
         }
         Ok(VoteResult::Decided { decision, by }) => {
-            app.kick(&run_id);
-            app.announce_decision(&run_id, &step, None);
             let extra = json!({"decision": decision.as_str(), "decided_by": by});
             answer_after(&app, &run_id, wait, extra).await
-        }
-        Err(e @ OpError::Refused(Refusal::Expired(_))) => {
-            app.expire(&run_id).await;
-            op_error(e)
         }
         Err(e) => op_error(e),
     };
@@ -536,14 +519,8 @@ pub async fn resolve(
             who,
         );
     };
-    let guard = app.decision_lock(&run_id).lock().await;
-    let result = ops::resolve(app.journal(), &run_id, &step, who, outcome, &req.reason).await;
-    drop(guard);
-    let r = match result {
-        Ok(n) => {
-            app.kick(&run_id);
-            answer_after(&app, &run_id, q.wait, json!({"resolved_items": n})).await
-        }
+    let r = match app.resolve(&run_id, &step, who, outcome, &req.reason).await {
+        Ok(n) => answer_after(&app, &run_id, q.wait, json!({"resolved_items": n})).await,
         Err(e) => op_error(e),
     };
     with_caller(r, who)
@@ -567,16 +544,8 @@ pub async fn cancel(
         Ok(b) => b,
         Err(r) => return with_caller(r, who),
     };
-    // The drive journals the cancel (it may be mid-step); a kick makes one
-    // drive the run if none is.
-    let guard = app.decision_lock(&run_id).lock().await;
-    let result = ops::cancel_driven(app.journal(), &run_id, who, &req.reason).await;
-    drop(guard);
-    let r = match result {
-        Ok(()) => {
-            app.kick(&run_id);
-            answer_after(&app, &run_id, q.wait, json!({"cancel": "requested"})).await
-        }
+    let r = match app.cancel(&run_id, who, &req.reason).await {
+        Ok(()) => answer_after(&app, &run_id, q.wait, json!({"cancel": "requested"})).await,
         Err(e) => op_error(e),
     };
     with_caller(r, who)

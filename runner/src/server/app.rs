@@ -5,9 +5,10 @@
 
 use super::timers::Timers;
 use super::ServeError;
-use crate::config::{Config, Policy, Source};
-use crate::journal::{now_unix_millis, Journal, RunStatus};
-use crate::operations::{self as ops, OpError, Playbooks};
+use crate::approvals::Refusal;
+use crate::config::{Approver, Config, Policy, Source};
+use crate::journal::{now_unix_millis, Journal, Resolution, RunStatus, Vote};
+use crate::operations::{self as ops, OpError, Playbooks, VoteResult};
 use crate::playbook::Playbook;
 use crate::plugin_host::PluginHost;
 use crate::scheduler::{Drive, Engine, RunReport, RunState};
@@ -220,7 +221,10 @@ impl App {
 
     /// The playbook of a run being resumed: the loaded one when the hash
     /// matches (the engine checks it again), else the file it names.
-    fn playbook_for(&self, records: &[crate::journal::Record]) -> Result<Arc<Playbook>, String> {
+    pub(super) fn playbook_for(
+        &self,
+        records: &[crate::journal::Record],
+    ) -> Result<Arc<Playbook>, String> {
         let state = RunState::from_records(records);
         let path = records.iter().find_map(|r| match &r.event {
             crate::journal::Event::RunStarted { playbook_path, .. } => Some(playbook_path.clone()),
@@ -346,6 +350,77 @@ impl App {
             step.to_string(),
             clicked,
         ));
+    }
+
+    /// A vote on approval `step` of `run_id`, one decision of the run at a
+    /// time. Once it decides, the run continues and its chat message says
+    /// so (`clicked`: the Slack message a click came from); an expired gate
+    /// is settled as denied. Every front end votes through here.
+    pub async fn vote(
+        self: &Arc<Self>,
+        run_id: &str,
+        step: &str,
+        who: &Approver,
+        vote: Vote,
+        reason: &str,
+        clicked: Option<(String, String)>,
+    ) -> Result<VoteResult, OpError> {
+        let guard = self.decision_lock(run_id).lock().await;
+        let result = ops::vote(
+            self.journal(),
+            self.policy(),
+            run_id,
+            step,
+            who,
+            vote,
+            reason,
+        )
+        .await;
+        drop(guard);
+        match &result {
+            Ok(VoteResult::Decided { .. }) => {
+                self.kick(run_id);
+                self.announce_decision(run_id, step, clicked);
+            }
+            Err(OpError::Refused(Refusal::Expired(_))) => self.expire(run_id).await,
+            _ => {}
+        }
+        result
+    }
+
+    /// Settles `run_id`'s in-doubt `step` and continues the run.
+    pub async fn resolve(
+        self: &Arc<Self>,
+        run_id: &str,
+        step: &str,
+        who: &Approver,
+        outcome: Resolution,
+        reason: &str,
+    ) -> Result<usize, OpError> {
+        let guard = self.decision_lock(run_id).lock().await;
+        let result = ops::resolve(self.journal(), run_id, step, who, outcome, reason).await;
+        drop(guard);
+        if result.is_ok() {
+            self.kick(run_id);
+        }
+        result
+    }
+
+    /// Asks for `run_id` to be cancelled: the drive journals it (it may be
+    /// mid-step); the kick makes one drive the run if none is.
+    pub async fn cancel(
+        self: &Arc<Self>,
+        run_id: &str,
+        who: &Approver,
+        reason: &str,
+    ) -> Result<(), OpError> {
+        let guard = self.decision_lock(run_id).lock().await;
+        let result = ops::cancel_driven(self.journal(), run_id, who, reason).await;
+        drop(guard);
+        if result.is_ok() {
+            self.kick(run_id);
+        }
+        result
     }
 
     /// Denies `run_id`'s expired approvals and continues it.

@@ -289,42 +289,30 @@ pub async fn interactions(
         return refuse(Refusal::UnknownApprover(who_text.clone())).await;
     };
     let reason = format!("{command} from Slack");
-    let guard = app.decision_lock(&click.run_id).lock().await;
-    let result = ops::vote(
-        app.journal(),
-        app.policy(),
-        &click.run_id,
-        &click.step,
-        &who,
-        click.vote,
-        &reason,
-    )
-    .await;
-    drop(guard);
+    let clicked = click.message.clone();
+    let result = app
+        .vote(
+            &click.run_id,
+            &click.step,
+            &who,
+            click.vote,
+            &reason,
+            clicked,
+        )
+        .await;
     tracing::info!(principal = %who.name, run_id = %click.run_id, step = %click.step, "Slack vote");
     match result {
         Ok(VoteResult::Recorded { have, need }) => {
             ephemeral(format!("vote recorded: {have} of {need} approval(s)"))
         }
-        Ok(VoteResult::Decided { decision, by }) => {
-            app.kick(&click.run_id);
-            let text = format!(
-                "approval `{}` {} by {}",
-                click.step,
-                decision.as_str(),
-                by.join(", ")
-            );
-            let answer = ephemeral(text);
-            // Slack waits 3 s for the answer: the update goes on after it.
-            app.announce_decision(&click.run_id, &click.step, click.message.clone());
-            answer
-        }
-        Err(OpError::Refused(r)) => {
-            if matches!(r, Refusal::Expired(_)) {
-                app.expire(&click.run_id).await;
-            }
-            ephemeral(format!("refused: {r} (journaled)"))
-        }
+        // The message update goes on in the background: Slack waits 3 s.
+        Ok(VoteResult::Decided { decision, by }) => ephemeral(format!(
+            "approval `{}` {} by {}",
+            click.step,
+            decision.as_str(),
+            by.join(", ")
+        )),
+        Err(OpError::Refused(r)) => ephemeral(format!("refused: {r} (journaled)")),
         Err(e) => ephemeral(format!("not counted: {e}")),
     }
 }

@@ -12,7 +12,7 @@ mod views;
 pub use session::Sessions;
 
 use super::App;
-use crate::approvals::{self, Refusal};
+use crate::approvals;
 use crate::config::{roles, Approver};
 use crate::journal::{now_unix_millis, Resolution, RunStatus, Vote};
 use crate::operations::{self as ops, OpError};
@@ -400,7 +400,7 @@ async fn approval(
     let why_not = approvals::check_vote(app.policy(), &state, &step, &me.who, now)
         .err()
         .map(|r| r.to_string());
-    let pb = crate::operations::playbook_of(&records, app.engine.host()).ok();
+    let pb = app.playbook_for(&records).ok();
     let votes: Vec<Value> = gate
         .votes
         .iter()
@@ -413,7 +413,7 @@ async fn approval(
         "approvers": gate.approvers, "min_approvals": gate.min_approvals,
         "gate_status": views::gate_status(gate, now), "left": left, "votes": votes,
         "handoff": views::handoff(gate),
-        "unlocks": views::unlocks(gate, &state, &run_id, pb.as_ref(), app.policy()),
+        "unlocks": views::unlocks(gate, &state, &run_id, pb.as_deref(), app.policy()),
         "plan": views::plan(gate), "bindings": gate.bindings,
         "alert": views::shown(&state.alert), "upstream": views::upstream(&state),
         "timeline": views::timeline(&records), "why_not": why_not,
@@ -472,18 +472,9 @@ async fn decide(
             "the reason is longer than 4096 bytes".into(),
         );
     }
-    let guard = app.decision_lock(&run_id).lock().await;
-    let result = ops::vote(
-        app.journal(),
-        app.policy(),
-        &run_id,
-        &step,
-        &me.who,
-        vote,
-        &form.reason,
-    )
-    .await;
-    drop(guard);
+    let result = app
+        .vote(&run_id, &step, &me.who, vote, &form.reason, None)
+        .await;
     match result {
         Ok(ops::VoteResult::Recorded { have, need }) => after(
             &app,
@@ -493,8 +484,6 @@ async fn decide(
             format!("vote recorded: {have} of {need} approval(s)"),
         ),
         Ok(ops::VoteResult::Decided { decision, by }) => {
-            app.kick(&run_id);
-            app.announce_decision(&run_id, &step, None);
             app.settled(&run_id, std::time::Duration::from_secs(10))
                 .await;
             after(
@@ -508,10 +497,6 @@ async fn decide(
                     by.join(", ")
                 ),
             )
-        }
-        Err(e @ OpError::Refused(Refusal::Expired(_))) => {
-            app.expire(&run_id).await;
-            refused_page(&app, &run_id, &me, e)
         }
         Err(e) => refused_page(&app, &run_id, &me, e),
     }
@@ -559,20 +544,11 @@ async fn resolve(
             )
         }
     };
-    let guard = app.decision_lock(&run_id).lock().await;
-    let result = ops::resolve(
-        app.journal(),
-        &run_id,
-        &step,
-        &me.who,
-        outcome,
-        &form.reason,
-    )
-    .await;
-    drop(guard);
+    let result = app
+        .resolve(&run_id, &step, &me.who, outcome, &form.reason)
+        .await;
     match result {
         Ok(_) => {
-            app.kick(&run_id);
             app.settled(&run_id, std::time::Duration::from_secs(10))
                 .await;
             after(
@@ -597,12 +573,9 @@ async fn cancel(
         Ok(m) => m,
         Err(r) => return r,
     };
-    let guard = app.decision_lock(&run_id).lock().await;
-    let result = ops::cancel_driven(app.journal(), &run_id, &me.who, &form.reason).await;
-    drop(guard);
+    let result = app.cancel(&run_id, &me.who, &form.reason).await;
     match result {
         Ok(()) => {
-            app.kick(&run_id);
             app.settled(&run_id, std::time::Duration::from_secs(10))
                 .await;
             after(
