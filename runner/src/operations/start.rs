@@ -39,14 +39,7 @@ impl Catalog for PluginHost {
 /// Loads and validates a playbook against the installed plugins; every
 /// problem as `PATH:LINE:COL: ...`.
 pub fn checked_playbook(path: &Path, host: &PluginHost) -> Result<Playbook, Vec<String>> {
-    let pb = playbook::load(path)
-        .map_err(|ds| ds.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let problems = playbook::validate(&pb, host);
-    if problems.is_empty() {
-        Ok(pb)
-    } else {
-        Err(problems.iter().map(ToString::to_string).collect())
-    }
+    playbook::check(path, host).map_err(|ds| ds.iter().map(ToString::to_string).collect())
 }
 
 /// The playbook a run started with (the file it names, which the engine

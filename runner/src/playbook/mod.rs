@@ -4,6 +4,7 @@
 
 mod load;
 mod model;
+mod raw;
 mod validate;
 
 #[cfg(test)]
@@ -11,7 +12,7 @@ mod tests;
 
 pub use model::{
     ApprovalGate, Handoff, InputDecl, InputPositions, InputType, Notify, OnError, Playbook,
-    PlaybookPositions, RetryPolicy, RetryPositions, Step, StepPositions,
+    PlaybookPositions, RetryPolicy, RetryPositions, Step, StepPositions, Trigger,
 };
 pub use validate::{topo_order, validate};
 
@@ -83,11 +84,36 @@ impl Catalog for BTreeMap<String, Manifest> {
     }
 }
 
-/// Reads and parses a playbook file: YAML syntax, unknown keys and wrong
-/// types (one diagnostic: the parser stops there), then durations and the
-/// shape checks the types cannot express (all reported). Graph, template and
-/// action checks are [`validate`]'s, so that one call lists them all.
+/// Reads and parses a playbook file: every malformed, missing or unknown
+/// value is reported (only broken YAML syntax stops the read, with one
+/// diagnostic). Graph, template and action checks are [`validate`]'s; use
+/// [`check`] for both in one pass.
 pub fn load(path: &Path) -> Result<Playbook, Vec<Diagnostic>> {
+    let text = read(path)?;
+    parse(path, &text)
+}
+
+/// [`load`] and [`validate`] in one pass: every problem of the file, those
+/// of its shape and those of its graph, templates and actions, sorted by
+/// place. A malformed value (a bad duration, say) does not hide the rest.
+pub fn check(path: &Path, catalog: &dyn Catalog) -> Result<Playbook, Vec<Diagnostic>> {
+    let text = read(path)?;
+    let (playbook, mut diags) = load::parse_partial(path, &text);
+    let Some(playbook) = playbook else {
+        return Err(diags);
+    };
+    diags.extend(validate(&playbook, catalog));
+    if diags.is_empty() {
+        return Ok(playbook);
+    }
+    diags.sort_by(|a, b| {
+        (a.pos.line, a.pos.column, &a.message).cmp(&(b.pos.line, b.pos.column, &b.message))
+    });
+    diags.dedup();
+    Err(diags)
+}
+
+fn read(path: &Path) -> Result<String, Vec<Diagnostic>> {
     let bytes = std::fs::read(path).map_err(|e| {
         vec![Diagnostic::new(
             path,
@@ -102,7 +128,7 @@ pub fn load(path: &Path) -> Result<Playbook, Vec<Diagnostic>> {
             format!("the playbook is not UTF-8 text: {e}"),
         )]
     })?;
-    parse(path, &text)
+    Ok(text)
 }
 
 /// [`load`] for text already read (e.g. kept in a run's journal); `path`

@@ -151,6 +151,9 @@ pub struct Step {
     /// upstreams') may be read.
     #[serde(default)]
     pub needs: Vec<String>,
+    /// When the step runs, given how its needs ended (see [`Trigger`]).
+    #[serde(default, skip_serializing_if = "Trigger::is_default")]
+    pub trigger: Trigger,
     /// Condition (bare expression or `{{ }}`); false skips the step.
     #[serde(rename = "if", default, skip_serializing_if = "Option::is_none")]
     pub r#if: Option<String>,
@@ -302,6 +305,53 @@ impl Default for RetryPolicy {
     }
 }
 
+/// When a step runs, once every step it needs has settled. A step whose
+/// trigger is not met is skipped, and so are the steps that need it under
+/// the default rule. A need in doubt holds every rule: the step waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// No need was skipped (each succeeded, or failed under
+    /// `on_error: continue`): the rule every step had before joins.
+    #[default]
+    NoneSkipped,
+    /// Every need succeeded.
+    AllSucceeded,
+    /// Every need settled, however (succeeded, failed, skipped): a join
+    /// after branches, e.g. one comment whatever the outcome.
+    AllDone,
+    /// At least one need succeeded.
+    OneSucceeded,
+}
+
+impl Trigger {
+    /// Every rule, by its YAML name.
+    pub const ALL: [(&'static str, Trigger); 4] = [
+        ("none_skipped", Trigger::NoneSkipped),
+        ("all_succeeded", Trigger::AllSucceeded),
+        ("all_done", Trigger::AllDone),
+        ("one_succeeded", Trigger::OneSucceeded),
+    ];
+
+    /// The YAML name.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("none_skipped", |(n, _)| n)
+    }
+
+    fn is_default(&self) -> bool {
+        *self == Trigger::NoneSkipped
+    }
+
+    /// Whether a step may read a need's output and find it unset: the
+    /// need was skipped or failed and this rule still runs the step.
+    pub fn runs_without_output(self) -> bool {
+        matches!(self, Trigger::AllDone | Trigger::OneSucceeded)
+    }
+}
+
 /// What a failed step does to the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -362,6 +412,10 @@ pub struct StepPositions {
     pub for_each: Pos,
     /// The `timeout` value.
     pub timeout: Pos,
+    /// The `trigger` value.
+    pub trigger: Pos,
+    /// The `on_error` value.
+    pub on_error: Pos,
     /// The `retry` mapping and its values.
     pub retry: RetryPositions,
 }

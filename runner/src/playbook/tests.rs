@@ -87,11 +87,10 @@ fn load_text(
 
 /// Every diagnostic of load, else of validate, as `pb.yaml:L:C: message`.
 fn problems(yaml: &str) -> Vec<String> {
-    let (_dir, path, loaded) = load_text(yaml);
-    let diags = match loaded {
-        Ok(pb) => validate(&pb, &catalog()),
-        Err(diags) => diags,
-    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pb.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let diags = check(&path, &catalog()).err().unwrap_or_default();
     let prefix = path.display().to_string();
     diags
         .iter()
@@ -272,6 +271,7 @@ fn topo_order_follows_needs_then_file_order() {
         auto_approve: None,
         with: json!({}),
         needs: needs.iter().map(|n| n.to_string()).collect(),
+        trigger: Trigger::default(),
         r#if: None,
         retry: RetryPolicy::default(),
         timeout: None,
@@ -348,16 +348,20 @@ fn yaml_problems_point_at_their_line() {
     let errs = problems(&with_head(
         "  - id: a\n    uses: edr.get_host\n    wiht: {}\n",
     ));
-    assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(
-        errs[0].starts_with("pb.yaml:9:5: unknown field `wiht`"),
-        "{errs:?}"
+    // The misspelt key, and what its absence means, in one pass.
+    assert_eq!(
+        errs,
+        [
+            "pb.yaml:8:11: step `a`: missing required field `host_id` for edr.get_host",
+            "pb.yaml:9:5: unknown field `wiht` in step `a` (did you mean `with`?)",
+        ]
     );
     let errs = problems(&with_head(
         "  - id: a\n    uses: edr.get_host\n    on_error: explode\n",
     ));
     assert!(
-        errs[0].starts_with("pb.yaml:9:15: unknown variant `explode`"),
+        errs.iter()
+            .any(|e| e.starts_with("pb.yaml:9:15: unknown variant `explode` for `on_error`")),
         "{errs:?}"
     );
     assert_eq!(
@@ -773,5 +777,119 @@ fn approval_notify_needs_a_chat_connector_with_notify_and_update() {
     assert!(
         !unknown_key.is_empty(),
         "an unknown key under notify is refused"
+    );
+}
+
+/// One malformed value of `kind` (written as step `a`'s lines after
+/// `uses`), and two other problems elsewhere in the same file: all three
+/// are reported in one pass, each at its place.
+fn with_two_other_problems(kind_lines: &str, uses: &str) -> Vec<String> {
+    problems(&with_head(&format!(
+        "  - id: a\n{uses}{kind_lines}  - id: b\n    needs: [ghost]\n    uses: edr.get_host\n    with: {{ host_id: x }}\noutputs:\n  x: \"{{{{ inputs.nope }}}}\"\n"
+    )))
+}
+
+#[test]
+fn every_kind_of_malformed_value_is_reported_with_the_rest() {
+    let action = "    uses: edr.get_host\n    with: { host_id: \"{{ inputs.host_id }}\" }\n";
+    let cases: [(&str, &str, &str, &[&str]); 10] = [
+        ("duration", action, "    timeout: 3 parsecs\n", &["pb.yaml:10:14: bad duration `3 parsecs` for `timeout`"]),
+        ("retry value", action, "    retry: { max_attempts: three, jitter: 2 }\n", &[
+            "pb.yaml:10:28: `retry.max_attempts` must be a whole number, got `three`",
+            "pb.yaml:10:43: step `a`: `retry.jitter` must be between 0 and 1, got 2",
+        ]),
+        ("retry shape", action, "    retry: 3\n", &["pb.yaml:10:12: `retry` must be a mapping, not a number"]),
+        ("condition", action, "    if: \"inputs.host_id ==\"\n", &["pb.yaml:10:9: step `a`: `if`: "]),
+        ("template", "    uses: edr.get_host\n", "    with: { host_id: \"{{ inputs.host_id \" }\n", &["pb.yaml:9:13: step `a`: `with.host_id`: "]),
+        ("approval", "", "    approval: { approvers: soc-lead, min_approvals: -1, timeout: 0s }\n", &[
+            "pb.yaml:8:15: step `a`: `approval.approvers` must list at least one role",
+            "pb.yaml:8:28: `approval.approvers` must be a list, not text",
+            "pb.yaml:8:53: `approval.min_approvals` must be a whole number, got `-1`",
+            "pb.yaml:8:66: `approval.timeout` must be longer than 0s",
+        ]),
+        ("for_each", action, "    for_each: [a, b]\n", &["pb.yaml:10:15: `for_each` must be text, not a list"]),
+        ("on_error", action, "    on_error: ignore\n", &["pb.yaml:10:15: unknown variant `ignore` for `on_error` (expected one of `fail`, `continue`)"]),
+        ("trigger", action, "    needs: [b]\n    trigger: any\n", &["pb.yaml:11:14: unknown variant `any` for `trigger`"]),
+        ("unknown key", action, "    timout: 30s\n", &["pb.yaml:10:5: unknown field `timout` in step `a` (did you mean `timeout`?)"]),
+    ];
+    for (kind, uses, lines, expected) in cases {
+        let errs = with_two_other_problems(lines, uses);
+        for want in expected {
+            assert!(
+                errs.iter().any(|e| e.starts_with(want)),
+                "{kind}: no `{want}` in {errs:#?}"
+            );
+        }
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("needs `ghost`, which is not a step")),
+            "{kind}: the unknown need is not reported: {errs:#?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("`outputs.x`: unknown input `nope`")),
+            "{kind}: the unknown input is not reported: {errs:#?}"
+        );
+        assert_eq!(errs.len(), expected.len() + 2, "{kind}: {errs:#?}");
+    }
+}
+
+#[test]
+fn joins_are_checked_for_outputs_they_may_find_unset() {
+    let steps = concat!(
+        "  - id: a\n",                                                // 7
+        "    uses: edr.get_host\n",
+        "    with: { host_id: \"{{ inputs.host_id }}\" }\n",
+        "  - id: b\n",                                                // 10
+        "    needs: [a]\n",
+        "    if: \"steps.a.output.host_id == 'x'\"\n",
+        "    uses: edr.get_host\n",
+        "    with: { host_id: \"{{ steps.a.output.host_id }}\" }\n",
+        "  - id: join\n",                                             // 15
+        "    needs: [a, b]\n",
+        "    trigger: all_done\n",
+        "    uses: edr.get_host\n",
+        "    with: { host_id: \"{{ steps.b.output.host_id }}\" }\n",   // 19: b may be skipped
+        "  - id: guarded\n",                                          // 20
+        "    needs: [a, b]\n",
+        "    trigger: one_succeeded\n",
+        "    uses: edr.get_host\n",
+        "    with: { host_id: \"{{ steps.b.output.host_id if steps.b.status == 'succeeded' else steps.a.output.host_id }}\" }\n",
+        "  - id: after\n",                                            // 25
+        "    needs: [join]\n",
+        "    uses: edr.get_host\n",
+        "    with: { host_id: \"{{ steps.b.output.host_id }}\" }\n",   // 28: through the join
+        "  - id: lonely\n",                                           // 29
+        "    trigger: all_done\n",
+        "    uses: edr.get_host\n",
+        "    with: { host_id: x }\n",
+        "  - id: contain\n",                                          // 33
+        "    needs: [a]\n",
+        "    trigger: all_done\n",
+        "    uses: edr.isolate_host\n",
+        "    auto_approve: \"true\"\n",
+        "    with: { host_id: \"{{ steps.a.output.host_id }}\" }\n",
+    );
+    let errs = problems(&with_head(steps));
+    let at: Vec<&str> = errs.iter().map(|e| e.split(": ").next().unwrap()).collect();
+    assert_eq!(
+        at,
+        [
+            "pb.yaml:19:13",
+            "pb.yaml:28:13",
+            "pb.yaml:30:14",
+            "pb.yaml:35:14"
+        ],
+        "{errs:#?}"
+    );
+    assert!(errs[0].contains("reads `steps.b.output`, which is unset when `b` was skipped or failed, and `trigger: all_done` of step `join`"), "{errs:#?}");
+    assert!(errs[1].contains("of step `join` still runs"), "{errs:#?}");
+    assert!(
+        errs[2].contains("decides on the step's needs, and it has none"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[3].contains("would run a destructive step after a need failed"),
+        "{errs:#?}"
     );
 }

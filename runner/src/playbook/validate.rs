@@ -2,7 +2,7 @@
 //! their input schemas (via a [`Catalog`]), what every template reads, and
 //! retry sanity. Every problem is collected, each at its own line.
 
-use super::model::{Playbook, Step};
+use super::model::{Playbook, Step, Trigger};
 use super::{Catalog, Diagnostic};
 use crate::plugin_host::ActionManifest;
 use crate::template::Templates;
@@ -12,10 +12,13 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 /// Checks `playbook` against itself and the installed actions; returns every
 /// problem found (empty when it may run), sorted by position.
 pub fn validate(playbook: &Playbook, catalog: &dyn Catalog) -> Vec<Diagnostic> {
+    let graph = Graph::new(&playbook.steps);
+    let exposed = exposed(&playbook.steps, &graph);
     let mut v = Validator {
         playbook,
         templates: Templates::new(),
-        graph: Graph::new(&playbook.steps),
+        graph,
+        exposed,
         diags: Vec::new(),
     };
     v.inputs();
@@ -207,7 +210,49 @@ struct Validator<'a> {
     playbook: &'a Playbook,
     templates: Templates,
     graph: Graph,
+    /// Per step: upstream steps whose output may be unset when it runs
+    /// (see [`exposed`]).
+    exposed: Vec<BTreeSet<usize>>,
     diags: Vec<Diagnostic>,
+}
+
+/// Per step, indices of whether it may end other than succeeded without
+/// failing the run: skipped (an `if`, a trigger that skips, a skipped need
+/// under the default rule) or failed under `on_error: continue`. Steps on a
+/// cycle count as not (the cycle is reported).
+fn may_not_succeed(steps: &[Step], graph: &Graph) -> Vec<bool> {
+    let mut out = vec![false; steps.len()];
+    let Ok(order) = topo_order(steps) else {
+        return out;
+    };
+    for i in order {
+        let s = &steps[i];
+        let skips_itself = s.r#if.is_some()
+            || matches!(s.trigger, Trigger::AllSucceeded | Trigger::OneSucceeded)
+            || s.on_error == super::OnError::Continue;
+        let inherits = s.trigger == Trigger::NoneSkipped && graph.needs[i].iter().any(|&n| out[n]);
+        out[i] = skips_itself || inherits;
+    }
+    out
+}
+
+/// Per step, the upstream steps whose output may be unset when it runs:
+/// those that may not succeed, upstream of a join (a trigger that runs
+/// after a need skipped or failed) at or above the step. Without a join a
+/// skipped step skips what needs it, so its output is never read unset.
+fn exposed(steps: &[Step], graph: &Graph) -> Vec<BTreeSet<usize>> {
+    let unsure = may_not_succeed(steps, graph);
+    (0..steps.len())
+        .map(|i| {
+            graph.upstream[i]
+                .iter()
+                .chain(std::iter::once(&i))
+                .filter(|&&j| steps[j].trigger.runs_without_output())
+                .flat_map(|&j| graph.upstream[j].iter().copied())
+                .filter(|&u| unsure[u] && u != i)
+                .collect()
+        })
+        .collect()
 }
 
 impl<'a> Validator<'a> {
@@ -322,13 +367,16 @@ impl<'a> Validator<'a> {
     fn step(&mut self, i: usize, step: &Step, catalog: &dyn Catalog) {
         let id = &step.id;
         let at = &step.positions;
+        let mut destructive = false;
         if step.approval.is_some() {
             self.gate_shape(step);
             self.notify(step, catalog);
         } else if let Some(action) = self.action(step, catalog) {
             self.with_schema(step, &action);
             self.destructive(i, step, &action);
+            destructive = action.destructive;
         }
+        self.trigger(step, destructive);
 
         let upstream = &self.graph.upstream[i];
         // `self.template` needs `&mut self`; the upstream set is small.
@@ -570,6 +618,16 @@ impl<'a> Validator<'a> {
 
     fn action(&mut self, step: &Step, catalog: &dyn Catalog) -> Option<ActionManifest> {
         let pos = or(step.positions.uses, step.pos);
+        if step.uses.is_empty() {
+            self.push(
+                pos,
+                format!(
+                    "step `{}` has no `uses` (write `uses: plugin.action`, or `approval:` for a gate)",
+                    step.id
+                ),
+            );
+            return None;
+        }
         let well_formed = step.uses.split_once('.').filter(|(plugin, action)| {
             let part = |s: &str| {
                 !s.is_empty()
@@ -687,12 +745,100 @@ impl<'a> Validator<'a> {
                 return false;
             }
         };
-        for path in refs {
-            if let Some(problem) = self.reference(&path, place) {
+        for path in &refs {
+            if let Some(problem) = self.reference(path, place) {
                 self.push(pos, format!("{label}: {problem}"));
             }
         }
+        if let Place::Step { index, .. } = place {
+            self.unset_reads(*index, &refs, label, pos);
+        }
         true
+    }
+
+    /// Reads of an output a join may leave unset, unless the template (or
+    /// the step's `if`) tests that step's `status`.
+    fn unset_reads(&mut self, index: usize, refs: &BTreeSet<String>, label: &str, pos: Pos) {
+        let step = &self.playbook.steps[index];
+        let guarded_by_if: BTreeSet<String> = step
+            .r#if
+            .as_ref()
+            .and_then(|c| self.templates.references(c, true).ok())
+            .unwrap_or_default();
+        let tested = |name: &str| {
+            let status = format!("steps.{name}.status");
+            refs.contains(&status) || guarded_by_if.contains(&status)
+        };
+        let mut problems = Vec::new();
+        for path in refs {
+            let mut parts = path.split('.');
+            let (Some("steps"), Some(name)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            if !matches!(parts.next(), None | Some("output")) {
+                continue;
+            }
+            let Some(&u) = self.graph.index.get(name) else {
+                continue;
+            };
+            if !self.exposed[index].contains(&u) || tested(name) {
+                continue;
+            }
+            let join = self.join_of(index, u);
+            problems.push(format!(
+                "{label}: reads `steps.{name}.output`, which is unset when `{name}` was skipped or failed, and `trigger: {}` of step `{join}` still runs after that: test `steps.{name}.status` first, e.g. `{{% if steps.{name}.status == 'succeeded' %}}`",
+                self.playbook.steps.iter().find(|s| s.id == join).map_or("all_done", |s| s.trigger.name())
+            ));
+        }
+        for p in problems {
+            self.push(pos, p);
+        }
+    }
+
+    /// The join (the step itself or one upstream) that lets `index` run
+    /// without `u`'s output.
+    fn join_of(&self, index: usize, u: usize) -> String {
+        let steps = &self.playbook.steps;
+        self.graph.upstream[index]
+            .iter()
+            .chain(std::iter::once(&index))
+            .find(|&&j| {
+                steps[j].trigger.runs_without_output() && self.graph.upstream[j].contains(&u)
+            })
+            .map_or_else(|| steps[index].id.clone(), |&j| steps[j].id.clone())
+    }
+
+    /// A trigger needs needs, and a destructive step or a gate may not run
+    /// after its upstream failed or was skipped.
+    fn trigger(&mut self, step: &Step, destructive: bool) {
+        if step.trigger == Trigger::NoneSkipped {
+            return;
+        }
+        let pos = or(step.positions.trigger, step.pos);
+        let name = step.trigger.name();
+        if step.needs.is_empty() {
+            self.push(
+                pos,
+                format!(
+                    "step `{}`: `trigger: {name}` decides on the step's needs, and it has none",
+                    step.id
+                ),
+            );
+        }
+        if step.trigger.runs_without_output() && (destructive || step.approval.is_some()) {
+            let what = if destructive {
+                "a destructive step"
+            } else {
+                "an approval gate"
+            };
+            self.push(
+                pos,
+                format!(
+                    "step `{}`: `trigger: {name}` would run {what} after a need failed or was skipped; use `none_skipped` (the default) or `all_succeeded`",
+                    step.id
+                ),
+            );
+        }
     }
 
     /// What is wrong with reading `path` from `place`, if anything.
@@ -845,7 +991,7 @@ fn or(pos: Pos, fallback: Pos) -> Pos {
 }
 
 /// "did you mean `x`?" for a close name, else the list of `what`.
-fn suggest(name: &str, candidates: &[&str], what: &str) -> String {
+pub(super) fn suggest(name: &str, candidates: &[&str], what: &str) -> String {
     let close = candidates
         .iter()
         .map(|c| (distance(name, c), *c))

@@ -9,7 +9,7 @@ use super::{
     StepStatus,
 };
 use crate::journal::{Event, JournalError, Record, RunStatus};
-use crate::playbook::{OnError, Playbook};
+use crate::playbook::{OnError, Playbook, Step, Trigger};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -123,6 +123,31 @@ impl Progress {
     }
 }
 
+/// Why `step`'s trigger does not let it run, given how its needs (all
+/// settled, none in doubt) ended; `None` when it runs.
+fn unmet_trigger(step: &Step, finished: &BTreeMap<String, FinishedStep>) -> Option<String> {
+    let status = |n: &String| finished[n].status;
+    let rule = step.trigger.name();
+    match step.trigger {
+        Trigger::NoneSkipped => step
+            .needs
+            .iter()
+            .find(|n| status(n) == StepStatus::Skipped)
+            .map(|n| format!("needs `{n}`, which was skipped")),
+        Trigger::AllSucceeded => step
+            .needs
+            .iter()
+            .find(|n| status(n) != StepStatus::Succeeded)
+            .map(|n| format!("trigger `{rule}`: `{n}` {}", status(n).as_str())),
+        Trigger::AllDone => None,
+        Trigger::OneSucceeded => (!step
+            .needs
+            .iter()
+            .any(|n| status(n) == StepStatus::Succeeded))
+        .then(|| format!("trigger `{rule}`: none of its needs succeeded")),
+    }
+}
+
 impl Engine {
     /// The executor: runs every step whose needs are settled, concurrently.
     /// `records` is the run's journal as it stands; `collecting` gathers
@@ -196,12 +221,7 @@ impl Engine {
             {
                 continue;
             }
-            if let Some(n) = step
-                .needs
-                .iter()
-                .find(|n| p.finished[*n].status == StepStatus::Skipped)
-            {
-                let reason = format!("needs `{n}`, which was skipped");
+            if let Some(reason) = unmet_trigger(step, &p.finished) {
                 let event = Event::StepSkipped {
                     step: step.id.clone(),
                     reason,
