@@ -260,8 +260,9 @@ fn malware_containment_isolates_the_host_only_after_approval() {
         text(&slack[0]["text"]).contains("Contained FIN-WS-042"),
         "{slack:#?}"
     );
-    for skipped in ["comment_declined", "notify_declined", "comment_closed"] {
-        assert_eq!(status(&report, skipped), "skipped", "{skipped}");
+    // One join comments and announces whichever way it went.
+    for joined in ["comment", "notify"] {
+        assert_eq!(status(&report, joined), "succeeded", "{joined}");
     }
     assert_eq!(report["outputs"]["approval"], "granted");
     assert_eq!(report["outputs"]["contained"], true);
@@ -276,8 +277,8 @@ fn malware_containment_closes_an_unknown_file_without_asking_anyone() {
     assert_eq!(report["status"], "succeeded");
     assert_eq!(status(&report, "approve"), "skipped");
     assert_eq!(status(&report, "isolate"), "skipped");
-    assert_eq!(status(&report, "comment_closed"), "succeeded");
-    assert_eq!(status(&report, "notify_closed"), "succeeded");
+    assert_eq!(status(&report, "comment"), "succeeded");
+    assert_eq!(status(&report, "notify"), "succeeded");
     assert!(lab.pending().is_empty());
     let run = report["run_id"].as_str().unwrap();
     assert!(!lab
@@ -427,7 +428,8 @@ fn a_low_risk_travel_alert_from_a_clean_ip_is_only_announced() {
     let (code, report) = lab.run("credential-abuse", &alert("idp-travel-benign"));
     assert_eq!(code, 0, "{report:#}");
     assert_eq!(status(&report, "approve"), "skipped");
-    assert_eq!(status(&report, "notify_dismissed"), "succeeded");
+    assert_eq!(status(&report, "case"), "skipped");
+    assert_eq!(status(&report, "notify"), "succeeded");
     assert!(lab.pending().is_empty());
     assert_eq!(lab.destructive(), Vec::<String>::new());
     assert!(lab.cases().is_empty());
@@ -553,8 +555,13 @@ fn a_report_with_only_a_malicious_domain_blocks_it_and_touches_no_ip_rule() {
     let report = lab.approve(&run);
     assert_eq!(status(&report, "block_ips"), "skipped");
     assert_eq!(status(&report, "block_domains"), "succeeded");
-    assert_eq!(status(&report, "note_domain_blocks"), "succeeded");
-    assert_eq!(status(&report, "reply_domain_blocks"), "succeeded");
+    // One comment and one reply: the domain block's.
+    assert_eq!(status(&report, "note"), "succeeded");
+    assert_eq!(status(&report, "reply"), "succeeded");
+    assert_eq!(
+        report["steps"]["note"]["output"].as_array().map(Vec::len),
+        Some(1)
+    );
     let sent = lab.destructive();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert!(sent[0].starts_with("PATCH "), "{sent:?}");

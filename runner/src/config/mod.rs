@@ -431,7 +431,11 @@ impl Config {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
         let mut problems = Vec::new();
-        let plugins_dir = base.join(raw.plugins_dir.as_deref().unwrap_or("plugins"));
+        // SOAR_PLUGINS_DIR: where a build put the components (CI, tests),
+        // whatever the config says.
+        let plugins_dir = std::env::var_os("SOAR_PLUGINS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| base.join(raw.plugins_dir.as_deref().unwrap_or("plugins")));
         let defaults = resolve_limits(&raw.limits, &Limits::default(), "limits", &mut problems);
         let mut plugins = BTreeMap::new();
         for (name, spanned) in &raw.plugins {
