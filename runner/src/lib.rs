@@ -14,6 +14,7 @@ pub mod names;
 pub mod observe;
 pub mod operations;
 pub mod playbook;
+pub mod playtest;
 pub mod plugin_host;
 pub mod retry;
 pub mod scheduler;

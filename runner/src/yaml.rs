@@ -76,3 +76,8 @@ fn first_line_message(rendered: &str) -> String {
         None => first.to_string(),
     }
 }
+
+/// `value` as YAML text (test cases `soar test record` writes).
+pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, String> {
+    serde_saphyr::to_string(value).map_err(|e| e.to_string())
+}

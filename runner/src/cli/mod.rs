@@ -6,6 +6,7 @@ mod demo;
 mod plugins;
 mod remote;
 mod runs;
+mod tests;
 
 use crate::config::{Config, ConfigError};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -94,6 +95,22 @@ enum Command {
         /// Playbook files
         #[arg(required = true)]
         playbooks: Vec<PathBuf>,
+    },
+    /// Run playbook tests: every case of NAME.test.yaml beside each playbook
+    /// (or in each DIR), with canned answers in place of the connectors;
+    /// exit 1 if any fails
+    #[command(args_conflicts_with_subcommands = true)]
+    Test {
+        #[command(subcommand)]
+        record: Option<TestCommand>,
+        /// Playbooks, test files or directories [default: playbooks/]
+        paths: Vec<PathBuf>,
+        /// One JSON document with every result
+        #[arg(long)]
+        json: bool,
+        /// Also write a JUnit XML report to FILE
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
     /// Print the JSON Schema of the playbook format (for editors)
     Schema,
@@ -283,6 +300,22 @@ enum JournalCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum TestCommand {
+    /// Write a test case from a run's journal: its alert, every step's
+    /// recorded answer, the approvals given, its outcome as the expectation
+    Record {
+        /// The run
+        run_id: String,
+        /// Case name [default: recorded-RUN_ID]
+        #[arg(long)]
+        name: Option<String>,
+        /// Add it to this test file (created if missing) instead of printing it
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
 /// Global options every command may need.
 pub struct Globals {
     config: Option<PathBuf>,
@@ -348,6 +381,16 @@ pub fn main_entry() -> i32 {
         match command {
             Command::Validate { playbooks } => runs::validate(&globals, &playbooks).await,
             Command::Schema => runs::schema(),
+            Command::Test {
+                record: Some(TestCommand::Record { run_id, name, out }),
+                ..
+            } => tests::record(&globals, &run_id, name, out).await,
+            Command::Test {
+                record: None,
+                paths,
+                json,
+                junit,
+            } => tests::test(&globals, paths, json, junit).await,
             Command::Run {
                 playbook,
                 input,

@@ -10,6 +10,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use model::duration_text;
 pub use model::{
     ApprovalGate, Handoff, InputDecl, InputPositions, InputType, Notify, OnError, Playbook,
     PlaybookPositions, RetryPolicy, RetryPositions, Step, StepPositions, Trigger,

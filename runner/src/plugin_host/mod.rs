@@ -87,6 +87,22 @@ pub struct PluginHost {
     /// Configured plugins that failed to load, and why: only the steps that
     /// use them fail.
     broken: BTreeMap<String, LoadError>,
+    /// `soar test`: answers in place of the sandboxed connectors.
+    answers: Option<Arc<dyn Answers>>,
+}
+
+/// What answers an invocation instead of the connector (`soar test`'s
+/// canned answers): called after the host checked the input against the
+/// action's schema, so a test exercises the same input checks as a run.
+pub trait Answers: Send + Sync {
+    /// The output, or the error the connector would have given.
+    fn answer(
+        &self,
+        plugin: &str,
+        action: &str,
+        input: &serde_json::Value,
+        invocation: &Invocation,
+    ) -> Result<serde_json::Value, InvokeError>;
 }
 
 impl PluginHost {
@@ -112,6 +128,7 @@ impl PluginHost {
             client: egress::new_client(),
             plugins: BTreeMap::new(),
             broken: BTreeMap::new(),
+            answers: None,
         };
         for plugin in config.plugins.values() {
             match host.load_one(config, plugin, &linker, &cache).await {
@@ -125,6 +142,14 @@ impl PluginHost {
             }
         }
         Ok(host)
+    }
+
+    /// This host with `answers` in place of every connector: manifests,
+    /// digests and input checks stay the real ones; nothing is
+    /// instantiated and no request leaves.
+    pub fn with_answers(mut self, answers: Arc<dyn Answers>) -> Self {
+        self.answers = Some(answers);
+        self
     }
 
     /// Why a configured plugin failed to load, if it did.
@@ -327,6 +352,14 @@ impl PluginHost {
                 action: action.to_string(),
                 problems,
             });
+        }
+        if let Some(answers) = &self.answers {
+            return Outcome {
+                result: answers.answer(plugin, action, input, invocation),
+                exchanges: Vec::new(),
+                logs: Vec::new(),
+                duration: started.elapsed(),
+            };
         }
         let limit = loaded.limits.timeout;
         let destructive = loaded

@@ -185,7 +185,12 @@ impl Engine {
         let delay = it
             .policy
             .delay_before(attempt + 1, error.retry_after_ms.map(Duration::from_millis));
-        let at_ms = now_ms() + delay.as_millis() as u64;
+        let wait = if self.instant_retries {
+            Duration::ZERO
+        } else {
+            delay
+        };
+        let at_ms = now_ms() + wait.as_millis() as u64;
         let event = Event::RetryScheduled {
             step: it.step.id.clone(),
             item: it.item,

@@ -205,6 +205,9 @@ pub struct Engine {
     stop: Arc<Stop>,
     /// The web console's address (`server.public_url`), for chat messages.
     console: Option<Arc<str>>,
+    /// `soar test`: a scheduled retry starts at once (its delay is still
+    /// computed and journaled), so a case with retries takes no wall time.
+    instant_retries: bool,
 }
 
 /// The state of a graceful stop (see [`Engine::stop`]).
@@ -419,7 +422,15 @@ impl Engine {
             written: Arc::new(Mutex::new(HashMap::new())),
             stop: Arc::new(Stop::default()),
             console: None,
+            instant_retries: false,
         }
+    }
+
+    /// Retries start at once instead of after their (journaled) delay:
+    /// for `soar test`, whose answers are canned.
+    pub fn with_instant_retries(mut self) -> Self {
+        self.instant_retries = true;
+        self
     }
 
     /// The web console's address, linked from chat messages.
