@@ -37,8 +37,29 @@ pub fn blocked_rules(report: &RunReport) -> Vec<String> {
     rules
 }
 
+/// Written in an expectation, stands for the id of the case's run (which
+/// `soar test record` puts where the recorded run's id was).
+pub const RUN_ID: &str = "${run.id}";
+
+/// `value` with every `from` in its strings replaced by `to`.
+pub fn substitute(value: &Value, from: &str, to: &str) -> Value {
+    match value {
+        Value::String(s) => Value::String(s.replace(from, to)),
+        Value::Array(items) => items.iter().map(|v| substitute(v, from, to)).collect(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), substitute(v, from, to)))
+            .collect(),
+        other => other.clone(),
+    }
+}
+
 /// Every difference between `expect` and the run.
 pub fn compare(expect: &Expect, report: &RunReport, calls: &[Call]) -> Vec<Mismatch> {
+    let resolved = serde_json::to_value(expect)
+        .map(|v| substitute(&v, RUN_ID, &report.run_id))
+        .and_then(serde_json::from_value::<Expect>);
+    let expect = &resolved.unwrap_or_else(|_| expect.clone());
     let mut out = Vec::new();
     if let Some(status) = &expect.status {
         let actual = report.status.to_string();

@@ -52,7 +52,12 @@ pub fn case_of(
     };
     case.answers = answers(records);
     case.approvals = approvals(records);
-    case.expect = expect(&report, records, uses, destructive);
+    // The id of the run being recorded is another in every test run.
+    let expect = expect(&report, records, uses, destructive);
+    case.expect = serde_json::to_value(&expect)
+        .map(|v| super::check::substitute(&v, run_id, super::check::RUN_ID))
+        .and_then(serde_json::from_value)
+        .map_err(|e| e.to_string())?;
     Ok(case)
 }
 
