@@ -13,4 +13,8 @@ if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
 fi
 scripts/build-plugins.sh
 cargo build -p soar-runner --bin soar
+# The shipped playbooks' own tests (canned answers, no network).
+target="${CARGO_TARGET_DIR:-target}"
+SOAR_PLUGINS_DIR="$target/wasm32-wasip2/plugin" "$target/debug/soar" \
+    --config examples/soar.yaml --data-dir "$target/soar-test-data" test playbooks/
 cargo test --workspace "$@"

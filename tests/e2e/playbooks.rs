@@ -586,3 +586,144 @@ fn a_clean_report_is_recorded_and_announced_without_any_approval() {
         "{slack:#?}"
     );
 }
+
+// ---- soar test ------------------------------------------------------------
+
+/// The shipped test files pass against the shipped example config, as
+/// `scripts/test.sh` runs them; and a report names every case.
+#[test]
+fn the_shipped_playbook_tests_pass() {
+    let s = soar_e2e::Scratch::new();
+    let plugins = soar_e2e::wasm("edr")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let config = root().join("examples/soar.yaml").display().to_string();
+    let junit = s.path().join("junit.xml");
+    let dir = root().join("playbooks").display().to_string();
+    let args = [
+        "--config",
+        &config,
+        "test",
+        &dir,
+        "--junit",
+        junit.to_str().unwrap(),
+    ];
+    let r = s.soar(&args, &[("SOAR_PLUGINS_DIR", &plugins)]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout().contains(
+            "test malware-containment::a-protected-domain-controller-is-never-isolated ... ok"
+        ),
+        "{}",
+        r.stdout()
+    );
+    assert!(r.stdout().contains(" passed, 0 failed"), "{}", r.stdout());
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("failures=\"0\""), "{xml}");
+    assert!(xml.matches("<testcase").count() >= 24, "{xml}");
+}
+
+/// A real run of each shipped playbook, recorded with `soar test record`,
+/// passes as a test; the same case against the playbook with its decision
+/// logic changed fails, and says where.
+#[test]
+fn a_recorded_run_of_each_shipped_playbook_passes_and_catches_a_changed_decision() {
+    // (playbook, alert, approve, decision text, changed to)
+    let shipped = [
+        (
+            "malware-containment",
+            "edr-malware",
+            true,
+            "if: \"steps.hash.output.verdict == 'malicious' and",
+            "if: \"steps.hash.output.verdict != 'malicious' and",
+        ),
+        (
+            "credential-abuse",
+            "idp-impossible-travel",
+            true,
+            "steps.user.output.status == 'ACTIVE'",
+            "steps.user.output.status != 'ACTIVE'",
+        ),
+        (
+            "phishing-iocs",
+            "phishing-report",
+            true,
+            "for_each: \"{{ steps.ip_rep.output | selectattr('verdict', 'eq', 'malicious')",
+            "for_each: \"{{ steps.ip_rep.output | selectattr('verdict', 'eq', 'clean')",
+        ),
+        (
+            "malware-enrichment",
+            "edr-malware",
+            false,
+            "if: \"steps.file.output.verdict == 'malicious'\"",
+            "if: \"steps.file.output.verdict != 'malicious'\"",
+        ),
+    ];
+    for (name, alert_file, gated, decision, changed) in shipped {
+        // A lab each: `paused` checks that nothing destructive was sent yet.
+        let lab = Lab::new("");
+        let mutants = lab.s.path().join("changed");
+        std::fs::create_dir_all(&mutants).unwrap();
+        let run = if gated {
+            let run = lab.paused(name, &alert(alert_file));
+            let report = lab.approve(&run);
+            assert_eq!(report["status"], "succeeded", "{name}: {report:#}");
+            run
+        } else {
+            let (code, report) = lab.run(name, &alert(alert_file));
+            assert_eq!(code, 0, "{name}: {report:#}");
+            report["run_id"].as_str().unwrap().to_string()
+        };
+        let recorded = lab.s.path().join(format!("{name}.test.yaml"));
+        let r = lab.soar(
+            &[
+                "test",
+                "record",
+                &run,
+                "--name",
+                "yesterday",
+                "--out",
+                recorded.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert_eq!(r.code(), 0, "{name}: {}{}", r.stdout(), r.stderr());
+        let r = lab.soar(&["test", recorded.to_str().unwrap()], &[]);
+        assert_eq!(r.code(), 0, "{name}: {}{}", r.stdout(), r.stderr());
+        assert!(
+            r.stdout()
+                .contains(&format!("test {name}::yesterday ... ok")),
+            "{}",
+            r.stdout()
+        );
+
+        // The same case, beside a copy of the playbook deciding otherwise.
+        let text = std::fs::read_to_string(playbook(name)).unwrap();
+        assert!(text.contains(decision), "{name}: the decision text moved");
+        std::fs::write(
+            mutants.join(format!("{name}.yaml")),
+            text.replacen(decision, changed, 1),
+        )
+        .unwrap();
+        let case = std::fs::read_to_string(&recorded).unwrap();
+        let case: String = case
+            .lines()
+            .filter(|l| !l.starts_with("playbook:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let moved = mutants.join(format!("{name}.test.yaml"));
+        std::fs::write(&moved, case).unwrap();
+        let r = lab.soar(&["test", moved.to_str().unwrap(), "--json"], &[]);
+        assert_eq!(r.code(), 1, "{name}: {}{}", r.stdout(), r.stderr());
+        let report = r.json();
+        assert_eq!(report["failed"], 1, "{name}: {report:#}");
+        let case = &report["files"][0]["cases"][0];
+        assert!(
+            !case["mismatches"].as_array().unwrap().is_empty()
+                || !case["problems"].as_array().unwrap().is_empty(),
+            "{name}: {case:#}"
+        );
+    }
+}
