@@ -96,6 +96,8 @@ impl Reader<'_> {
     /// Text (a number or boolean written plainly reads as its text).
     fn text(&mut self, value: &Spanned<Loose>, key: &str) -> Option<String> {
         match &value.value {
+            // `key:` with nothing after it: as if it were not written.
+            Loose::Null => None,
             Loose::String(s) => Some(s.clone()),
             Loose::Number(n) => Some(n.to_string()),
             Loose::Bool(b) => Some(b.to_string()),
@@ -114,6 +116,9 @@ impl Reader<'_> {
 
     /// A whole number that fits `u32`.
     fn count(&mut self, value: &Spanned<Loose>, key: &str) -> Option<u32> {
+        if value.value.is_null() {
+            return None;
+        }
         let n = value.value.as_u64().and_then(|n| u32::try_from(n).ok());
         if n.is_none() {
             self.push(
@@ -129,6 +134,9 @@ impl Reader<'_> {
 
     /// Any number.
     fn number(&mut self, value: &Spanned<Loose>, key: &str) -> Option<f64> {
+        if value.value.is_null() {
+            return None;
+        }
         let n = value.value.as_f64();
         if n.is_none() {
             let got = shown(&value.value);
@@ -142,6 +150,9 @@ impl Reader<'_> {
 
     /// `true` or `false`.
     fn flag(&mut self, value: &Spanned<Loose>, key: &str) -> Option<bool> {
+        if value.value.is_null() {
+            return None;
+        }
         let b = value.value.as_bool();
         if b.is_none() {
             let got = shown(&value.value);
@@ -206,6 +217,8 @@ impl Reader<'_> {
     fn shaped<T>(&mut self, value: Shaped<T>, at: Pos, key: &str, want: &str) -> Option<T> {
         match value {
             Shaped::Value(v) => Some(v),
+            // `inputs:` with nothing after it: none, as before.
+            Shaped::Wrong("empty") => None,
             Shaped::Wrong(what) => {
                 self.push(at, format!("`{key}` must be {want}, not {what}"));
                 None
