@@ -896,8 +896,8 @@ fn joins_are_checked_for_outputs_they_may_find_unset() {
 
 #[test]
 fn keys_written_with_no_value_read_as_absent() {
-    let errs = problems(&format!(
-        "name: test\nversion: '1'\ndescription:\ninputs:\noutputs:\nsteps:\n  - id: a\n    uses: edr.get_host\n    with: {{ host_id: x }}\n    needs:\n    timeout:\n    retry:\n    if:\n"
-    ));
+    let errs = problems(
+        "name: test\nversion: '1'\ndescription:\ninputs:\noutputs:\nsteps:\n  - id: a\n    uses: edr.get_host\n    with: { host_id: x }\n    needs:\n    timeout:\n    retry:\n    if:\n",
+    );
     assert_eq!(errs, Vec::<String>::new());
 }
