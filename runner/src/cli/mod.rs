@@ -298,6 +298,9 @@ enum JournalCommand {
         #[arg(long, conflicts_with = "run_id")]
         all: bool,
     },
+    /// Make a new Ed25519 key pair for `journal.signing_key` (keep the
+    /// signing key out of the data dir) and `journal.public_keys`
+    Keygen,
 }
 
 #[derive(Subcommand)]
@@ -416,6 +419,10 @@ pub fn main_entry() -> i32 {
                 ..
             } => runs::verify(&globals, run_id, all),
             Command::Journal {
+                command: Some(JournalCommand::Keygen),
+                ..
+            } => runs::keygen(),
+            Command::Journal {
                 command: None,
                 run_id: Some(id),
                 json,
@@ -489,7 +496,10 @@ async fn through_server(globals: &Globals, command: Command) -> Result<Exit, Com
             | Command::Status { .. }
             | Command::Runs { .. }
             | Command::Pending { .. }
-            | Command::Journal { .. }
+            | Command::Journal {
+                command: None | Some(JournalCommand::Verify { .. }),
+                ..
+            }
             | Command::Run { .. }
     );
     if !remotable {

@@ -39,14 +39,28 @@ pub(super) fn journal_within(
     globals: &Globals,
     wait: std::time::Duration,
 ) -> Result<Option<Journal>, Exit> {
-    // Reading runs needs no config; writing them honours its durability.
-    let durability = match globals.config().map(|c| c.durability) {
-        Ok(crate::config::JournalDurability::PowerLoss) => crate::journal::Durability::PowerLoss,
-        _ => crate::journal::Durability::Process,
+    // Reading runs needs no config; writing them honours its durability
+    // and signs with its key (a configured key that cannot be loaded is an
+    // error: records written unsigned would fail verification later).
+    let (durability, keys) = match globals.config() {
+        Ok(c) => {
+            let keys = c
+                .journal_keys
+                .load()
+                .map_err(|e| Exit::invalid(format!("error: {e}")))?;
+            let durability = match c.durability {
+                crate::config::JournalDurability::PowerLoss => {
+                    crate::journal::Durability::PowerLoss
+                }
+                _ => crate::journal::Durability::Process,
+            };
+            (durability, keys)
+        }
+        Err(_) => (crate::journal::Durability::Process, Default::default()),
     };
     let deadline = std::time::Instant::now() + wait;
     loop {
-        match Journal::open(&globals.data_dir.join("journal"), durability) {
+        match Journal::open_keyed(&globals.data_dir.join("journal"), durability, keys.clone()) {
             Ok(j) => return Ok(Some(j)),
             Err(e) if e.to_string().contains("could not acquire lock") => {
                 if std::time::Instant::now() >= deadline {
@@ -490,14 +504,58 @@ pub fn verify(globals: &Globals, run_id: Option<String>, all: bool) -> Exit {
             }
         }
     }
-    if bad == 0 {
+    let signed = match journal.verify_signed() {
+        Ok(r) => r,
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    let only = if all {
+        None
+    } else {
+        ids.first().map(String::as_str)
+    };
+    let chain_bad = print_signed(&signed, only);
+    if bad == 0 && !chain_bad {
         Exit::ok()
     } else {
         Exit::failed(format!(
-            "error: {bad} of {} journal(s) failed verification",
-            ids.len()
+            "error: {bad} of {} journal(s) failed verification{}",
+            ids.len(),
+            if chain_bad {
+                "; the signed checkpoints do not match"
+            } else {
+                ""
+            }
         ))
     }
+}
+
+/// Prints what the checkpoints say (only about `only` when given); true
+/// when something is wrong.
+fn print_signed(report: &crate::journal::SignedReport, only: Option<&str>) -> bool {
+    if !report.keyed {
+        println!(
+            "journal: unkeyed (no signed checkpoint): the hash chain has no key, so an edit that recomputes it cannot be detected; configure journal.signing_key"
+        );
+        return false;
+    }
+    let relevant: Vec<&String> = report
+        .problems
+        .iter()
+        .filter(|p| {
+            only.is_none_or(|id| p.contains(&format!("run {id}:")) || !p.starts_with("run "))
+        })
+        .collect();
+    for p in &relevant {
+        println!("journal: {}", crate::inert::line(p));
+    }
+    if relevant.is_empty() {
+        println!(
+            "journal: signed: {} checkpoint(s) by key {}, every run matches",
+            report.checkpoints,
+            report.key_ids.join(", ")
+        );
+    }
+    !relevant.is_empty()
 }
 
 /// Re-evaluates every condition and template of a run against its recorded
@@ -591,4 +649,24 @@ pub async fn replay(globals: &Globals, run_id: &str) -> Exit {
             differences.len()
         ))
     }
+}
+
+/// `soar journal keygen`: a fresh Ed25519 key pair from the OS's randomness.
+pub fn keygen() -> Exit {
+    let mut seed = [0u8; 32];
+    if let Err(e) = getrandom::getrandom(&mut seed) {
+        return Exit::failed(format!("error: no randomness from the OS: {e}"));
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let public = key.verifying_key();
+    println!(
+        "signing key (secret; for journal.signing_key, never in the data dir): {}",
+        hex::encode(seed)
+    );
+    println!(
+        "public key (for journal.public_keys and verify-bundle --public-key): {}",
+        hex::encode(public.as_bytes())
+    );
+    println!("key id: {}", crate::journal::key_id(&public));
+    Exit::ok()
 }

@@ -50,6 +50,86 @@ struct RawConfig {
 struct RawJournal {
     #[serde(default)]
     durability: Option<JournalDurability>,
+    #[serde(default)]
+    signing_key: Option<Spanned<RawKeySource>>,
+    #[serde(default)]
+    public_keys: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKeySource {
+    env: Option<String>,
+    file: Option<String>,
+}
+
+/// The journal's keys as configured: where the signing key is read from
+/// (never the data dir), and the public keys that verify checkpoints (the
+/// signing key's own, and keys rotated out).
+#[derive(Debug, Clone, Default)]
+pub struct JournalKeyConfig {
+    /// The Ed25519 signing key's 64 hex digits come from here.
+    pub signing: Option<SecretSource>,
+    /// Verification keys.
+    pub public: Vec<ed25519_dalek::VerifyingKey>,
+}
+
+impl JournalKeyConfig {
+    /// Loads the signing key (a secret) and the public keys.
+    pub fn load(&self) -> Result<crate::journal::JournalKeys, String> {
+        let signing = match &self.signing {
+            None => None,
+            Some(source) => {
+                let value = source
+                    .load()
+                    .map_err(|e| format!("journal.signing_key: {e}"))?;
+                Some(
+                    crate::journal::signing_key_from_hex(value.expose())
+                        .map_err(|e| format!("journal.signing_key: {e}"))?,
+                )
+            }
+        };
+        Ok(crate::journal::JournalKeys {
+            signing,
+            public: self.public.clone(),
+        })
+    }
+}
+
+fn resolve_journal_keys(
+    raw: &RawJournal,
+    base: &Path,
+    problems: &mut Vec<ConfigProblem>,
+) -> JournalKeyConfig {
+    let signing = raw
+        .signing_key
+        .as_ref()
+        .and_then(|k| match (&k.value.env, &k.value.file) {
+            (Some(var), None) => Some(SecretSource::Env(var.clone())),
+            (None, Some(file)) => Some(SecretSource::File(base.join(file))),
+            _ => {
+                problem(
+                    problems,
+                    Pos::of(k),
+                    "journal.signing_key".into(),
+                    "give exactly one of `env` (variable name) or `file` (path)",
+                );
+                None
+            }
+        });
+    let mut public = Vec::new();
+    for (i, key) in raw.public_keys.iter().enumerate() {
+        match crate::journal::public_key_from_hex(&key.value) {
+            Ok(k) => public.push(k),
+            Err(e) => problem(
+                problems,
+                Pos::of(key),
+                format!("journal.public_keys[{i}]"),
+                e,
+            ),
+        }
+    }
+    JournalKeyConfig { signing, public }
 }
 
 /// What a durable journal record survives.
@@ -328,6 +408,8 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// What journal records survive.
     pub durability: JournalDurability,
+    /// The journal's signing and verification keys.
+    pub journal_keys: JournalKeyConfig,
     /// Principals, protected assets and blast-radius caps.
     pub policy: Policy,
     /// How `soar serve` listens.
@@ -450,6 +532,7 @@ impl Config {
             &raw.blast_radius,
             &mut problems,
         );
+        let journal_keys = resolve_journal_keys(&raw.journal, &base, &mut problems);
         let server = server::resolve_server(&raw.server, &base, &mut problems);
         let sources = server::resolve_sources(&raw.sources, &server, &base, &mut problems);
         if !problems.is_empty() {
@@ -462,6 +545,7 @@ impl Config {
             path: path.to_path_buf(),
             plugins,
             durability: raw.journal.durability.unwrap_or_default(),
+            journal_keys,
             policy,
             server,
             sources,

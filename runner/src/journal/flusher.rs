@@ -87,6 +87,7 @@ impl GroupCommit {
         dir: PathBuf,
         durability: Durability,
         window: Duration,
+        checkpointer: Option<Arc<super::checkpoint::Checkpointer>>,
     ) -> Result<GroupCommit, JournalError> {
         let (done, _) = watch::channel(Done::default());
         let shared = Arc::new(Shared {
@@ -105,7 +106,7 @@ impl GroupCommit {
         let for_thread = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("soar-journal-flush".into())
-            .spawn(move || flusher_loop(&for_thread, &db, syncer))
+            .spawn(move || flusher_loop(&for_thread, &db, syncer, checkpointer))
             .map_err(|e| JournalError::Storage(format!("cannot start the journal flusher: {e}")))?;
         Ok(GroupCommit {
             shared,
@@ -227,7 +228,12 @@ impl Drop for PanicGuard<'_> {
     }
 }
 
-fn flusher_loop(shared: &Shared, db: &sled::Db, mut syncer: Option<FileSyncer>) {
+fn flusher_loop(
+    shared: &Shared,
+    db: &sled::Db,
+    mut syncer: Option<FileSyncer>,
+    checkpointer: Option<Arc<super::checkpoint::Checkpointer>>,
+) {
     let _guard = PanicGuard(shared);
     loop {
         let generation = {
@@ -261,7 +267,13 @@ fn flusher_loop(shared: &Shared, db: &sled::Db, mut syncer: Option<FileSyncer>) 
             req.started
         };
         let began = Instant::now();
-        let result = flush_once(db, syncer.as_mut());
+        // One signature per flush, durable with the records it covers:
+        // every record an appender waits for was written before this point.
+        let signed = match &checkpointer {
+            Some(cp) => cp.write(),
+            None => Ok(()),
+        };
+        let result = signed.and_then(|()| flush_once(db, syncer.as_mut()));
         crate::observe::journal_flush(began.elapsed());
         if let Err(e) = &result {
             tracing::error!(error = %e, "journal flush failed");

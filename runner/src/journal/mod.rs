@@ -4,6 +4,7 @@
 //! log was not edited. Layout in `store.rs`, durability in `flusher.rs`.
 
 mod canonical;
+mod checkpoint;
 mod event;
 mod flusher;
 mod store;
@@ -13,6 +14,7 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
+pub use checkpoint::{key_id, public_key_from_hex, signing_key_from_hex, Checkpoint, JournalKeys};
 pub use event::{
     ApprovalBinding, AttemptOutcome, Decision, Event, ParseRunStatusError, Resolution, RunStatus,
     Vote,
@@ -96,6 +98,21 @@ impl VerifyReport {
     }
 }
 
+/// What [`Journal::verify_signed`] found: whether the journal is keyed,
+/// and every run that no longer matches what a checkpoint signed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedReport {
+    /// The journal has signed checkpoints (unkeyed: anyone who can write
+    /// the data dir can re-chain it undetected).
+    pub keyed: bool,
+    /// Checkpoints found.
+    pub checkpoints: u64,
+    /// Keys that signed them.
+    pub key_ids: Vec<String>,
+    /// One line per problem, naming the run (or checkpoint).
+    pub problems: Vec<String>,
+}
+
 /// Why a journal operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -138,6 +155,12 @@ struct Inner {
     dedup: sled::Tree,
     blobs: sled::Tree,
     runs: sled::Tree,
+    /// Signed checkpoints (see `checkpoint.rs`).
+    checkpoints: sled::Tree,
+    /// Signs them, in a process with the signing key.
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
+    /// The keys checkpoints are verified with.
+    keys: JournalKeys,
     /// One mutex per run with an append in progress, so seq numbers are
     /// assigned one at a time per run while different runs proceed in
     /// parallel. Entries are removed when no appender holds them.
@@ -168,14 +191,35 @@ impl Journal {
     /// Opens (creating if needed) the journal stored in `dir`. Only one
     /// process (and one `Journal`, with its clones) may hold it at a time.
     pub fn open(dir: &Path, durability: Durability) -> Result<Journal, JournalError> {
-        Self::open_with_window(dir, durability, flusher::COMMIT_WINDOW)
+        Self::open_keyed(dir, durability, JournalKeys::default())
+    }
+
+    /// [`Journal::open`] with keys: with a signing key, every group commit
+    /// also signs a checkpoint of the heads it covers; the public keys are
+    /// what [`Journal::verify_signed`] checks checkpoints with.
+    pub fn open_keyed(
+        dir: &Path,
+        durability: Durability,
+        keys: JournalKeys,
+    ) -> Result<Journal, JournalError> {
+        Self::open_with(dir, durability, flusher::COMMIT_WINDOW, keys)
     }
 
     /// [`Journal::open`] with another group-commit window (tests).
+    #[cfg(test)]
     pub(crate) fn open_with_window(
         dir: &Path,
         durability: Durability,
         window: std::time::Duration,
+    ) -> Result<Journal, JournalError> {
+        Self::open_with(dir, durability, window, JournalKeys::default())
+    }
+
+    fn open_with(
+        dir: &Path,
+        durability: Durability,
+        window: std::time::Duration,
+        keys: JournalKeys,
     ) -> Result<Journal, JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             JournalError::Storage(format!(
@@ -197,19 +241,38 @@ impl Journal {
                 ))
             })?;
         let tree = |name: &str| db.open_tree(name).map_err(storage);
+        let heads = tree(store::HEADS)?;
+        let checkpoints = tree(checkpoint::CHECKPOINTS)?;
+        let checkpointer = match &keys.signing {
+            Some(key) => Some(Arc::new(checkpoint::Checkpointer::open(
+                checkpoints.clone(),
+                &heads,
+                key.clone(),
+            )?)),
+            None => None,
+        };
         let inner = Inner {
             dir: dir.to_path_buf(),
             durability,
             records: tree(store::RECORDS)?,
-            heads: tree(store::HEADS)?,
+            heads,
             dedup: tree(store::DEDUP)?,
             blobs: tree(store::BLOBS)?,
             runs: tree(store::RUNS)?,
+            checkpoints,
+            checkpointer: checkpointer.clone(),
+            keys,
             run_locks: Mutex::new(HashMap::new()),
             tails: Mutex::new(HashMap::new()),
             #[cfg(test)]
             tampered: std::sync::atomic::AtomicBool::new(false),
-            commit: GroupCommit::start(db.clone(), dir.to_path_buf(), durability, window)?,
+            commit: GroupCommit::start(
+                db.clone(),
+                dir.to_path_buf(),
+                durability,
+                window,
+                checkpointer,
+            )?,
             db,
         };
         tracing::debug!(dir = %dir.display(), ?durability, "journal opened");
@@ -221,6 +284,9 @@ impl Journal {
     /// Makes every record written so far durable, buffered ones included
     /// (a graceful stop's last word).
     pub fn sync(&self) -> Result<(), JournalError> {
+        if let Some(cp) = &self.inner.checkpointer {
+            cp.write().map_err(JournalError::Storage)?;
+        }
         self.inner.db.flush().map(|_| ()).map_err(storage)
     }
 
@@ -293,6 +359,57 @@ impl Journal {
             &self.inner.blobs,
             run_id,
         )
+    }
+
+    /// Checks the journal as a whole against its signed checkpoints: the
+    /// chain of checkpoints (numbering, links, key, signature), and every
+    /// run against the heads they signed (a deleted, truncated, rolled-back
+    /// or re-chained run, or one no checkpoint covers). A journal with no
+    /// checkpoint is reported as unkeyed; one with checkpoints but no
+    /// public key to check them fails.
+    pub fn verify_signed(&self) -> Result<SignedReport, JournalError> {
+        if let Some(cp) = &self.inner.checkpointer {
+            // What this process wrote and has not signed yet.
+            cp.write().map_err(JournalError::Storage)?;
+        }
+        let keys = self.inner.keys.verifiers();
+        let chain = checkpoint::read_chain(&self.inner.checkpoints, &keys)?;
+        let mut report = SignedReport {
+            keyed: chain.count > 0,
+            checkpoints: chain.count,
+            key_ids: chain.key_ids.iter().cloned().collect(),
+            problems: chain.problems,
+        };
+        if chain.count == 0 {
+            return Ok(report);
+        }
+        if keys.is_empty() {
+            report.problems.insert(
+                0,
+                format!(
+                    "the journal is signed (key {}) but no public key was given (`journal.public_keys`, or --public-key): it cannot be verified",
+                    report.key_ids.join(", ")
+                ),
+            );
+            return Ok(report);
+        }
+        for (run, points) in &chain.signed {
+            verify::signed_run(
+                &self.inner.records,
+                &self.inner.heads,
+                run,
+                points,
+                &mut report.problems,
+            )?;
+        }
+        for run in self.run_ids()? {
+            if !chain.signed.contains_key(&run) {
+                report.problems.push(format!(
+                    "run {run}: no signed checkpoint covers it (inserted behind the journal's back, or all of it written after the last checkpoint by a process that died)"
+                ));
+            }
+        }
+        Ok(report)
     }
 
     /// Every run id, oldest first (in order of their first append). A run
@@ -525,6 +642,9 @@ impl Inner {
         }
         tails.insert(run_id.to_string(), (seq, hash.clone()));
         drop(tails);
+        if let Some(cp) = &self.checkpointer {
+            cp.note(run_id, seq, &hash);
+        }
         Ok((seq, at, prev_hash, hash))
     }
 

@@ -951,3 +951,211 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .unwrap()
         .block_on(f)
 }
+
+// ---- keyed journal: signed checkpoints -------------------------------------
+
+fn keys(seed: u8) -> JournalKeys {
+    let signing = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    JournalKeys {
+        public: vec![signing.verifying_key()],
+        signing: Some(signing),
+    }
+}
+
+fn open_keyed(dir: &std::path::Path, k: JournalKeys) -> Journal {
+    Journal::open_keyed(dir, Durability::Process, k).unwrap()
+}
+
+/// Re-chains run `run` from `from` on, as an attacker with write access
+/// would: every hash after the edit and the head recomputed.
+fn rechain(journal: &Journal, run: &str, from: u64) {
+    let records = tree(journal, store::RECORDS);
+    let heads = tree(journal, store::HEADS);
+    let mut prev = match from {
+        1 => GENESIS_HASH.to_string(),
+        n => {
+            let v: Value =
+                serde_json::from_slice(&records.get(record_key(run, n - 1)).unwrap().unwrap())
+                    .unwrap();
+            v["hash"].as_str().unwrap().to_string()
+        }
+    };
+    let mut seq = from;
+    while let Some(bytes) = records.get(record_key(run, seq)).unwrap() {
+        let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+        let canon = canonical::Json::parse(&v["event"].to_string())
+            .unwrap()
+            .canonical();
+        let hash = record_hash(&prev, seq, v["at"].as_str().unwrap(), &canon);
+        v["prev_hash"] = json!(prev);
+        v["hash"] = json!(hash);
+        records
+            .insert(record_key(run, seq), serde_json::to_vec(&v).unwrap())
+            .unwrap();
+        heads
+            .insert(
+                run.as_bytes(),
+                serde_json::to_vec(&json!({"seq": seq, "hash": hash})).unwrap(),
+            )
+            .unwrap();
+        prev = hash;
+        seq += 1;
+    }
+}
+
+#[tokio::test]
+async fn an_unkeyed_journal_says_so_and_a_keyed_one_verifies() {
+    let (_dir, journal) = open();
+    run_with(&journal, "r", 3).await;
+    let report = journal.verify_signed().unwrap();
+    assert!(!report.keyed && report.problems.is_empty(), "{report:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open_keyed(dir.path(), keys(7));
+    run_with(&journal, "a", 4).await;
+    run_with(&journal, "b", 2).await;
+    let report = journal.verify_signed().unwrap();
+    assert!(report.keyed, "{report:?}");
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert!(report.checkpoints >= 1);
+    assert_eq!(report.key_ids, [key_id(&keys(7).public[0])]);
+}
+
+#[tokio::test]
+async fn a_rechained_edit_a_deletion_a_truncation_and_a_rollback_are_each_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open_keyed(dir.path(), keys(1));
+    for run in ["edited", "deleted", "truncated", "rolled", "fine"] {
+        run_with(&journal, run, 6).await;
+    }
+    // Re-chained: a record edited and every hash after it recomputed: the
+    // unkeyed check passes, the signed one does not.
+    edit_record(&journal, "edited", 4, |v| {
+        v["event"]["step"] = json!("innocent")
+    });
+    rechain(&journal, "edited", 4);
+    assert_eq!(problems(&journal, "edited"), Vec::<String>::new());
+    // Deleted: records, head and index entry.
+    let records = tree(&journal, store::RECORDS);
+    for seq in 1..=6 {
+        records.remove(record_key("deleted", seq)).unwrap();
+    }
+    tree(&journal, store::HEADS).remove("deleted").unwrap();
+    // Truncated: the last two records and the head moved back.
+    records.remove(record_key("truncated", 6)).unwrap();
+    records.remove(record_key("truncated", 5)).unwrap();
+    rewind_head(&journal, "truncated", 4);
+    // Rolled back to an older head: the last records replaced by others
+    // that chain from seq 3.
+    records.remove(record_key("rolled", 6)).unwrap();
+    records.remove(record_key("rolled", 5)).unwrap();
+    edit_record(&journal, "rolled", 4, |v| {
+        v["event"]["step"] = json!("other")
+    });
+    rechain(&journal, "rolled", 4);
+    assert_eq!(problems(&journal, "rolled"), Vec::<String>::new());
+
+    let report = journal.verify_signed().unwrap();
+    let about = |run: &str| -> Vec<&String> {
+        report
+            .problems
+            .iter()
+            .filter(|p| p.starts_with(&format!("run {run}:")))
+            .collect()
+    };
+    let edited = about("edited");
+    assert_eq!(edited.len(), 1, "{report:#?}");
+    assert!(
+        edited[0].contains("rewritten") && edited[0].contains("..=4"),
+        "{edited:?}"
+    );
+    assert!(
+        about("deleted")[0].contains("deleted (checkpoint"),
+        "{report:#?}"
+    );
+    assert!(
+        about("truncated")[0].contains("truncated or rolled back")
+            && about("truncated")[0].contains("ends at seq 4"),
+        "{report:#?}"
+    );
+    assert!(
+        about("rolled")[0].contains("truncated or rolled back")
+            || about("rolled")[0].contains("rewritten"),
+        "{report:#?}"
+    );
+    assert!(about("fine").is_empty(), "{report:#?}");
+}
+
+#[tokio::test]
+async fn a_run_inserted_a_forged_checkpoint_and_a_missing_key_fail_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = open_keyed(dir.path(), keys(2));
+        run_with(&journal, "a", 3).await;
+        journal.sync().unwrap();
+    }
+    // Inserted by someone with the data dir but not the key.
+    {
+        let journal = Journal::open(dir.path(), Durability::Process).unwrap();
+        run_with(&journal, "inserted", 2).await;
+        // No public key: a signed journal cannot pass.
+        let report = journal.verify_signed().unwrap();
+        assert!(report.keyed);
+        assert!(
+            report.problems[0].contains("no public key was given"),
+            "{report:?}"
+        );
+        // A checkpoint edited (or signed by another key) is refused.
+        let cps = tree(&journal, super::checkpoint::CHECKPOINTS);
+        let (k, v) = cps.last().unwrap().unwrap();
+        let mut cp: Value = serde_json::from_slice(&v).unwrap();
+        cp["heads"]["inserted"] = json!([2, "00"]);
+        cps.insert(k, serde_json::to_vec(&cp).unwrap()).unwrap();
+    }
+    let verifier = JournalKeys {
+        signing: None,
+        public: keys(2).public,
+    };
+    let journal = Journal::open_keyed(dir.path(), Durability::Process, verifier).unwrap();
+    let report = journal.verify_signed().unwrap();
+    let text = report.problems.join("\n");
+    assert!(
+        text.contains("the signature does not match (checkpoint edited)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("run inserted: no signed checkpoint covers it"),
+        "{text}"
+    );
+    // The wrong public key verifies nothing.
+    drop(journal);
+    let wrong = JournalKeys {
+        signing: None,
+        public: keys(3).public,
+    };
+    let journal = Journal::open_keyed(dir.path(), Durability::Process, wrong).unwrap();
+    let text = journal.verify_signed().unwrap().problems.join("\n");
+    assert!(
+        text.contains("which is not among the public keys given"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn keys_rotate_and_old_checkpoints_still_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = open_keyed(dir.path(), keys(4));
+        run_with(&journal, "old", 3).await;
+        journal.sync().unwrap();
+    }
+    let rotated = JournalKeys {
+        signing: keys(5).signing,
+        public: keys(4).public,
+    };
+    let journal = open_keyed(dir.path(), rotated);
+    run_with(&journal, "new", 3).await;
+    let report = journal.verify_signed().unwrap();
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert_eq!(report.key_ids.len(), 2, "{report:?}");
+}

@@ -190,3 +190,66 @@ fn check_record(
         hash,
     }))
 }
+
+/// Checks one run against the heads checkpoints signed for it (oldest
+/// first): each signed `(seq, hash)` must still be the record at that seq,
+/// and nothing may follow the last one unsigned.
+pub(crate) fn signed_run(
+    records: &sled::Tree,
+    heads: &sled::Tree,
+    run_id: &str,
+    points: &[(u64, String, u64)],
+    problems: &mut Vec<String>,
+) -> Result<(), JournalError> {
+    let prefix = store::run_prefix(run_id);
+    let last_seq = records
+        .get_lt(store::record_key(run_id, u64::MAX))
+        .map_err(storage)?
+        .filter(|(key, _)| key.starts_with(&prefix))
+        .and_then(|(key, _)| key_seq(&prefix, &key));
+    let Some((signed_seq, _, signed_at)) = points.last() else {
+        return Ok(());
+    };
+    let Some(last_seq) = last_seq else {
+        let head = heads.contains_key(run_id.as_bytes()).map_err(storage)?;
+        problems.push(format!(
+            "run {run_id}: deleted{} (checkpoint {signed_at} signed it at seq {signed_seq})",
+            if head {
+                " (its records are gone, its head is left)"
+            } else {
+                ""
+            }
+        ));
+        return Ok(());
+    };
+    let mut good = 0u64;
+    for (seq, hash, n) in points {
+        let Some(bytes) = records
+            .get(store::record_key(run_id, *seq))
+            .map_err(storage)?
+        else {
+            problems.push(format!(
+                "run {run_id}: truncated or rolled back: checkpoint {n} signed seq {seq}, and the run now ends at seq {last_seq}"
+            ));
+            return Ok(());
+        };
+        let stored = store::decode_link(&bytes)
+            .map(|l| l.hash)
+            .unwrap_or_default();
+        if stored != *hash {
+            problems.push(format!(
+                "run {run_id}: rewritten: the record at seq {seq} is not the one checkpoint {n} signed, so a record in seq {}..={seq} was changed (and the chain recomputed after it)",
+                good + 1
+            ));
+            return Ok(());
+        }
+        good = *seq;
+    }
+    if last_seq > *signed_seq {
+        problems.push(format!(
+            "run {run_id}: seq {}..={last_seq} are not signed by any checkpoint (appended behind the journal's back, or written just before a process died)",
+            signed_seq + 1
+        ));
+    }
+    Ok(())
+}

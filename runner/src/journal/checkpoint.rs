@@ -1,0 +1,289 @@
+//! The keyed part of the journal. The hash chain alone can be recomputed by
+//! anyone who can write the data dir, so at every group commit the flusher
+//! signs a checkpoint: the runs whose head moved since the previous one,
+//! chained to it, signed with an Ed25519 key that does not live in the data
+//! dir. Signing a run's head signs every record before it (hash chain), so
+//! an edit that re-chains, a deleted, truncated or rolled-back run, or an
+//! inserted one no longer matches what a checkpoint signed ([`verify`]).
+
+use super::canonical::sha256_hex;
+use super::store::storage;
+use super::JournalError;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+
+/// Tree of checkpoints, keyed by their number (big-endian).
+pub(crate) const CHECKPOINTS: &str = "checkpoints";
+
+/// `prev` of the first checkpoint.
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The keys of a keyed journal: the one that signs (in a process that
+/// writes), and those that verify (the current one and those rotated out).
+#[derive(Clone, Default)]
+pub struct JournalKeys {
+    /// Signs new checkpoints.
+    pub signing: Option<SigningKey>,
+    /// Verify checkpoints, by key id.
+    pub public: Vec<VerifyingKey>,
+}
+
+impl std::fmt::Debug for JournalKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JournalKeys")
+            .field(
+                "signing",
+                &self.signing.as_ref().map(|k| key_id(&k.verifying_key())),
+            )
+            .field(
+                "public",
+                &self.public.iter().map(key_id).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl JournalKeys {
+    /// The public keys, the signing key's own included.
+    pub fn verifiers(&self) -> Vec<VerifyingKey> {
+        let mut all = self.public.clone();
+        if let Some(k) = &self.signing {
+            let own = k.verifying_key();
+            if !all.contains(&own) {
+                all.push(own);
+            }
+        }
+        all
+    }
+}
+
+/// What records say about the key that signed them: the first 16 hex
+/// digits of the SHA-256 of the public key.
+pub fn key_id(key: &VerifyingKey) -> String {
+    sha256_hex(key.as_bytes())[..16].to_string()
+}
+
+/// An Ed25519 signing key from 64 hex digits (its 32-byte seed).
+pub fn signing_key_from_hex(text: &str) -> Result<SigningKey, String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| "an Ed25519 signing key is 32 bytes (64 hex digits)".to_string())?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// An Ed25519 public key from 64 hex digits.
+pub fn public_key_from_hex(text: &str) -> Result<VerifyingKey, String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("not hex: {e}"))?;
+    let raw: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| "an Ed25519 public key is 32 bytes (64 hex digits)".to_string())?;
+    VerifyingKey::from_bytes(&raw).map_err(|e| format!("not an Ed25519 public key: {e}"))
+}
+
+/// One signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Its number, from 1, without gaps.
+    pub n: u64,
+    /// When it was signed.
+    pub at: String,
+    /// Hash of the previous checkpoint ([`Checkpoint::hash`]).
+    pub prev: String,
+    /// Runs whose head moved since the previous checkpoint: `[seq, hash]`.
+    pub heads: BTreeMap<String, (u64, String)>,
+    /// Which key signed it ([`key_id`]).
+    pub key_id: String,
+    /// Hex Ed25519 signature over [`Checkpoint::signed_bytes`].
+    pub sig: String,
+}
+
+impl Checkpoint {
+    /// What the signature covers: every field but the signature, as JSON
+    /// (serde_json writes struct fields in order and maps sorted).
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        let unsigned = (&self.n, &self.at, &self.prev, &self.heads, &self.key_id);
+        serde_json::to_vec(&unsigned).unwrap_or_default()
+    }
+
+    /// The hash the next checkpoint chains to (signature included).
+    pub fn hash(&self) -> String {
+        sha256_hex(&serde_json::to_vec(self).unwrap_or_default())
+    }
+
+    /// Whether `key` made this signature.
+    pub fn signed_by(&self, key: &VerifyingKey) -> bool {
+        let Ok(bytes) = hex::decode(&self.sig) else {
+            return false;
+        };
+        let Ok(sig) = Signature::from_slice(&bytes) else {
+            return false;
+        };
+        key.verify(&self.signed_bytes(), &sig).is_ok()
+    }
+}
+
+/// Signs a checkpoint of the heads written since the last one, before each
+/// flush (so the checkpoint is durable with the records it covers).
+pub(crate) struct Checkpointer {
+    tree: sled::Tree,
+    key: SigningKey,
+    key_id: String,
+    /// Heads written since the last checkpoint.
+    dirty: Mutex<BTreeMap<String, (u64, String)>>,
+    /// Number and hash of the last checkpoint.
+    last: Mutex<(u64, String)>,
+}
+
+impl Checkpointer {
+    /// The checkpointer of a journal; on the first keyed open (no
+    /// checkpoint yet) every existing head is signed: the trust the
+    /// journal starts from.
+    pub(crate) fn open(
+        tree: sled::Tree,
+        heads: &sled::Tree,
+        key: SigningKey,
+    ) -> Result<Self, JournalError> {
+        let last = match tree.last().map_err(storage)? {
+            Some((_, bytes)) => {
+                let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
+                    JournalError::Storage(format!("the last checkpoint is unreadable: {e}"))
+                })?;
+                (cp.n, cp.hash())
+            }
+            None => (0, GENESIS.to_string()),
+        };
+        let mut dirty = BTreeMap::new();
+        if last.0 == 0 {
+            for item in heads.iter() {
+                let (run, bytes) = item.map_err(storage)?;
+                if let Ok(head) = super::store::Head::decode(&bytes) {
+                    let run = String::from_utf8_lossy(&run).into_owned();
+                    dirty.insert(run, (head.seq, head.hash));
+                }
+            }
+        }
+        Ok(Checkpointer {
+            tree,
+            key_id: key_id(&key.verifying_key()),
+            key,
+            dirty: Mutex::new(dirty),
+            last: Mutex::new(last),
+        })
+    }
+
+    /// A run's head moved (called after the head is written).
+    pub(crate) fn note(&self, run_id: &str, seq: u64, hash: &str) {
+        let mut dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
+        dirty.insert(run_id.to_string(), (seq, hash.to_string()));
+    }
+
+    /// Signs and stores a checkpoint of the heads noted since the last one
+    /// (nothing when none moved).
+    pub(crate) fn write(&self) -> Result<(), String> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let heads = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
+        if heads.is_empty() {
+            return Ok(());
+        }
+        let mut cp = Checkpoint {
+            n: last.0 + 1,
+            at: super::time::now(),
+            prev: last.1.clone(),
+            heads,
+            key_id: self.key_id.clone(),
+            sig: String::new(),
+        };
+        cp.sig = hex::encode(self.key.sign(&cp.signed_bytes()).to_bytes());
+        let bytes = serde_json::to_vec(&cp).map_err(|e| e.to_string())?;
+        self.tree
+            .insert(cp.n.to_be_bytes(), bytes)
+            .map_err(|e| format!("cannot store checkpoint {}: {e}", cp.n))?;
+        *last = (cp.n, cp.hash());
+        Ok(())
+    }
+}
+
+/// Every checkpoint in order, each checked: numbering, chain, key and
+/// signature. Problems are reported; the signed heads of the checkpoints
+/// that passed are returned per run, oldest first.
+pub(crate) struct Chain {
+    /// Checkpoints found.
+    pub count: u64,
+    /// Keys that signed them.
+    pub key_ids: std::collections::BTreeSet<String>,
+    /// Per run, every signed `(seq, hash, checkpoint)`, oldest first.
+    pub signed: BTreeMap<String, Vec<(u64, String, u64)>>,
+    /// What is wrong with the chain itself.
+    pub problems: Vec<String>,
+}
+
+/// Reads and checks the checkpoint chain against `keys`.
+pub(crate) fn read_chain(tree: &sled::Tree, keys: &[VerifyingKey]) -> Result<Chain, JournalError> {
+    let by_id: BTreeMap<String, &VerifyingKey> = keys.iter().map(|k| (key_id(k), k)).collect();
+    let mut chain = Chain {
+        count: 0,
+        key_ids: Default::default(),
+        signed: BTreeMap::new(),
+        problems: Vec::new(),
+    };
+    let mut prev = GENESIS.to_string();
+    let mut expected = 1u64;
+    for item in tree.iter() {
+        let (_, bytes) = item.map_err(storage)?;
+        chain.count += 1;
+        let cp: Checkpoint = match serde_json::from_slice(&bytes) {
+            Ok(cp) => cp,
+            Err(e) => {
+                chain
+                    .problems
+                    .push(format!("checkpoint {expected}: unreadable ({e})"));
+                expected += 1;
+                prev = String::new();
+                continue;
+            }
+        };
+        if cp.n != expected {
+            chain.problems.push(format!(
+                "checkpoint {expected}{}: missing (deleted)",
+                if cp.n > expected + 1 {
+                    format!("-{}", cp.n - 1)
+                } else {
+                    String::new()
+                }
+            ));
+        } else if cp.prev != prev {
+            chain.problems.push(format!(
+                "checkpoint {}: does not chain to checkpoint {} (one of them was replaced)",
+                cp.n,
+                cp.n - 1
+            ));
+        }
+        expected = cp.n + 1;
+        prev = cp.hash();
+        chain.key_ids.insert(cp.key_id.clone());
+        match by_id.get(&cp.key_id) {
+            None => {
+                chain.problems.push(format!(
+                    "checkpoint {}: signed by key {}, which is not among the public keys given",
+                    cp.n, cp.key_id
+                ));
+                continue;
+            }
+            Some(key) if !cp.signed_by(key) => {
+                chain.problems.push(format!(
+                    "checkpoint {}: the signature does not match (checkpoint edited)",
+                    cp.n
+                ));
+                continue;
+            }
+            Some(_) => {}
+        }
+        for (run, (seq, hash)) in cp.heads {
+            chain.signed.entry(run).or_default().push((seq, hash, cp.n));
+        }
+    }
+    Ok(chain)
+}
