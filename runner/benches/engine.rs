@@ -16,7 +16,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use soar_runner::config::Config;
-use soar_runner::journal::{Durability, Journal, RunStatus};
+use soar_runner::journal::{Durability, Journal, JournalKeys, RunStatus};
 use soar_runner::plugin_host::{Invocation, PluginHost};
 use soar_runner::scheduler::Engine;
 use std::io::Write;
@@ -72,7 +72,12 @@ struct Setup {
 }
 
 impl Setup {
-    async fn new(config_yaml: &str, playbook_yaml: &str, durability: Durability) -> Setup {
+    async fn new(
+        config_yaml: &str,
+        playbook_yaml: &str,
+        durability: Durability,
+        keys: JournalKeys,
+    ) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("soar.yaml");
         std::fs::write(&config_path, config_yaml).unwrap();
@@ -85,7 +90,7 @@ impl Setup {
                 .await
                 .unwrap(),
         );
-        let journal = Journal::open(&dir.path().join("journal"), durability).unwrap();
+        let journal = Journal::open_keyed(&dir.path().join("journal"), durability, keys).unwrap();
         let engine = Engine::new(host.clone(), journal.clone());
         Setup {
             dir,
@@ -97,7 +102,16 @@ impl Setup {
     }
 }
 
-async fn bench(durability: Durability, label: &str, fsync: Duration) {
+/// A signing key for the signed variant (fixed: a benchmark, not a secret).
+fn bench_keys() -> JournalKeys {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[42; 32]);
+    JournalKeys {
+        public: vec![key.verifying_key()],
+        signing: Some(key),
+    }
+}
+
+async fn bench(durability: Durability, label: &str, fsync: Duration, keys: JournalKeys) {
     let wasm = target_dir().join("wasm32-wasip2/plugin/hostile.wasm");
     assert!(
         wasm.exists(),
@@ -112,7 +126,7 @@ async fn bench(durability: Durability, label: &str, fsync: Duration) {
         }
     }
     let config = format!("plugins:\n  hostile:\n    path: {}\n", wasm.display());
-    let setup = Setup::new(&config, &pb, durability).await;
+    let setup = Setup::new(&config, &pb, durability, keys).await;
     let floor = floor(setup.dir.path(), &setup.host).await;
     let (playbook, journal, engine) = (setup.playbook, setup.journal, setup.engine);
 
@@ -274,6 +288,7 @@ async fn paused_memory() {
         "plugins: {}\n",
         "name: gate\nversion: \"1\"\nowner: bench\ninputs:\n  host: { type: string }\nsteps:\n  - id: approve\n    approval:\n      approvers: [soc-lead]\n      handoff: { summary: \"isolate {{ inputs.host }}?\" }\n",
         Durability::Process,
+        JournalKeys::default(),
     )
     .await;
     let (playbook, journal, engine) = (setup.playbook, setup.journal, setup.engine);
@@ -319,7 +334,32 @@ fn main() {
         if std::env::var_os("SOAR_BENCH_SKIP_PAUSED").is_none() {
             paused_memory().await;
         }
-        bench(Durability::Process, "process-crash durability", fsync).await;
-        bench(Durability::PowerLoss, "power-loss durability", fsync).await;
+        // Signing off, then on, in the same run: one checkpoint signature
+        // per group commit.
+        let off = JournalKeys::default();
+        bench(
+            Durability::Process,
+            "process-crash durability",
+            fsync,
+            off.clone(),
+        )
+        .await;
+        bench(
+            Durability::Process,
+            "process-crash, signed",
+            fsync,
+            bench_keys(),
+        )
+        .await;
+        if std::env::var_os("SOAR_BENCH_ONLY_SIGNING").is_none() {
+            bench(Durability::PowerLoss, "power-loss durability", fsync, off).await;
+            bench(
+                Durability::PowerLoss,
+                "power-loss, signed",
+                fsync,
+                bench_keys(),
+            )
+            .await;
+        }
     });
 }
