@@ -727,3 +727,143 @@ fn a_recorded_run_of_each_shipped_playbook_passes_and_catches_a_changed_decision
         );
     }
 }
+
+// ---- a keyed journal -------------------------------------------------------
+
+/// What an attacker with write access to the data dir (and no key) does to
+/// a finished run: change who voted, recompute every hash after it and the
+/// head, as the unkeyed chain allows.
+fn rechain_vote(data_dir: &std::path::Path, run: &str, new_voter: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let db = sled::open(data_dir.join("journal")).unwrap();
+    let records = db.open_tree("records").unwrap();
+    let heads = db.open_tree("heads").unwrap();
+    let mut prefix = run.as_bytes().to_vec();
+    prefix.push(0);
+    let mut edited = None;
+    let mut prev: Option<String> = None;
+    for item in records.scan_prefix(&prefix) {
+        let (key, bytes) = item.unwrap();
+        let mut v: Value = serde_json::from_slice(&bytes).unwrap();
+        let seq = v["seq"].as_u64().unwrap();
+        if edited.is_none() && v["event"]["type"] == "approval_voted" {
+            v["event"]["by"] = json!(new_voter);
+            edited = Some(seq);
+        }
+        if edited.is_some() {
+            if let Some(p) = &prev {
+                v["prev_hash"] = json!(p);
+            }
+            let body = format!(
+                "{{\"at\":{},\"event\":{},\"seq\":{seq}}}",
+                serde_json::to_string(&v["at"]).unwrap(),
+                serde_json::to_string(&v["event"]).unwrap()
+            );
+            let mut h = Sha256::new();
+            h.update(v["prev_hash"].as_str().unwrap().as_bytes());
+            h.update(b"\n");
+            h.update(body.as_bytes());
+            let hash = hex::encode(h.finalize());
+            v["hash"] = json!(hash);
+            records
+                .insert(&key, serde_json::to_vec(&v).unwrap())
+                .unwrap();
+            heads
+                .insert(
+                    run.as_bytes(),
+                    serde_json::to_vec(&json!({"seq": seq, "hash": hash})).unwrap(),
+                )
+                .unwrap();
+        }
+        prev = Some(v["hash"].as_str().unwrap().to_string());
+    }
+    db.flush().unwrap();
+    edited.expect("the run has a vote")
+}
+
+/// Deletes a run whole: records, head, index entry, dedup claims.
+fn delete_run(data_dir: &std::path::Path, run: &str) {
+    let db = sled::open(data_dir.join("journal")).unwrap();
+    let mut prefix = run.as_bytes().to_vec();
+    prefix.push(0);
+    let records = db.open_tree("records").unwrap();
+    for key in records.scan_prefix(&prefix).keys() {
+        records.remove(key.unwrap()).unwrap();
+    }
+    db.open_tree("heads")
+        .unwrap()
+        .remove(run.as_bytes())
+        .unwrap();
+    for tree in ["runs", "dedup"] {
+        let t = db.open_tree(tree).unwrap();
+        for item in t.iter() {
+            let (k, v) = item.unwrap();
+            if v.as_ref() == run.as_bytes() {
+                t.remove(k).unwrap();
+            }
+        }
+    }
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_keyed_journal_catches_a_rechained_vote_and_a_deleted_run_that_the_chain_alone_misses() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let lab = Lab::new(&format!(
+        "journal:\n  signing_key: {{ file: journal.key }}\n  public_keys: [\"{public}\"]\n"
+    ));
+    lab.s.write("journal.key", &hex::encode([9u8; 32]));
+    let run = lab.paused("malware-containment", &alert("edr-malware"));
+    assert_eq!(lab.approve(&run)["status"], "succeeded");
+    let (code, other) = lab.run("malware-containment", &alert("edr-unknown-file"));
+    assert_eq!(code, 0, "{other:#}");
+    let other = other["run_id"].as_str().unwrap().to_string();
+    let r = lab.soar(&["journal", "verify", "--all"], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("journal: signed:"), "{}", r.stdout());
+
+    let data = lab.s.path().join(".soar");
+    let seq = rechain_vote(&data, &run, "mallory");
+    delete_run(&data, &other);
+    // The unkeyed check alone: the edited run still chains, the deleted one
+    // is simply gone.
+    let r = lab.soar(&["journal", "verify", &run], &[]);
+    assert!(r.stdout().contains(&format!("{run}: ok")), "{}", r.stdout());
+    // The signed checkpoints: both reported, naming the run and the record.
+    let r = lab.soar(&["journal", "verify", "--all"], &[]);
+    assert_eq!(r.code(), 1, "{}{}", r.stdout(), r.stderr());
+    let out = r.stdout();
+    let rewritten = out
+        .lines()
+        .find(|l| l.contains(&format!("run {run}: rewritten")))
+        .unwrap_or_else(|| panic!("{out}"));
+    let range = rewritten
+        .split("seq ")
+        .nth(2)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap();
+    let (from, to) = range.split_once("..=").unwrap();
+    let (from, to): (u64, u64) = (from.parse().unwrap(), to.parse().unwrap());
+    assert!(
+        from <= seq && seq <= to,
+        "vote at seq {seq}, reported {range}: {out}"
+    );
+    assert!(out.contains(&format!("run {other}: deleted")), "{out}");
+    // No key material at all: a signed journal does not pass silently.
+    lab.s.config(
+        &std::fs::read_to_string(lab.s.path().join("soar.yaml"))
+            .unwrap()
+            .replace("  signing_key: { file: journal.key }\n", "")
+            .replace(&format!("  public_keys: [\"{public}\"]\n"), ""),
+    );
+    let r = lab.soar(&["journal", "verify", "--all"], &[]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(
+        r.stdout().contains("no public key was given"),
+        "{}",
+        r.stdout()
+    );
+}

@@ -388,11 +388,17 @@ pub async fn verify(r: &Remote, run_id: Option<&str>) -> Exit {
                     }
                 }
             }
+            let signed: Option<crate::journal::SignedReport> =
+                serde_json::from_value(a["signed"].clone()).ok();
+            if let Some(signed) = &signed {
+                // The server already kept only what concerns the run asked.
+                super::runs::print_signed(signed, None);
+            }
             if a["ok"] == json!(true) {
                 Exit::ok()
             } else {
                 Exit::failed(format!(
-                    "error: {} journal(s) failed verification",
+                    "error: {} journal(s) failed verification, or the signed checkpoints do not match",
                     a["failed"]
                 ))
             }

@@ -531,7 +531,7 @@ pub fn verify(globals: &Globals, run_id: Option<String>, all: bool) -> Exit {
 
 /// Prints what the checkpoints say (only about `only` when given); true
 /// when something is wrong.
-fn print_signed(report: &crate::journal::SignedReport, only: Option<&str>) -> bool {
+pub(super) fn print_signed(report: &crate::journal::SignedReport, only: Option<&str>) -> bool {
     if !report.keyed {
         println!(
             "journal: unkeyed (no signed checkpoint): the hash chain has no key, so an edit that recomputes it cannot be detected; configure journal.signing_key"

@@ -100,7 +100,7 @@ impl VerifyReport {
 
 /// What [`Journal::verify_signed`] found: whether the journal is keyed,
 /// and every run that no longer matches what a checkpoint signed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedReport {
     /// The journal has signed checkpoints (unkeyed: anyone who can write
     /// the data dir can re-chain it undetected).

@@ -565,6 +565,7 @@ pub async fn verify(
         Ok(w) => w,
         Err(r) => return r,
     };
+    let only = q.run_id.clone();
     let ids = match q.run_id {
         Some(id) => vec![id],
         None => match app.journal().run_ids() {
@@ -588,8 +589,19 @@ pub async fn verify(
             }
         }
     }
+    let mut signed = match app.journal().verify_signed() {
+        Ok(r) => r,
+        Err(e) => return op_error(e.into()),
+    };
+    if let Some(id) = &only {
+        let about = format!("run {id}:");
+        signed
+            .problems
+            .retain(|p| p.starts_with(&about) || !p.starts_with("run "));
+    }
+    let ok = bad == 0 && signed.problems.is_empty();
     with_caller(
-        Json(json!({"ok": bad == 0, "failed": bad, "runs": runs})).into_response(),
+        Json(json!({"ok": ok, "failed": bad, "runs": runs, "signed": signed})).into_response(),
         who,
     )
 }
