@@ -867,3 +867,109 @@ fn a_keyed_journal_catches_a_rechained_vote_and_a_deleted_run_that_the_chain_alo
         r.stdout()
     );
 }
+
+/// A lab whose journal signs with a fixed key; its public key in hex.
+fn keyed_lab(seed: u8) -> (Lab, String) {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let lab = Lab::new(&format!(
+        "journal:\n  signing_key: {{ file: journal.key }}\n  public_keys: [\"{public}\"]\n"
+    ));
+    lab.s.write("journal.key", &hex::encode([seed; 32]));
+    (lab, public)
+}
+
+#[test]
+fn a_run_bundle_verifies_on_another_machine_and_fails_flipped_or_with_the_wrong_key() {
+    use base64::Engine as _;
+    let (lab, public) = keyed_lab(11);
+    let run = lab.paused("malware-containment", &alert("edr-malware"));
+    assert_eq!(lab.approve(&run)["status"], "succeeded");
+    let file = lab.s.path().join("evidence.json");
+    let r = lab.soar(&["export", &run, "--out", file.to_str().unwrap()], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains(", signed to "), "{}", r.stdout());
+    let bytes = std::fs::read(&file).unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    // No secret, in any encoding the bundle could carry it in.
+    for secret in [
+        sim::VT_API_KEY,
+        sim::FALCON_CLIENT_SECRET,
+        sim::OKTA_TOKEN,
+        sim::CLOUDFLARE_TOKEN,
+        sim::THEHIVE_API_KEY,
+        sim::SLACK_BOT_TOKEN,
+        token("alice"),
+        &hex::encode([11u8; 32]),
+    ] {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(secret);
+        assert!(
+            !text.contains(secret) && !text.contains(&b64),
+            "a secret is in the bundle"
+        );
+    }
+    let bundle: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(bundle["playbook"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("name: malware-containment"));
+    assert!(
+        bundle["plugins"]["edr.isolate_host"]["plugin_config_sha256"].is_string(),
+        "{:#}",
+        bundle["plugins"]
+    );
+
+    // Another machine: no config, no data dir.
+    let elsewhere = soar_e2e::Scratch::new();
+    let copy = elsewhere.write("evidence.json", &text);
+    let copy = copy.to_str().unwrap();
+    let r = elsewhere.soar(&["verify-bundle", copy, "--public-key", &public], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let r = elsewhere.soar(&["replay", "--bundle", copy], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("all identical"), "{}", r.stdout());
+    // Without a key, or with another one: refused.
+    let r = elsewhere.soar(&["verify-bundle", copy], &[]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(
+        r.stdout().contains("no public key was given"),
+        "{}",
+        r.stdout()
+    );
+    let other = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&[12; 32])
+            .verifying_key()
+            .as_bytes(),
+    );
+    let r = elsewhere.soar(&["verify-bundle", copy, "--public-key", &other], &[]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(
+        r.stdout().contains("not among the public keys given"),
+        "{}",
+        r.stdout()
+    );
+    // One byte changed: in a recorded value, in the playbook, anywhere.
+    let at = text.find("FIN-WS-042").unwrap();
+    let mut flipped = bytes.clone();
+    flipped[at + 9] = b'3';
+    let probes = [flipped, {
+        let mut b = bytes.clone();
+        let mid = b.len() / 2;
+        b[mid] ^= 0x01;
+        b
+    }];
+    for (i, probe) in probes.iter().enumerate() {
+        let p = elsewhere.path().join(format!("flipped-{i}.json"));
+        std::fs::write(&p, probe).unwrap();
+        let r = elsewhere.soar(
+            &[
+                "verify-bundle",
+                p.to_str().unwrap(),
+                "--public-key",
+                &public,
+            ],
+            &[],
+        );
+        assert_eq!(r.code(), 1, "flip {i}: {}{}", r.stdout(), r.stderr());
+    }
+}

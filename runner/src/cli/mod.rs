@@ -3,6 +3,7 @@
 
 mod approvals;
 mod demo;
+mod evidence;
 mod plugins;
 mod remote;
 mod runs;
@@ -173,7 +174,29 @@ enum Command {
     /// Re-evaluate a run's conditions and templates against its journal
     Replay {
         /// Run id
+        #[arg(required_unless_present = "bundle")]
+        run_id: Option<String>,
+        /// Replay a run bundle instead (`soar export`), without the journal
+        #[arg(long, value_name = "FILE", conflicts_with = "run_id")]
+        bundle: Option<PathBuf>,
+    },
+    /// Write a run's signed evidence bundle: every record and blob, the
+    /// playbook text, plugin and approval bindings, checkpoints, signature
+    Export {
+        /// Run id
         run_id: String,
+        /// The bundle file
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Verify a run bundle anywhere, without the data dir: signature, hash
+    /// chain, blobs, playbook text, checkpoints (exit 1 on any problem)
+    VerifyBundle {
+        /// The bundle file
+        file: PathBuf,
+        /// Ed25519 public key(s), hex [default: the config's journal.public_keys]
+        #[arg(long = "public-key", value_name = "HEX")]
+        public_keys: Vec<String>,
     },
     /// Approve a waiting approval step (token from SOAR_TOKEN or --token-file)
     Approve {
@@ -430,7 +453,18 @@ pub fn main_entry() -> i32 {
             Command::Journal { .. } => {
                 Exit::invalid("error: give a RUN_ID, or `verify RUN_ID|--all`")
             }
-            Command::Replay { run_id } => runs::replay(&globals, &run_id).await,
+            Command::Replay {
+                bundle: Some(file), ..
+            } => evidence::replay_bundle(&file),
+            Command::Replay {
+                run_id: Some(run_id),
+                ..
+            } => runs::replay(&globals, &run_id).await,
+            Command::Replay { .. } => Exit::invalid("error: give a RUN_ID or --bundle FILE"),
+            Command::Export { run_id, out } => evidence::export(&globals, &run_id, &out),
+            Command::VerifyBundle { file, public_keys } => {
+                evidence::verify_bundle(&globals, &file, &public_keys)
+            }
             Command::Approve { op, reason } => {
                 let vote = crate::journal::Vote::Approve;
                 approvals::vote(&globals, op.into(), vote, reason).await

@@ -577,13 +577,18 @@ pub async fn replay(globals: &Globals, run_id: &str) -> Exit {
         Ok(pb) => pb,
         Err(e) => return Exit::failed(format!("error: {e}")),
     };
+    replay_records(run_id, &records, &pb)
+}
+
+/// [`replay`] of records already read (from the journal, or a bundle).
+pub(super) fn replay_records(run_id: &str, records: &[Record], pb: &playbook::Playbook) -> Exit {
     let templates = Templates::new();
     // Each decision is re-evaluated against the state the journal had reached
     // just before it.
     let mut so_far = RunState::default();
     let mut differences = Vec::new();
     let mut checked = 0;
-    for r in &records {
+    for r in records {
         let ctx = scheduler::context(run_id, &so_far.inputs, &so_far.finished);
         match &r.event {
             Event::StepSkipped { step, reason } if reason.starts_with("condition") => {

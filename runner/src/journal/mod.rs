@@ -3,6 +3,7 @@
 //! rebuilds a run from [`Journal::read`] alone; [`Journal::verify`] proves the
 //! log was not edited. Layout in `store.rs`, durability in `flusher.rs`.
 
+pub mod bundle;
 mod canonical;
 mod checkpoint;
 mod event;
@@ -410,6 +411,68 @@ impl Journal {
             }
         }
         Ok(report)
+    }
+
+    /// A bundle of `run_id`: its records and blobs as stored, and the
+    /// checkpoints that signed it (the current head is signed first). The
+    /// caller adds the playbook text and what plugins it was bound to, then
+    /// [`Journal::sign_bundle`].
+    pub fn export(&self, run_id: &str) -> Result<bundle::Bundle, JournalError> {
+        known_shape(run_id)?;
+        if let Some(cp) = &self.inner.checkpointer {
+            cp.write().map_err(JournalError::Storage)?;
+        }
+        let prefix = store::run_prefix(run_id);
+        let mut records = Vec::new();
+        let mut blobs = std::collections::BTreeMap::new();
+        for item in self.inner.records.scan_prefix(&prefix) {
+            let (_, bytes) = item.map_err(storage)?;
+            let text = String::from_utf8(bytes.to_vec()).map_err(|_| JournalError::Corrupt {
+                run_id: run_id.to_string(),
+                seq: 0,
+                reason: "a record is not UTF-8".into(),
+            })?;
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if let Some((digest, _)) = store::large_slot(&value["event"]).and_then(store::blob_ref)
+            {
+                if let Some(blob) = self.inner.blobs.get(digest.as_bytes()).map_err(storage)? {
+                    blobs.insert(
+                        digest.to_string(),
+                        String::from_utf8_lossy(&blob).into_owned(),
+                    );
+                }
+            }
+            records.push(text);
+        }
+        if records.is_empty() {
+            return Err(JournalError::UnknownRun(run_id.to_string()));
+        }
+        Ok(bundle::Bundle {
+            format: bundle::FORMAT.to_string(),
+            run_id: run_id.to_string(),
+            exported_at: time::now(),
+            records,
+            blobs,
+            playbook: bundle::BundlePlaybook {
+                path: String::new(),
+                sha256: String::new(),
+                text: String::new(),
+            },
+            plugins: Default::default(),
+            checkpoints: bundle::checkpoints_of(&self.inner.checkpoints, run_id)?,
+            signature: None,
+        })
+    }
+
+    /// Signs `bundle` with the journal's signing key; false without one.
+    pub fn sign_bundle(&self, bundle: &mut bundle::Bundle) -> bool {
+        match &self.inner.keys.signing {
+            Some(key) => {
+                bundle.sign(key);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every run id, oldest first (in order of their first append). A run

@@ -4,6 +4,7 @@
 //! render the answer (exit code or HTTP status).
 
 mod decide;
+pub mod evidence;
 mod read;
 mod start;
 

@@ -1,0 +1,109 @@
+//! `soar export`, `soar verify-bundle`, `soar replay --bundle`: glue over
+//! [`crate::operations::evidence`] and [`crate::journal::bundle`].
+
+use super::{runs, Exit, Globals};
+use crate::journal::bundle::{self, Bundle};
+use std::path::Path;
+
+/// Writes the signed bundle of `run_id` to `out`.
+pub fn export(globals: &Globals, run_id: &str, out: &Path) -> Exit {
+    let journal = match runs::journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let (bundle, signed) = match crate::operations::evidence::export(&journal, run_id) {
+        Ok(b) => b,
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    let text = match serde_json::to_vec_pretty(&bundle) {
+        Ok(t) => t,
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    if let Err(e) = std::fs::write(out, text) {
+        return Exit::failed(format!("error: cannot write {}: {e}", out.display()));
+    }
+    println!(
+        "exported run {run_id}: {} records, {} blob(s), {} checkpoint(s), {} to {}",
+        bundle.records.len(),
+        bundle.blobs.len(),
+        bundle.checkpoints.len(),
+        if signed {
+            "signed"
+        } else {
+            "UNSIGNED (no journal.signing_key)"
+        },
+        out.display()
+    );
+    Exit::ok()
+}
+
+fn read(file: &Path) -> Result<Bundle, Exit> {
+    let bytes = std::fs::read(file)
+        .map_err(|e| Exit::invalid(format!("error: cannot read {}: {e}", file.display())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Exit::failed(format!("{}: not a run bundle: {e}", file.display())))
+}
+
+/// Verifies `file` with `public_keys` (hex), or the config's.
+pub fn verify_bundle(globals: &Globals, file: &Path, public_keys: &[String]) -> Exit {
+    let bundle = match read(file) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let keys = if public_keys.is_empty() {
+        globals
+            .config()
+            .map(|c| c.journal_keys.public)
+            .unwrap_or_default()
+    } else {
+        let mut keys = Vec::new();
+        for k in public_keys {
+            match crate::journal::public_key_from_hex(k) {
+                Ok(k) => keys.push(k),
+                Err(e) => return Exit::invalid(format!("error: --public-key: {e}")),
+            }
+        }
+        keys
+    };
+    let problems = match bundle::verify(&bundle, &keys) {
+        Ok(p) => p,
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    if problems.is_empty() {
+        let by = bundle.signature.as_ref().map_or("?", |s| s.key_id.as_str());
+        println!(
+            "ok: run {} ({} records), signed by key {by}, its last record signed by the journal's checkpoints",
+            crate::inert::line(&bundle.run_id),
+            bundle.records.len()
+        );
+        return Exit::ok();
+    }
+    for p in &problems {
+        println!("{}: {}", file.display(), crate::inert::line(p));
+    }
+    Exit::failed(format!(
+        "error: the bundle failed verification ({} problem(s))",
+        problems.len()
+    ))
+}
+
+/// Re-evaluates the decisions of a bundled run against its own playbook.
+pub fn replay_bundle(file: &Path) -> Exit {
+    let bundle = match read(file) {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let records = match bundle.records() {
+        Ok(r) => r,
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    let path = Path::new(&bundle.playbook.path);
+    let pb = match crate::playbook::parse(path, &bundle.playbook.text) {
+        Ok(pb) => pb,
+        Err(ds) => {
+            let text: Vec<String> = ds.iter().map(ToString::to_string).collect();
+            return Exit::failed(format!("error: the bundled playbook: {}", text.join("; ")));
+        }
+    };
+    runs::replay_records(&bundle.run_id, &records, &pb)
+}
