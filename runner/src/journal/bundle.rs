@@ -190,7 +190,7 @@ pub fn verify(bundle: &Bundle, keys: &[VerifyingKey]) -> Result<Vec<String>, Jou
                 let sig = hex::decode(&s.sig)
                     .ok()
                     .and_then(|b| Signature::from_slice(&b).ok());
-                if !sig.is_some_and(|sig| key.verify(&bundle.signed_bytes(), &sig).is_ok()) {
+                if sig.is_none_or(|sig| key.verify(&bundle.signed_bytes(), &sig).is_err()) {
                     problems.push(
                         "the signature does not match the bundle (edited after export)".into(),
                     );
