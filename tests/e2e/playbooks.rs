@@ -973,3 +973,60 @@ fn a_run_bundle_verifies_on_another_machine_and_fails_flipped_or_with_the_wrong_
         assert_eq!(r.code(), 1, "flip {i}: {}{}", r.stdout(), r.stderr());
     }
 }
+
+#[test]
+fn journal_prune_follows_the_rules_leaves_signed_tombstones_and_keeps_a_waiting_run() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[13; 32]);
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let lab = Lab::new(&format!(
+        "journal:\n  signing_key: {{ file: journal.key }}\n  public_keys: [\"{public}\"]\n  retention:\n    - {{ name: benign-now, playbook: malware-containment, status: [succeeded], keep: 0s }}\n    - {{ name: failed-1y, status: [failed], keep: 365d }}\n"
+    ));
+    lab.s.write("journal.key", &hex::encode([13u8; 32]));
+    let (code, benign) = lab.run("malware-containment", &alert("edr-unknown-file"));
+    assert_eq!(code, 0, "{benign:#}");
+    let benign = benign["run_id"].as_str().unwrap().to_string();
+    let waiting = lab.paused("malware-containment", &alert("edr-malware"));
+    let (code, other) = lab.run("malware-enrichment", &alert("edr-malware"));
+    assert_eq!(code, 0, "{other:#}");
+    let other = other["run_id"].as_str().unwrap().to_string();
+
+    let r = lab.soar(&["journal", "prune", "--dry-run"], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout().contains(&format!(
+            "would prune {benign} [malware-containment] succeeded"
+        )),
+        "{}",
+        r.stdout()
+    );
+    assert!(
+        r.stdout().contains("1 run(s) would prune"),
+        "{}",
+        r.stdout()
+    );
+    assert_eq!(
+        lab.soar(&["status", &benign], &[]).code(),
+        0,
+        "a dry run pruned"
+    );
+
+    let r = lab.soar(&["journal", "prune"], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(
+        r.stdout().contains(&format!("pruned {benign}")),
+        "{}",
+        r.stdout()
+    );
+    assert_ne!(lab.soar(&["status", &benign], &[]).code(), 0, "still there");
+    for kept in [&waiting, &other] {
+        assert_eq!(
+            lab.soar(&["status", kept], &[]).code(),
+            0,
+            "{kept} was pruned"
+        );
+    }
+    // Pruning is not deletion: the signed tombstone explains the absence.
+    let r = lab.soar(&["journal", "verify", "--all"], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("journal: signed:"), "{}", r.stdout());
+}

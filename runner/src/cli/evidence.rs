@@ -1,5 +1,6 @@
-//! `soar export`, `soar verify-bundle`, `soar replay --bundle`: glue over
-//! [`crate::operations::evidence`] and [`crate::journal::bundle`].
+//! `soar export`, `soar verify-bundle`, `soar replay --bundle`, `soar
+//! journal prune`: glue over [`crate::operations::evidence`],
+//! [`crate::operations::retention`] and [`crate::journal::bundle`].
 
 use super::{runs, Exit, Globals};
 use crate::journal::bundle::{self, Bundle};
@@ -106,4 +107,55 @@ pub fn replay_bundle(file: &Path) -> Exit {
         }
     };
     runs::replay_records(&bundle.run_id, &records, &pb)
+}
+
+/// Prunes (or with `dry_run` lists) what `journal.retention` prunes now.
+pub fn prune(globals: &Globals, dry_run: bool) -> Exit {
+    let config = match globals.config() {
+        Ok(c) => c,
+        Err(e) => return Exit::invalid(format!("error: {e}")),
+    };
+    if config.retention.is_empty() {
+        return Exit::invalid(
+            "error: the config has no journal.retention rules: nothing is ever pruned",
+        );
+    }
+    let journal = match runs::journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let now = crate::journal::now_unix_millis();
+    let planned = match crate::operations::retention::plan(&journal, &config.retention, now) {
+        Ok(p) => p,
+        Err(e) => return Exit::failed(format!("error: {e}")),
+    };
+    let verb = if dry_run { "would prune" } else { "pruned" };
+    if dry_run {
+        for p in &planned {
+            println!(
+                "{verb} {} [{}] {} ended {} (rule {})",
+                p.run_id, p.playbook, p.status, p.ended_at, p.rule
+            );
+        }
+    } else {
+        let results = crate::operations::retention::prune(&journal, &planned);
+        let mut failed = 0;
+        for (p, r) in planned.iter().zip(results) {
+            match r {
+                Ok(_) => println!(
+                    "{verb} {} [{}] {} ended {} (rule {})",
+                    p.run_id, p.playbook, p.status, p.ended_at, p.rule
+                ),
+                Err(e) => {
+                    failed += 1;
+                    println!("not pruned {}: {e}", p.run_id);
+                }
+            }
+        }
+        if failed > 0 {
+            return Exit::failed(format!("error: {failed} run(s) could not be pruned"));
+        }
+    }
+    println!("{} run(s) {verb}", planned.len());
+    Exit::ok()
 }

@@ -324,6 +324,13 @@ enum JournalCommand {
     /// Make a new Ed25519 key pair for `journal.signing_key` (keep the
     /// signing key out of the data dir) and `journal.public_keys`
     Keygen,
+    /// Prune finished runs per `journal.retention`; each leaves a signed
+    /// tombstone (runs that are not final are never pruned)
+    Prune {
+        /// List what would be pruned, prune nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -445,6 +452,10 @@ pub fn main_entry() -> i32 {
                 command: Some(JournalCommand::Keygen),
                 ..
             } => runs::keygen(),
+            Command::Journal {
+                command: Some(JournalCommand::Prune { dry_run }),
+                ..
+            } => evidence::prune(&globals, dry_run),
             Command::Journal {
                 command: None,
                 run_id: Some(id),

@@ -54,6 +54,71 @@ struct RawJournal {
     signing_key: Option<Spanned<RawKeySource>>,
     #[serde(default)]
     public_keys: Vec<Spanned<String>>,
+    #[serde(default)]
+    retention: Vec<Spanned<RawRetention>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    playbook: Option<String>,
+    #[serde(default)]
+    status: Vec<Spanned<String>>,
+    keep: Spanned<String>,
+}
+
+/// One retention rule: finished runs of `playbook` (any when `None`) whose
+/// final status is one of `statuses` are pruned `keep` after they ended.
+/// Rules are tried in order; the first that matches a run decides, and a
+/// run no rule matches is kept. Runs that are not final are never pruned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionRule {
+    /// Named in the tombstones of the runs it prunes.
+    pub name: String,
+    /// The playbook, or every one.
+    pub playbook: Option<String>,
+    /// Final statuses it applies to (every final one when empty).
+    pub statuses: Vec<crate::journal::RunStatus>,
+    /// How long after its end a run is kept.
+    pub keep: Duration,
+}
+
+fn resolve_retention(raw: &RawJournal, problems: &mut Vec<ConfigProblem>) -> Vec<RetentionRule> {
+    let mut rules = Vec::new();
+    for (i, spanned) in raw.retention.iter().enumerate() {
+        let r = &spanned.value;
+        let key = format!("journal.retention[{i}]");
+        let keep = match humantime::parse_duration(r.keep.value.trim()) {
+            Ok(d) => d,
+            Err(e) => {
+                problem(
+                    problems,
+                    Pos::of(&r.keep),
+                    format!("{key}.keep"),
+                    format!("`{}` is not a duration like `30d`: {e}", r.keep.value),
+                );
+                continue;
+            }
+        };
+        let mut statuses = Vec::new();
+        for s in &r.status {
+            match s.value.parse::<crate::journal::RunStatus>() {
+                Ok(st) if st.is_final() => statuses.push(st),
+                Ok(st) => problem(problems, Pos::of(s), format!("{key}.status"), format!("`{st}` is not final: such runs are never pruned (final: succeeded, failed, cancelled)")),
+                Err(e) => problem(problems, Pos::of(s), format!("{key}.status"), e.to_string()),
+            }
+        }
+        rules.push(RetentionRule {
+            name: r.name.clone().unwrap_or_else(|| format!("retention[{i}]")),
+            playbook: r.playbook.clone().filter(|p| p != "*"),
+            statuses,
+            keep,
+        });
+    }
+    rules
 }
 
 #[derive(Deserialize)]
@@ -410,6 +475,8 @@ pub struct Config {
     pub durability: JournalDurability,
     /// The journal's signing and verification keys.
     pub journal_keys: JournalKeyConfig,
+    /// Which finished runs are pruned when (`soar journal prune`).
+    pub retention: Vec<RetentionRule>,
     /// Principals, protected assets and blast-radius caps.
     pub policy: Policy,
     /// How `soar serve` listens.
@@ -533,6 +600,7 @@ impl Config {
             &mut problems,
         );
         let journal_keys = resolve_journal_keys(&raw.journal, &base, &mut problems);
+        let retention = resolve_retention(&raw.journal, &mut problems);
         let server = server::resolve_server(&raw.server, &base, &mut problems);
         let sources = server::resolve_sources(&raw.sources, &server, &base, &mut problems);
         if !problems.is_empty() {
@@ -546,6 +614,7 @@ impl Config {
             plugins,
             durability: raw.journal.durability.unwrap_or_default(),
             journal_keys,
+            retention,
             policy,
             server,
             sources,

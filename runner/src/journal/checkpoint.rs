@@ -94,17 +94,46 @@ pub struct Checkpoint {
     pub prev: String,
     /// Runs whose head moved since the previous checkpoint: `[seq, hash]`.
     pub heads: BTreeMap<String, (u64, String)>,
+    /// Runs pruned since the previous checkpoint, by a retention rule.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pruned: BTreeMap<String, Tombstone>,
     /// Which key signed it ([`key_id`]).
     pub key_id: String,
     /// Hex Ed25519 signature over [`Checkpoint::signed_bytes`].
     pub sig: String,
 }
 
+/// What is left of a pruned run: enough to tell pruning from deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    /// Its playbook.
+    pub playbook: String,
+    /// Its final status.
+    pub status: String,
+    /// Its last record's seq and hash.
+    pub final_seq: u64,
+    /// The hash at `final_seq`.
+    pub final_hash: String,
+    /// When it ended (its last record's `at`).
+    pub ended_at: String,
+    /// When it was pruned.
+    pub pruned_at: String,
+    /// The retention rule that pruned it.
+    pub rule: String,
+}
+
 impl Checkpoint {
     /// What the signature covers: every field but the signature, as JSON
     /// (serde_json writes struct fields in order and maps sorted).
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let unsigned = (&self.n, &self.at, &self.prev, &self.heads, &self.key_id);
+        let unsigned = (
+            &self.n,
+            &self.at,
+            &self.prev,
+            &self.heads,
+            &self.pruned,
+            &self.key_id,
+        );
         serde_json::to_vec(&unsigned).unwrap_or_default()
     }
 
@@ -133,6 +162,8 @@ pub(crate) struct Checkpointer {
     key_id: String,
     /// Heads written since the last checkpoint.
     dirty: Mutex<BTreeMap<String, (u64, String)>>,
+    /// Runs pruned since the last checkpoint.
+    pruned: Mutex<BTreeMap<String, Tombstone>>,
     /// Number and hash of the last checkpoint.
     last: Mutex<(u64, String)>,
 }
@@ -170,6 +201,7 @@ impl Checkpointer {
             key_id: key_id(&key.verifying_key()),
             key,
             dirty: Mutex::new(dirty),
+            pruned: Mutex::new(BTreeMap::new()),
             last: Mutex::new(last),
         })
     }
@@ -180,12 +212,20 @@ impl Checkpointer {
         dirty.insert(run_id.to_string(), (seq, hash.to_string()));
     }
 
+    /// A run was pruned (its tombstone goes into the next checkpoint).
+    pub(crate) fn note_pruned(&self, run_id: &str, tombstone: Tombstone) {
+        let mut pruned = self.pruned.lock().unwrap_or_else(PoisonError::into_inner);
+        pruned.insert(run_id.to_string(), tombstone);
+    }
+
     /// Signs and stores a checkpoint of the heads noted since the last one
     /// (nothing when none moved).
     pub(crate) fn write(&self) -> Result<(), String> {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let heads = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
-        if heads.is_empty() {
+        let pruned =
+            std::mem::take(&mut *self.pruned.lock().unwrap_or_else(PoisonError::into_inner));
+        if heads.is_empty() && pruned.is_empty() {
             return Ok(());
         }
         let mut cp = Checkpoint {
@@ -193,6 +233,7 @@ impl Checkpointer {
             at: super::time::now(),
             prev: last.1.clone(),
             heads,
+            pruned,
             key_id: self.key_id.clone(),
             sig: String::new(),
         };
@@ -216,6 +257,8 @@ pub(crate) struct Chain {
     pub key_ids: std::collections::BTreeSet<String>,
     /// Per run, every signed `(seq, hash, checkpoint)`, oldest first.
     pub signed: BTreeMap<String, Vec<(u64, String, u64)>>,
+    /// Signed tombstones of pruned runs, with their checkpoint.
+    pub pruned: BTreeMap<String, (Tombstone, u64)>,
     /// What is wrong with the chain itself.
     pub problems: Vec<String>,
 }
@@ -227,6 +270,7 @@ pub(crate) fn read_chain(tree: &sled::Tree, keys: &[VerifyingKey]) -> Result<Cha
         count: 0,
         key_ids: Default::default(),
         signed: BTreeMap::new(),
+        pruned: BTreeMap::new(),
         problems: Vec::new(),
     };
     let mut prev = GENESIS.to_string();
@@ -283,6 +327,9 @@ pub(crate) fn read_chain(tree: &sled::Tree, keys: &[VerifyingKey]) -> Result<Cha
         }
         for (run, (seq, hash)) in cp.heads {
             chain.signed.entry(run).or_default().push((seq, hash, cp.n));
+        }
+        for (run, tombstone) in cp.pruned {
+            chain.pruned.insert(run, (tombstone, cp.n));
         }
     }
     Ok(chain)

@@ -15,7 +15,9 @@ mod verify;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::{key_id, public_key_from_hex, signing_key_from_hex, Checkpoint, JournalKeys};
+pub use checkpoint::{
+    key_id, public_key_from_hex, signing_key_from_hex, Checkpoint, JournalKeys, Tombstone,
+};
 pub use event::{
     ApprovalBinding, AttemptOutcome, Decision, Event, ParseRunStatusError, Resolution, RunStatus,
     Vote,
@@ -158,6 +160,8 @@ struct Inner {
     runs: sled::Tree,
     /// Signed checkpoints (see `checkpoint.rs`).
     checkpoints: sled::Tree,
+    /// What is left of pruned runs, by run id.
+    tombstones: sled::Tree,
     /// Signs them, in a process with the signing key.
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
     /// The keys checkpoints are verified with.
@@ -261,6 +265,7 @@ impl Journal {
             blobs: tree(store::BLOBS)?,
             runs: tree(store::RUNS)?,
             checkpoints,
+            tombstones: tree("tombstones")?,
             checkpointer: checkpointer.clone(),
             keys,
             run_locks: Mutex::new(HashMap::new()),
@@ -395,6 +400,17 @@ impl Journal {
             return Ok(report);
         }
         for (run, points) in &chain.signed {
+            if let Some((t, n)) = chain.pruned.get(run) {
+                let last = points.last().map(|(seq, hash, _)| (*seq, hash.as_str()));
+                if last == Some((t.final_seq, t.final_hash.as_str())) {
+                    continue; // Pruned by its rule, as signed.
+                }
+                report.problems.push(format!(
+                    "run {run}: checkpoint {n} signed its pruning at seq {}, but its last signed head is another",
+                    t.final_seq
+                ));
+                continue;
+            }
             verify::signed_run(
                 &self.inner.records,
                 &self.inner.heads,
@@ -462,6 +478,98 @@ impl Journal {
             checkpoints: bundle::checkpoints_of(&self.inner.checkpoints, run_id)?,
             signature: None,
         })
+    }
+
+    /// Removes a finished run (records, head, index, dedup claims) and
+    /// leaves a tombstone: its final head, when and by which `rule`, which
+    /// the next checkpoint signs so verification tells pruning from
+    /// deletion. A run that is not finished is refused. Blobs are shared
+    /// by content and stay.
+    pub fn prune(&self, run_id: &str, rule: &str) -> Result<Tombstone, JournalError> {
+        known_shape(run_id)?;
+        let lock = self.inner.run_lock(run_id);
+        let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = self.prune_locked(run_id, rule);
+        drop(guard);
+        self.inner.release_run_lock(run_id, lock);
+        result
+    }
+
+    fn prune_locked(&self, run_id: &str, rule: &str) -> Result<Tombstone, JournalError> {
+        let records = self.read_records(run_id, false)?;
+        let summary = summarize(run_id, &records)?;
+        let last = records
+            .last()
+            .ok_or_else(|| JournalError::UnknownRun(run_id.into()))?;
+        let finished = matches!(last.event, Event::RunFinished { .. });
+        if !summary.status.is_final() || !finished {
+            return Err(JournalError::Encode(format!(
+                "run `{run_id}` is {}: only finished runs are pruned",
+                summary.status
+            )));
+        }
+        let tombstone = Tombstone {
+            playbook: summary.playbook,
+            status: summary.status.to_string(),
+            final_seq: last.seq,
+            final_hash: last.hash.clone(),
+            ended_at: last.at.clone(),
+            pruned_at: time::now(),
+            rule: rule.to_string(),
+        };
+        let bytes =
+            serde_json::to_vec(&tombstone).map_err(|e| JournalError::Encode(e.to_string()))?;
+        // The tombstone first: a crash then leaves a run and its tombstone,
+        // never a run gone without one.
+        self.inner
+            .tombstones
+            .insert(run_id.as_bytes(), bytes)
+            .map_err(storage)?;
+        for key in self
+            .inner
+            .records
+            .scan_prefix(store::run_prefix(run_id))
+            .keys()
+        {
+            self.inner
+                .records
+                .remove(key.map_err(storage)?)
+                .map_err(storage)?;
+        }
+        self.inner
+            .heads
+            .remove(run_id.as_bytes())
+            .map_err(storage)?;
+        for tree in [&self.inner.runs, &self.inner.dedup] {
+            for item in tree.iter() {
+                let (k, v) = item.map_err(storage)?;
+                if v.as_ref() == run_id.as_bytes() {
+                    tree.remove(k).map_err(storage)?;
+                }
+            }
+        }
+        self.inner
+            .tails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(run_id);
+        if let Some(cp) = &self.inner.checkpointer {
+            cp.note_pruned(run_id, tombstone.clone());
+        }
+        self.sync()?;
+        Ok(tombstone)
+    }
+
+    /// Every tombstone, by run id.
+    pub fn tombstones(&self) -> Result<Vec<(String, Tombstone)>, JournalError> {
+        let mut out = Vec::new();
+        for item in self.inner.tombstones.iter() {
+            let (k, v) = item.map_err(storage)?;
+            if let Ok(t) = serde_json::from_slice(&v) {
+                out.push((String::from_utf8_lossy(&k).into_owned(), t));
+            }
+        }
+        Ok(out)
     }
 
     /// Signs `bundle` with the journal's signing key; false without one.

@@ -6,6 +6,7 @@
 mod decide;
 pub mod evidence;
 mod read;
+pub mod retention;
 mod start;
 
 pub use decide::{cancel, cancel_driven, expire_gates, request_cancel, resolve, vote, VoteResult};

@@ -186,6 +186,7 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
             upkeep.metrics_upkeep();
         }
     });
+    tokio::spawn(prune_periodically(app.clone()));
     shutdown_signal().await;
     eprintln!("soar serve: stopping: new work is refused; in-flight attempts finish");
     app.shutdown().await;
@@ -194,6 +195,41 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
     let _ = std::fs::remove_file(address_file(data_dir));
     eprintln!("soar serve: stopped; the journal is durable");
     Ok(())
+}
+
+/// How often `soar serve` applies `journal.retention`.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Applies the retention rules at start and then every [`PRUNE_EVERY`]
+/// (on a blocking thread: pruning reads and removes whole runs).
+async fn prune_periodically(app: Arc<App>) {
+    if app.config.retention.is_empty() {
+        return;
+    }
+    loop {
+        let journal = app.journal().clone();
+        let rules = app.config.retention.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let now = crate::journal::now_unix_millis();
+            let planned = crate::operations::retention::plan(&journal, &rules, now)?;
+            let results = crate::operations::retention::prune(&journal, &planned);
+            Ok::<_, crate::operations::OpError>((planned, results))
+        })
+        .await;
+        match done {
+            Ok(Ok((planned, results))) => {
+                for (p, r) in planned.iter().zip(results) {
+                    match r {
+                        Ok(_) => tracing::info!(run_id = %p.run_id, rule = %p.rule, "pruned"),
+                        Err(e) => tracing::warn!(run_id = %p.run_id, error = %e, "not pruned"),
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "retention: cannot plan"),
+            Err(e) => tracing::warn!(error = %e, "retention task failed"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
 }
 
 /// A client gets [`HEADER_READ_TIMEOUT`] to send its request head: a
