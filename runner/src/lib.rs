@@ -20,5 +20,6 @@ pub mod retry;
 pub mod scheduler;
 pub mod secrets;
 pub mod server;
+pub mod siem;
 pub mod template;
 pub mod yaml;

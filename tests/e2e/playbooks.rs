@@ -1030,3 +1030,144 @@ fn journal_prune_follows_the_rules_leaves_signed_tombstones_and_keeps_a_waiting_
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert!(r.stdout().contains("journal: signed:"), "{}", r.stdout());
 }
+
+// ---- export to the SIEM --------------------------------------------------
+
+/// `soar siem export` SIGKILLed while the collector is slow to answer, then
+/// run again: every journal record reached the collector (deduplicated by
+/// its `Idempotency-Key`, as a collector honouring it does) and the file
+/// exactly once, in seq order per run.
+#[test]
+fn a_siem_export_killed_mid_batch_delivers_every_record_once_in_order_after_restart() {
+    use std::time::Duration;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let collector = rt.block_on(wiremock::MockServer::start());
+    rt.block_on(
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(
+                wiremock::ResponseTemplate::new(200).set_delay(Duration::from_millis(150)),
+            )
+            .mount(&collector),
+    );
+    let lab = Lab::new(&format!(
+        "siem:\n  batch: 7\n  file: {{ path: siem/events.jsonl, rotate_bytes: 20000, keep: 50 }}\n  http: {{ url: \"{}/ingest\", max_attempts: 3 }}\n",
+        collector.uri()
+    ));
+    let mut runs = Vec::new();
+    for i in 0..12 {
+        let alert = json!({
+            "detection_id": format!("ldt:siem:{i}"),
+            "device": {"device_id": sim::HOST_ID, "hostname": "FIN-WS-042"},
+            "behaviors": [{"sha256": "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"}],
+        });
+        let file = lab.s.write(&format!("a{i}.json"), &alert.to_string());
+        let (code, report) = lab.run("malware-enrichment", file.to_str().unwrap());
+        assert_eq!(code, 0, "{report:#}");
+        runs.push(report["run_id"].as_str().unwrap().to_string());
+    }
+    // Every record the journal holds, per run.
+    let mut expected = std::collections::BTreeMap::new();
+    for run in &runs {
+        let r = lab.soar(&["journal", run, "--json"], &[]);
+        let n = r.stdout().lines().filter(|l| !l.trim().is_empty()).count() as u64;
+        assert!(n >= 10, "{}", r.stdout());
+        expected.insert(run.clone(), n);
+    }
+    let total: u64 = expected.values().sum();
+
+    let mut child = std::process::Command::new(soar_e2e::soar_bin())
+        .args(["siem", "export"])
+        .current_dir(lab.s.path())
+        .env_remove("SOAR_CONFIG")
+        .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    child.kill().unwrap(); // SIGKILL, mid-batch: the collector is still answering
+    child.wait().unwrap();
+    let got_before = rt.block_on(collector.received_requests()).unwrap().len();
+    assert!(
+        got_before > 0 && (got_before as u64) < total.div_ceil(7),
+        "killed too late or too early: {got_before} batches"
+    );
+
+    let r = lab.soar(&["siem", "export"], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+
+    // The collector, deduplicating by Idempotency-Key.
+    let mut seen_keys = std::collections::BTreeSet::new();
+    let mut http: Vec<(String, u64)> = Vec::new();
+    let mut resent = 0;
+    for req in rt.block_on(collector.received_requests()).unwrap() {
+        let key = req
+            .headers
+            .get("idempotency-key")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        if !seen_keys.insert(key) {
+            resent += 1;
+            continue;
+        }
+        for line in String::from_utf8(req.body.clone()).unwrap().lines() {
+            let e: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(e["class_name"], "Base Event");
+            let s = &e["unmapped"]["soar"];
+            http.push((
+                s["run"].as_str().unwrap().to_string(),
+                s["seq"].as_u64().unwrap(),
+            ));
+        }
+    }
+    assert!(resent <= 1, "{resent} batches re-sent");
+    // The file, as written (rotated files oldest first, then the current).
+    let dir = lab.s.path().join("siem");
+    let mut files: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            let n = p
+                .extension()
+                .and_then(|x| x.to_str())
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(0);
+            (n, p)
+        })
+        .collect();
+    files.sort_by_key(|f| std::cmp::Reverse(f.0));
+    assert!(files.len() > 1, "the file never rotated: {files:?}");
+    let mut file_events = Vec::new();
+    for (_, p) in &files {
+        for line in std::fs::read_to_string(p).unwrap().lines() {
+            let e: Value = serde_json::from_str(line).unwrap();
+            let s = &e["unmapped"]["soar"];
+            file_events.push((
+                s["run"].as_str().unwrap().to_string(),
+                s["seq"].as_u64().unwrap(),
+            ));
+        }
+    }
+    for (name, got) in [("collector", &http), ("file", &file_events)] {
+        assert_eq!(
+            got.len() as u64,
+            total,
+            "{name}: {} events for {total} records",
+            got.len()
+        );
+        for (run, n) in &expected {
+            let seqs: Vec<u64> = got
+                .iter()
+                .filter(|(r, _)| r == run)
+                .map(|(_, s)| *s)
+                .collect();
+            assert_eq!(
+                seqs,
+                (1..=*n).collect::<Vec<_>>(),
+                "{name}: run {run} out of order or incomplete"
+            );
+        }
+    }
+}

@@ -159,3 +159,31 @@ pub fn prune(globals: &Globals, dry_run: bool) -> Exit {
     println!("{} run(s) {verb}", planned.len());
     Exit::ok()
 }
+
+/// `soar siem export`: one pass to every configured sink.
+pub async fn siem_export(globals: &Globals) -> Exit {
+    let config = match globals.config() {
+        Ok(c) => c,
+        Err(e) => return Exit::invalid(format!("error: {e}")),
+    };
+    if config.siem.file.is_none() && config.siem.http.is_none() {
+        return Exit::invalid("error: the config has no `siem:` sink (file or http)");
+    }
+    let journal = match runs::journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    let started = std::time::Instant::now();
+    match crate::siem::export(&journal, &config.siem, &globals.data_dir).await {
+        Ok(n) => {
+            println!(
+                "exported {} line(s) to the file, {} event(s) to the collector in {:.2}s",
+                n.file,
+                n.http,
+                started.elapsed().as_secs_f64()
+            );
+            Exit::ok()
+        }
+        Err(e) => Exit::failed(format!("error: siem export: {e}")),
+    }
+}

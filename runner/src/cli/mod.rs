@@ -189,6 +189,12 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Export journal records not yet exported to the `siem:` sinks (JSON
+    /// lines of OCSF events: a rotating file, an HTTP collector), then exit
+    Siem {
+        #[command(subcommand)]
+        command: SiemCommand,
+    },
     /// Verify a run bundle anywhere, without the data dir: signature, hash
     /// chain, blobs, playbook text, checkpoints (exit 1 on any problem)
     VerifyBundle {
@@ -334,6 +340,13 @@ enum JournalCommand {
 }
 
 #[derive(Subcommand)]
+enum SiemCommand {
+    /// Send every record not yet exported; the cursor makes a rerun (or a
+    /// restart after a crash) continue where the last left off
+    Export,
+}
+
+#[derive(Subcommand)]
 enum TestCommand {
     /// Write a test case from a run's journal: its alert, every step's
     /// recorded answer, the approvals given, its outcome as the expectation
@@ -473,6 +486,9 @@ pub fn main_entry() -> i32 {
             } => runs::replay(&globals, &run_id).await,
             Command::Replay { .. } => Exit::invalid("error: give a RUN_ID or --bundle FILE"),
             Command::Export { run_id, out } => evidence::export(&globals, &run_id, &out),
+            Command::Siem {
+                command: SiemCommand::Export,
+            } => evidence::siem_export(&globals).await,
             Command::VerifyBundle { file, public_keys } => {
                 evidence::verify_bundle(&globals, &file, &public_keys)
             }

@@ -43,6 +43,136 @@ struct RawConfig {
     server: server::RawServer,
     #[serde(default)]
     sources: BTreeMap<String, Spanned<server::RawSource>>,
+    #[serde(default)]
+    siem: Option<Spanned<RawSiem>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSiem {
+    #[serde(default)]
+    file: Option<RawSiemFile>,
+    #[serde(default)]
+    http: Option<RawSiemHttp>,
+    #[serde(default)]
+    batch: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSiemFile {
+    path: String,
+    #[serde(default)]
+    rotate_bytes: Option<u64>,
+    #[serde(default)]
+    keep: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSiemHttp {
+    url: Spanned<String>,
+    #[serde(default)]
+    token: Option<RawKeySource>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+}
+
+/// Where journal records go for the SOC's log pipeline (`soar siem export`,
+/// and `soar serve` every few seconds), as JSON lines (OCSF base events).
+#[derive(Debug, Clone, Default)]
+pub struct SiemConfig {
+    /// A file that rotates.
+    pub file: Option<SiemFile>,
+    /// An HTTP collector.
+    pub http: Option<SiemHttp>,
+    /// Records per batch.
+    pub batch: usize,
+}
+
+/// `siem.file`.
+#[derive(Debug, Clone)]
+pub struct SiemFile {
+    /// The file (relative to the config's directory).
+    pub path: PathBuf,
+    /// Rotate once it reaches this size.
+    pub rotate_bytes: u64,
+    /// Rotated files kept (`path.1` newest).
+    pub keep: u32,
+}
+
+/// `siem.http`.
+#[derive(Debug, Clone)]
+pub struct SiemHttp {
+    /// The collector's URL (POST, NDJSON body).
+    pub url: String,
+    /// A bearer token for it.
+    pub token: Option<SecretSource>,
+    /// Attempts per batch before giving up for this pass.
+    pub max_attempts: u32,
+}
+
+fn resolve_siem(
+    raw: &Option<Spanned<RawSiem>>,
+    base: &Path,
+    problems: &mut Vec<ConfigProblem>,
+) -> SiemConfig {
+    let Some(spanned) = raw else {
+        return SiemConfig {
+            batch: 500,
+            ..Default::default()
+        };
+    };
+    let r = &spanned.value;
+    let file = r.file.as_ref().map(|f| SiemFile {
+        path: base.join(&f.path),
+        rotate_bytes: f.rotate_bytes.unwrap_or(64 << 20),
+        keep: f.keep.unwrap_or(5),
+    });
+    let http = r.http.as_ref().and_then(|h| {
+        let url = h.url.value.trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            problem(
+                problems,
+                Pos::of(&h.url),
+                "siem.http.url".into(),
+                format!("`{url}` is not an http(s) URL"),
+            );
+            return None;
+        }
+        let token = h.token.as_ref().and_then(|t| match (&t.env, &t.file) {
+            (Some(v), None) => Some(SecretSource::Env(v.clone())),
+            (None, Some(f)) => Some(SecretSource::File(base.join(f))),
+            _ => {
+                problem(
+                    problems,
+                    Pos::of(spanned),
+                    "siem.http.token".into(),
+                    "give exactly one of `env` or `file`",
+                );
+                None
+            }
+        });
+        Some(SiemHttp {
+            url: url.to_string(),
+            token,
+            max_attempts: h.max_attempts.unwrap_or(5).max(1),
+        })
+    });
+    let batch = r.batch.unwrap_or(500);
+    if batch == 0 || batch > 10_000 {
+        problem(
+            problems,
+            Pos::of(spanned),
+            "siem.batch".into(),
+            "must be between 1 and 10000",
+        );
+    }
+    SiemConfig {
+        file,
+        http,
+        batch: batch.clamp(1, 10_000),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -477,6 +607,8 @@ pub struct Config {
     pub journal_keys: JournalKeyConfig,
     /// Which finished runs are pruned when (`soar journal prune`).
     pub retention: Vec<RetentionRule>,
+    /// Export of journal records to the SOC's log pipeline.
+    pub siem: SiemConfig,
     /// Principals, protected assets and blast-radius caps.
     pub policy: Policy,
     /// How `soar serve` listens.
@@ -601,6 +733,7 @@ impl Config {
         );
         let journal_keys = resolve_journal_keys(&raw.journal, &base, &mut problems);
         let retention = resolve_retention(&raw.journal, &mut problems);
+        let siem = resolve_siem(&raw.siem, &base, &mut problems);
         let server = server::resolve_server(&raw.server, &base, &mut problems);
         let sources = server::resolve_sources(&raw.sources, &server, &base, &mut problems);
         if !problems.is_empty() {
@@ -615,6 +748,7 @@ impl Config {
             durability: raw.journal.durability.unwrap_or_default(),
             journal_keys,
             retention,
+            siem,
             policy,
             server,
             sources,

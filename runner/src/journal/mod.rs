@@ -560,6 +560,15 @@ impl Journal {
         Ok(tombstone)
     }
 
+    /// The seq of the run's head, if it has one.
+    pub fn head_seq(&self, run_id: &str) -> Result<Option<u64>, JournalError> {
+        known_shape(run_id)?;
+        match self.inner.heads.get(run_id.as_bytes()).map_err(storage)? {
+            Some(bytes) => Ok(Head::decode(&bytes).ok().map(|h| h.seq)),
+            None => Ok(None),
+        }
+    }
+
     /// Every tombstone, by run id.
     pub fn tombstones(&self) -> Result<Vec<(String, Tombstone)>, JournalError> {
         let mut out = Vec::new();

@@ -187,6 +187,7 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
         }
     });
     tokio::spawn(prune_periodically(app.clone()));
+    tokio::spawn(export_periodically(app.clone(), data_dir.to_path_buf()));
     shutdown_signal().await;
     eprintln!("soar serve: stopping: new work is refused; in-flight attempts finish");
     app.shutdown().await;
@@ -195,6 +196,20 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
     let _ = std::fs::remove_file(address_file(data_dir));
     eprintln!("soar serve: stopped; the journal is durable");
     Ok(())
+}
+
+/// Exports new journal records to the `siem:` sinks every 5 s.
+async fn export_periodically(app: Arc<App>, data_dir: std::path::PathBuf) {
+    let siem = app.config.siem.clone();
+    if siem.file.is_none() && siem.http.is_none() {
+        return;
+    }
+    loop {
+        if let Err(e) = crate::siem::export(app.journal(), &siem, &data_dir).await {
+            tracing::warn!(error = %e, "siem export; retrying in 5 s");
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// How often `soar serve` applies `journal.retention`.
