@@ -38,7 +38,20 @@ pub fn export(globals: &Globals, run_id: &str, out: &Path) -> Exit {
     Exit::ok()
 }
 
+/// A bundle larger than this is refused before it is read (it comes from
+/// elsewhere: its size must not decide this process's memory).
+const MAX_BUNDLE_BYTES: u64 = 512 << 20;
+
 fn read(file: &Path) -> Result<Bundle, Exit> {
+    let size = std::fs::metadata(file)
+        .map_err(|e| Exit::invalid(format!("error: cannot read {}: {e}", file.display())))?
+        .len();
+    if size > MAX_BUNDLE_BYTES {
+        return Err(Exit::failed(format!(
+            "{}: {size} bytes, over the {MAX_BUNDLE_BYTES}-byte cap for a bundle",
+            file.display()
+        )));
+    }
     let bytes = std::fs::read(file)
         .map_err(|e| Exit::invalid(format!("error: cannot read {}: {e}", file.display())))?;
     serde_json::from_slice(&bytes)

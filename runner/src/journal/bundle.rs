@@ -203,6 +203,18 @@ pub fn verify(bundle: &Bundle, keys: &[VerifyingKey]) -> Result<Vec<String>, Jou
         problems.push("the bundle holds no record".into());
         return Ok(problems);
     }
+    // Each seq once, from 1, in order: a repeated seq would hide a record
+    // from the chain check (the store keeps one per seq).
+    if !trees
+        .order
+        .iter()
+        .map(|(seq, _)| *seq)
+        .eq(1..=trees.order.len() as u64)
+    {
+        problems.push(
+            "the records are not seq 1, 2, 3... in order (one repeated, missing or moved)".into(),
+        );
+    }
     let report = chain::verify(&trees.records, &trees.heads, &trees.blobs, &bundle.run_id)?;
     problems.extend(report.problems);
     playbook(bundle, &trees, &mut problems);

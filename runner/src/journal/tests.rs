@@ -1159,3 +1159,46 @@ async fn keys_rotate_and_old_checkpoints_still_verify() {
     assert!(report.problems.is_empty(), "{report:?}");
     assert_eq!(report.key_ids.len(), 2, "{report:?}");
 }
+
+#[tokio::test]
+async fn a_bundle_verifies_and_a_repeated_or_edited_record_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let k = keys(8);
+    let journal = open_keyed(dir.path(), k.clone());
+    run_with(&journal, "r", 4).await;
+    let mut bundle = journal.export("r").unwrap();
+    bundle.playbook.text = "name: pb\n".into();
+    bundle.playbook.sha256 = super::canonical::sha256_hex(b"name: pb\n");
+    // The run's playbook_sha256 is "ab"*32 (test events): the text does not
+    // match it, which verify must say; the rest is intact.
+    assert!(journal.sign_bundle(&mut bundle));
+    let problems = bundle::verify(&bundle, &k.public).unwrap();
+    assert_eq!(
+        problems,
+        ["the playbook text is not the one the run started with"]
+    );
+    assert_eq!(bundle.records().unwrap().len(), 4);
+
+    let mut repeated = bundle.clone();
+    repeated.records.push(repeated.records[1].clone());
+    repeated.sign(k.signing.as_ref().unwrap());
+    let problems = bundle::verify(&repeated, &k.public).unwrap();
+    assert!(
+        problems.iter().any(|p| p.contains("not seq 1, 2, 3")),
+        "{problems:?}"
+    );
+
+    let mut edited = bundle.clone();
+    edited.records[2] = edited.records[2].replace("step3", "step9");
+    let problems = bundle::verify(&edited, &k.public).unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("signature does not match")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("hash mismatch")),
+        "{problems:?}"
+    );
+}
