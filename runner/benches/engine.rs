@@ -224,6 +224,12 @@ async fn bench(durability: Durability, label: &str, fsync: Duration, keys: Journ
         "[{label}] journal bytes per step                   {:>9} B (JSON records of one run / 10)",
         bytes / 10
     );
+    let all_steps = (5 + 40 + 64 * runs_per_task) as u64 * 10;
+    println!(
+        "[{label}] signed checkpoints per step             {:>9} B ({} checkpoint bytes for {all_steps} steps)",
+        journal.checkpoint_bytes().unwrap() / all_steps,
+        journal.checkpoint_bytes().unwrap()
+    );
     let reads = (0..200)
         .map(|_| {
             let t = Instant::now();

@@ -560,6 +560,17 @@ impl Journal {
         Ok(tombstone)
     }
 
+    /// Bytes of the stored checkpoints (their keys and values), to size
+    /// what signing adds to a journal.
+    pub fn checkpoint_bytes(&self) -> Result<u64, JournalError> {
+        let mut n = 0u64;
+        for item in self.inner.checkpoints.iter() {
+            let (k, v) = item.map_err(storage)?;
+            n += (k.len() + v.len()) as u64;
+        }
+        Ok(n)
+    }
+
     /// The seq of the run's head, if it has one.
     pub fn head_seq(&self, run_id: &str) -> Result<Option<u64>, JournalError> {
         known_shape(run_id)?;
