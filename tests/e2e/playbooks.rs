@@ -1171,3 +1171,86 @@ fn a_siem_export_killed_mid_batch_delivers_every_record_once_in_order_after_rest
         }
     }
 }
+
+/// The attack the chain of checkpoints alone cannot see: the newest
+/// checkpoint deleted and the run rolled back to what the one before it
+/// signed. The SIEM export's anchor (a copy outside the data dir) does.
+#[test]
+fn an_anchor_in_the_siem_catches_deleted_checkpoints_with_a_matching_rollback() {
+    let key = ed25519_dalek::SigningKey::from_bytes(&[14; 32]);
+    let public = hex::encode(key.verifying_key().as_bytes());
+    let lab = Lab::new(&format!(
+        "journal:\n  signing_key: {{ file: journal.key }}\n  public_keys: [\"{public}\"]\nsiem:\n  file: {{ path: siem/events.jsonl }}\n"
+    ));
+    lab.s.write("journal.key", &hex::encode([14u8; 32]));
+    let (code, report) = lab.run("malware-enrichment", &alert("edr-malware"));
+    assert_eq!(code, 0, "{report:#}");
+    let run = report["run_id"].as_str().unwrap().to_string();
+    let r = lab.soar(&["siem", "export"], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    let events = std::fs::read_to_string(lab.s.path().join("siem/events.jsonl")).unwrap();
+    let anchor = events
+        .lines()
+        .rev()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|e| e["activity_name"] == "journal_checkpoint")
+        .expect("an anchor event");
+    let anchor = format!(
+        "{}:{}",
+        anchor["unmapped"]["soar"]["checkpoint"],
+        anchor["unmapped"]["soar"]["checkpoint_hash"]
+            .as_str()
+            .unwrap()
+    );
+    let r = lab.soar(&["journal", "verify", "--all", "--anchor", &anchor], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+
+    // Delete the newest checkpoint, and roll the run back to the head the
+    // one before it signed: consistent, so the checkpoints alone pass.
+    {
+        let db = sled::open(lab.s.path().join(".soar/journal")).unwrap();
+        let cps = db.open_tree("checkpoints").unwrap();
+        let (last_key, _) = cps.last().unwrap().unwrap();
+        cps.remove(&last_key).unwrap();
+        let mut signed = None;
+        for item in cps.iter() {
+            let (_, v) = item.unwrap();
+            let cp: Value = serde_json::from_slice(&v).unwrap();
+            if let Some(h) = cp["heads"].get(&run) {
+                signed = Some((h[0].as_u64().unwrap(), h[1].as_str().unwrap().to_string()));
+            }
+        }
+        let (seq, hash) = signed.expect("an older checkpoint signed the run");
+        let records = db.open_tree("records").unwrap();
+        let mut prefix = run.as_bytes().to_vec();
+        prefix.push(0);
+        for item in records.scan_prefix(&prefix) {
+            let (k, v) = item.unwrap();
+            let rec: Value = serde_json::from_slice(&v).unwrap();
+            if rec["seq"].as_u64().unwrap() > seq {
+                records.remove(k).unwrap();
+            }
+        }
+        let head = json!({"seq": seq, "hash": hash});
+        db.open_tree("heads")
+            .unwrap()
+            .insert(run.as_bytes(), serde_json::to_vec(&head).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let r = lab.soar(&["journal", "verify", "--all"], &[]);
+    assert_eq!(
+        r.code(),
+        0,
+        "the rollback is consistent with the checkpoints left: {}",
+        r.stdout()
+    );
+    let r = lab.soar(&["journal", "verify", "--all", "--anchor", &anchor], &[]);
+    assert_eq!(r.code(), 1, "{}", r.stdout());
+    assert!(
+        r.stdout()
+            .contains("kept outside, is gone from the journal"),
+        "{}",
+        r.stdout()
+    );
+}

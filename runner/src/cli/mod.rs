@@ -319,13 +319,18 @@ impl TokenArgs {
 
 #[derive(Subcommand)]
 enum JournalCommand {
-    /// Check the hash chain: detects edited, deleted or reordered records
+    /// Check the hash chain (edited, deleted or reordered records) and, in a
+    /// keyed journal, the signed checkpoints
     Verify {
         /// Run id
         run_id: Option<String>,
         /// Every run
         #[arg(long, conflicts_with = "run_id")]
         all: bool,
+        /// A checkpoint kept outside the data dir (the SIEM export's
+        /// `journal_checkpoint` events), as N:HASH: it must still be there
+        #[arg(long, value_name = "N:HASH")]
+        anchor: Vec<String>,
     },
     /// Make a new Ed25519 key pair for `journal.signing_key` (keep the
     /// signing key out of the data dir) and `journal.public_keys`
@@ -458,9 +463,14 @@ pub fn main_entry() -> i32 {
             Command::Status { run_id, json } => runs::status(&globals, &run_id, json),
             Command::Runs { status, json } => runs::runs(&globals, status, json),
             Command::Journal {
-                command: Some(JournalCommand::Verify { run_id, all }),
+                command:
+                    Some(JournalCommand::Verify {
+                        run_id,
+                        all,
+                        anchor,
+                    }),
                 ..
-            } => runs::verify(&globals, run_id, all),
+            } => runs::verify(&globals, run_id, all, &anchor),
             Command::Journal {
                 command: Some(JournalCommand::Keygen),
                 ..
@@ -563,7 +573,15 @@ async fn through_server(globals: &Globals, command: Command) -> Result<Exit, Com
             }
             | Command::Run { .. }
     );
-    if !remotable {
+    // Anchors are checked against the journal itself.
+    let anchored = matches!(
+        &command,
+        Command::Journal {
+            command: Some(JournalCommand::Verify { anchor, .. }),
+            ..
+        } if !anchor.is_empty()
+    );
+    if !remotable || anchored {
         return Err(command);
     }
     let Some(url) = remote::discover(globals).await else {
@@ -631,7 +649,7 @@ async fn remote_command(url: String, command: Command) -> Exit {
         Command::Runs { status, json } => remote::runs(&r, status.as_deref(), json).await,
         Command::Pending { json } => remote::pending(&r, json).await,
         Command::Journal {
-            command: Some(JournalCommand::Verify { run_id, all }),
+            command: Some(JournalCommand::Verify { run_id, all, .. }),
             ..
         } => {
             if run_id.is_none() && !all {

@@ -473,7 +473,7 @@ pub fn show_journal(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
     Exit::ok()
 }
 
-pub fn verify(globals: &Globals, run_id: Option<String>, all: bool) -> Exit {
+pub fn verify(globals: &Globals, run_id: Option<String>, all: bool, anchors: &[String]) -> Exit {
     let journal = match journal(globals) {
         Ok(j) => j,
         Err(e) => return e,
@@ -513,7 +513,16 @@ pub fn verify(globals: &Globals, run_id: Option<String>, all: bool) -> Exit {
     } else {
         ids.first().map(String::as_str)
     };
-    let chain_bad = print_signed(&signed, only);
+    let mut chain_bad = print_signed(&signed, only);
+    for anchor in anchors {
+        match check_anchor(&journal, anchor) {
+            Ok(line) => println!("journal: {line}"),
+            Err(problem) => {
+                chain_bad = true;
+                println!("journal: {problem}");
+            }
+        }
+    }
     if bad == 0 && !chain_bad {
         Exit::ok()
     } else {
@@ -526,6 +535,22 @@ pub fn verify(globals: &Globals, run_id: Option<String>, all: bool) -> Exit {
                 ""
             }
         ))
+    }
+}
+
+/// Checks one `N:HASH` anchor against the journal's checkpoint N.
+fn check_anchor(journal: &Journal, anchor: &str) -> Result<String, String> {
+    let (n, hash) = anchor
+        .split_once(':')
+        .and_then(|(n, h)| Some((n.parse::<u64>().ok()?, h.trim())))
+        .ok_or_else(|| format!("anchor `{anchor}` is not N:HASH"))?;
+    match journal.checkpoint_hash(n) {
+        Ok(Some(h)) if h == hash => Ok(format!("anchor: checkpoint {n} is the one kept outside")),
+        Ok(Some(_)) => Err(format!("anchor: checkpoint {n} is not the one kept outside (replaced)")),
+        Ok(None) => Err(format!(
+            "anchor: checkpoint {n}, kept outside, is gone from the journal (the newest checkpoints deleted, the runs rolled back?)"
+        )),
+        Err(e) => Err(format!("anchor: {e}")),
     }
 }
 

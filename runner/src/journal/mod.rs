@@ -571,6 +571,32 @@ impl Journal {
         Ok(n)
     }
 
+    /// The newest checkpoint: `(n, hash, key id)`; what a SIEM export
+    /// anchors outside the data dir.
+    pub fn last_checkpoint(&self) -> Result<Option<(u64, String, String)>, JournalError> {
+        match self.inner.checkpoints.last().map_err(storage)? {
+            Some((_, bytes)) => Ok(serde_json::from_slice::<Checkpoint>(&bytes)
+                .ok()
+                .map(|cp| (cp.n, cp.hash(), cp.key_id))),
+            None => Ok(None),
+        }
+    }
+
+    /// The hash of checkpoint `n`, if the journal still has it.
+    pub fn checkpoint_hash(&self, n: u64) -> Result<Option<String>, JournalError> {
+        match self
+            .inner
+            .checkpoints
+            .get(n.to_be_bytes())
+            .map_err(storage)?
+        {
+            Some(bytes) => Ok(serde_json::from_slice::<Checkpoint>(&bytes)
+                .ok()
+                .map(|cp| cp.hash())),
+            None => Ok(None),
+        }
+    }
+
     /// The seq of the run's head, if it has one.
     pub fn head_seq(&self, run_id: &str) -> Result<Option<u64>, JournalError> {
         known_shape(run_id)?;

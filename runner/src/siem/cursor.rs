@@ -18,6 +18,9 @@ pub struct Pending {
     pub lines: Vec<String>,
     /// `(run, last seq)` once the batch is in.
     pub upto: Vec<(String, u64)>,
+    /// The checkpoint this batch anchors, if it is an anchor.
+    #[serde(default)]
+    pub anchor: Option<u64>,
 }
 
 impl Pending {
@@ -31,6 +34,7 @@ impl Pending {
             id: hex::encode(h.finalize()),
             lines,
             upto,
+            anchor: None,
         }
     }
 }
@@ -46,6 +50,9 @@ pub struct Cursor {
     /// An HTTP batch sent and not yet acknowledged.
     #[serde(default)]
     pub pending: Option<Pending>,
+    /// The newest checkpoint this sink has been sent.
+    #[serde(default)]
+    pub anchored: Option<u64>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -91,6 +98,9 @@ impl Cursor {
     pub(super) fn commit(&mut self, batch: &Pending) -> Result<(), SiemError> {
         for (run, seq) in &batch.upto {
             self.runs.insert(run.clone(), *seq);
+        }
+        if batch.anchor.is_some() {
+            self.anchored = batch.anchor;
         }
         self.pending = None;
         self.save()

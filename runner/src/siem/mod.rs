@@ -81,8 +81,28 @@ pub async fn export(
 }
 
 /// The next batch after `cursor`: up to `max` events, runs in the order
-/// they were created, records in seq order.
+/// they were created, records in seq order; once none is left, an anchor of
+/// the newest checkpoint if this sink was not sent it yet (a copy outside
+/// the data dir, so deleting the newest checkpoints shows).
 fn next_batch(journal: &Journal, cursor: &Cursor, max: usize) -> Result<Pending, SiemError> {
+    let batch = next_records(journal, cursor, max)?;
+    if !batch.lines.is_empty() {
+        return Ok(batch);
+    }
+    match journal.last_checkpoint()? {
+        Some((n, hash, key_id)) if cursor.anchored != Some(n) => {
+            let mut anchor = Pending::new(
+                vec![ocsf::anchor(n, &hash, &key_id).to_string()],
+                Vec::new(),
+            );
+            anchor.anchor = Some(n);
+            Ok(anchor)
+        }
+        _ => Ok(batch),
+    }
+}
+
+fn next_records(journal: &Journal, cursor: &Cursor, max: usize) -> Result<Pending, SiemError> {
     let mut lines = Vec::new();
     let mut upto = Vec::new();
     for run in journal.run_ids()? {

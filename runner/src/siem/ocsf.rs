@@ -224,3 +224,32 @@ pub fn event(run_id: &str, playbook: &str, record: &Record) -> Value {
         }},
     })
 }
+
+/// The newest signed checkpoint, as an event: whoever keeps the SIEM's
+/// copy can check with `soar journal verify --all --anchor N:HASH` that
+/// the journal still holds it (the newest checkpoints were not deleted and
+/// every run rolled back to match).
+pub fn anchor(n: u64, hash: &str, key_id: &str) -> Value {
+    json!({
+        "time": crate::journal::now_unix_millis(),
+        "class_uid": 0,
+        "class_name": "Base Event",
+        "category_uid": 0,
+        "category_name": "Uncategorized",
+        "activity_id": 99,
+        "activity_name": "journal_checkpoint",
+        "type_uid": 99,
+        "severity_id": 1,
+        "severity": "Informational",
+        "status_id": 0,
+        "status": "Unknown",
+        "message": format!("journal checkpoint {n}: {hash} (key {key_id}); verify with --anchor {n}:{hash}"),
+        "metadata": {
+            "uid": format!("checkpoint:{n}"),
+            "log_name": "soar-journal",
+            "version": "1.3.0",
+            "product": {"name": "soar", "vendor_name": "soar", "version": env!("CARGO_PKG_VERSION")},
+        },
+        "unmapped": {"soar": {"type": "journal_checkpoint", "checkpoint": n, "checkpoint_hash": hash, "key_id": key_id}},
+    })
+}
