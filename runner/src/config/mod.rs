@@ -140,18 +140,15 @@ fn resolve_siem(
             );
             return None;
         }
-        let token = h.token.as_ref().and_then(|t| match (&t.env, &t.file) {
-            (Some(v), None) => Some(SecretSource::Env(v.clone())),
-            (None, Some(f)) => Some(SecretSource::File(base.join(f))),
-            _ => {
-                problem(
-                    problems,
-                    Pos::of(spanned),
-                    "siem.http.token".into(),
-                    "give exactly one of `env` or `file`",
-                );
-                None
-            }
+        let token = h.token.as_ref().and_then(|t| {
+            secret_source(
+                &t.env,
+                &t.file,
+                base,
+                Pos::of(spanned),
+                "siem.http.token",
+                problems,
+            )
         });
         Some(SiemHttp {
             url: url.to_string(),
@@ -221,17 +218,8 @@ fn resolve_retention(raw: &RawJournal, problems: &mut Vec<ConfigProblem>) -> Vec
     for (i, spanned) in raw.retention.iter().enumerate() {
         let r = &spanned.value;
         let key = format!("journal.retention[{i}]");
-        let keep = match humantime::parse_duration(r.keep.value.trim()) {
-            Ok(d) => d,
-            Err(e) => {
-                problem(
-                    problems,
-                    Pos::of(&r.keep),
-                    format!("{key}.keep"),
-                    format!("`{}` is not a duration like `30d`: {e}", r.keep.value),
-                );
-                continue;
-            }
+        let Some(keep) = server::duration(&r.keep, &format!("{key}.keep"), problems) else {
+            continue;
         };
         let mut statuses = Vec::new();
         for s in &r.status {
@@ -296,22 +284,16 @@ fn resolve_journal_keys(
     base: &Path,
     problems: &mut Vec<ConfigProblem>,
 ) -> JournalKeyConfig {
-    let signing = raw
-        .signing_key
-        .as_ref()
-        .and_then(|k| match (&k.value.env, &k.value.file) {
-            (Some(var), None) => Some(SecretSource::Env(var.clone())),
-            (None, Some(file)) => Some(SecretSource::File(base.join(file))),
-            _ => {
-                problem(
-                    problems,
-                    Pos::of(k),
-                    "journal.signing_key".into(),
-                    "give exactly one of `env` (variable name) or `file` (path)",
-                );
-                None
-            }
-        });
+    let signing = raw.signing_key.as_ref().and_then(|k| {
+        secret_source(
+            &k.value.env,
+            &k.value.file,
+            base,
+            Pos::of(k),
+            "journal.signing_key",
+            problems,
+        )
+    });
     let mut public = Vec::new();
     for (i, key) in raw.public_keys.iter().enumerate() {
         match crate::journal::public_key_from_hex(&key.value) {
@@ -764,6 +746,31 @@ fn problem(problems: &mut Vec<ConfigProblem>, pos: Pos, key: String, message: im
     });
 }
 
+/// Where a secret is read from: exactly one of an environment variable and
+/// a file (relative to the config's directory), or a problem at `pos`.
+pub(super) fn secret_source(
+    env: &Option<String>,
+    file: &Option<String>,
+    base: &Path,
+    pos: Pos,
+    key: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> Option<SecretSource> {
+    match (env, file) {
+        (Some(var), None) => Some(SecretSource::Env(var.clone())),
+        (None, Some(file)) => Some(SecretSource::File(base.join(file))),
+        _ => {
+            problem(
+                problems,
+                pos,
+                key.to_string(),
+                "give exactly one of `env` (variable name) or `file` (path)",
+            );
+            None
+        }
+    }
+}
+
 fn resolve_limits(
     raw: &RawLimits,
     inherited: &Limits,
@@ -1001,19 +1008,14 @@ fn resolve_plugin(
     for (secret, grant) in &raw.secrets {
         let skey = format!("secrets.{secret}");
         let hosts = origins(&grant.value.hosts, &format!("{key}.{skey}.hosts"), problems);
-        let source = match (&grant.value.env, &grant.value.file) {
-            (Some(var), None) => Some(SecretSource::Env(var.clone())),
-            (None, Some(file)) => Some(SecretSource::File(base.join(file))),
-            _ => {
-                problem(
-                    problems,
-                    Pos::of(grant),
-                    format!("{key}.{skey}"),
-                    "give exactly one of `env` (variable name) or `file` (path)",
-                );
-                None
-            }
-        };
+        let source = secret_source(
+            &grant.value.env,
+            &grant.value.file,
+            base,
+            Pos::of(grant),
+            &format!("{key}.{skey}"),
+            problems,
+        );
         if grant.value.hosts.is_empty() {
             problem(
                 problems,

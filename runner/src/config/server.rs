@@ -177,7 +177,7 @@ pub struct Source {
     pub delivery_window: Duration,
 }
 
-fn duration(
+pub(super) fn duration(
     value: &Spanned<String>,
     key: &str,
     problems: &mut Vec<ConfigProblem>,
@@ -289,19 +289,7 @@ fn secret_ref(
         );
         return None;
     };
-    match (&s.value.env, &s.value.file) {
-        (Some(var), None) => Some(SecretSource::Env(var.clone())),
-        (None, Some(file)) => Some(SecretSource::File(base.join(file))),
-        _ => {
-            problem(
-                problems,
-                Pos::of(s),
-                key.to_string(),
-                "give exactly one of `env` (variable name) or `file` (path)",
-            );
-            None
-        }
-    }
+    super::secret_source(&s.value.env, &s.value.file, base, Pos::of(s), key, problems)
 }
 
 fn resolve_auth(
