@@ -239,10 +239,13 @@ impl Checkpointer {
         };
         cp.sig = hex::encode(self.key.sign(&cp.signed_bytes()).to_bytes());
         let bytes = serde_json::to_vec(&cp).map_err(|e| e.to_string())?;
+        let hash = sha256_hex(&bytes);
         self.tree
             .insert(cp.n.to_be_bytes(), bytes)
             .map_err(|e| format!("cannot store checkpoint {}: {e}", cp.n))?;
-        *last = (cp.n, cp.hash());
+        // `hash()` is the SHA-256 of exactly these bytes: not serialized twice
+        // on the flush path.
+        *last = (cp.n, hash);
         Ok(())
     }
 }
