@@ -634,7 +634,7 @@ steps:
     for args in [
         vec!["status", run.as_str(), "--json"],
         vec!["journal", run.as_str(), "--json"],
-        vec!["journal", "verify", run.as_str()],
+        vec!["journal", "verify", run.as_str(), "--allow-unkeyed"],
         vec!["replay", run.as_str()],
     ] {
         let r = b.soar(&args);

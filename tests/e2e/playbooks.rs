@@ -7,6 +7,7 @@
 
 use serde_json::{json, Value};
 use soar_e2e::lab::{token, Lab};
+use soar_e2e::tamper::Tamper;
 use soar_e2e::{sim, Run};
 use std::path::PathBuf;
 
@@ -730,90 +731,9 @@ fn a_recorded_run_of_each_shipped_playbook_passes_and_catches_a_changed_decision
 
 // ---- a keyed journal -------------------------------------------------------
 
-/// What an attacker with write access to the data dir (and no key) does to
-/// a finished run: change who voted, recompute every hash after it and the
-/// head, as the unkeyed chain allows.
-fn rechain_vote(data_dir: &std::path::Path, run: &str, new_voter: &str) -> u64 {
-    use sha2::{Digest, Sha256};
-    let db = sled::open(data_dir.join("journal")).unwrap();
-    let records = db.open_tree("records").unwrap();
-    let heads = db.open_tree("heads").unwrap();
-    let mut prefix = run.as_bytes().to_vec();
-    prefix.push(0);
-    let mut edited = None;
-    let mut prev: Option<String> = None;
-    for item in records.scan_prefix(&prefix) {
-        let (key, bytes) = item.unwrap();
-        let mut v: Value = serde_json::from_slice(&bytes).unwrap();
-        let seq = v["seq"].as_u64().unwrap();
-        if edited.is_none() && v["event"]["type"] == "approval_voted" {
-            v["event"]["by"] = json!(new_voter);
-            edited = Some(seq);
-        }
-        if edited.is_some() {
-            if let Some(p) = &prev {
-                v["prev_hash"] = json!(p);
-            }
-            let body = format!(
-                "{{\"at\":{},\"event\":{},\"seq\":{seq}}}",
-                serde_json::to_string(&v["at"]).unwrap(),
-                serde_json::to_string(&v["event"]).unwrap()
-            );
-            let mut h = Sha256::new();
-            h.update(v["prev_hash"].as_str().unwrap().as_bytes());
-            h.update(b"\n");
-            h.update(body.as_bytes());
-            let hash = hex::encode(h.finalize());
-            v["hash"] = json!(hash);
-            records
-                .insert(&key, serde_json::to_vec(&v).unwrap())
-                .unwrap();
-            heads
-                .insert(
-                    run.as_bytes(),
-                    serde_json::to_vec(&json!({"seq": seq, "hash": hash})).unwrap(),
-                )
-                .unwrap();
-        }
-        prev = Some(v["hash"].as_str().unwrap().to_string());
-    }
-    db.flush().unwrap();
-    edited.expect("the run has a vote")
-}
-
-/// Deletes a run whole: records, head, index entry, dedup claims.
-fn delete_run(data_dir: &std::path::Path, run: &str) {
-    let db = sled::open(data_dir.join("journal")).unwrap();
-    let mut prefix = run.as_bytes().to_vec();
-    prefix.push(0);
-    let records = db.open_tree("records").unwrap();
-    for key in records.scan_prefix(&prefix).keys() {
-        records.remove(key.unwrap()).unwrap();
-    }
-    db.open_tree("heads")
-        .unwrap()
-        .remove(run.as_bytes())
-        .unwrap();
-    for tree in ["runs", "dedup"] {
-        let t = db.open_tree(tree).unwrap();
-        for item in t.iter() {
-            let (k, v) = item.unwrap();
-            if v.as_ref() == run.as_bytes() {
-                t.remove(k).unwrap();
-            }
-        }
-    }
-    db.flush().unwrap();
-}
-
 #[test]
 fn a_keyed_journal_catches_a_rechained_vote_and_a_deleted_run_that_the_chain_alone_misses() {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
-    let public = hex::encode(key.verifying_key().as_bytes());
-    let lab = Lab::new(&format!(
-        "journal:\n  signing_key: {{ file: journal.key }}\n  public_keys: [\"{public}\"]\n"
-    ));
-    lab.s.write("journal.key", &hex::encode([9u8; 32]));
+    let (lab, public) = Lab::keyed(9, "");
     let run = lab.paused("malware-containment", &alert("edr-malware"));
     assert_eq!(lab.approve(&run)["status"], "succeeded");
     let (code, other) = lab.run("malware-containment", &alert("edr-unknown-file"));
@@ -823,9 +743,11 @@ fn a_keyed_journal_catches_a_rechained_vote_and_a_deleted_run_that_the_chain_alo
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
     assert!(r.stdout().contains("journal: signed:"), "{}", r.stdout());
 
-    let data = lab.s.path().join(".soar");
-    let seq = rechain_vote(&data, &run, "mallory");
-    delete_run(&data, &other);
+    let seq = {
+        let t = Tamper::open(&lab.s.path().join(".soar"));
+        t.delete_run(&other);
+        t.rechain_vote(&run, "mallory")
+    };
     // The unkeyed check alone: the edited run still chains, the deleted one
     // is simply gone.
     let r = lab.soar(&["journal", "verify", &run], &[]);
@@ -868,21 +790,10 @@ fn a_keyed_journal_catches_a_rechained_vote_and_a_deleted_run_that_the_chain_alo
     );
 }
 
-/// A lab whose journal signs with a fixed key; its public key in hex.
-fn keyed_lab(seed: u8) -> (Lab, String) {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
-    let public = hex::encode(key.verifying_key().as_bytes());
-    let lab = Lab::new(&format!(
-        "journal:\n  signing_key: {{ file: journal.key }}\n  public_keys: [\"{public}\"]\n"
-    ));
-    lab.s.write("journal.key", &hex::encode([seed; 32]));
-    (lab, public)
-}
-
 #[test]
 fn a_run_bundle_verifies_on_another_machine_and_fails_flipped_or_with_the_wrong_key() {
     use base64::Engine as _;
-    let (lab, public) = keyed_lab(11);
+    let (lab, public) = Lab::keyed(11, "");
     let run = lab.paused("malware-containment", &alert("edr-malware"));
     assert_eq!(lab.approve(&run)["status"], "succeeded");
     let file = lab.s.path().join("evidence.json");
@@ -925,8 +836,9 @@ fn a_run_bundle_verifies_on_another_machine_and_fails_flipped_or_with_the_wrong_
     let copy = copy.to_str().unwrap();
     let r = elsewhere.soar(&["verify-bundle", copy, "--public-key", &public], &[]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
-    let r = elsewhere.soar(&["replay", "--bundle", copy], &[]);
+    let r = elsewhere.soar(&["replay", "--bundle", copy, "--public-key", &public], &[]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
+    assert!(r.stdout().contains("bundle verified"), "{}", r.stdout());
     assert!(r.stdout().contains("all identical"), "{}", r.stdout());
     // Without a key, or with another one: refused.
     let r = elsewhere.soar(&["verify-bundle", copy], &[]);
@@ -976,12 +888,7 @@ fn a_run_bundle_verifies_on_another_machine_and_fails_flipped_or_with_the_wrong_
 
 #[test]
 fn journal_prune_follows_the_rules_leaves_signed_tombstones_and_keeps_a_waiting_run() {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[13; 32]);
-    let public = hex::encode(key.verifying_key().as_bytes());
-    let lab = Lab::new(&format!(
-        "journal:\n  signing_key: {{ file: journal.key }}\n  public_keys: [\"{public}\"]\n  retention:\n    - {{ name: benign-now, playbook: malware-containment, status: [succeeded], keep: 0s }}\n    - {{ name: failed-1y, status: [failed], keep: 365d }}\n"
-    ));
-    lab.s.write("journal.key", &hex::encode([13u8; 32]));
+    let (lab, public) = Lab::keyed(13, "  retention:\n    - { name: benign-now, playbook: malware-containment, status: [succeeded], keep: 0s }\n    - { name: failed-1y, status: [failed], keep: 365d }\n");
     let (code, benign) = lab.run("malware-containment", &alert("edr-unknown-file"));
     assert_eq!(code, 0, "{benign:#}");
     let benign = benign["run_id"].as_str().unwrap().to_string();
@@ -1177,12 +1084,7 @@ fn a_siem_export_killed_mid_batch_delivers_every_record_once_in_order_after_rest
 /// signed. The SIEM export's anchor (a copy outside the data dir) does.
 #[test]
 fn an_anchor_in_the_siem_catches_deleted_checkpoints_with_a_matching_rollback() {
-    let key = ed25519_dalek::SigningKey::from_bytes(&[14; 32]);
-    let public = hex::encode(key.verifying_key().as_bytes());
-    let lab = Lab::new(&format!(
-        "journal:\n  signing_key: {{ file: journal.key }}\n  public_keys: [\"{public}\"]\nsiem:\n  file: {{ path: siem/events.jsonl }}\n"
-    ));
-    lab.s.write("journal.key", &hex::encode([14u8; 32]));
+    let (lab, public) = Lab::keyed(14, "siem:\n  file: { path: siem/events.jsonl }\n");
     let (code, report) = lab.run("malware-enrichment", &alert("edr-malware"));
     assert_eq!(code, 0, "{report:#}");
     let run = report["run_id"].as_str().unwrap().to_string();

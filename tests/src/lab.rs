@@ -130,6 +130,22 @@ approvals:
         Lab { rt, server, s }
     }
 
+    /// A lab whose journal signs with a fixed key (seed byte `seed`, its
+    /// file outside the data dir); `journal_extra` continues `journal:`
+    /// (two-space indent) and may add top-level keys. The public key, hex.
+    pub fn keyed(seed: u8, journal_extra: &str) -> (Self, String) {
+        let public = hex::encode(
+            ed25519_dalek::SigningKey::from_bytes(&[seed; 32])
+                .verifying_key()
+                .as_bytes(),
+        );
+        let lab = Lab::new(&format!(
+            "journal:\n  signing_key: {{ file: journal.key }}\n  public_keys: [\"{public}\"]\n{journal_extra}"
+        ));
+        lab.s.write("journal.key", &hex::encode([seed; 32]));
+        (lab, public)
+    }
+
     /// The simulator's credentials, as the config's secrets read them.
     pub fn env(&self) -> Vec<(&'static str, &'static str)> {
         vec![

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod lab;
 pub mod serve;
 pub mod sim;
+pub mod tamper;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -77,9 +77,15 @@ async fn authenticated(
             let a = a.clone();
             Ok((policy, a))
         }
-        Err(r) => Err(op_exit(
-            ops::refuse(journal, run_id, command, step, who, r).await,
-        )),
+        Err(r) => {
+            // A token typed as the name must reach neither the journal
+            // nor the SIEM, nor be echoed back.
+            let recorded = ops::recordable_name(&policy, who);
+            let r = ops::recordable_refusal(r, &recorded);
+            Err(op_exit(
+                ops::refuse(journal, run_id, command, step, &recorded, r).await,
+            ))
+        }
     }
 }
 

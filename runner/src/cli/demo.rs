@@ -87,6 +87,17 @@ fn write_config(dir: &Path, url: &str) -> Result<PathBuf, String> {
     ] {
         std::fs::write(secrets.join(name), value).map_err(|e| e.to_string())?;
     }
+    // The journal signs with a fresh key kept beside the other secrets,
+    // outside the data dir: someone who can write the data dir cannot
+    // re-sign what they change.
+    let mut seed = [0u8; 32];
+    getrandom::getrandom(&mut seed).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    std::fs::write(secrets.join("journal.key"), hex::encode(seed)).map_err(|e| e.to_string())?;
+    let public = hex::encode(
+        ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .as_bytes(),
+    );
     let plugins_dir = target_dir()?.join("wasm32-wasip2").join("plugin");
     let grant = |secret: &str, file: &str| {
         format!("{secret}: {{ file: secrets/{file}, hosts: [\"{url}\"] }}")
@@ -123,6 +134,9 @@ plugins:
     secrets: {{ {slack} }}
     config: {{ base_url: "{url}" }}
     read_only_allow: ["POST /api/chat.postMessage", "POST /api/chat.update"]
+journal:
+  signing_key: {{ file: secrets/journal.key }}
+  public_keys: ["{public}"]
 approvals:
   approvers:
     {LEAD}: {{ roles: [soc-lead], token_sha256: "{hash}" }}
@@ -227,8 +241,10 @@ async fn wait_for_decision(globals: &Globals, run_id: &str) -> Result<Vec<Record
 
 pub async fn demo(args: DemoArgs) -> Exit {
     let dir = &args.dir;
-    // A fresh journal each time; the compiled-plugin cache is kept.
-    let _ = std::fs::remove_dir_all(dir.join("journal"));
+    // The data dir sits apart from the secrets (the journal's key among
+    // them). A fresh journal each time; the compiled-plugin cache is kept.
+    let data_dir = dir.join("data");
+    let _ = std::fs::remove_dir_all(data_dir.join("journal"));
     if let Err(e) = std::fs::create_dir_all(dir) {
         return Exit::failed(format!("error: cannot create {}: {e}", dir.display()));
     }
@@ -242,7 +258,7 @@ pub async fn demo(args: DemoArgs) -> Exit {
     };
     let globals = Globals {
         config: Some(config.clone()),
-        data_dir: dir.clone(),
+        data_dir: data_dir.clone(),
         server: None,
     };
     println!("vendor simulator (VirusTotal, Falcon, Okta, Cloudflare, TheHive, Slack) on {url}");
@@ -288,7 +304,7 @@ pub async fn demo(args: DemoArgs) -> Exit {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|_| "soar".into()),
         config.display(),
-        dir.display()
+        data_dir.display()
     );
     let records = if args.yes {
         println!("(--yes: approving as `{LEAD}` now)\n");
@@ -319,6 +335,14 @@ pub async fn demo(args: DemoArgs) -> Exit {
         }
     };
     print_timeline(&records);
+    println!("\n$ soar journal verify --all");
+    match super::runs::journal(&globals).map(|j| j.verify_signed()) {
+        Ok(Ok(report)) => {
+            super::runs::print_signed(&report, None);
+        }
+        Ok(Err(e)) => println!("journal: {e}"),
+        Err(_) => println!("journal: busy"),
+    }
     let report = crate::scheduler::RunReport::from_records(&run_id, &records, None);
     println!();
     print_report(&report, false);

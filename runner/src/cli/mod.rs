@@ -25,6 +25,10 @@ pub mod exit {
     pub const PAUSED: i32 = 3;
     /// An operator command was refused (token, role, four-eyes...); journaled.
     pub const REFUSED: i32 = 4;
+    /// `soar journal verify` found nothing wrong, but the journal is
+    /// unkeyed: it proves nothing against someone who can write the data
+    /// dir (`--allow-unkeyed` makes this 0).
+    pub const UNKEYED: i32 = 5;
 }
 
 /// A command's end: exit code and, for failures, what to tell the user.
@@ -176,9 +180,18 @@ enum Command {
         /// Run id
         #[arg(required_unless_present = "bundle")]
         run_id: Option<String>,
-        /// Replay a run bundle instead (`soar export`), without the journal
+        /// Replay a run bundle instead (`soar export`), without the journal;
+        /// it is verified first
         #[arg(long, value_name = "FILE", conflicts_with = "run_id")]
         bundle: Option<PathBuf>,
+        /// Ed25519 public key(s) the bundle must be signed by, hex [default:
+        /// those of a config named with --config; never one found nearby]
+        #[arg(long = "public-key", value_name = "HEX", requires = "bundle")]
+        public_keys: Vec<String>,
+        /// Replay a bundle that is not verified (no trusted key, or it
+        /// fails), as a draft: the output says so
+        #[arg(long, requires = "bundle")]
+        unverified: bool,
     },
     /// Write a run's signed evidence bundle: every record and blob, the
     /// playbook text, plugin and approval bindings, checkpoints, signature
@@ -200,7 +213,9 @@ enum Command {
     VerifyBundle {
         /// The bundle file
         file: PathBuf,
-        /// Ed25519 public key(s), hex [default: the config's journal.public_keys]
+        /// Ed25519 public key(s), hex [default: journal.public_keys of a
+        /// config named with --config or SOAR_CONFIG; never a soar.yaml found
+        /// nearby, which may have come with the bundle]
         #[arg(long = "public-key", value_name = "HEX")]
         public_keys: Vec<String>,
     },
@@ -328,9 +343,23 @@ enum JournalCommand {
         #[arg(long, conflicts_with = "run_id")]
         all: bool,
         /// A checkpoint kept outside the data dir (the SIEM export's
-        /// `journal_checkpoint` events), as N:HASH: it must still be there
+        /// `journal_checkpoint` events, or checkpoint 1 as `journal adopt`
+        /// or the first verify printed it), as N:HASH: it must still be there
         #[arg(long, value_name = "N:HASH")]
         anchor: Vec<String>,
+        /// Exit 0 for an unkeyed journal with an intact hash chain (exit 5
+        /// otherwise: it proves nothing against someone with the data dir)
+        #[arg(long)]
+        allow_unkeyed: bool,
+    },
+    /// Start trust in an existing unkeyed journal: sign every run as it is
+    /// now into checkpoint 1, naming who adopted it (needs journal.signing_key)
+    Adopt {
+        /// Who adopts it (journaled in the signed checkpoint)
+        #[arg(long = "as")]
+        who: String,
+        #[command(flatten)]
+        token: TokenArgs,
     },
     /// Make a new Ed25519 key pair for `journal.signing_key` (keep the
     /// signing key out of the data dir) and `journal.public_keys`
@@ -468,9 +497,22 @@ pub fn main_entry() -> i32 {
                         run_id,
                         all,
                         anchor,
+                        allow_unkeyed,
                     }),
                 ..
-            } => runs::verify(&globals, run_id, all, &anchor),
+            } => runs::verify(
+                &globals,
+                &runs::VerifyArgs {
+                    run_id,
+                    all,
+                    anchors: anchor,
+                    allow_unkeyed,
+                },
+            ),
+            Command::Journal {
+                command: Some(JournalCommand::Adopt { who, token }),
+                ..
+            } => evidence::adopt(&globals, &who, &token.source()),
             Command::Journal {
                 command: Some(JournalCommand::Keygen),
                 ..
@@ -488,8 +530,11 @@ pub fn main_entry() -> i32 {
                 Exit::invalid("error: give a RUN_ID, or `verify RUN_ID|--all`")
             }
             Command::Replay {
-                bundle: Some(file), ..
-            } => evidence::replay_bundle(&file),
+                bundle: Some(file),
+                public_keys,
+                unverified,
+                ..
+            } => evidence::replay_bundle(&globals, &file, &public_keys, unverified),
             Command::Replay {
                 run_id: Some(run_id),
                 ..
@@ -649,13 +694,19 @@ async fn remote_command(url: String, command: Command) -> Exit {
         Command::Runs { status, json } => remote::runs(&r, status.as_deref(), json).await,
         Command::Pending { json } => remote::pending(&r, json).await,
         Command::Journal {
-            command: Some(JournalCommand::Verify { run_id, all, .. }),
+            command:
+                Some(JournalCommand::Verify {
+                    run_id,
+                    all,
+                    allow_unkeyed,
+                    ..
+                }),
             ..
         } => {
             if run_id.is_none() && !all {
                 return Exit::invalid("error: give a RUN_ID or --all");
             }
-            remote::verify(&r, run_id.as_deref()).await
+            remote::verify(&r, run_id.as_deref(), allow_unkeyed).await
         }
         Command::Journal {
             command: None,

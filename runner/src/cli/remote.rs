@@ -371,18 +371,20 @@ pub async fn journal(r: &Remote, run_id: &str, json_out: bool) -> Exit {
 }
 
 /// `soar journal verify` through the server.
-pub async fn verify(r: &Remote, run_id: Option<&str>) -> Exit {
+pub async fn verify(r: &Remote, run_id: Option<&str>, allow_unkeyed: bool) -> Exit {
     let path = match run_id {
         Some(id) => format!("/api/v1/journal/verify?run_id={}", seg(id)),
         None => "/api/v1/journal/verify".into(),
     };
     match r.get(&path).await {
         Ok(a) => {
+            let mut bad = 0;
             for run in a["runs"].as_array().into_iter().flatten() {
                 let id = inert::line(run["run_id"].as_str().unwrap_or("?")).into_owned();
                 if run["ok"] == json!(true) {
                     println!("{id}: ok ({} records)", run["records"]);
                 } else {
+                    bad += 1;
                     for p in run["problems"].as_array().into_iter().flatten() {
                         println!("{id}: {}", inert::line(p.as_str().unwrap_or("")));
                     }
@@ -390,18 +392,13 @@ pub async fn verify(r: &Remote, run_id: Option<&str>) -> Exit {
             }
             let signed: Option<crate::journal::SignedReport> =
                 serde_json::from_value(a["signed"].clone()).ok();
-            if let Some(signed) = &signed {
-                // The server already kept only what concerns the run asked.
-                super::runs::print_signed(signed, None);
-            }
-            if a["ok"] == json!(true) {
-                Exit::ok()
-            } else {
-                Exit::failed(format!(
-                    "error: {} journal(s) failed verification, or the signed checkpoints do not match",
-                    a["failed"]
-                ))
-            }
+            let Some(signed) = &signed else {
+                return Exit::failed("error: the server's answer has no `signed` report");
+            };
+            // The server already kept only what concerns the run asked.
+            let chain_bad = super::runs::print_signed(signed, None) || a["ok"] != json!(true);
+            let of = a["runs"].as_array().map_or(0, Vec::len);
+            super::runs::verify_exit(bad, of, chain_bad, signed.keyed, allow_unkeyed)
         }
         Err(e) => e,
     }

@@ -33,6 +33,14 @@ pub(super) fn journal(globals: &Globals) -> Result<Journal, Exit> {
     })
 }
 
+/// What the config asks a journal record to survive.
+pub(super) fn durability(config: &crate::config::Config) -> crate::journal::Durability {
+    match config.durability {
+        crate::config::JournalDurability::PowerLoss => crate::journal::Durability::PowerLoss,
+        _ => crate::journal::Durability::Process,
+    }
+}
+
 /// The journal, waiting up to `wait` for another process to release it;
 /// `None` when it is still busy then.
 pub(super) fn journal_within(
@@ -48,13 +56,7 @@ pub(super) fn journal_within(
                 .journal_keys
                 .load()
                 .map_err(|e| Exit::invalid(format!("error: {e}")))?;
-            let durability = match c.durability {
-                crate::config::JournalDurability::PowerLoss => {
-                    crate::journal::Durability::PowerLoss
-                }
-                _ => crate::journal::Durability::Process,
-            };
-            (durability, keys)
+            (durability(&c), keys)
         }
         Err(_) => (crate::journal::Durability::Process, Default::default()),
     };
@@ -385,9 +387,29 @@ pub fn status(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
     match read_run(&journal, run_id) {
         Ok(records) => {
             print_report(&RunReport::from_records(run_id, &records, None), json_out);
-            Exit::ok()
+            integrity(&journal, run_id)
         }
         Err(e) => e,
+    }
+}
+
+/// Exit 1, saying why, when the run shown fails verification: what was
+/// just printed cannot be trusted.
+fn integrity(journal: &Journal, run_id: &str) -> Exit {
+    match journal.check_run(run_id) {
+        Ok(problems) if problems.is_empty() => Exit::ok(),
+        Ok(problems) => {
+            for p in &problems {
+                eprintln!("warning: {}", inert::line(p));
+            }
+            Exit::failed(format!(
+                "error: run {} FAILS VERIFICATION ({} problem(s)): what is shown above cannot be trusted; see `soar journal verify {}`",
+                inert::line(run_id),
+                problems.len(),
+                inert::line(run_id)
+            ))
+        }
+        Err(e) => Exit::failed(format!("error: cannot verify the run: {e}")),
     }
 }
 
@@ -470,51 +492,48 @@ pub fn show_journal(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
             );
         }
     }
-    Exit::ok()
+    integrity(&journal, run_id)
 }
 
-pub fn verify(globals: &Globals, run_id: Option<String>, all: bool, anchors: &[String]) -> Exit {
+/// What `soar journal verify` checks, as given on its command line.
+pub struct VerifyArgs {
+    /// One run, or every run (`--all`).
+    pub run_id: Option<String>,
+    /// Every run the store holds.
+    pub all: bool,
+    /// `N:HASH` checkpoints kept outside the data dir.
+    pub anchors: Vec<String>,
+    /// An unkeyed journal exits 0 instead of [`exit::UNKEYED`].
+    pub allow_unkeyed: bool,
+}
+
+pub fn verify(globals: &Globals, args: &VerifyArgs) -> Exit {
     let journal = match journal(globals) {
         Ok(j) => j,
         Err(e) => return e,
     };
-    let ids = match (run_id, all) {
-        (Some(id), _) => vec![id],
-        (None, true) => match journal.run_ids() {
+    let ids = match (&args.run_id, args.all) {
+        (Some(id), _) => vec![id.clone()],
+        // The store walked tree by tree: a run missing from the index is
+        // still checked.
+        (None, true) => match journal.stored_run_ids() {
             Ok(ids) => ids,
             Err(e) => return Exit::failed(format!("error: {e}")),
         },
         (None, false) => return Exit::invalid("error: give a RUN_ID or --all"),
     };
-    let mut bad = 0;
-    for id in &ids {
-        match journal.verify(id) {
-            Ok(report) if report.problems.is_empty() => {
-                println!("{id}: ok ({} records)", report.records)
-            }
-            Ok(report) => {
-                bad += 1;
-                for p in &report.problems {
-                    println!("{id}: {p}");
-                }
-            }
-            Err(e) => {
-                bad += 1;
-                println!("{id}: {e}");
-            }
-        }
-    }
+    let bad = print_chains(&journal, &ids);
     let signed = match journal.verify_signed() {
         Ok(r) => r,
         Err(e) => return Exit::failed(format!("error: {e}")),
     };
-    let only = if all {
+    let only = if args.all {
         None
     } else {
         ids.first().map(String::as_str)
     };
     let mut chain_bad = print_signed(&signed, only);
-    for anchor in anchors {
+    for anchor in &args.anchors {
         match check_anchor(&journal, anchor) {
             Ok(line) => println!("journal: {line}"),
             Err(problem) => {
@@ -523,19 +542,61 @@ pub fn verify(globals: &Globals, run_id: Option<String>, all: bool, anchors: &[S
             }
         }
     }
-    if bad == 0 && !chain_bad {
-        Exit::ok()
-    } else {
-        Exit::failed(format!(
-            "error: {bad} of {} journal(s) failed verification{}",
-            ids.len(),
+    verify_exit(bad, ids.len(), chain_bad, signed.keyed, args.allow_unkeyed)
+}
+
+/// Each run's own hash chain, one line per run or problem; how many failed.
+fn print_chains(journal: &Journal, ids: &[String]) -> usize {
+    let mut bad = 0;
+    for id in ids {
+        let id_text = inert::line(id);
+        match journal.verify(id) {
+            Ok(report) if report.problems.is_empty() => {
+                println!("{id_text}: ok ({} records)", report.records)
+            }
+            Ok(report) => {
+                bad += 1;
+                for p in &report.problems {
+                    println!("{id_text}: {p}");
+                }
+            }
+            Err(e) => {
+                bad += 1;
+                println!("{id_text}: {}", inert::line(&e.to_string()));
+            }
+        }
+    }
+    bad
+}
+
+/// The exit of `journal verify`: problems first, then an unkeyed journal
+/// (which proves nothing against someone who can write the data dir).
+pub(super) fn verify_exit(
+    bad: usize,
+    of: usize,
+    chain_bad: bool,
+    keyed: bool,
+    allow_unkeyed: bool,
+) -> Exit {
+    if bad > 0 || chain_bad {
+        return Exit::failed(format!(
+            "error: {bad} of {of} journal(s) failed verification{}",
             if chain_bad {
-                "; the signed checkpoints do not match"
+                "; the store or its signed checkpoints do not match"
             } else {
                 ""
             }
-        ))
+        ));
     }
+    if !keyed && !allow_unkeyed {
+        return Exit {
+            code: exit::UNKEYED,
+            message: Some(
+                "error: the journal is unkeyed: its hash chain holds only against accidents; configure journal.signing_key (or pass --allow-unkeyed to accept that)".into(),
+            ),
+        };
+    }
+    Exit::ok()
 }
 
 /// Checks one `N:HASH` anchor against the journal's checkpoint N.
@@ -554,24 +615,27 @@ fn check_anchor(journal: &Journal, anchor: &str) -> Result<String, String> {
     }
 }
 
-/// Prints what the checkpoints say (only about `only` when given); true
-/// when something is wrong.
+/// Prints what the store walk and the checkpoints say (only about `only`
+/// when given); true when something is wrong.
 pub(super) fn print_signed(report: &crate::journal::SignedReport, only: Option<&str>) -> bool {
-    if !report.keyed {
-        println!(
-            "journal: unkeyed (no signed checkpoint): the hash chain has no key, so an edit that recomputes it cannot be detected; configure journal.signing_key"
-        );
-        return false;
-    }
-    let relevant: Vec<&String> = report
-        .problems
-        .iter()
-        .filter(|p| {
-            only.is_none_or(|id| p.contains(&format!("run {id}:")) || !p.starts_with("run "))
-        })
-        .collect();
+    let about = |p: &&String| {
+        only.is_none_or(|id| p.contains(&format!("run {id}:")) || !p.starts_with("run "))
+    };
+    let relevant: Vec<&String> = report.problems.iter().filter(about).collect();
     for p in &relevant {
         println!("journal: {}", crate::inert::line(p));
+    }
+    for w in report.warnings.iter().filter(about) {
+        println!("journal: warning: {}", crate::inert::line(w));
+    }
+    if !report.keyed {
+        println!(
+            "journal: unkeyed (no signed checkpoint, no key configured): the hash chain has no key, so an edit that recomputes it cannot be detected; configure journal.signing_key"
+        );
+        return !relevant.is_empty();
+    }
+    if let Some(start) = &report.trust_start {
+        println!("journal: trust starts at {}", crate::inert::line(start));
     }
     if relevant.is_empty() {
         println!(

@@ -17,8 +17,10 @@ use std::collections::BTreeMap;
 /// The format this module writes and reads.
 pub const FORMAT: &str = "soar-bundle/1";
 
-/// One run's evidence.
+/// One run's evidence. Unknown fields are refused: nothing may ride along
+/// that the signature does not cover.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Bundle {
     /// [`FORMAT`].
     pub format: String,
@@ -43,6 +45,7 @@ pub struct Bundle {
 
 /// The playbook text a run used.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundlePlaybook {
     /// Where it was read from.
     pub path: String,
@@ -54,6 +57,7 @@ pub struct BundlePlaybook {
 
 /// Who signed a bundle.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BundleSignature {
     /// The key's id ([`key_id`]).
     pub key_id: String,

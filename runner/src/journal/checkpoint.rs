@@ -83,8 +83,10 @@ pub fn public_key_from_hex(text: &str) -> Result<VerifyingKey, String> {
     VerifyingKey::from_bytes(&raw).map_err(|e| format!("not an Ed25519 public key: {e}"))
 }
 
-/// One signed checkpoint.
+/// One signed checkpoint. Unknown fields are refused: a field no signature
+/// covers must not ride along in a bundle or the store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     /// Its number, from 1, without gaps.
     pub n: u64,
@@ -97,14 +99,33 @@ pub struct Checkpoint {
     /// Runs pruned since the previous checkpoint, by a retention rule.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pruned: BTreeMap<String, Tombstone>,
+    /// Where trust starts: set on checkpoint 1 only (a new journal, or an
+    /// unkeyed one adopted by `soar journal adopt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<TrustStart>,
     /// Which key signed it ([`key_id`]).
     pub key_id: String,
     /// Hex Ed25519 signature over [`Checkpoint::signed_bytes`].
     pub sig: String,
 }
 
+/// How a keyed journal's trust began (the first checkpoint says it, signed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustStart {
+    /// `new` (an empty journal, keyed from its first record) or `adopted`
+    /// (existing unkeyed runs signed as they were, by an operator's command).
+    pub kind: String,
+    /// Runs the journal held when trust started (0 for a new one).
+    pub runs: u64,
+    /// Who adopted it (the operator's account, as given to the command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+}
+
 /// What is left of a pruned run: enough to tell pruning from deletion.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Tombstone {
     /// Its playbook.
     pub playbook: String,
@@ -134,7 +155,12 @@ impl Checkpoint {
             &self.pruned,
             &self.key_id,
         );
-        serde_json::to_vec(&unsigned).unwrap_or_default()
+        // Checkpoints signed before `start` existed keep their bytes.
+        match &self.start {
+            None => serde_json::to_vec(&unsigned),
+            Some(start) => serde_json::to_vec(&(unsigned, start)),
+        }
+        .unwrap_or_default()
     }
 
     /// The hash the next checkpoint chains to (signature included).
@@ -168,42 +194,78 @@ pub(crate) struct Checkpointer {
     last: Mutex<(u64, String)>,
 }
 
+/// What a keyed open found.
+pub(crate) enum Opened {
+    /// Signing goes on from the last checkpoint (or a genesis just made).
+    Ready(std::sync::Arc<Checkpointer>),
+    /// The journal holds runs but no checkpoint: trust is never restarted
+    /// silently, so nothing is signed (and nothing appended) until an
+    /// operator adopts it. The reason, for every refusal and for verify.
+    Broken(String),
+}
+
+/// Why a keyed open is not a fresh start.
+pub(crate) fn no_checkpoint_over(runs: u64) -> String {
+    format!(
+        "the journal holds {runs} run(s) but no signed checkpoint: its checkpoints were deleted, or it was never keyed; nothing is signed or appended until an operator checks it and runs `soar journal adopt`"
+    )
+}
+
 impl Checkpointer {
-    /// The checkpointer of a journal; on the first keyed open (no
-    /// checkpoint yet) every existing head is signed: the trust the
-    /// journal starts from.
+    /// The checkpointer of a journal. With no checkpoint yet, an empty
+    /// journal gets its genesis (checkpoint 1, `start: new`) and `adopt`
+    /// signs every existing head and tombstone (`start: adopted`);
+    /// otherwise the journal is [`Opened::Broken`].
     pub(crate) fn open(
         tree: sled::Tree,
-        heads: &sled::Tree,
+        existing: &Existing,
         key: SigningKey,
-    ) -> Result<Self, JournalError> {
+        adopt: Option<&str>,
+    ) -> Result<Opened, JournalError> {
         let last = match tree.last().map_err(storage)? {
             Some((_, bytes)) => {
                 let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
                     JournalError::Storage(format!("the last checkpoint is unreadable: {e}"))
                 })?;
-                (cp.n, cp.hash())
+                Some((cp.n, cp.hash()))
             }
-            None => (0, GENESIS.to_string()),
+            None => None,
         };
-        let mut dirty = BTreeMap::new();
-        if last.0 == 0 {
-            for item in heads.iter() {
-                let (run, bytes) = item.map_err(storage)?;
-                if let Ok(head) = super::store::Head::decode(&bytes) {
-                    let run = String::from_utf8_lossy(&run).into_owned();
-                    dirty.insert(run, (head.seq, head.hash));
-                }
-            }
-        }
-        Ok(Checkpointer {
+        let cp = Checkpointer {
             tree,
             key_id: key_id(&key.verifying_key()),
             key,
-            dirty: Mutex::new(dirty),
+            dirty: Mutex::new(BTreeMap::new()),
             pruned: Mutex::new(BTreeMap::new()),
-            last: Mutex::new(last),
-        })
+            last: Mutex::new(last.clone().unwrap_or((0, GENESIS.to_string()))),
+        };
+        match (last, adopt) {
+            (Some((n, _)), Some(_)) => Err(JournalError::Refused(format!(
+                "the journal is already keyed ({n} checkpoint(s)): there is nothing to adopt"
+            ))),
+            (Some(_), None) => Ok(Opened::Ready(std::sync::Arc::new(cp))),
+            (None, Some(by)) => {
+                let start = TrustStart {
+                    kind: "adopted".into(),
+                    runs: existing.heads.len() as u64,
+                    by: Some(by.to_string()),
+                };
+                cp.sign(existing.heads.clone(), existing.pruned.clone(), Some(start))
+                    .map_err(JournalError::Storage)?;
+                Ok(Opened::Ready(std::sync::Arc::new(cp)))
+            }
+            (None, None) if existing.is_empty() => {
+                let start = TrustStart {
+                    kind: "new".into(),
+                    runs: 0,
+                    by: None,
+                };
+                cp.sign(BTreeMap::new(), BTreeMap::new(), Some(start))
+                    .map_err(JournalError::Storage)?;
+                Ok(Opened::Ready(std::sync::Arc::new(cp)))
+            }
+            (None, None) => Ok(Opened::Broken(no_checkpoint_over(existing.runs()))),
+        }
     }
 
     /// A run's head moved (called after the head is written).
@@ -221,19 +283,30 @@ impl Checkpointer {
     /// Signs and stores a checkpoint of the heads noted since the last one
     /// (nothing when none moved).
     pub(crate) fn write(&self) -> Result<(), String> {
-        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let heads = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(PoisonError::into_inner));
         let pruned =
             std::mem::take(&mut *self.pruned.lock().unwrap_or_else(PoisonError::into_inner));
         if heads.is_empty() && pruned.is_empty() {
             return Ok(());
         }
+        self.sign(heads, pruned, None)
+    }
+
+    /// Signs and stores the next checkpoint.
+    fn sign(
+        &self,
+        heads: BTreeMap<String, (u64, String)>,
+        pruned: BTreeMap<String, Tombstone>,
+        start: Option<TrustStart>,
+    ) -> Result<(), String> {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let mut cp = Checkpoint {
             n: last.0 + 1,
             at: super::time::now(),
             prev: last.1.clone(),
             heads,
             pruned,
+            start,
             key_id: self.key_id.clone(),
             sig: String::new(),
         };
@@ -250,6 +323,61 @@ impl Checkpointer {
     }
 }
 
+/// What a journal held before its first checkpoint: every head, and the
+/// tombstones of runs pruned while it was unkeyed.
+#[derive(Default)]
+pub(crate) struct Existing {
+    /// Run heads.
+    pub heads: BTreeMap<String, (u64, String)>,
+    /// Pruned runs.
+    pub pruned: BTreeMap<String, Tombstone>,
+    /// Records, run-index entries or other traces with no head.
+    pub traces: bool,
+}
+
+impl Existing {
+    /// Reads the heads and tombstones; `traces` when records or index
+    /// entries exist (a journal with any of them is not new).
+    pub(crate) fn read(
+        heads: &sled::Tree,
+        tombstones: &sled::Tree,
+        others: &[&sled::Tree],
+    ) -> Result<Existing, JournalError> {
+        let mut out = Existing::default();
+        for item in heads.iter() {
+            let (run, bytes) = item.map_err(storage)?;
+            if let Ok(head) = super::store::Head::decode(&bytes) {
+                let run = String::from_utf8_lossy(&run).into_owned();
+                out.heads.insert(run, (head.seq, head.hash));
+            } else {
+                out.traces = true;
+            }
+        }
+        for item in tombstones.iter() {
+            let (run, bytes) = item.map_err(storage)?;
+            match serde_json::from_slice(&bytes) {
+                Ok(t) => {
+                    out.pruned
+                        .insert(String::from_utf8_lossy(&run).into_owned(), t);
+                }
+                Err(_) => out.traces = true,
+            }
+        }
+        for tree in others {
+            out.traces |= !tree.is_empty();
+        }
+        Ok(out)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.heads.is_empty() && self.pruned.is_empty() && !self.traces
+    }
+
+    fn runs(&self) -> u64 {
+        (self.heads.len() + self.pruned.len()) as u64
+    }
+}
+
 /// Every checkpoint in order, each checked: numbering, chain, key and
 /// signature. Problems are reported; the signed heads of the checkpoints
 /// that passed are returned per run, oldest first.
@@ -262,6 +390,9 @@ pub(crate) struct Chain {
     pub signed: BTreeMap<String, Vec<(u64, String, u64)>>,
     /// Signed tombstones of pruned runs, with their checkpoint.
     pub pruned: BTreeMap<String, (Tombstone, u64)>,
+    /// Checkpoint 1: its hash, when, and how trust started (`None` for a
+    /// journal keyed before checkpoints said so).
+    pub genesis: Option<(String, String, Option<TrustStart>)>,
     /// What is wrong with the chain itself.
     pub problems: Vec<String>,
 }
@@ -274,6 +405,7 @@ pub(crate) fn read_chain(tree: &sled::Tree, keys: &[VerifyingKey]) -> Result<Cha
         key_ids: Default::default(),
         signed: BTreeMap::new(),
         pruned: BTreeMap::new(),
+        genesis: None,
         problems: Vec::new(),
     };
     let mut prev = GENESIS.to_string();
@@ -310,6 +442,14 @@ pub(crate) fn read_chain(tree: &sled::Tree, keys: &[VerifyingKey]) -> Result<Cha
         }
         expected = cp.n + 1;
         prev = cp.hash();
+        if cp.n == 1 {
+            chain.genesis = Some((prev.clone(), cp.at.clone(), cp.start.clone()));
+        } else if cp.start.is_some() {
+            chain.problems.push(format!(
+                "checkpoint {}: claims to start trust, which only checkpoint 1 may",
+                cp.n
+            ));
+        }
         chain.key_ids.insert(cp.key_id.clone());
         match by_id.get(&cp.key_id) {
             None => {
@@ -336,4 +476,64 @@ pub(crate) fn read_chain(tree: &sled::Tree, keys: &[VerifyingKey]) -> Result<Cha
         }
     }
     Ok(chain)
+}
+
+/// What the checkpoints say about one run.
+pub(crate) struct RunSigned {
+    /// Every signed `(seq, hash, checkpoint)` of it, oldest first.
+    pub points: Vec<(u64, String, u64)>,
+    /// Its signed tombstone, if it was pruned.
+    pub pruned: Option<Tombstone>,
+    /// Checkpoints naming it whose signature fails.
+    pub problems: Vec<String>,
+}
+
+/// The checkpoints that name `run_id`, each signature checked against
+/// `keys`: found by the run id's JSON text in the stored bytes, so only
+/// those are decoded (one run's check stays cheap in a long journal; the
+/// chain as a whole is `read_chain`'s).
+pub(crate) fn read_run(
+    tree: &sled::Tree,
+    run_id: &str,
+    keys: &[VerifyingKey],
+) -> Result<RunSigned, JournalError> {
+    let needle = format!("{}:", serde_json::to_string(run_id).unwrap_or_default());
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    let mut out = RunSigned {
+        points: Vec::new(),
+        pruned: None,
+        problems: Vec::new(),
+    };
+    for item in tree.iter() {
+        let (_, bytes) = item.map_err(storage)?;
+        if finder.find(&bytes).is_none() {
+            continue;
+        }
+        let Ok(cp) = serde_json::from_slice::<Checkpoint>(&bytes) else {
+            out.problems.push(format!(
+                "run {run_id}: a checkpoint naming it is unreadable"
+            ));
+            continue;
+        };
+        if keys.is_empty() {
+            continue;
+        }
+        if !keys
+            .iter()
+            .any(|k| key_id(k) == cp.key_id && cp.signed_by(k))
+        {
+            out.problems.push(format!(
+                "run {run_id}: checkpoint {} names it, but its signature does not match a known key",
+                cp.n
+            ));
+            continue;
+        }
+        if let Some((seq, hash)) = cp.heads.get(run_id) {
+            out.points.push((*seq, hash.clone(), cp.n));
+        }
+        if let Some(t) = cp.pruned.get(run_id) {
+            out.pruned = Some(t.clone());
+        }
+    }
+    Ok(out)
 }

@@ -112,8 +112,31 @@ pub struct SignedReport {
     pub checkpoints: u64,
     /// Keys that signed them.
     pub key_ids: Vec<String>,
+    /// Where trust started: checkpoint 1's hash, when, and how (a new
+    /// journal, or adopted and by whom). Keep it outside the data dir.
+    #[serde(default)]
+    pub trust_start: Option<String>,
     /// One line per problem, naming the run (or checkpoint).
     pub problems: Vec<String>,
+    /// What is odd but not a sign of tampering (a prune a crash
+    /// interrupted), one line each.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Checkpoint 1 in one line, for the operator to keep outside the data dir.
+fn describe_start(genesis: &(String, String, Option<checkpoint::TrustStart>)) -> String {
+    let (hash, at, start) = genesis;
+    let how = match start {
+        None => "keyed before checkpoints recorded how".to_string(),
+        Some(s) if s.kind == "adopted" => format!(
+            "adopted with {} existing run(s) by {}",
+            s.runs,
+            s.by.as_deref().unwrap_or("?")
+        ),
+        Some(s) => format!("a {} journal", s.kind),
+    };
+    format!("checkpoint 1 ({hash}) at {at}: {how}")
 }
 
 /// Why a journal operation failed.
@@ -140,6 +163,10 @@ pub enum JournalError {
     /// a run not starting with `run_started`).
     #[error("cannot journal this event: {0}")]
     Encode(String),
+    /// The journal will not do this: it would sign, prune or export what
+    /// it cannot vouch for (trust broken, a run failing verification).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// The append-only journal of every run. Cheap to clone; all clones share
@@ -164,6 +191,9 @@ struct Inner {
     tombstones: sled::Tree,
     /// Signs them, in a process with the signing key.
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
+    /// Why this keyed journal's trust cannot go on (runs but no
+    /// checkpoint): appends are refused and verify fails until adopted.
+    broken: Option<String>,
     /// The keys checkpoints are verified with.
     keys: JournalKeys,
     /// One mutex per run with an append in progress, so seq numbers are
@@ -207,7 +237,7 @@ impl Journal {
         durability: Durability,
         keys: JournalKeys,
     ) -> Result<Journal, JournalError> {
-        Self::open_with(dir, durability, flusher::COMMIT_WINDOW, keys)
+        Self::open_with(dir, durability, flusher::COMMIT_WINDOW, keys, None)
     }
 
     /// [`Journal::open`] with another group-commit window (tests).
@@ -217,7 +247,22 @@ impl Journal {
         durability: Durability,
         window: std::time::Duration,
     ) -> Result<Journal, JournalError> {
-        Self::open_with(dir, durability, window, JournalKeys::default())
+        Self::open_with(dir, durability, window, JournalKeys::default(), None)
+    }
+
+    /// Adopts an existing unkeyed journal: signs every run head and
+    /// tombstone as it is now into checkpoint 1 (`start: adopted`, `by`),
+    /// the explicit, signed moment trust starts. Refused when the journal
+    /// already has checkpoints or no signing key is given.
+    pub fn adopt(
+        dir: &Path,
+        durability: Durability,
+        keys: JournalKeys,
+        by: &str,
+    ) -> Result<Journal, JournalError> {
+        let journal = Self::open_with(dir, durability, flusher::COMMIT_WINDOW, keys, Some(by))?;
+        journal.sync()?;
+        Ok(journal)
     }
 
     fn open_with(
@@ -225,6 +270,7 @@ impl Journal {
         durability: Durability,
         window: std::time::Duration,
         keys: JournalKeys,
+        adopt: Option<&str>,
     ) -> Result<Journal, JournalError> {
         std::fs::create_dir_all(dir).map_err(|e| {
             JournalError::Storage(format!(
@@ -248,25 +294,41 @@ impl Journal {
         let tree = |name: &str| db.open_tree(name).map_err(storage);
         let heads = tree(store::HEADS)?;
         let checkpoints = tree(checkpoint::CHECKPOINTS)?;
-        let checkpointer = match &keys.signing {
-            Some(key) => Some(Arc::new(checkpoint::Checkpointer::open(
-                checkpoints.clone(),
-                &heads,
-                key.clone(),
-            )?)),
-            None => None,
+        let records = tree(store::RECORDS)?;
+        let runs = tree(store::RUNS)?;
+        let tombstones = tree(TOMBSTONES)?;
+        let (checkpointer, broken) = match &keys.signing {
+            Some(key) => {
+                let existing = checkpoint::Existing::read(&heads, &tombstones, &[&records, &runs])?;
+                match checkpoint::Checkpointer::open(
+                    checkpoints.clone(),
+                    &existing,
+                    key.clone(),
+                    adopt,
+                )? {
+                    checkpoint::Opened::Ready(cp) => (Some(cp), None),
+                    checkpoint::Opened::Broken(why) => (None, Some(why)),
+                }
+            }
+            None if adopt.is_some() => {
+                return Err(JournalError::Refused(
+                    "adopting a journal needs its signing key (journal.signing_key)".into(),
+                ))
+            }
+            None => (None, None),
         };
         let inner = Inner {
             dir: dir.to_path_buf(),
             durability,
-            records: tree(store::RECORDS)?,
+            records,
             heads,
             dedup: tree(store::DEDUP)?,
             blobs: tree(store::BLOBS)?,
-            runs: tree(store::RUNS)?,
+            runs,
             checkpoints,
-            tombstones: tree("tombstones")?,
+            tombstones,
             checkpointer: checkpointer.clone(),
+            broken,
             keys,
             run_locks: Mutex::new(HashMap::new()),
             tails: Mutex::new(HashMap::new()),
@@ -327,6 +389,9 @@ impl Journal {
     }
 
     fn write(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+        if let Some(why) = &self.inner.broken {
+            return Err(JournalError::Refused(why.clone()));
+        }
         store::check_run_id(run_id)?;
         let prepared = store::prepare(&event)?;
         let (seq, at, prev_hash, hash) = {
@@ -368,11 +433,13 @@ impl Journal {
     }
 
     /// Checks the journal as a whole against its signed checkpoints: the
-    /// chain of checkpoints (numbering, links, key, signature), and every
-    /// run against the heads they signed (a deleted, truncated, rolled-back
-    /// or re-chained run, or one no checkpoint covers). A journal with no
-    /// checkpoint is reported as unkeyed; one with checkpoints but no
-    /// public key to check them fails.
+    /// chain of checkpoints (numbering, links, key, signature, where trust
+    /// started), and every run the store holds, walked tree by tree (not
+    /// through the index), against the heads they signed: a deleted,
+    /// truncated, rolled-back, re-chained, hidden or resurrected run, or one
+    /// no checkpoint covers. A journal with no checkpoint is unkeyed only
+    /// when no key is configured either; with keys, or with checkpoints and
+    /// no key to check them, it fails.
     pub fn verify_signed(&self) -> Result<SignedReport, JournalError> {
         if let Some(cp) = &self.inner.checkpointer {
             // What this process wrote and has not signed yet.
@@ -380,16 +447,18 @@ impl Journal {
         }
         let keys = self.inner.keys.verifiers();
         let chain = checkpoint::read_chain(&self.inner.checkpoints, &keys)?;
+        let walk = self.walk()?;
         let mut report = SignedReport {
-            keyed: chain.count > 0,
+            keyed: chain.count > 0 || !keys.is_empty(),
             checkpoints: chain.count,
             key_ids: chain.key_ids.iter().cloned().collect(),
-            problems: chain.problems,
+            trust_start: chain.genesis.as_ref().map(describe_start),
+            problems: walk.problems.clone(),
+            warnings: Vec::new(),
         };
-        if chain.count == 0 {
-            return Ok(report);
-        }
-        if keys.is_empty() {
+        report.problems.extend(self.inner.broken.iter().cloned());
+        report.problems.extend(chain.problems.iter().cloned());
+        if chain.count > 0 && keys.is_empty() {
             report.problems.insert(
                 0,
                 format!(
@@ -397,19 +466,20 @@ impl Journal {
                     report.key_ids.join(", ")
                 ),
             );
+        }
+        if chain.count == 0 && !keys.is_empty() && walk.has_history() && self.inner.broken.is_none()
+        {
+            report.problems.push(checkpoint::no_checkpoint_over(
+                (walk.runs.len() + walk.tombstones.len()) as u64,
+            ));
+        }
+        self.placements(&walk, &chain, &mut report)?;
+        if chain.count == 0 || keys.is_empty() {
             return Ok(report);
         }
         for (run, points) in &chain.signed {
-            if let Some((t, n)) = chain.pruned.get(run) {
-                let last = points.last().map(|(seq, hash, _)| (*seq, hash.as_str()));
-                if last == Some((t.final_seq, t.final_hash.as_str())) {
-                    continue; // Pruned by its rule, as signed.
-                }
-                report.problems.push(format!(
-                    "run {run}: checkpoint {n} signed its pruning at seq {}, but its last signed head is another",
-                    t.final_seq
-                ));
-                continue;
+            if chain.pruned.contains_key(run) || walk.tombstones.contains_key(run) {
+                continue; // Checked by `placements`.
             }
             verify::signed_run(
                 &self.inner.records,
@@ -419,14 +489,146 @@ impl Journal {
                 &mut report.problems,
             )?;
         }
-        for run in self.run_ids()? {
-            if !chain.signed.contains_key(&run) {
+        for run in &walk.runs {
+            let pruned = chain.pruned.contains_key(run) || walk.tombstones.contains_key(run);
+            if !pruned && !chain.signed.contains_key(run) {
                 report.problems.push(format!(
                     "run {run}: no signed checkpoint covers it (inserted behind the journal's back, or all of it written after the last checkpoint by a process that died)"
                 ));
             }
         }
         Ok(report)
+    }
+
+    /// Each stored or indexed run against the index and the tombstones
+    /// (the tree's, and those the checkpoints signed).
+    fn placements(
+        &self,
+        walk: &verify::StoreWalk,
+        chain: &checkpoint::Chain,
+        report: &mut SignedReport,
+    ) -> Result<(), JournalError> {
+        for run in walk.runs.union(&walk.indexed) {
+            let tombstone = chain
+                .pruned
+                .get(run)
+                .map(|(t, _)| t)
+                .or_else(|| walk.tombstones.get(run));
+            verify::placement(
+                &self.inner.records,
+                run,
+                walk.runs.contains(run),
+                walk.indexed.contains(run),
+                tombstone,
+                &mut report.problems,
+                &mut report.warnings,
+            )?;
+        }
+        for (run, (t, n)) in &chain.pruned {
+            let signed_end = chain.signed.get(run).and_then(|p| p.last());
+            if signed_end.is_some_and(|(seq, hash, _)| (*seq, hash) != (t.final_seq, &t.final_hash))
+            {
+                report.problems.push(format!(
+                    "run {run}: checkpoint {n} signed its pruning at seq {}, but its last signed head is another",
+                    t.final_seq
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The store walked tree by tree ([`verify::walk`]).
+    fn walk(&self) -> Result<verify::StoreWalk, JournalError> {
+        verify::walk(
+            &self.inner.records,
+            &self.inner.heads,
+            &self.inner.runs,
+            &self.inner.tombstones,
+        )
+    }
+
+    /// Every run id the store holds records, a head or an index entry for,
+    /// found by walking the trees rather than the index (what `verify
+    /// --all` checks), sorted. Pruned runs are left out: what a prune left
+    /// of them, or records put back under their id, is
+    /// [`Journal::verify_signed`]'s to report.
+    pub fn stored_run_ids(&self) -> Result<Vec<String>, JournalError> {
+        let walk = self.walk()?;
+        Ok(walk
+            .runs
+            .union(&walk.indexed)
+            .filter(|r| !walk.tombstones.contains_key(*r))
+            .cloned()
+            .collect())
+    }
+
+    /// Every problem with one run: its chain, its place in the store (in
+    /// the index, not pruned), and in a keyed journal the checkpoints that
+    /// name it. Empty when it is intact. What `status`, `journal`, `export`
+    /// and `prune` check before they show or act on a run.
+    pub fn check_run(&self, run_id: &str) -> Result<Vec<String>, JournalError> {
+        let mut problems = self.verify(run_id)?.problems;
+        problems.extend(self.inner.broken.iter().cloned());
+        let has_records = verify::last_link(&self.inner.records, run_id)?.is_some()
+            || self
+                .inner
+                .heads
+                .contains_key(run_id.as_bytes())
+                .map_err(storage)?;
+        let indexed = self.index_has(run_id)?;
+        let keys = self.inner.keys.verifiers();
+        if let Some(cp) = &self.inner.checkpointer {
+            cp.write().map_err(JournalError::Storage)?;
+        }
+        let signed = checkpoint::read_run(&self.inner.checkpoints, run_id, &keys)?;
+        problems.extend(signed.problems.iter().cloned());
+        let tombstone = match &signed.pruned {
+            Some(t) => Some(t.clone()),
+            None => self
+                .inner
+                .tombstones
+                .get(run_id.as_bytes())
+                .map_err(storage)?
+                .and_then(|v| serde_json::from_slice(&v).ok()),
+        };
+        let mut warnings = Vec::new();
+        verify::placement(
+            &self.inner.records,
+            run_id,
+            has_records,
+            indexed,
+            tombstone.as_ref(),
+            &mut problems,
+            &mut warnings,
+        )?;
+        if tombstone.is_some() || keys.is_empty() {
+            return Ok(problems);
+        }
+        if signed.points.is_empty() {
+            problems.push(format!(
+                "run {run_id}: no signed checkpoint covers it (inserted behind the journal's back, or written after the last checkpoint by a process that died)"
+            ));
+        } else {
+            verify::signed_run(
+                &self.inner.records,
+                &self.inner.heads,
+                run_id,
+                &signed.points,
+                &mut problems,
+            )?;
+        }
+        Ok(problems)
+    }
+
+    /// Whether the run index lists `run_id` (a scan: the index is keyed by
+    /// creation order).
+    fn index_has(&self, run_id: &str) -> Result<bool, JournalError> {
+        for value in self.inner.runs.iter().values() {
+            if value.map_err(storage)?.as_ref() == run_id.as_bytes() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// A bundle of `run_id`: its records and blobs as stored, and the
@@ -483,19 +685,93 @@ impl Journal {
     /// Removes a finished run (records, head, index, dedup claims) and
     /// leaves a tombstone: its final head, when and by which `rule`, which
     /// the next checkpoint signs so verification tells pruning from
-    /// deletion. A run that is not finished is refused. Blobs are shared
-    /// by content and stay.
+    /// deletion. Refused (nothing removed) for a run that is not finished,
+    /// whose chain fails verification, or, in a keyed journal, whose final
+    /// record no valid checkpoint signed (a forged end). Blobs are shared by
+    /// content and stay. See [`Journal::prune_many`].
     pub fn prune(&self, run_id: &str, rule: &str) -> Result<Tombstone, JournalError> {
-        known_shape(run_id)?;
-        let lock = self.inner.run_lock(run_id);
-        let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-        let result = self.prune_locked(run_id, rule);
-        drop(guard);
-        self.inner.release_run_lock(run_id, lock);
-        result
+        self.prune_many(&[(run_id.to_string(), rule.to_string())])
+            .pop()
+            .unwrap_or_else(|| Err(JournalError::UnknownRun(run_id.to_string())))
     }
 
-    fn prune_locked(&self, run_id: &str, rule: &str) -> Result<Tombstone, JournalError> {
+    /// [`Journal::prune`] for many runs, reading and checking the chain of
+    /// checkpoints once: if it fails verification, nothing is pruned.
+    pub fn prune_many(&self, runs: &[(String, String)]) -> Vec<Result<Tombstone, JournalError>> {
+        let signed = match self.signed_ends() {
+            Ok(s) => s,
+            Err(e) => {
+                let why = e.to_string();
+                return runs
+                    .iter()
+                    .map(|_| Err(JournalError::Refused(why.clone())))
+                    .collect();
+            }
+        };
+        let mut out = Vec::with_capacity(runs.len());
+        for (run_id, rule) in runs {
+            let result = known_shape(run_id).and_then(|()| {
+                let lock = self.inner.run_lock(run_id);
+                let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+                let result = self.prune_locked(run_id, rule, signed.as_ref());
+                drop(guard);
+                self.inner.release_run_lock(run_id, lock);
+                result
+            });
+            out.push(result);
+        }
+        if let Err(e) = self.sync() {
+            tracing::warn!(error = %e, "prune: the final flush failed");
+        }
+        out
+    }
+
+    /// In a keyed journal, each run's last signed head (`None`: unkeyed).
+    /// An error when trust is broken or the chain of checkpoints fails.
+    #[allow(clippy::type_complexity)]
+    fn signed_ends(&self) -> Result<Option<HashMap<String, (u64, String)>>, JournalError> {
+        if let Some(why) = &self.inner.broken {
+            return Err(JournalError::Refused(why.clone()));
+        }
+        let keys = self.inner.keys.verifiers();
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        if let Some(cp) = &self.inner.checkpointer {
+            cp.write().map_err(JournalError::Storage)?;
+        }
+        let chain = checkpoint::read_chain(&self.inner.checkpoints, &keys)?;
+        if let Some(p) = chain.problems.first() {
+            return Err(JournalError::Refused(format!(
+                "the journal's checkpoints fail verification ({p}): nothing is pruned until `soar journal verify --all` passes"
+            )));
+        }
+        if chain.count == 0 {
+            return Err(JournalError::Refused(
+                "the journal has keys but no checkpoint: nothing is pruned until it is adopted"
+                    .into(),
+            ));
+        }
+        Ok(Some(
+            chain
+                .signed
+                .into_iter()
+                .filter_map(|(run, mut points)| {
+                    points.pop().map(|(seq, hash, _)| (run, (seq, hash)))
+                })
+                .collect(),
+        ))
+    }
+
+    fn prune_locked(
+        &self,
+        run_id: &str,
+        rule: &str,
+        signed: Option<&HashMap<String, (u64, String)>>,
+    ) -> Result<Tombstone, JournalError> {
+        if let Some(t) = self.tombstone(run_id)? {
+            return self.finish_prune(run_id, t);
+        }
         let records = self.read_records(run_id, false)?;
         let summary = summarize(run_id, &records)?;
         let last = records
@@ -507,6 +783,20 @@ impl Journal {
                 "run `{run_id}` is {}: only finished runs are pruned",
                 summary.status
             )));
+        }
+        let report = self.verify(run_id)?;
+        if let Some(p) = report.problems.first() {
+            return Err(JournalError::Refused(format!(
+                "run `{run_id}` fails verification ({p}): pruning it would destroy the evidence"
+            )));
+        }
+        if let Some(signed) = signed {
+            if signed.get(run_id) != Some(&(last.seq, last.hash.clone())) {
+                return Err(JournalError::Refused(format!(
+                    "run `{run_id}`: its final record (seq {}) is not the one a signed checkpoint covers: an end appended behind the journal's back is never pruned on",
+                    last.seq
+                )));
+            }
         }
         let tombstone = Tombstone {
             playbook: summary.playbook,
@@ -520,22 +810,46 @@ impl Journal {
         let bytes =
             serde_json::to_vec(&tombstone).map_err(|e| JournalError::Encode(e.to_string()))?;
         // The tombstone first: a crash then leaves a run and its tombstone,
-        // never a run gone without one.
+        // never a run gone without one (and the next prune finishes it).
         self.inner
             .tombstones
             .insert(run_id.as_bytes(), bytes)
             .map_err(storage)?;
-        for key in self
+        if let Some(cp) = &self.inner.checkpointer {
+            cp.note_pruned(run_id, tombstone.clone());
+        }
+        self.remove_run(run_id)?;
+        Ok(tombstone)
+    }
+
+    /// Completes a prune a crash interrupted: only when what is left ends
+    /// exactly where the tombstone says (anything else is a resurrection,
+    /// which verify reports and nothing here may erase).
+    fn finish_prune(&self, run_id: &str, t: Tombstone) -> Result<Tombstone, JournalError> {
+        match verify::last_link(&self.inner.records, run_id)? {
+            None => {}
+            Some(last) if last == (t.final_seq, t.final_hash.clone()) => {}
+            Some((seq, _)) => {
+                return Err(JournalError::Refused(format!(
+                    "run `{run_id}` was pruned at seq {}, yet records ending at seq {seq} are here again: resurrected behind the journal's back; kept as evidence",
+                    t.final_seq
+                )))
+            }
+        }
+        self.remove_run(run_id)?;
+        Ok(t)
+    }
+
+    /// Removes a run's records (last first, so what a crash leaves still
+    /// ends where the tombstone says), head, index entry and dedup claims.
+    fn remove_run(&self, run_id: &str) -> Result<(), JournalError> {
+        let keys: Vec<sled::IVec> = self
             .inner
             .records
             .scan_prefix(store::run_prefix(run_id))
             .keys()
-        {
-            self.inner
-                .records
-                .remove(key.map_err(storage)?)
-                .map_err(storage)?;
-        }
+            .collect::<Result<_, _>>()
+            .map_err(storage)?;
         self.inner
             .heads
             .remove(run_id.as_bytes())
@@ -548,16 +862,61 @@ impl Journal {
                 }
             }
         }
+        for key in keys.iter().rev().skip(1).chain(keys.last()) {
+            self.inner.records.remove(key).map_err(storage)?;
+        }
         self.inner
             .tails
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(run_id);
-        if let Some(cp) = &self.inner.checkpointer {
-            cp.note_pruned(run_id, tombstone.clone());
+        Ok(())
+    }
+
+    /// The run's tombstone in the tree, if it was pruned.
+    fn tombstone(&self, run_id: &str) -> Result<Option<Tombstone>, JournalError> {
+        match self
+            .inner
+            .tombstones
+            .get(run_id.as_bytes())
+            .map_err(storage)?
+        {
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| JournalError::Corrupt {
+                    run_id: run_id.to_string(),
+                    seq: 0,
+                    reason: format!("unreadable tombstone: {e}"),
+                }),
+            None => Ok(None),
         }
-        self.sync()?;
-        Ok(tombstone)
+    }
+
+    /// Runs whose prune a crash interrupted: a tombstone, and records, a
+    /// head or an index entry still there.
+    pub fn interrupted_prunes(&self) -> Result<Vec<String>, JournalError> {
+        let walk = self.walk()?;
+        Ok(walk
+            .tombstones
+            .keys()
+            .filter(|r| walk.runs.contains(*r) || walk.indexed.contains(*r))
+            .cloned()
+            .collect())
+    }
+
+    /// Checkpoint `n`, if the journal has it (and it decodes).
+    pub fn checkpoint(&self, n: u64) -> Result<Option<Checkpoint>, JournalError> {
+        Ok(self
+            .inner
+            .checkpoints
+            .get(n.to_be_bytes())
+            .map_err(storage)?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Why this keyed journal refuses to sign and append, if it does.
+    pub fn trust_broken(&self) -> Option<&str> {
+        self.inner.broken.as_deref()
     }
 
     /// Bytes of the stored checkpoints (their keys and values), to size
@@ -969,6 +1328,9 @@ impl Inner {
 fn known_shape(run_id: &str) -> Result<(), JournalError> {
     store::check_run_id(run_id).map_err(|_| JournalError::UnknownRun(run_id.to_string()))
 }
+
+/// Tree of tombstones of pruned runs, by run id.
+const TOMBSTONES: &str = "tombstones";
 
 /// sled page cache size.
 const CACHE_BYTES: u64 = 32 << 20;

@@ -1069,8 +1069,17 @@ async fn a_rechained_edit_a_deletion_a_truncation_and_a_rollback_are_each_report
         edited[0].contains("rewritten") && edited[0].contains("..=4"),
         "{edited:?}"
     );
+    // Its index entry was left: the store walk names that too.
     assert!(
-        about("deleted")[0].contains("deleted (checkpoint"),
+        about("deleted")
+            .iter()
+            .any(|p| p.contains("deleted (checkpoint")),
+        "{report:#?}"
+    );
+    assert!(
+        about("deleted")
+            .iter()
+            .any(|p| p.contains("listed in the run index")),
         "{report:#?}"
     );
     assert!(
@@ -1201,4 +1210,221 @@ async fn a_bundle_verifies_and_a_repeated_or_edited_record_does_not() {
         problems.iter().any(|p| p.contains("hash mismatch")),
         "{problems:?}"
     );
+}
+
+// ---- trust never restarts silently; the store walked, not the index ---------
+
+fn finish(status: RunStatus) -> Event {
+    Event::RunFinished {
+        status,
+        outputs: json!({}),
+        error: None,
+    }
+}
+
+#[tokio::test]
+async fn a_new_keyed_journal_starts_trust_at_a_signed_genesis() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open_keyed(dir.path(), keys(30));
+    let cp = journal
+        .checkpoint(1)
+        .unwrap()
+        .expect("a genesis checkpoint");
+    assert!(cp.heads.is_empty());
+    assert_eq!(cp.start.as_ref().map(|s| s.kind.as_str()), Some("new"));
+    run_with(&journal, "a", 2).await;
+    let report = journal.verify_signed().unwrap();
+    assert!(report.problems.is_empty(), "{report:#?}");
+    assert!(
+        report
+            .trust_start
+            .as_deref()
+            .unwrap()
+            .contains("a new journal"),
+        "{report:#?}"
+    );
+}
+
+#[tokio::test]
+async fn deleted_checkpoints_break_trust_until_an_explicit_adoption() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = open_keyed(dir.path(), keys(31));
+        run_with(&journal, "a", 3).await;
+        tree(&journal, checkpoint::CHECKPOINTS).clear().unwrap();
+        journal.db().flush().unwrap();
+    }
+    // With the signing key: nothing signed, nothing appended.
+    let journal = open_keyed(dir.path(), keys(31));
+    assert!(journal.trust_broken().is_some());
+    let err = journal.append("a", step_started(4)).await.unwrap_err();
+    assert!(matches!(err, JournalError::Refused(_)), "{err}");
+    assert!(journal.checkpoint(1).unwrap().is_none());
+    let report = journal.verify_signed().unwrap();
+    assert!(report.keyed);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("soar journal adopt")),
+        "{report:#?}"
+    );
+    assert!(journal.prune("a", "r").is_err());
+    drop(journal);
+    // With the public key only: fails too.
+    let public = JournalKeys {
+        signing: None,
+        public: keys(31).public,
+    };
+    let journal = open_keyed(dir.path(), public);
+    let report = journal.verify_signed().unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("no signed checkpoint")),
+        "{report:#?}"
+    );
+    drop(journal);
+    // Adopted: signed as it is, by whom, and appends go on.
+    let journal = Journal::adopt(dir.path(), Durability::Process, keys(31), "alice").unwrap();
+    let cp = journal.checkpoint(1).unwrap().unwrap();
+    assert_eq!(cp.heads.len(), 1);
+    let start = cp.start.unwrap();
+    assert_eq!(
+        (start.kind.as_str(), start.by.as_deref()),
+        ("adopted", Some("alice"))
+    );
+    journal.append("a", step_started(4)).await.unwrap();
+    assert!(journal.verify_signed().unwrap().problems.is_empty());
+    drop(journal);
+    // Once keyed, adoption is refused.
+    let again = Journal::adopt(dir.path(), Durability::Process, keys(31), "alice");
+    assert!(matches!(again, Err(JournalError::Refused(_))));
+}
+
+#[tokio::test]
+async fn the_store_walk_finds_hidden_ghost_and_resurrected_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open_keyed(dir.path(), keys(32));
+    run_with(&journal, "real", 3).await;
+    journal
+        .append("real", finish(RunStatus::Succeeded))
+        .await
+        .unwrap();
+    run_with(&journal, "gone", 2).await;
+    journal
+        .append("gone", finish(RunStatus::Succeeded))
+        .await
+        .unwrap();
+    journal.prune("gone", "rule").unwrap();
+    assert!(journal.verify_signed().unwrap().problems.is_empty());
+    // Copies of real's records: under a new id with no index entry, and
+    // under the pruned id; an index entry with no records.
+    let records = tree(&journal, store::RECORDS);
+    let heads = tree(&journal, store::HEADS);
+    for copy in ["hidden", "gone"] {
+        for seq in 1..=4 {
+            let v = records.get(record_key("real", seq)).unwrap().unwrap();
+            records.insert(record_key(copy, seq), v).unwrap();
+        }
+    }
+    let head = heads.get("real").unwrap().unwrap();
+    heads.insert("hidden", head.clone()).unwrap();
+    heads.insert("gone", head).unwrap();
+    tree(&journal, store::RUNS)
+        .insert(u64::MAX.to_be_bytes(), "ghost".as_bytes())
+        .unwrap();
+
+    let report = journal.verify_signed().unwrap();
+    let has = |run: &str, what: &str| {
+        report
+            .problems
+            .iter()
+            .any(|p| p.starts_with(&format!("run {run}:")) && p.contains(what))
+    };
+    assert!(has("hidden", "no run-index entry"), "{report:#?}");
+    assert!(has("hidden", "no signed checkpoint"), "{report:#?}");
+    assert!(has("ghost", "listed in the run index"), "{report:#?}");
+    assert!(has("gone", "resurrected"), "{report:#?}");
+    assert!(!report.problems.iter().any(|p| p.starts_with("run real:")));
+    let ids = journal.stored_run_ids().unwrap();
+    assert_eq!(ids, ["ghost", "hidden", "real"]);
+    assert!(journal
+        .check_run("hidden")
+        .unwrap()
+        .iter()
+        .any(|p| p.contains("no run-index entry")));
+    assert!(journal.check_run("real").unwrap().is_empty());
+    // Prune keeps the resurrected records as evidence.
+    assert!(matches!(
+        journal.prune("gone", "rule"),
+        Err(JournalError::Refused(_))
+    ));
+}
+
+#[tokio::test]
+async fn prune_refuses_a_forged_end_and_a_broken_chain_and_finishes_an_interrupted_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open_keyed(dir.path(), keys(33));
+    run_with(&journal, "waiting", 3).await;
+    run_with(&journal, "edited", 3).await;
+    journal
+        .append("edited", finish(RunStatus::Succeeded))
+        .await
+        .unwrap();
+    run_with(&journal, "cut", 3).await;
+    journal
+        .append("cut", finish(RunStatus::Failed))
+        .await
+        .unwrap();
+    journal.sync().unwrap();
+    // A forged end, chained and headed, but signed by nobody.
+    let forged = store::prepare(&finish(RunStatus::Succeeded)).unwrap();
+    let last: Value = serde_json::from_slice(
+        &tree(&journal, store::RECORDS)
+            .get(record_key("waiting", 3))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let at = last["at"].as_str().unwrap();
+    let prev = last["hash"].as_str().unwrap();
+    let hash = record_hash(prev, 4, at, &forged.canonical);
+    let stored =
+        json!({"seq": 4, "at": at, "prev_hash": prev, "hash": hash, "event": forged.stored_event});
+    tree(&journal, store::RECORDS)
+        .insert(
+            record_key("waiting", 4),
+            serde_json::to_vec(&stored).unwrap(),
+        )
+        .unwrap();
+    rewind_head(&journal, "waiting", 4);
+    let err = journal.prune("waiting", "r").unwrap_err().to_string();
+    assert!(
+        err.contains("not the one a signed checkpoint covers"),
+        "{err}"
+    );
+    assert_eq!(journal.read("waiting").unwrap().len(), 4);
+    // An edited record: not pruned away.
+    edit_record(&journal, "edited", 2, |v| v["event"]["step"] = json!("x"));
+    let err = journal.prune("edited", "r").unwrap_err().to_string();
+    assert!(err.contains("fails verification"), "{err}");
+    // An interrupted prune: the tombstone written, records left.
+    let t = Tombstone {
+        playbook: "pb".into(),
+        status: "failed".into(),
+        final_seq: 4,
+        final_hash: journal.read("cut").unwrap()[3].hash.clone(),
+        ended_at: String::new(),
+        pruned_at: String::new(),
+        rule: "r".into(),
+    };
+    tree(&journal, TOMBSTONES)
+        .insert("cut", serde_json::to_vec(&t).unwrap())
+        .unwrap();
+    assert_eq!(journal.interrupted_prunes().unwrap(), ["cut"]);
+    journal.prune("cut", "r").unwrap();
+    assert!(journal.interrupted_prunes().unwrap().is_empty());
+    assert!(journal.read("cut").is_err());
 }

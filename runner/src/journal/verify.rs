@@ -253,3 +253,138 @@ pub(crate) fn signed_run(
     }
     Ok(())
 }
+
+/// Everything the store holds, walked tree by tree rather than through the
+/// run index, so a run written behind the index's back is still seen.
+/// Linear: one pass over heads, index and tombstones, and one seek per run
+/// (not per record) in `records`.
+#[derive(Default)]
+pub(crate) struct StoreWalk {
+    /// Runs with records or a head.
+    pub runs: std::collections::BTreeSet<String>,
+    /// Runs the index lists.
+    pub indexed: std::collections::BTreeSet<String>,
+    /// Tombstones in the `tombstones` tree.
+    pub tombstones: std::collections::BTreeMap<String, super::Tombstone>,
+    /// Keys or values that cannot belong to any run.
+    pub problems: Vec<String>,
+}
+
+impl StoreWalk {
+    /// Whether the journal holds anything at all.
+    pub fn has_history(&self) -> bool {
+        !self.runs.is_empty() || !self.indexed.is_empty() || !self.tombstones.is_empty()
+    }
+}
+
+/// Walks the trees (see [`StoreWalk`]).
+pub(crate) fn walk(
+    records: &sled::Tree,
+    heads: &sled::Tree,
+    index: &sled::Tree,
+    tombstones: &sled::Tree,
+) -> Result<StoreWalk, JournalError> {
+    let mut out = StoreWalk::default();
+    let mut next: Option<sled::IVec> = None;
+    loop {
+        let item = match &next {
+            None => records.first(),
+            Some(from) => records.range(from.as_ref()..).next().transpose(),
+        };
+        let Some((key, _)) = item.map_err(storage)? else {
+            break;
+        };
+        // `run ++ 0x00 ++ seq(8)`: everything of this run sorts below
+        // `run ++ 0x01`, where the next run starts.
+        let run_len = key.len().checked_sub(9).filter(|&n| n > 0 && key[n] == 0);
+        let Some(n) = run_len else {
+            out.problems.push(format!(
+                "records: a key of {} bytes belongs to no run (written outside the journal)",
+                key.len()
+            ));
+            let mut after = key.to_vec();
+            after.push(0);
+            next = Some(after.into());
+            continue;
+        };
+        out.runs
+            .insert(String::from_utf8_lossy(&key[..n]).into_owned());
+        let mut after = key[..n].to_vec();
+        after.push(1);
+        next = Some(after.into());
+    }
+    for key in heads.iter().keys() {
+        out.runs
+            .insert(String::from_utf8_lossy(&key.map_err(storage)?).into_owned());
+    }
+    for value in index.iter().values() {
+        out.indexed
+            .insert(String::from_utf8_lossy(&value.map_err(storage)?).into_owned());
+    }
+    for item in tombstones.iter() {
+        let (key, value) = item.map_err(storage)?;
+        let run = String::from_utf8_lossy(&key).into_owned();
+        match serde_json::from_slice(&value) {
+            Ok(t) => {
+                out.tombstones.insert(run, t);
+            }
+            Err(e) => out
+                .problems
+                .push(format!("run {run}: its tombstone is unreadable ({e})")),
+        }
+    }
+    Ok(out)
+}
+
+/// What the store says about one run beyond its own chain: listed by the
+/// index, not pruned (or what a prune left, as it left it). `tombstone` is
+/// the run's tombstone from the tree or a signed checkpoint.
+pub(crate) fn placement(
+    records: &sled::Tree,
+    run_id: &str,
+    has_records: bool,
+    indexed: bool,
+    tombstone: Option<&super::Tombstone>,
+    problems: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), JournalError> {
+    if let Some(t) = tombstone {
+        let last = last_link(records, run_id)?;
+        if !has_records || last.as_ref() == Some(&(t.final_seq, t.final_hash.clone())) {
+            warnings.push(format!(
+                "run {run_id}: pruned by rule `{}`, and what is left of it is as it was: the prune was interrupted; `soar journal prune` finishes it",
+                t.rule
+            ));
+        } else {
+            problems.push(format!(
+                "run {run_id}: pruned at seq {} (rule `{}`, {}), yet records are here again that do not end where it ended: resurrected behind the journal's back",
+                t.final_seq, t.rule, t.pruned_at
+            ));
+        }
+        return Ok(());
+    }
+    match (has_records, indexed) {
+        (true, false) => problems.push(format!(
+            "run {run_id}: has records but no run-index entry, so listings never show it: written behind the journal's back"
+        )),
+        (false, true) => problems.push(format!(
+            "run {run_id}: listed in the run index but has no record and no head: its records were deleted (or a crash fell between indexing it and its first record)"
+        )),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `(seq, hash)` of the run's last stored record, if it decodes.
+pub(crate) fn last_link(
+    records: &sled::Tree,
+    run_id: &str,
+) -> Result<Option<(u64, String)>, JournalError> {
+    let prefix = store::run_prefix(run_id);
+    Ok(records
+        .get_lt(store::record_key(run_id, u64::MAX))
+        .map_err(storage)?
+        .filter(|(key, _)| key.starts_with(&prefix))
+        .and_then(|(_, bytes)| store::decode_link(&bytes).ok())
+        .map(|l| (l.seq, l.hash)))
+}

@@ -7,10 +7,19 @@ use crate::journal::{Event, Journal};
 use serde_json::json;
 
 /// The bundle of `run_id`, signed when the journal has a signing key
-/// (`Ok((bundle, signed))`). The playbook file must still be the one the
-/// run started with: the bundle carries the text that ran, or nothing.
+/// (`Ok((bundle, signed))`). Refused for a run that fails verification: a
+/// signature must never vouch for what was tampered with. The playbook file
+/// must still be the one the run started with: the bundle carries the text
+/// that ran, or nothing.
 pub fn export(journal: &Journal, run_id: &str) -> Result<(Bundle, bool), OpError> {
     let records = read_run(journal, run_id)?;
+    let problems = journal.check_run(run_id)?;
+    if !problems.is_empty() {
+        return Err(OpError::Failed(format!(
+            "run `{run_id}` fails verification, so no bundle is signed for it: {}",
+            problems.join("; ")
+        )));
+    }
     let mut bundle = journal.export(run_id)?;
     let Some(Event::RunStarted {
         playbook_path,

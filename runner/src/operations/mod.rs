@@ -52,6 +52,29 @@ pub fn read_run(journal: &Journal, run_id: &str) -> Result<Vec<Record>, OpError>
     }
 }
 
+/// How a name someone claimed (`--as NAME`) is recorded when the command
+/// is refused: as given, unless it may be a secret typed in the wrong
+/// place: a principal's token (by its hash), more than 32 characters, or
+/// outside the name alphabet. Then only its length is kept.
+pub fn recordable_name(policy: &crate::config::Policy, claimed: &str) -> String {
+    let is_token = policy.approvers.values().any(|a| a.token_matches(claimed));
+    let long = claimed.chars().count() > 32;
+    if is_token || long || crate::names::normalise(claimed).is_err() {
+        format!("<redacted: {} chars>", claimed.chars().count())
+    } else {
+        claimed.to_string()
+    }
+}
+
+/// `refusal` with a claimed name in it replaced by its recordable form.
+pub fn recordable_refusal(refusal: Refusal, recorded: &str) -> Refusal {
+    match refusal {
+        Refusal::UnknownApprover(_) => Refusal::UnknownApprover(recorded.to_string()),
+        Refusal::WrongToken(_) => Refusal::WrongToken(recorded.to_string()),
+        other => other,
+    }
+}
+
 /// Journals `refusal` of `command` in the run and returns it as the error.
 /// `who` may be unauthenticated text: only its first 32 characters are
 /// kept (a token pasted as a name must not end up whole in the journal).

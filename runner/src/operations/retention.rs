@@ -1,6 +1,7 @@
 //! Retention by use case: which finished runs the config's
 //! `journal.retention` rules prune now, and pruning them (each leaves a
-//! signed tombstone). `soar journal prune` and `soar serve` both call this.
+//! signed tombstone). A run waits until every SIEM sink has exported its
+//! last record. `soar journal prune` and `soar serve` both call this.
 
 use super::OpError;
 use crate::config::RetentionRule;
@@ -19,6 +20,31 @@ pub struct Planned {
     pub ended_at: String,
     /// The rule.
     pub rule: String,
+    /// SIEM sinks that have not exported its last record yet: it waits.
+    pub waits_for: Vec<String>,
+}
+
+impl Planned {
+    /// Whether it is pruned now (every sink has it).
+    pub fn ready(&self) -> bool {
+        self.waits_for.is_empty()
+    }
+}
+
+pub use crate::siem::Exports;
+
+/// The sinks of `exports` that have not reached `seq` of `run_id`.
+fn behind(exports: &Exports, run_id: &str, seq: u64) -> Vec<String> {
+    exports
+        .iter()
+        .filter(|(_, runs)| runs.get(run_id).copied().unwrap_or(0) < seq)
+        .map(|(sink, runs)| {
+            format!(
+                "siem {sink} (exported to seq {} of {seq})",
+                runs.get(run_id).copied().unwrap_or(0)
+            )
+        })
+        .collect()
 }
 
 /// The first rule that matches a run of `playbook` that ended `status`.
@@ -34,15 +60,27 @@ fn rule_for<'r>(
 }
 
 /// The finished runs `rules` prune at `now_ms` (first matching rule decides;
-/// no rule, or a run not final: kept).
+/// no rule, or a run not final: kept), each saying which sinks of `exports`
+/// it waits for; then the prunes a crash interrupted, to finish.
 pub fn plan(
     journal: &Journal,
     rules: &[RetentionRule],
     now_ms: u64,
+    exports: &Exports,
 ) -> Result<Vec<Planned>, OpError> {
     let mut out = Vec::new();
     if rules.is_empty() {
         return Ok(out);
+    }
+    for run_id in journal.interrupted_prunes()? {
+        out.push(Planned {
+            run_id,
+            playbook: String::new(),
+            status: "pruned".into(),
+            ended_at: String::new(),
+            rule: "(finishing an interrupted prune)".into(),
+            waits_for: Vec::new(),
+        });
     }
     for run_id in journal.run_ids()? {
         let Ok(s) = journal.summary(&run_id) else {
@@ -58,7 +96,9 @@ pub fn plan(
         if now_ms.saturating_sub(ended) < rule.keep.as_millis() as u64 {
             continue;
         }
+        let last = journal.head_seq(&run_id)?.unwrap_or(u64::MAX);
         out.push(Planned {
+            waits_for: behind(exports, &run_id, last),
             run_id,
             playbook: s.playbook,
             status: s.status.to_string(),
@@ -69,11 +109,22 @@ pub fn plan(
     Ok(out)
 }
 
-/// Prunes every planned run; each one's tombstone or why it was not pruned.
-pub fn prune(journal: &Journal, planned: &[Planned]) -> Vec<Result<Tombstone, OpError>> {
-    planned
+/// Prunes every planned run that is [`Planned::ready`]; each with its
+/// tombstone or why it was not pruned (the journal checks each run, and
+/// the checkpoints once, before it removes anything).
+pub fn prune<'p>(
+    journal: &Journal,
+    planned: &'p [Planned],
+) -> Vec<(&'p Planned, Result<Tombstone, OpError>)> {
+    let ready: Vec<&Planned> = planned.iter().filter(|p| p.ready()).collect();
+    let runs: Vec<(String, String)> = ready
         .iter()
-        .map(|p| journal.prune(&p.run_id, &p.rule).map_err(OpError::from))
+        .map(|p| (p.run_id.clone(), p.rule.clone()))
+        .collect();
+    let results = journal.prune_many(&runs);
+    ready
+        .into_iter()
+        .zip(results.into_iter().map(|r| r.map_err(OpError::from)))
         .collect()
 }
 
@@ -159,13 +210,14 @@ mod tests {
                 .map(|p| (p.run_id, p.rule))
                 .collect::<Vec<_>>()
         };
-        assert!(plan(&journal, &rules, now).unwrap().is_empty());
-        let in_40_days = plan(&journal, &rules, now + 40 * day).unwrap();
+        let none = Exports::new();
+        assert!(plan(&journal, &rules, now, &none).unwrap().is_empty());
+        let in_40_days = plan(&journal, &rules, now + 40 * day, &none).unwrap();
         assert_eq!(
             ids(in_40_days.clone()),
             [("benign".to_string(), "benign-30d".to_string())]
         );
-        let mut in_400_days = ids(plan(&journal, &rules, now + 400 * day).unwrap());
+        let mut in_400_days = ids(plan(&journal, &rules, now + 400 * day, &none).unwrap());
         in_400_days.sort();
         assert_eq!(
             in_400_days,
@@ -177,8 +229,31 @@ mod tests {
         );
         // Prune what is due in 400 days; the malware success (no rule) and
         // the runs that are not final stay whatever their age.
-        let due = plan(&journal, &rules, now + 400 * day).unwrap();
-        for r in prune(&journal, &due) {
+        // A sink that has exported all but the benign run's last record
+        // holds that run back, and only that run.
+        let mut cursor = std::collections::BTreeMap::new();
+        for id in ["benign", "cancelled", "failed"] {
+            cursor.insert(id.to_string(), journal.head_seq(id).unwrap().unwrap());
+        }
+        *cursor.get_mut("benign").unwrap() -= 1;
+        let behind_sink: Exports = vec![("http", cursor.clone())];
+        let due = plan(&journal, &rules, now + 400 * day, &behind_sink).unwrap();
+        let mut pruned: Vec<_> = prune(&journal, &due)
+            .into_iter()
+            .map(|(p, r)| (p.run_id.clone(), r.is_ok()))
+            .collect();
+        pruned.sort();
+        assert_eq!(
+            pruned,
+            [
+                ("cancelled".to_string(), true),
+                ("failed".to_string(), true)
+            ]
+        );
+        assert!(journal.read("benign").is_ok());
+        *cursor.get_mut("benign").unwrap() += 1;
+        let due = plan(&journal, &rules, now + 400 * day, &vec![("http", cursor)]).unwrap();
+        for (_, r) in prune(&journal, &due) {
             r.unwrap();
         }
         let mut left = journal.run_ids().unwrap();

@@ -568,7 +568,7 @@ pub async fn verify(
     let only = q.run_id.clone();
     let ids = match q.run_id {
         Some(id) => vec![id],
-        None => match app.journal().run_ids() {
+        None => match app.journal().stored_run_ids() {
             Ok(ids) => ids,
             Err(e) => return op_error(e.into()),
         },
@@ -595,9 +595,9 @@ pub async fn verify(
     };
     if let Some(id) = &only {
         let about = format!("run {id}:");
-        signed
-            .problems
-            .retain(|p| p.starts_with(&about) || !p.starts_with("run "));
+        let concerns = |p: &String| p.starts_with(&about) || !p.starts_with("run ");
+        signed.problems.retain(concerns);
+        signed.warnings.retain(concerns);
     }
     let ok = bad == 0 && signed.problems.is_empty();
     with_caller(

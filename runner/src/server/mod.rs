@@ -186,7 +186,7 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
             upkeep.metrics_upkeep();
         }
     });
-    tokio::spawn(prune_periodically(app.clone()));
+    tokio::spawn(prune_periodically(app.clone(), data_dir.to_path_buf()));
     tokio::spawn(export_periodically(app.clone(), data_dir.to_path_buf()));
     shutdown_signal().await;
     eprintln!("soar serve: stopping: new work is refused; in-flight attempts finish");
@@ -217,23 +217,31 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Applies the retention rules at start and then every [`PRUNE_EVERY`]
 /// (on a blocking thread: pruning reads and removes whole runs).
-async fn prune_periodically(app: Arc<App>) {
+async fn prune_periodically(app: Arc<App>, data_dir: std::path::PathBuf) {
     if app.config.retention.is_empty() {
         return;
     }
     loop {
         let journal = app.journal().clone();
         let rules = app.config.retention.clone();
+        let siem = app.config.siem.clone();
+        let data_dir = data_dir.clone();
         let done = tokio::task::spawn_blocking(move || {
+            use crate::operations::retention;
             let now = crate::journal::now_unix_millis();
-            let planned = crate::operations::retention::plan(&journal, &rules, now)?;
-            let results = crate::operations::retention::prune(&journal, &planned);
-            Ok::<_, crate::operations::OpError>((planned, results))
+            let exports = crate::siem::exported(&siem, &data_dir)
+                .map_err(|e| crate::operations::OpError::Failed(e.to_string()))?;
+            let planned = retention::plan(&journal, &rules, now, &exports)?;
+            let results: Vec<_> = retention::prune(&journal, &planned)
+                .into_iter()
+                .map(|(p, r)| (p.clone(), r))
+                .collect();
+            Ok::<_, crate::operations::OpError>(results)
         })
         .await;
         match done {
-            Ok(Ok((planned, results))) => {
-                for (p, r) in planned.iter().zip(results) {
+            Ok(Ok(results)) => {
+                for (p, r) in results {
                     match r {
                         Ok(_) => tracing::info!(run_id = %p.run_id, rule = %p.rule, "pruned"),
                         Err(e) => tracing::warn!(run_id = %p.run_id, error = %e, "not pruned"),

@@ -80,6 +80,25 @@ pub async fn export(
     Ok(out)
 }
 
+/// Per sink (`file`, `http`), the last seq exported of each run.
+pub type Exports = Vec<(&'static str, std::collections::BTreeMap<String, u64>)>;
+
+/// How far each configured sink has exported each run: `(sink, last seq
+/// per run)`, from the durable cursors (a batch in flight counts for
+/// nothing until the collector acknowledged it). Retention reads it: a run
+/// is pruned only once every sink has it.
+pub fn exported(config: &SiemConfig, data_dir: &Path) -> Result<Exports, SiemError> {
+    let dir = data_dir.join("siem");
+    let mut out = Vec::new();
+    if config.file.is_some() {
+        out.push(("file", Cursor::load(&dir.join("file.cursor.json"))?.runs));
+    }
+    if config.http.is_some() {
+        out.push(("http", Cursor::load(&dir.join("http.cursor.json"))?.runs));
+    }
+    Ok(out)
+}
+
 /// The next batch after `cursor`: up to `max` events, runs in the order
 /// they were created, records in seq order; once none is left, an anchor of
 /// the newest checkpoint if this sink was not sent it yet (a copy outside
@@ -91,8 +110,9 @@ fn next_batch(journal: &Journal, cursor: &Cursor, max: usize) -> Result<Pending,
     }
     match journal.last_checkpoint()? {
         Some((n, hash, key_id)) if cursor.anchored != Some(n) => {
+            let genesis = journal.checkpoint_hash(1)?;
             let mut anchor = Pending::new(
-                vec![ocsf::anchor(n, &hash, &key_id).to_string()],
+                vec![ocsf::anchor(n, &hash, &key_id, genesis.as_deref()).to_string()],
                 Vec::new(),
             );
             anchor.anchor = Some(n);

@@ -228,8 +228,9 @@ pub fn event(run_id: &str, playbook: &str, record: &Record) -> Value {
 /// The newest signed checkpoint, as an event: whoever keeps the SIEM's
 /// copy can check with `soar journal verify --all --anchor N:HASH` that
 /// the journal still holds it (the newest checkpoints were not deleted and
-/// every run rolled back to match).
-pub fn anchor(n: u64, hash: &str, key_id: &str) -> Value {
+/// every run rolled back to match), and with `--anchor 1:GENESIS` that
+/// trust still starts where it started (`genesis`: checkpoint 1's hash).
+pub fn anchor(n: u64, hash: &str, key_id: &str, genesis: Option<&str>) -> Value {
     json!({
         "time": crate::journal::now_unix_millis(),
         "class_uid": 0,
@@ -250,6 +251,6 @@ pub fn anchor(n: u64, hash: &str, key_id: &str) -> Value {
             "version": "1.3.0",
             "product": {"name": "soar", "vendor_name": "soar", "version": env!("CARGO_PKG_VERSION")},
         },
-        "unmapped": {"soar": {"type": "journal_checkpoint", "checkpoint": n, "checkpoint_hash": hash, "key_id": key_id}},
+        "unmapped": {"soar": {"type": "journal_checkpoint", "checkpoint": n, "checkpoint_hash": hash, "key_id": key_id, "genesis_hash": genesis}},
     })
 }
