@@ -741,6 +741,25 @@ fn the_demo_goes_from_alert_to_approved_containment() {
     );
     // No secret from the demo's secret files reached the output.
     assert!(!r.all_output().contains("demo-falcon-secret"));
+    // Its journal is keyed, with the key outside the data dir, and verifies.
+    assert!(out.contains("journal: signed:"), "{out}");
+    assert!(out.contains("trust starts at checkpoint 1"), "{out}");
+    let key = std::fs::read_to_string(dir.join("secrets/journal.key")).unwrap();
+    assert!(!r.all_output().contains(key.trim()));
+    assert!(dir.join("data/journal").is_dir());
+    let r = s.soar(
+        &[
+            "--config",
+            dir.join("soar.yaml").to_str().unwrap(),
+            "--data-dir",
+            dir.join("data").to_str().unwrap(),
+            "journal",
+            "verify",
+            "--all",
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout(), r.stderr());
 }
 
 #[test]

@@ -888,7 +888,7 @@ fn a_run_bundle_verifies_on_another_machine_and_fails_flipped_or_with_the_wrong_
 
 #[test]
 fn journal_prune_follows_the_rules_leaves_signed_tombstones_and_keeps_a_waiting_run() {
-    let (lab, public) = Lab::keyed(13, "  retention:\n    - { name: benign-now, playbook: malware-containment, status: [succeeded], keep: 0s }\n    - { name: failed-1y, status: [failed], keep: 365d }\n");
+    let (lab, _) = Lab::keyed(13, "  retention:\n    - { name: benign-now, playbook: malware-containment, status: [succeeded], keep: 0s }\n    - { name: failed-1y, status: [failed], keep: 365d }\n");
     let (code, benign) = lab.run("malware-containment", &alert("edr-unknown-file"));
     assert_eq!(code, 0, "{benign:#}");
     let benign = benign["run_id"].as_str().unwrap().to_string();
@@ -1084,7 +1084,7 @@ fn a_siem_export_killed_mid_batch_delivers_every_record_once_in_order_after_rest
 /// signed. The SIEM export's anchor (a copy outside the data dir) does.
 #[test]
 fn an_anchor_in_the_siem_catches_deleted_checkpoints_with_a_matching_rollback() {
-    let (lab, public) = Lab::keyed(14, "siem:\n  file: { path: siem/events.jsonl }\n");
+    let (lab, _) = Lab::keyed(14, "siem:\n  file: { path: siem/events.jsonl }\n");
     let (code, report) = lab.run("malware-enrichment", &alert("edr-malware"));
     assert_eq!(code, 0, "{report:#}");
     let run = report["run_id"].as_str().unwrap().to_string();

@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 use soar_e2e::{wasm, Scratch};
 use soar_runner::config::Config;
 use soar_runner::plugin_host::{ErrorKind, Invocation, InvokeError, LoadError, PluginHost};
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 use wiremock::matchers::{any, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
@@ -112,32 +113,43 @@ fn plugin_kind(result: &Result<Value, InvokeError>) -> ErrorKind {
 
 #[tokio::test]
 async fn infinite_loop_is_stopped_within_the_deadline() {
-    let f = fixture("", true).await;
-    let started = Instant::now();
-    let out = f.call("spin", json!({})).await;
-    let elapsed = started.elapsed();
+    let f = Arc::new(fixture("", true).await);
+    // Own thread: a loop never stopped fails the test instead of hanging it (a hang guard only).
+    let (tx, rx) = mpsc::channel();
+    let spinning = f.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = rt.block_on(spinning.call("spin", json!({}))).result;
+        // Dropped before answering: the test thread keeps the last handle.
+        drop(spinning);
+        let _ = tx.send(result);
+    });
+    let result = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the sandbox never stopped the loop");
+    // From the error kind, not a stopwatch: only the epoch deadline stops a loop that never yields.
     assert!(
-        matches!(out.result, Err(InvokeError::Timeout { limit_ms: 1000 })),
-        "{:?}",
-        out.result
+        matches!(result, Err(InvokeError::Timeout { limit_ms: 1000 })),
+        "{result:?}"
     );
-    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
     f.assert_still_serves().await;
 }
 
 #[tokio::test]
 async fn one_gib_allocation_fails_cleanly() {
     let f = fixture("", true).await;
-    let started = Instant::now();
     let out = f.call("alloc", json!({"mb": 1024})).await;
     match &out.result {
         Err(InvokeError::MemoryLimit { limit, requested }) => {
             assert_eq!(*limit, 64 << 20);
-            assert!(*requested > 64 << 20);
+            // From the refused grow, not a stopwatch: the whole 1 GiB was refused up front.
+            assert!(*requested >= 1024 << 20, "refused at {requested} bytes");
         }
         other => panic!("expected a memory limit error, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(2));
     // Within the cap, allocation works.
     let ok = f.call("alloc", json!({"mb": 8})).await;
     assert_eq!(ok.result.expect("8 MiB fits"), json!({"done": true}));

@@ -593,6 +593,10 @@ async fn serve(globals: &Globals) -> Exit {
         }
         Err(e) => return e,
     };
+    if let Some(why) = journal.trust_broken() {
+        // Every alert would be acknowledged and then fail to journal.
+        return Exit::failed(format!("error: cannot serve: {why}"));
+    }
     match crate::server::serve(config, &globals.data_dir, journal).await {
         Ok(()) => Exit::ok(),
         Err(e @ crate::server::ServeError::Playbooks(_)) => Exit::invalid(format!("{e}")),
