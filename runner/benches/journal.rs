@@ -104,12 +104,12 @@ fn floor(dir: &Path) -> (Duration, u64) {
 fn verify_all(dir: &Path) -> (Duration, usize, usize) {
     let journal = Journal::open_keyed(dir, Durability::Process, keys()).unwrap();
     let started = Instant::now();
-    let ids = journal.stored_run_ids().unwrap();
+    let signed = journal.verify_signed().unwrap();
+    let ids = &signed.stored_runs;
     let mut bad = 0;
-    for id in &ids {
+    for id in ids {
         bad += usize::from(!journal.verify(id).unwrap().problems.is_empty());
     }
-    let signed = journal.verify_signed().unwrap();
     (started.elapsed(), ids.len(), bad + signed.problems.len())
 }
 
@@ -151,22 +151,11 @@ fn main() {
         let (verify_t, ids, problems) = verify_all(&dir);
         assert_eq!((ids, problems), (size, 0), "a clean journal must verify");
         let peak = peak_kib();
-        if size == n {
-            if let Ok(keep) = std::env::var("SOAR_BENCH_KEEP") {
-                let keep = Path::new(&keep);
-                std::fs::create_dir_all(keep).unwrap();
-                let _ = std::fs::remove_dir_all(keep.join("journal"));
-                std::fs::rename(&dir, keep.join("journal")).unwrap();
-                std::fs::write(keep.join("journal.key"), hex::encode([42u8; 32])).unwrap();
-                println!(
-                    "| {size} | {} | kept in {} | | | | | | |",
-                    ms(built),
-                    keep.display()
-                );
-                continue;
-            }
-        }
-        let (prune_t, pruned) = prune_all(&dir);
+        let kept = std::env::var("SOAR_BENCH_KEEP").ok().filter(|_| size == n);
+        let (prune_t, pruned) = match &kept {
+            Some(_) => (Duration::ZERO, size),
+            None => prune_all(&dir),
+        };
         assert_eq!(pruned, size, "every signed, finished run is pruned");
         println!(
             "| {size} | {} | {} ({} MiB) | {} | {:.1}x | {} MiB | {} | {:.1}x | {:.0} |",
@@ -178,7 +167,15 @@ fn main() {
             peak >> 10,
             ms(prune_t),
             prune_t.as_secs_f64() / floor_t.as_secs_f64(),
-            size as f64 / prune_t.as_secs_f64()
+            size as f64 / prune_t.as_secs_f64().max(1e-9)
         );
+        if let Some(keep) = kept {
+            let keep = Path::new(&keep);
+            std::fs::create_dir_all(keep).unwrap();
+            let _ = std::fs::remove_dir_all(keep.join("journal"));
+            std::fs::rename(&dir, keep.join("journal")).unwrap();
+            std::fs::write(keep.join("journal.key"), hex::encode([42u8; 32])).unwrap();
+            println!("(kept in {}, not pruned)", keep.display());
+        }
     }
 }

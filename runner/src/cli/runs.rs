@@ -512,21 +512,20 @@ pub fn verify(globals: &Globals, args: &VerifyArgs) -> Exit {
         Ok(j) => j,
         Err(e) => return e,
     };
-    let ids = match (&args.run_id, args.all) {
-        (Some(id), _) => vec![id.clone()],
-        // The store walked tree by tree: a run missing from the index is
-        // still checked.
-        (None, true) => match journal.stored_run_ids() {
-            Ok(ids) => ids,
-            Err(e) => return Exit::failed(format!("error: {e}")),
-        },
-        (None, false) => return Exit::invalid("error: give a RUN_ID or --all"),
-    };
-    let bad = print_chains(&journal, &ids);
-    let signed = match journal.verify_signed() {
+    if args.run_id.is_none() && !args.all {
+        return Exit::invalid("error: give a RUN_ID or --all");
+    }
+    let mut signed = match journal.verify_signed() {
         Ok(r) => r,
         Err(e) => return Exit::failed(format!("error: {e}")),
     };
+    let ids = match &args.run_id {
+        Some(id) => vec![id.clone()],
+        // The store walked tree by tree: a run missing from the index is
+        // still checked.
+        None => std::mem::take(&mut signed.stored_runs),
+    };
+    let bad = print_chains(&journal, &ids);
     let only = if args.all {
         None
     } else {
@@ -762,5 +761,8 @@ pub fn keygen() -> Exit {
         hex::encode(public.as_bytes())
     );
     println!("key id: {}", crate::journal::key_id(&public));
+    println!(
+        "once the journal is keyed, `soar journal verify --all` prints where trust starts (checkpoint 1 and its hash): keep that line outside the data dir, and check it later with --anchor 1:HASH"
+    );
     Exit::ok()
 }

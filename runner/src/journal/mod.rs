@@ -122,6 +122,10 @@ pub struct SignedReport {
     /// interrupted), one line each.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Every run the store walk found ([`Journal::stored_run_ids`]), so a
+    /// caller checking each run's chain need not walk again.
+    #[serde(skip)]
+    pub stored_runs: Vec<String>,
 }
 
 /// Checkpoint 1 in one line, for the operator to keep outside the data dir.
@@ -455,6 +459,7 @@ impl Journal {
             trust_start: chain.genesis.as_ref().map(describe_start),
             problems: walk.problems.clone(),
             warnings: Vec::new(),
+            stored_runs: walk.unpruned(),
         };
         report.problems.extend(self.inner.broken.iter().cloned());
         report.problems.extend(chain.problems.iter().cloned());
@@ -553,13 +558,7 @@ impl Journal {
     /// of them, or records put back under their id, is
     /// [`Journal::verify_signed`]'s to report.
     pub fn stored_run_ids(&self) -> Result<Vec<String>, JournalError> {
-        let walk = self.walk()?;
-        Ok(walk
-            .runs
-            .union(&walk.indexed)
-            .filter(|r| !walk.tombstones.contains_key(*r))
-            .cloned()
-            .collect())
+        Ok(self.walk()?.unpruned())
     }
 
     /// Every problem with one run: its chain, its place in the store (in
@@ -708,12 +707,22 @@ impl Journal {
                     .collect();
             }
         };
+        let pointers = match self.pointers() {
+            Ok(p) => p,
+            Err(e) => {
+                let why = e.to_string();
+                return runs
+                    .iter()
+                    .map(|_| Err(JournalError::Storage(why.clone())))
+                    .collect();
+            }
+        };
         let mut out = Vec::with_capacity(runs.len());
         for (run_id, rule) in runs {
             let result = known_shape(run_id).and_then(|()| {
                 let lock = self.inner.run_lock(run_id);
                 let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                let result = self.prune_locked(run_id, rule, signed.as_ref());
+                let result = self.prune_locked(run_id, rule, signed.as_ref(), &pointers);
                 drop(guard);
                 self.inner.release_run_lock(run_id, lock);
                 result
@@ -768,9 +777,10 @@ impl Journal {
         run_id: &str,
         rule: &str,
         signed: Option<&HashMap<String, (u64, String)>>,
+        pointers: &Pointers,
     ) -> Result<Tombstone, JournalError> {
         if let Some(t) = self.tombstone(run_id)? {
-            return self.finish_prune(run_id, t);
+            return self.finish_prune(run_id, t, pointers);
         }
         let records = self.read_records(run_id, false)?;
         let summary = summarize(run_id, &records)?;
@@ -818,14 +828,19 @@ impl Journal {
         if let Some(cp) = &self.inner.checkpointer {
             cp.note_pruned(run_id, tombstone.clone());
         }
-        self.remove_run(run_id)?;
+        self.remove_run(run_id, pointers)?;
         Ok(tombstone)
     }
 
     /// Completes a prune a crash interrupted: only when what is left ends
     /// exactly where the tombstone says (anything else is a resurrection,
     /// which verify reports and nothing here may erase).
-    fn finish_prune(&self, run_id: &str, t: Tombstone) -> Result<Tombstone, JournalError> {
+    fn finish_prune(
+        &self,
+        run_id: &str,
+        t: Tombstone,
+        pointers: &Pointers,
+    ) -> Result<Tombstone, JournalError> {
         match verify::last_link(&self.inner.records, run_id)? {
             None => {}
             Some(last) if last == (t.final_seq, t.final_hash.clone()) => {}
@@ -836,13 +851,27 @@ impl Journal {
                 )))
             }
         }
-        self.remove_run(run_id)?;
+        self.remove_run(run_id, pointers)?;
         Ok(t)
+    }
+
+    /// Which keys of the run index and of the dedup claims name each run:
+    /// both are keyed by something else (creation order, dedup key), so one
+    /// pass over each serves a whole prune instead of one pass per run.
+    fn pointers(&self) -> Result<Pointers, JournalError> {
+        let mut out = Pointers::new();
+        for tree in [&self.inner.runs, &self.inner.dedup] {
+            for item in tree.iter() {
+                let (k, v) = item.map_err(storage)?;
+                out.entry(v.to_vec()).or_default().push((tree.clone(), k));
+            }
+        }
+        Ok(out)
     }
 
     /// Removes a run's records (last first, so what a crash leaves still
     /// ends where the tombstone says), head, index entry and dedup claims.
-    fn remove_run(&self, run_id: &str) -> Result<(), JournalError> {
+    fn remove_run(&self, run_id: &str, pointers: &Pointers) -> Result<(), JournalError> {
         let keys: Vec<sled::IVec> = self
             .inner
             .records
@@ -854,13 +883,8 @@ impl Journal {
             .heads
             .remove(run_id.as_bytes())
             .map_err(storage)?;
-        for tree in [&self.inner.runs, &self.inner.dedup] {
-            for item in tree.iter() {
-                let (k, v) = item.map_err(storage)?;
-                if v.as_ref() == run_id.as_bytes() {
-                    tree.remove(k).map_err(storage)?;
-                }
-            }
+        for (tree, key) in pointers.get(run_id.as_bytes()).into_iter().flatten() {
+            tree.remove(key).map_err(storage)?;
         }
         for key in keys.iter().rev().skip(1).chain(keys.last()) {
             self.inner.records.remove(key).map_err(storage)?;
@@ -1328,6 +1352,9 @@ impl Inner {
 fn known_shape(run_id: &str) -> Result<(), JournalError> {
     store::check_run_id(run_id).map_err(|_| JournalError::UnknownRun(run_id.to_string()))
 }
+
+/// Per run id, the `(tree, key)` of its run-index entry and dedup claims.
+type Pointers = HashMap<Vec<u8>, Vec<(sled::Tree, sled::IVec)>>;
 
 /// Tree of tombstones of pruned runs, by run id.
 const TOMBSTONES: &str = "tombstones";

@@ -275,6 +275,16 @@ impl StoreWalk {
     pub fn has_history(&self) -> bool {
         !self.runs.is_empty() || !self.indexed.is_empty() || !self.tombstones.is_empty()
     }
+
+    /// Runs with records, a head or an index entry, and no tombstone,
+    /// sorted.
+    pub fn unpruned(&self) -> Vec<String> {
+        self.runs
+            .union(&self.indexed)
+            .filter(|r| !self.tombstones.contains_key(*r))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Walks the trees (see [`StoreWalk`]).

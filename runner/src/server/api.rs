@@ -566,12 +566,13 @@ pub async fn verify(
         Err(r) => return r,
     };
     let only = q.run_id.clone();
+    let mut signed = match app.journal().verify_signed() {
+        Ok(r) => r,
+        Err(e) => return op_error(e.into()),
+    };
     let ids = match q.run_id {
         Some(id) => vec![id],
-        None => match app.journal().stored_run_ids() {
-            Ok(ids) => ids,
-            Err(e) => return op_error(e.into()),
-        },
+        None => std::mem::take(&mut signed.stored_runs),
     };
     let mut runs = Vec::new();
     let mut bad = 0;
@@ -589,10 +590,6 @@ pub async fn verify(
             }
         }
     }
-    let mut signed = match app.journal().verify_signed() {
-        Ok(r) => r,
-        Err(e) => return op_error(e.into()),
-    };
     if let Some(id) = &only {
         let about = format!("run {id}:");
         let concerns = |p: &String| p.starts_with(&about) || !p.starts_with("run ");
