@@ -532,3 +532,88 @@ fn a_token_given_as_the_name_is_never_journaled_or_exported() {
     let journal = lab.soar(&["journal", &run, "--json"], &[]).stdout();
     assert!(journal.contains("\"by\":\"mallory\""), "{journal}");
 }
+
+// ---- through a running server ------------------------------------------------
+
+const SERVE: &str = "server:\n  listen: \"127.0.0.1:0\"\n";
+
+#[test]
+fn verify_through_the_server_reports_the_same_and_a_broken_journal_is_not_served() {
+    use soar_e2e::serve::Server;
+    use std::time::{Duration, Instant};
+    let (lab, _) = Lab::keyed(28, SERVE);
+    let run = finished(&lab);
+    let server = Server::start(&lab, &[]);
+    let r = lab.soar(
+        &["journal", "verify", "--all"],
+        &[("SOAR_TOKEN", token("alice"))],
+    );
+    assert_eq!(r.code(), 0, "{}", out(&r));
+    for want in [
+        format!("{run}: ok"),
+        "trust starts at checkpoint 1".to_string(),
+        "journal: signed".to_string(),
+    ] {
+        assert!(r.stdout().contains(&want), "{want}: {}", out(&r));
+    }
+    server.terminate(Duration::from_secs(30));
+
+    // A run hidden from the index: the server's answers say so too.
+    {
+        let t = tamper(&lab);
+        let records = t.records(&run);
+        t.write_run("rhidden", &records);
+    }
+    let server = Server::start(&lab, &[]);
+    let alice = [("SOAR_TOKEN", token("alice"))];
+    let r = lab.soar(&["status", "rhidden"], &alice);
+    assert_eq!(r.code(), 1, "{}", out(&r));
+    assert!(r.stderr().contains("FAILS VERIFICATION"), "{}", out(&r));
+    assert!(r.stderr().contains("no run-index entry"), "{}", out(&r));
+    let r = lab.soar(&["status", &run], &alice);
+    assert_eq!(r.code(), 0, "{}", out(&r));
+    let r = lab.soar(&["journal", "verify", "--all"], &alice);
+    assert_eq!(r.code(), 1, "{}", out(&r));
+    assert!(r.stdout().contains("run rhidden:"), "{}", out(&r));
+    server.terminate(Duration::from_secs(30));
+
+    tamper(&lab).delete_checkpoints();
+    let mut child = std::process::Command::new(soar_e2e::soar_bin())
+        .arg("serve")
+        .current_dir(lab.s.path())
+        .env_remove("SOAR_CONFIG")
+        .env("SOAR_DATA_DIR", lab.s.path().join(".soar"))
+        .envs(lab.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Guards a hang only: a server that started would never exit.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("soar serve started on a journal whose checkpoints were deleted");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot serve"), "{stderr}");
+    assert!(stderr.contains("soar journal adopt"), "{stderr}");
+}
+
+#[test]
+fn an_unkeyed_journal_verified_through_the_server_exits_5() {
+    use soar_e2e::serve::Server;
+    let lab = Lab::new(SERVE);
+    finished(&lab);
+    let server = Server::start(&lab, &[]);
+    let alice = [("SOAR_TOKEN", token("alice"))];
+    let r = lab.soar(&["journal", "verify", "--all"], &alice);
+    assert_eq!(r.code(), 5, "{}", out(&r));
+    let r = lab.soar(&["journal", "verify", "--all", "--allow-unkeyed"], &alice);
+    assert_eq!(r.code(), 0, "{}", out(&r));
+    server.kill();
+}

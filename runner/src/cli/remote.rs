@@ -282,7 +282,36 @@ pub async fn status(r: &Remote, run_id: &str, json_out: bool) -> Exit {
     match r.get(&format!("/api/v1/runs/{}", seg(run_id))).await {
         Ok(a) => {
             print_report(&a, json_out);
-            Exit::ok()
+            integrity(r, run_id).await
+        }
+        Err(e) => e,
+    }
+}
+
+/// What the server says of the run just shown: exit 1, saying why, when it
+/// does not verify.
+async fn integrity(r: &Remote, run_id: &str) -> Exit {
+    let path = format!("/api/v1/journal/verify?run_id={}", seg(run_id));
+    match r.get(&path).await {
+        Ok(a) => {
+            let texts = |v: &Value| -> Vec<String> {
+                v.as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect()
+            };
+            let mut problems: Vec<String> = a["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|run| texts(&run["problems"]))
+                .collect();
+            problems.extend(texts(&a["signed"]["problems"]));
+            if problems.is_empty() && a["ok"] != json!(true) {
+                problems.push("the server says it does not verify".into());
+            }
+            super::runs::integrity_exit(run_id, &problems)
         }
         Err(e) => e,
     }
@@ -364,7 +393,7 @@ pub async fn journal(r: &Remote, run_id: &str, json_out: bool) -> Exit {
                     );
                 }
             }
-            Exit::ok()
+            integrity(r, run_id).await
         }
         Err(e) => e,
     }

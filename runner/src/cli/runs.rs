@@ -397,20 +397,25 @@ pub fn status(globals: &Globals, run_id: &str, json_out: bool) -> Exit {
 /// just printed cannot be trusted.
 fn integrity(journal: &Journal, run_id: &str) -> Exit {
     match journal.check_run(run_id) {
-        Ok(problems) if problems.is_empty() => Exit::ok(),
-        Ok(problems) => {
-            for p in &problems {
-                eprintln!("warning: {}", inert::line(p));
-            }
-            Exit::failed(format!(
-                "error: run {} FAILS VERIFICATION ({} problem(s)): what is shown above cannot be trusted; see `soar journal verify {}`",
-                inert::line(run_id),
-                problems.len(),
-                inert::line(run_id)
-            ))
-        }
+        Ok(problems) => integrity_exit(run_id, &problems),
         Err(e) => Exit::failed(format!("error: cannot verify the run: {e}")),
     }
+}
+
+/// The exit of a command that showed `run_id`, given its problems.
+pub(super) fn integrity_exit(run_id: &str, problems: &[String]) -> Exit {
+    if problems.is_empty() {
+        return Exit::ok();
+    }
+    for p in problems {
+        eprintln!("warning: {}", inert::line(p));
+    }
+    Exit::failed(format!(
+        "error: run {} FAILS VERIFICATION ({} problem(s)): what is shown above cannot be trusted; see `soar journal verify {}`",
+        inert::line(run_id),
+        problems.len(),
+        inert::line(run_id)
+    ))
 }
 
 pub fn runs(globals: &Globals, status: Option<String>, json_out: bool) -> Exit {

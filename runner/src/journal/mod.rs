@@ -567,7 +567,38 @@ impl Journal {
     /// and `prune` check before they show or act on a run.
     pub fn check_run(&self, run_id: &str) -> Result<Vec<String>, JournalError> {
         let mut problems = self.verify(run_id)?.problems;
-        problems.extend(self.inner.broken.iter().cloned());
+        problems.extend(self.run_standing(run_id)?.0);
+        Ok(problems)
+    }
+
+    /// [`Journal::verify_signed`] for one run, without reading the whole
+    /// journal: the run's place in the store and the checkpoints that name
+    /// it (its own chain is [`Journal::verify`]'s), with where trust starts.
+    /// What the API answers for `journal verify RUN`, `status` and
+    /// `journal RUN` through a server.
+    pub fn run_report(&self, run_id: &str) -> Result<SignedReport, JournalError> {
+        let keys = self.inner.keys.verifiers();
+        let checkpoints = self.inner.checkpoints.len() as u64;
+        let genesis = self.checkpoint(1)?.map(|cp| {
+            let hash = cp.hash();
+            (hash, cp.at, cp.start)
+        });
+        let (problems, warnings) = self.run_standing(run_id)?;
+        Ok(SignedReport {
+            keyed: checkpoints > 0 || !keys.is_empty(),
+            checkpoints,
+            key_ids: keys.iter().map(key_id).collect(),
+            trust_start: genesis.as_ref().map(describe_start),
+            problems,
+            warnings,
+            stored_runs: Vec::new(),
+        })
+    }
+
+    /// One run's problems and warnings beyond its own chain (see
+    /// [`Journal::check_run`]).
+    fn run_standing(&self, run_id: &str) -> Result<(Vec<String>, Vec<String>), JournalError> {
+        let mut problems: Vec<String> = self.inner.broken.iter().cloned().collect();
         let has_records = verify::last_link(&self.inner.records, run_id)?.is_some()
             || self
                 .inner
@@ -601,7 +632,7 @@ impl Journal {
             &mut warnings,
         )?;
         if tombstone.is_some() || keys.is_empty() {
-            return Ok(problems);
+            return Ok((problems, warnings));
         }
         if signed.points.is_empty() {
             problems.push(format!(
@@ -616,7 +647,7 @@ impl Journal {
                 &mut problems,
             )?;
         }
-        Ok(problems)
+        Ok((problems, warnings))
     }
 
     /// Whether the run index lists `run_id` (a scan: the index is keyed by
