@@ -93,23 +93,24 @@ fn signer(bundle: &Bundle) -> String {
     }
 }
 
-/// Every problem with `bundle` against the auditor's keys.
-fn check(bundle: &Bundle, keys: &[ed25519_dalek::VerifyingKey]) -> Result<Vec<String>, Exit> {
-    bundle::verify(bundle, keys).map_err(|e| Exit::failed(format!("error: {e}")))
+/// The bundle in `file`, whether the auditor gave any key, and every
+/// problem with it against the auditor's keys ([`auditor_keys`]).
+fn read_checked(
+    globals: &Globals,
+    file: &Path,
+    public_keys: &[String],
+) -> Result<(Bundle, bool, Vec<String>), Exit> {
+    let bundle = read(file)?;
+    let keys = auditor_keys(globals, public_keys)?;
+    let problems =
+        bundle::verify(&bundle, &keys).map_err(|e| Exit::failed(format!("error: {e}")))?;
+    Ok((bundle, !keys.is_empty(), problems))
 }
 
 /// Verifies `file` with the auditor's keys ([`auditor_keys`]).
 pub fn verify_bundle(globals: &Globals, file: &Path, public_keys: &[String]) -> Exit {
-    let bundle = match read(file) {
-        Ok(b) => b,
-        Err(e) => return e,
-    };
-    let keys = match auditor_keys(globals, public_keys) {
-        Ok(k) => k,
-        Err(e) => return e,
-    };
-    let problems = match check(&bundle, &keys) {
-        Ok(p) => p,
+    let (bundle, _, problems) = match read_checked(globals, file, public_keys) {
+        Ok(checked) => checked,
         Err(e) => return e,
     };
     if problems.is_empty() {
@@ -140,22 +141,14 @@ pub fn replay_bundle(
     public_keys: &[String],
     unverified: bool,
 ) -> Exit {
-    let bundle = match read(file) {
-        Ok(b) => b,
-        Err(e) => return e,
-    };
-    let keys = match auditor_keys(globals, public_keys) {
-        Ok(k) => k,
-        Err(e) => return e,
-    };
-    let problems = match check(&bundle, &keys) {
-        Ok(p) => p,
+    let (bundle, keyed, problems) = match read_checked(globals, file, public_keys) {
+        Ok(checked) => checked,
         Err(e) => return e,
     };
     if problems.is_empty() {
         println!("bundle verified: signed by {}", signer(&bundle));
     } else {
-        let what = if keys.is_empty() {
+        let what = if !keyed {
             "NOT VERIFIED: no trusted key was given (--public-key, or --config naming the journal's keys), so nothing below is evidence".to_string()
         } else {
             format!(

@@ -728,23 +728,15 @@ impl Journal {
     /// [`Journal::prune`] for many runs, reading and checking the chain of
     /// checkpoints once: if it fails verification, nothing is pruned.
     pub fn prune_many(&self, runs: &[(String, String)]) -> Vec<Result<Tombstone, JournalError>> {
-        let signed = match self.signed_ends() {
-            Ok(s) => s,
+        // What every run's check needs, read once; without it nothing is
+        // pruned.
+        let (signed, pointers) = match self.signed_ends().and_then(|s| Ok((s, self.pointers()?))) {
+            Ok(both) => both,
             Err(e) => {
                 let why = e.to_string();
                 return runs
                     .iter()
                     .map(|_| Err(JournalError::Refused(why.clone())))
-                    .collect();
-            }
-        };
-        let pointers = match self.pointers() {
-            Ok(p) => p,
-            Err(e) => {
-                let why = e.to_string();
-                return runs
-                    .iter()
-                    .map(|_| Err(JournalError::Storage(why.clone())))
                     .collect();
             }
         };
