@@ -3,11 +3,13 @@
 //! rebuilds a run from [`Journal::read`] alone; [`Journal::verify`] proves the
 //! log was not edited. Layout in `store.rs`, durability in `flusher.rs`.
 
+mod audit;
 pub mod bundle;
 mod canonical;
 mod checkpoint;
 mod event;
 mod flusher;
+mod prune;
 mod store;
 mod time;
 mod verify;
@@ -436,231 +438,6 @@ impl Journal {
         )
     }
 
-    /// Checks the journal as a whole against its signed checkpoints: the
-    /// chain of checkpoints (numbering, links, key, signature, where trust
-    /// started), and every run the store holds, walked tree by tree (not
-    /// through the index), against the heads they signed: a deleted,
-    /// truncated, rolled-back, re-chained, hidden or resurrected run, or one
-    /// no checkpoint covers. A journal with no checkpoint is unkeyed only
-    /// when no key is configured either; with keys, or with checkpoints and
-    /// no key to check them, it fails.
-    pub fn verify_signed(&self) -> Result<SignedReport, JournalError> {
-        if let Some(cp) = &self.inner.checkpointer {
-            // What this process wrote and has not signed yet.
-            cp.write().map_err(JournalError::Storage)?;
-        }
-        let keys = self.inner.keys.verifiers();
-        let chain = checkpoint::read_chain(&self.inner.checkpoints, &keys)?;
-        let walk = self.walk()?;
-        let mut report = SignedReport {
-            keyed: chain.count > 0 || !keys.is_empty(),
-            checkpoints: chain.count,
-            key_ids: chain.key_ids.iter().cloned().collect(),
-            trust_start: chain.genesis.as_ref().map(describe_start),
-            problems: walk.problems.clone(),
-            warnings: Vec::new(),
-            stored_runs: walk.unpruned(),
-        };
-        report.problems.extend(self.inner.broken.iter().cloned());
-        report.problems.extend(chain.problems.iter().cloned());
-        if chain.count > 0 && keys.is_empty() {
-            report.problems.insert(
-                0,
-                format!(
-                    "the journal is signed (key {}) but no public key was given (`journal.public_keys`, or --public-key): it cannot be verified",
-                    report.key_ids.join(", ")
-                ),
-            );
-        }
-        if chain.count == 0 && !keys.is_empty() && walk.has_history() && self.inner.broken.is_none()
-        {
-            report.problems.push(checkpoint::no_checkpoint_over(
-                (walk.runs.len() + walk.tombstones.len()) as u64,
-            ));
-        }
-        self.placements(&walk, &chain, &mut report)?;
-        if chain.count == 0 || keys.is_empty() {
-            return Ok(report);
-        }
-        for (run, points) in &chain.signed {
-            if chain.pruned.contains_key(run) || walk.tombstones.contains_key(run) {
-                continue; // Checked by `placements`.
-            }
-            verify::signed_run(
-                &self.inner.records,
-                &self.inner.heads,
-                run,
-                points,
-                &mut report.problems,
-            )?;
-        }
-        for run in &walk.runs {
-            let pruned = chain.pruned.contains_key(run) || walk.tombstones.contains_key(run);
-            if !pruned && !chain.signed.contains_key(run) {
-                report.problems.push(format!(
-                    "run {run}: no signed checkpoint covers it (inserted behind the journal's back, or all of it written after the last checkpoint by a process that died)"
-                ));
-            }
-        }
-        Ok(report)
-    }
-
-    /// Each stored or indexed run against the index and the tombstones
-    /// (the tree's, and those the checkpoints signed).
-    fn placements(
-        &self,
-        walk: &verify::StoreWalk,
-        chain: &checkpoint::Chain,
-        report: &mut SignedReport,
-    ) -> Result<(), JournalError> {
-        for run in walk.runs.union(&walk.indexed) {
-            let tombstone = chain
-                .pruned
-                .get(run)
-                .map(|(t, _)| t)
-                .or_else(|| walk.tombstones.get(run));
-            verify::placement(
-                &self.inner.records,
-                run,
-                walk.runs.contains(run),
-                walk.indexed.contains(run),
-                tombstone,
-                &mut report.problems,
-                &mut report.warnings,
-            )?;
-        }
-        for (run, (t, n)) in &chain.pruned {
-            let signed_end = chain.signed.get(run).and_then(|p| p.last());
-            if signed_end.is_some_and(|(seq, hash, _)| (*seq, hash) != (t.final_seq, &t.final_hash))
-            {
-                report.problems.push(format!(
-                    "run {run}: checkpoint {n} signed its pruning at seq {}, but its last signed head is another",
-                    t.final_seq
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// The store walked tree by tree ([`verify::walk`]).
-    fn walk(&self) -> Result<verify::StoreWalk, JournalError> {
-        verify::walk(
-            &self.inner.records,
-            &self.inner.heads,
-            &self.inner.runs,
-            &self.inner.tombstones,
-        )
-    }
-
-    /// Every run id the store holds records, a head or an index entry for,
-    /// found by walking the trees rather than the index (what `verify
-    /// --all` checks), sorted. Pruned runs are left out: what a prune left
-    /// of them, or records put back under their id, is
-    /// [`Journal::verify_signed`]'s to report.
-    pub fn stored_run_ids(&self) -> Result<Vec<String>, JournalError> {
-        Ok(self.walk()?.unpruned())
-    }
-
-    /// Every problem with one run: its chain, its place in the store (in
-    /// the index, not pruned), and in a keyed journal the checkpoints that
-    /// name it. Empty when it is intact. What `status`, `journal`, `export`
-    /// and `prune` check before they show or act on a run.
-    pub fn check_run(&self, run_id: &str) -> Result<Vec<String>, JournalError> {
-        let mut problems = self.verify(run_id)?.problems;
-        problems.extend(self.run_standing(run_id)?.0);
-        Ok(problems)
-    }
-
-    /// [`Journal::verify_signed`] for one run, without reading the whole
-    /// journal: the run's place in the store and the checkpoints that name
-    /// it (its own chain is [`Journal::verify`]'s), with where trust starts.
-    /// What the API answers for `journal verify RUN`, `status` and
-    /// `journal RUN` through a server.
-    pub fn run_report(&self, run_id: &str) -> Result<SignedReport, JournalError> {
-        let keys = self.inner.keys.verifiers();
-        let checkpoints = self.inner.checkpoints.len() as u64;
-        let genesis = self.checkpoint(1)?.map(|cp| {
-            let hash = cp.hash();
-            (hash, cp.at, cp.start)
-        });
-        let (problems, warnings) = self.run_standing(run_id)?;
-        Ok(SignedReport {
-            keyed: checkpoints > 0 || !keys.is_empty(),
-            checkpoints,
-            key_ids: keys.iter().map(key_id).collect(),
-            trust_start: genesis.as_ref().map(describe_start),
-            problems,
-            warnings,
-            stored_runs: Vec::new(),
-        })
-    }
-
-    /// One run's problems and warnings beyond its own chain (see
-    /// [`Journal::check_run`]).
-    fn run_standing(&self, run_id: &str) -> Result<(Vec<String>, Vec<String>), JournalError> {
-        let mut problems: Vec<String> = self.inner.broken.iter().cloned().collect();
-        let has_records = verify::last_link(&self.inner.records, run_id)?.is_some()
-            || self
-                .inner
-                .heads
-                .contains_key(run_id.as_bytes())
-                .map_err(storage)?;
-        let indexed = self.index_has(run_id)?;
-        let keys = self.inner.keys.verifiers();
-        if let Some(cp) = &self.inner.checkpointer {
-            cp.write().map_err(JournalError::Storage)?;
-        }
-        let signed = checkpoint::read_run(&self.inner.checkpoints, run_id, &keys)?;
-        problems.extend(signed.problems.iter().cloned());
-        let tombstone = match &signed.pruned {
-            Some(t) => Some(t.clone()),
-            None => self
-                .inner
-                .tombstones
-                .get(run_id.as_bytes())
-                .map_err(storage)?
-                .and_then(|v| serde_json::from_slice(&v).ok()),
-        };
-        let mut warnings = Vec::new();
-        verify::placement(
-            &self.inner.records,
-            run_id,
-            has_records,
-            indexed,
-            tombstone.as_ref(),
-            &mut problems,
-            &mut warnings,
-        )?;
-        if tombstone.is_some() || keys.is_empty() {
-            return Ok((problems, warnings));
-        }
-        if signed.points.is_empty() {
-            problems.push(format!(
-                "run {run_id}: no signed checkpoint covers it (inserted behind the journal's back, or written after the last checkpoint by a process that died)"
-            ));
-        } else {
-            verify::signed_run(
-                &self.inner.records,
-                &self.inner.heads,
-                run_id,
-                &signed.points,
-                &mut problems,
-            )?;
-        }
-        Ok((problems, warnings))
-    }
-
-    /// Whether the run index lists `run_id` (a scan: the index is keyed by
-    /// creation order).
-    fn index_has(&self, run_id: &str) -> Result<bool, JournalError> {
-        for value in self.inner.runs.iter().values() {
-            if value.map_err(storage)?.as_ref() == run_id.as_bytes() {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
     /// A bundle of `run_id`: its records and blobs as stored, and the
     /// checkpoints that signed it (the current head is signed first). The
     /// caller adds the playbook text and what plugins it was bound to, then
@@ -712,245 +489,6 @@ impl Journal {
         })
     }
 
-    /// Removes a finished run (records, head, index, dedup claims) and
-    /// leaves a tombstone: its final head, when and by which `rule`, which
-    /// the next checkpoint signs so verification tells pruning from
-    /// deletion. Refused (nothing removed) for a run that is not finished,
-    /// whose chain fails verification, or, in a keyed journal, whose final
-    /// record no valid checkpoint signed (a forged end). Blobs are shared by
-    /// content and stay. See [`Journal::prune_many`].
-    pub fn prune(&self, run_id: &str, rule: &str) -> Result<Tombstone, JournalError> {
-        self.prune_many(&[(run_id.to_string(), rule.to_string())])
-            .pop()
-            .unwrap_or_else(|| Err(JournalError::UnknownRun(run_id.to_string())))
-    }
-
-    /// [`Journal::prune`] for many runs, reading and checking the chain of
-    /// checkpoints once: if it fails verification, nothing is pruned.
-    pub fn prune_many(&self, runs: &[(String, String)]) -> Vec<Result<Tombstone, JournalError>> {
-        // What every run's check needs, read once; without it nothing is
-        // pruned.
-        let (signed, pointers) = match self.signed_ends().and_then(|s| Ok((s, self.pointers()?))) {
-            Ok(both) => both,
-            Err(e) => {
-                let why = e.to_string();
-                return runs
-                    .iter()
-                    .map(|_| Err(JournalError::Refused(why.clone())))
-                    .collect();
-            }
-        };
-        let mut out = Vec::with_capacity(runs.len());
-        for (run_id, rule) in runs {
-            let result = known_shape(run_id).and_then(|()| {
-                let lock = self.inner.run_lock(run_id);
-                let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-                let result = self.prune_locked(run_id, rule, signed.as_ref(), &pointers);
-                drop(guard);
-                self.inner.release_run_lock(run_id, lock);
-                result
-            });
-            out.push(result);
-        }
-        if let Err(e) = self.sync() {
-            tracing::warn!(error = %e, "prune: the final flush failed");
-        }
-        out
-    }
-
-    /// In a keyed journal, each run's last signed head (`None`: unkeyed).
-    /// An error when trust is broken or the chain of checkpoints fails.
-    #[allow(clippy::type_complexity)]
-    fn signed_ends(&self) -> Result<Option<HashMap<String, (u64, String)>>, JournalError> {
-        if let Some(why) = &self.inner.broken {
-            return Err(JournalError::Refused(why.clone()));
-        }
-        let keys = self.inner.keys.verifiers();
-        if keys.is_empty() {
-            return Ok(None);
-        }
-        if let Some(cp) = &self.inner.checkpointer {
-            cp.write().map_err(JournalError::Storage)?;
-        }
-        let chain = checkpoint::read_chain(&self.inner.checkpoints, &keys)?;
-        if let Some(p) = chain.problems.first() {
-            return Err(JournalError::Refused(format!(
-                "the journal's checkpoints fail verification ({p}): nothing is pruned until `soar journal verify --all` passes"
-            )));
-        }
-        if chain.count == 0 {
-            return Err(JournalError::Refused(
-                "the journal has keys but no checkpoint: nothing is pruned until it is adopted"
-                    .into(),
-            ));
-        }
-        Ok(Some(
-            chain
-                .signed
-                .into_iter()
-                .filter_map(|(run, mut points)| {
-                    points.pop().map(|(seq, hash, _)| (run, (seq, hash)))
-                })
-                .collect(),
-        ))
-    }
-
-    fn prune_locked(
-        &self,
-        run_id: &str,
-        rule: &str,
-        signed: Option<&HashMap<String, (u64, String)>>,
-        pointers: &Pointers,
-    ) -> Result<Tombstone, JournalError> {
-        if let Some(t) = self.tombstone(run_id)? {
-            return self.finish_prune(run_id, t, pointers);
-        }
-        let records = self.read_records(run_id, false)?;
-        let summary = summarize(run_id, &records)?;
-        let last = records
-            .last()
-            .ok_or_else(|| JournalError::UnknownRun(run_id.into()))?;
-        let finished = matches!(last.event, Event::RunFinished { .. });
-        if !summary.status.is_final() || !finished {
-            return Err(JournalError::Encode(format!(
-                "run `{run_id}` is {}: only finished runs are pruned",
-                summary.status
-            )));
-        }
-        let report = self.verify(run_id)?;
-        if let Some(p) = report.problems.first() {
-            return Err(JournalError::Refused(format!(
-                "run `{run_id}` fails verification ({p}): pruning it would destroy the evidence"
-            )));
-        }
-        if let Some(signed) = signed {
-            if signed.get(run_id) != Some(&(last.seq, last.hash.clone())) {
-                return Err(JournalError::Refused(format!(
-                    "run `{run_id}`: its final record (seq {}) is not the one a signed checkpoint covers: an end appended behind the journal's back is never pruned on",
-                    last.seq
-                )));
-            }
-        }
-        let tombstone = Tombstone {
-            playbook: summary.playbook,
-            status: summary.status.to_string(),
-            final_seq: last.seq,
-            final_hash: last.hash.clone(),
-            ended_at: last.at.clone(),
-            pruned_at: time::now(),
-            rule: rule.to_string(),
-        };
-        let bytes =
-            serde_json::to_vec(&tombstone).map_err(|e| JournalError::Encode(e.to_string()))?;
-        // The tombstone first: a crash then leaves a run and its tombstone,
-        // never a run gone without one (and the next prune finishes it).
-        self.inner
-            .tombstones
-            .insert(run_id.as_bytes(), bytes)
-            .map_err(storage)?;
-        if let Some(cp) = &self.inner.checkpointer {
-            cp.note_pruned(run_id, tombstone.clone());
-        }
-        self.remove_run(run_id, pointers)?;
-        Ok(tombstone)
-    }
-
-    /// Completes a prune a crash interrupted: only when what is left ends
-    /// exactly where the tombstone says (anything else is a resurrection,
-    /// which verify reports and nothing here may erase).
-    fn finish_prune(
-        &self,
-        run_id: &str,
-        t: Tombstone,
-        pointers: &Pointers,
-    ) -> Result<Tombstone, JournalError> {
-        match verify::last_link(&self.inner.records, run_id)? {
-            None => {}
-            Some(last) if last == (t.final_seq, t.final_hash.clone()) => {}
-            Some((seq, _)) => {
-                return Err(JournalError::Refused(format!(
-                    "run `{run_id}` was pruned at seq {}, yet records ending at seq {seq} are here again: resurrected behind the journal's back; kept as evidence",
-                    t.final_seq
-                )))
-            }
-        }
-        self.remove_run(run_id, pointers)?;
-        Ok(t)
-    }
-
-    /// Which keys of the run index and of the dedup claims name each run:
-    /// both are keyed by something else (creation order, dedup key), so one
-    /// pass over each serves a whole prune instead of one pass per run.
-    fn pointers(&self) -> Result<Pointers, JournalError> {
-        let mut out = Pointers::new();
-        for tree in [&self.inner.runs, &self.inner.dedup] {
-            for item in tree.iter() {
-                let (k, v) = item.map_err(storage)?;
-                out.entry(v.to_vec()).or_default().push((tree.clone(), k));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Removes a run's records (last first, so what a crash leaves still
-    /// ends where the tombstone says), head, index entry and dedup claims.
-    fn remove_run(&self, run_id: &str, pointers: &Pointers) -> Result<(), JournalError> {
-        let keys: Vec<sled::IVec> = self
-            .inner
-            .records
-            .scan_prefix(store::run_prefix(run_id))
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(storage)?;
-        self.inner
-            .heads
-            .remove(run_id.as_bytes())
-            .map_err(storage)?;
-        for (tree, key) in pointers.get(run_id.as_bytes()).into_iter().flatten() {
-            tree.remove(key).map_err(storage)?;
-        }
-        for key in keys.iter().rev().skip(1).chain(keys.last()) {
-            self.inner.records.remove(key).map_err(storage)?;
-        }
-        self.inner
-            .tails
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(run_id);
-        Ok(())
-    }
-
-    /// The run's tombstone in the tree, if it was pruned.
-    fn tombstone(&self, run_id: &str) -> Result<Option<Tombstone>, JournalError> {
-        match self
-            .inner
-            .tombstones
-            .get(run_id.as_bytes())
-            .map_err(storage)?
-        {
-            Some(v) => serde_json::from_slice(&v)
-                .map(Some)
-                .map_err(|e| JournalError::Corrupt {
-                    run_id: run_id.to_string(),
-                    seq: 0,
-                    reason: format!("unreadable tombstone: {e}"),
-                }),
-            None => Ok(None),
-        }
-    }
-
-    /// Runs whose prune a crash interrupted: a tombstone, and records, a
-    /// head or an index entry still there.
-    pub fn interrupted_prunes(&self) -> Result<Vec<String>, JournalError> {
-        let walk = self.walk()?;
-        Ok(walk
-            .tombstones
-            .keys()
-            .filter(|r| walk.runs.contains(*r) || walk.indexed.contains(*r))
-            .cloned()
-            .collect())
-    }
-
     /// Checkpoint `n`, if the journal has it (and it decodes).
     pub fn checkpoint(&self, n: u64) -> Result<Option<Checkpoint>, JournalError> {
         Ok(self
@@ -959,6 +497,34 @@ impl Journal {
             .get(n.to_be_bytes())
             .map_err(storage)?
             .and_then(|b| serde_json::from_slice(&b).ok()))
+    }
+
+    /// Signs what this process wrote since the last checkpoint (a process
+    /// with the signing key), so a check that follows sees it signed.
+    fn sign_pending(&self) -> Result<(), JournalError> {
+        match &self.inner.checkpointer {
+            Some(cp) => cp.write().map_err(JournalError::Storage),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `f` holding `run_id`'s append lock.
+    fn with_run_lock<T>(&self, run_id: &str, f: impl FnOnce() -> T) -> T {
+        let lock = self.inner.run_lock(run_id);
+        let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let out = f();
+        drop(guard);
+        self.inner.release_run_lock(run_id, lock);
+        out
+    }
+
+    /// Forgets the tail this process remembers for `run_id`.
+    fn forget_tail(&self, run_id: &str) {
+        self.inner
+            .tails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(run_id);
     }
 
     /// Why this keyed journal refuses to sign and append, if it does.
@@ -1375,9 +941,6 @@ impl Inner {
 fn known_shape(run_id: &str) -> Result<(), JournalError> {
     store::check_run_id(run_id).map_err(|_| JournalError::UnknownRun(run_id.to_string()))
 }
-
-/// Per run id, the `(tree, key)` of its run-index entry and dedup claims.
-type Pointers = HashMap<Vec<u8>, Vec<(sled::Tree, sled::IVec)>>;
 
 /// Tree of tombstones of pruned runs, by run id.
 const TOMBSTONES: &str = "tombstones";

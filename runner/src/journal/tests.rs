@@ -1410,21 +1410,71 @@ async fn prune_refuses_a_forged_end_and_a_broken_chain_and_finishes_an_interrupt
     edit_record(&journal, "edited", 2, |v| v["event"]["step"] = json!("x"));
     let err = journal.prune("edited", "r").unwrap_err().to_string();
     assert!(err.contains("fails verification"), "{err}");
-    // An interrupted prune: the tombstone written, records left.
-    let t = Tombstone {
+    // A tombstone written behind the journal's back excuses nothing: the
+    // run is still checked as a live one, and an honest prune re-checks it.
+    let forged = Tombstone {
         playbook: "pb".into(),
         status: "failed".into(),
         final_seq: 4,
         final_hash: journal.read("cut").unwrap()[3].hash.clone(),
         ended_at: String::new(),
         pruned_at: String::new(),
-        rule: "r".into(),
+        rule: "forged".into(),
     };
     tree(&journal, TOMBSTONES)
-        .insert("cut", serde_json::to_vec(&t).unwrap())
+        .insert("cut", serde_json::to_vec(&forged).unwrap())
         .unwrap();
-    assert_eq!(journal.interrupted_prunes().unwrap(), ["cut"]);
+    assert!(journal.interrupted_prunes().unwrap().is_empty());
+    let report = journal.verify_signed().unwrap();
+    assert!(report.stored_runs.contains(&"cut".to_string()));
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("no checkpoint signed")),
+        "{report:#?}"
+    );
+    // Pruned for real, then interrupted: its records back as they were,
+    // whole or with the middle gone, are what a prune leaves.
+    let kept: Vec<(sled::IVec, sled::IVec)> = tree(&journal, store::RECORDS)
+        .scan_prefix(store::run_prefix("cut"))
+        .map(Result::unwrap)
+        .collect();
+    journal.prune("cut", "r").unwrap();
+    assert!(journal.read("cut").is_err());
+    let records = tree(&journal, store::RECORDS);
+    let put_back = |skip: Option<usize>| {
+        for (i, (k, v)) in kept.iter().enumerate() {
+            if Some(i) != skip {
+                records.insert(k, v.clone()).unwrap();
+            }
+        }
+    };
+    put_back(Some(1));
+    assert_eq!(journal.interrupted_prunes().unwrap().len(), 1);
+    let report = journal.verify_signed().unwrap();
+    let about_cut = |r: &SignedReport| -> Vec<String> {
+        r.problems
+            .iter()
+            .filter(|p| p.starts_with("run cut:"))
+            .cloned()
+            .collect()
+    };
+    assert!(about_cut(&report).is_empty(), "{report:#?}");
+    assert!(report.warnings.iter().any(|w| w.contains("interrupted")));
     journal.prune("cut", "r").unwrap();
     assert!(journal.interrupted_prunes().unwrap().is_empty());
-    assert!(journal.read("cut").is_err());
+    // Put back with one record's content changed: resurrected, kept.
+    put_back(None);
+    edit_record(&journal, "cut", 2, |v| v["event"]["step"] = json!("x"));
+    let report = journal.verify_signed().unwrap();
+    assert!(
+        about_cut(&report).iter().any(|p| p.contains("resurrected")),
+        "{report:#?}"
+    );
+    assert!(matches!(
+        journal.prune("cut", "r"),
+        Err(JournalError::Refused(_))
+    ));
+    assert_eq!(records.scan_prefix(store::run_prefix("cut")).count(), 4);
 }

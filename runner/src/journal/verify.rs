@@ -275,16 +275,6 @@ impl StoreWalk {
     pub fn has_history(&self) -> bool {
         !self.runs.is_empty() || !self.indexed.is_empty() || !self.tombstones.is_empty()
     }
-
-    /// Runs with records, a head or an index entry, and no tombstone,
-    /// sorted.
-    pub fn unpruned(&self) -> Vec<String> {
-        self.runs
-            .union(&self.indexed)
-            .filter(|r| !self.tombstones.contains_key(*r))
-            .cloned()
-            .collect()
-    }
 }
 
 /// Walks the trees (see [`StoreWalk`]).
@@ -346,43 +336,110 @@ pub(crate) fn walk(
     Ok(out)
 }
 
+/// The tombstone a run is judged by: one that excuses its absence (signed
+/// by a checkpoint; in an unkeyed journal, the tree's, as nothing better
+/// exists), or only one in the tree that no checkpoint signed, which
+/// excuses nothing (anyone who can write the data dir can add one).
+#[derive(Clone, Copy)]
+pub(crate) enum Pruned<'t> {
+    /// Not pruned.
+    No,
+    /// Pruned, as signed (or unkeyed).
+    Yes(&'t super::Tombstone),
+    /// A tombstone in the tree only: the run is checked as a live one.
+    Unsigned(&'t super::Tombstone),
+}
+
 /// What the store says about one run beyond its own chain: listed by the
-/// index, not pruned (or what a prune left, as it left it). `tombstone` is
-/// the run's tombstone from the tree or a signed checkpoint.
-pub(crate) fn placement(
-    records: &sled::Tree,
-    run_id: &str,
-    has_records: bool,
-    indexed: bool,
-    tombstone: Option<&super::Tombstone>,
-    problems: &mut Vec<String>,
-    warnings: &mut Vec<String>,
-) -> Result<(), JournalError> {
-    if let Some(t) = tombstone {
-        let last = last_link(records, run_id)?;
-        if !has_records || last.as_ref() == Some(&(t.final_seq, t.final_hash.clone())) {
-            warnings.push(format!(
-                "run {run_id}: pruned by rule `{}`, and what is left of it is as it was: the prune was interrupted; `soar journal prune` finishes it",
-                t.rule
-            ));
-        } else {
-            problems.push(format!(
-                "run {run_id}: pruned at seq {} (rule `{}`, {}), yet records are here again that do not end where it ended: resurrected behind the journal's back",
-                t.final_seq, t.rule, t.pruned_at
-            ));
+/// index, and not pruned, or what a prune left of it, exactly as it was.
+pub(crate) struct Placement<'a> {
+    /// The `records` tree.
+    pub records: &'a sled::Tree,
+    /// The `blobs` tree.
+    pub blobs: &'a sled::Tree,
+    /// Problems and warnings found, one line each.
+    pub problems: &'a mut Vec<String>,
+    /// See [`Placement::problems`].
+    pub warnings: &'a mut Vec<String>,
+}
+
+impl Placement<'_> {
+    /// Checks `run_id` (which has records or a head when `stored`, and an
+    /// index entry when `indexed`).
+    pub fn check(
+        &mut self,
+        run_id: &str,
+        stored: bool,
+        indexed: bool,
+        pruned: Pruned<'_>,
+    ) -> Result<(), JournalError> {
+        match pruned {
+            Pruned::Yes(t) => {
+                if leftover_intact(self.records, self.blobs, run_id, t)? {
+                    self.warnings.push(format!(
+                        "run {run_id}: pruned by rule `{}`, and what is left of it is exactly as it was: the prune was interrupted; `soar journal prune` finishes it",
+                        t.rule
+                    ));
+                } else {
+                    self.problems.push(format!(
+                        "run {run_id}: pruned at seq {} (rule `{}`, {}), yet records are here again that are not what it left: resurrected behind the journal's back",
+                        t.final_seq, t.rule, t.pruned_at
+                    ));
+                }
+                return Ok(());
+            }
+            Pruned::Unsigned(t) => self.warnings.push(format!(
+                "run {run_id}: a tombstone (rule `{}`, seq {}) that no checkpoint signed (a prune interrupted before it was signed, or one written behind the journal's back): checked as a live run",
+                t.rule, t.final_seq
+            )),
+            Pruned::No => {}
         }
-        return Ok(());
+        match (stored, indexed) {
+            (true, false) => self.problems.push(format!(
+                "run {run_id}: has records but no run-index entry, so listings never show it: written behind the journal's back"
+            )),
+            (false, true) => self.problems.push(format!(
+                "run {run_id}: listed in the run index but has no record and no head: its records were deleted (or a crash fell between indexing it and its first record)"
+            )),
+            _ => {}
+        }
+        Ok(())
     }
-    match (has_records, indexed) {
-        (true, false) => problems.push(format!(
-            "run {run_id}: has records but no run-index entry, so listings never show it: written behind the journal's back"
-        )),
-        (false, true) => problems.push(format!(
-            "run {run_id}: listed in the run index but has no record and no head: its records were deleted (or a crash fell between indexing it and its first record)"
-        )),
-        _ => {}
+}
+
+/// Whether what is left of a pruned run is what its prune leaves: none of
+/// it, or records that each hash as stored and link where they follow each
+/// other (from the genesis at seq 1), the last of them the tombstone's
+/// final record. A prune removes the final record last, so any state it is
+/// interrupted in passes; records written back do not.
+pub(crate) fn leftover_intact(
+    records: &sled::Tree,
+    blobs: &sled::Tree,
+    run_id: &str,
+    t: &super::Tombstone,
+) -> Result<bool, JournalError> {
+    let prefix = store::run_prefix(run_id);
+    let mut problems = Vec::new();
+    let mut prev: Option<(u64, String)> = None;
+    for item in records.scan_prefix(&prefix) {
+        let (key, value) = item.map_err(storage)?;
+        let Some(seq) = key_seq(&prefix, &key) else {
+            return Ok(false);
+        };
+        let Some(c) = check_record(blobs, seq, &value, &mut problems)? else {
+            return Ok(false);
+        };
+        let linked = match &prev {
+            _ if seq == 1 => c.prev_hash == GENESIS_HASH,
+            Some((p, hash)) if *p + 1 == seq => c.prev_hash == *hash,
+            _ => true, // A gap: the records between were removed.
+        };
+        if c.seq != seq || !linked || !problems.is_empty() {
+            return Ok(false);
+        }
+        prev = Some((seq, c.hash));
     }
-    Ok(())
+    Ok(prev.is_none_or(|last| last == (t.final_seq, t.final_hash.clone())))
 }
 
 /// `(seq, hash)` of the run's last stored record, if it decodes.

@@ -72,14 +72,14 @@ pub fn plan(
     if rules.is_empty() {
         return Ok(out);
     }
-    for run_id in journal.interrupted_prunes()? {
+    for (run_id, t) in journal.interrupted_prunes()? {
         out.push(Planned {
+            waits_for: behind(exports, &run_id, t.final_seq),
             run_id,
-            playbook: String::new(),
-            status: "pruned".into(),
-            ended_at: String::new(),
-            rule: "(finishing an interrupted prune)".into(),
-            waits_for: Vec::new(),
+            playbook: t.playbook,
+            status: t.status,
+            ended_at: t.ended_at,
+            rule: format!("{} (finishing a prune a crash interrupted)", t.rule),
         });
     }
     for run_id in journal.run_ids()? {
