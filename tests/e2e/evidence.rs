@@ -308,6 +308,49 @@ fn an_unsigned_forged_end_never_gets_a_waiting_run_pruned() {
     );
 }
 
+// ---- 5. a record slipped in, signed by the next honest append ---------------
+
+#[test]
+fn a_forged_vote_is_never_signed_or_counted_by_the_next_real_decision() {
+    let (lab, _) = Lab::keyed(29, "");
+    let run = waiting(&lab);
+    tamper(&lab).append(
+        &run,
+        json!({"type": "approval_voted", "step": "approve", "by": "bob", "vote": "approve", "reason": "forged"}),
+    );
+    // The real approver's vote would sign the forged one with it: refused,
+    // and nothing destructive happens.
+    let r = lab.soar(
+        &[
+            "approve", &run, "approve", "--as", "alice", "--reason", "checked",
+        ],
+        &[("SOAR_TOKEN", token("alice"))],
+    );
+    assert_ne!(r.code(), 0, "{}", out(&r));
+    assert!(
+        out(&r).contains("not signed by any checkpoint"),
+        "{}",
+        out(&r)
+    );
+    assert!(lab.destructive_requests().is_empty());
+    let r = verify_all(&lab);
+    assert_eq!(r.code(), 1, "{}", out(&r));
+    assert!(
+        r.stdout().contains(&format!("run {run}: seq")),
+        "{}",
+        out(&r)
+    );
+    // An operator who checked it may accept it, by name, and only then.
+    let r = lab.soar(
+        &["journal", "adopt", "--run", &run, "--as", "alice"],
+        &[("SOAR_TOKEN", token("alice"))],
+    );
+    assert_eq!(r.code(), 0, "{}", out(&r));
+    let r = verify_all(&lab);
+    assert_eq!(r.code(), 0, "{}", out(&r));
+    assert!(r.stdout().contains("were accepted by alice"), "{}", out(&r));
+}
+
 // ---- bundles: what the auditor trusts ----------------------------------------
 
 /// A signed bundle of an approved run, and the lab's public key.

@@ -249,8 +249,14 @@ pub fn prune(globals: &Globals, dry_run: bool) -> Exit {
 }
 
 /// `soar journal adopt`: an operator with the signing key starts trust in
-/// an existing unkeyed journal, and sees what was signed.
-pub fn adopt(globals: &Globals, who: &str, token: &super::approvals::TokenSource) -> Exit {
+/// an existing unkeyed journal, or accepts one run's unsigned records, and
+/// sees what was signed.
+pub fn adopt(
+    globals: &Globals,
+    who: &str,
+    run: Option<&str>,
+    token: &super::approvals::TokenSource,
+) -> Exit {
     let config = match globals.config() {
         Ok(c) => c,
         Err(e) => return Exit::invalid(format!("error: {e}")),
@@ -259,6 +265,9 @@ pub fn adopt(globals: &Globals, who: &str, token: &super::approvals::TokenSource
         Ok(b) => b,
         Err(e) => return e,
     };
+    if let Some(run) = run {
+        return accept(globals, run, &by);
+    }
     let keys = match config.journal_keys.load() {
         Ok(k) if k.signing.is_some() => k,
         Ok(_) => {
@@ -305,6 +314,26 @@ pub fn adopt(globals: &Globals, who: &str, token: &super::approvals::TokenSource
         cp.hash()
     );
     Exit::ok()
+}
+
+/// `soar journal adopt --run RUN`: signs the run's records no checkpoint
+/// signed, naming who accepted them.
+fn accept(globals: &Globals, run: &str, by: &str) -> Exit {
+    let journal = match runs::journal(globals) {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    match journal.accept_tail(run, by) {
+        Ok((from, to)) => {
+            println!(
+                "accepted run {}: seq {from}..={to}, which no checkpoint had signed, are signed now, naming {by}",
+                crate::inert::line(run)
+            );
+            Exit::ok()
+        }
+        Err(e @ crate::journal::JournalError::Refused(_)) => Exit::invalid(format!("error: {e}")),
+        Err(e) => Exit::failed(format!("error: {e}")),
+    }
 }
 
 /// Who adopts: with approvers in the config, a proven principal with the

@@ -353,11 +353,17 @@ enum JournalCommand {
         allow_unkeyed: bool,
     },
     /// Start trust in an existing unkeyed journal: sign every run as it is
-    /// now into checkpoint 1, naming who adopted it (needs journal.signing_key)
+    /// now into checkpoint 1, naming who adopted it; or, with --run, accept
+    /// a run's records that no checkpoint signed (needs journal.signing_key)
     Adopt {
         /// Who adopts it (journaled in the signed checkpoint)
         #[arg(long = "as")]
         who: String,
+        /// Only this run: sign its records past its last signed head, after
+        /// checking them (written just before a crash, or behind the
+        /// journal's back)
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
         #[command(flatten)]
         token: TokenArgs,
     },
@@ -510,9 +516,9 @@ pub fn main_entry() -> i32 {
                 },
             ),
             Command::Journal {
-                command: Some(JournalCommand::Adopt { who, token }),
+                command: Some(JournalCommand::Adopt { who, run, token }),
                 ..
-            } => evidence::adopt(&globals, &who, &token.source()),
+            } => evidence::adopt(&globals, &who, run.as_deref(), &token.source()),
             Command::Journal {
                 command: Some(JournalCommand::Keygen),
                 ..

@@ -89,6 +89,12 @@ impl Journal {
             place.check(run, stored, indexed, pruned(run))?;
         }
         pruned_where_signed(&chain, &mut report.problems);
+        for (run, a, seq, n) in &chain.accepted {
+            report.warnings.push(format!(
+                "run {run}: seq {}..={seq} were accepted by {} at checkpoint {n} (no checkpoint had signed them when they were written)",
+                a.from_seq, a.by
+            ));
+        }
         if !signed_journal {
             return Ok(report);
         }

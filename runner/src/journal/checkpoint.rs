@@ -103,10 +103,25 @@ pub struct Checkpoint {
     /// unkeyed one adopted by `soar journal adopt`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start: Option<TrustStart>,
+    /// Runs whose records past their last signed head an operator checked
+    /// and accepted (`soar journal adopt --run`), the head in `heads`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub accepted: BTreeMap<String, Acceptance>,
     /// Which key signed it ([`key_id`]).
     pub key_id: String,
     /// Hex Ed25519 signature over [`Checkpoint::signed_bytes`].
     pub sig: String,
+}
+
+/// Who accepted which records of a run that no checkpoint had signed
+/// (written just before a process died, or behind the journal's back).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Acceptance {
+    /// The operator, as given to the command.
+    pub by: String,
+    /// The first seq accepted; the last is the run's head in `heads`.
+    pub from_seq: u64,
 }
 
 /// How a keyed journal's trust began (the first checkpoint says it, signed).
@@ -155,10 +170,12 @@ impl Checkpoint {
             &self.pruned,
             &self.key_id,
         );
-        // Checkpoints signed before `start` existed keep their bytes.
-        match &self.start {
-            None => serde_json::to_vec(&unsigned),
-            Some(start) => serde_json::to_vec(&(unsigned, start)),
+        // Checkpoints that say nothing of trust keep the bytes they were
+        // signed with before `start` and `accepted` existed.
+        if self.start.is_none() && self.accepted.is_empty() {
+            serde_json::to_vec(&unsigned)
+        } else {
+            serde_json::to_vec(&(unsigned, &self.start, &self.accepted))
         }
         .unwrap_or_default()
     }
@@ -184,6 +201,9 @@ impl Checkpoint {
 /// flush (so the checkpoint is durable with the records it covers).
 pub(crate) struct Checkpointer {
     tree: sled::Tree,
+    /// Run id -> the number of the last checkpoint that signed its head, so
+    /// an append can find what was signed without reading every checkpoint.
+    index: sled::Tree,
     key: SigningKey,
     key_id: String,
     /// Heads written since the last checkpoint.
@@ -218,6 +238,7 @@ impl Checkpointer {
     /// otherwise the journal is [`Opened::Broken`].
     pub(crate) fn open(
         tree: sled::Tree,
+        index: sled::Tree,
         existing: &Existing,
         key: SigningKey,
         adopt: Option<&str>,
@@ -233,6 +254,7 @@ impl Checkpointer {
         };
         let cp = Checkpointer {
             tree,
+            index,
             key_id: key_id(&key.verifying_key()),
             key,
             dirty: Mutex::new(BTreeMap::new()),
@@ -250,8 +272,13 @@ impl Checkpointer {
                     runs: existing.heads.len() as u64,
                     by: Some(by.to_string()),
                 };
-                cp.sign(existing.heads.clone(), existing.pruned.clone(), Some(start))
-                    .map_err(JournalError::Storage)?;
+                cp.sign(
+                    existing.heads.clone(),
+                    existing.pruned.clone(),
+                    Some(start),
+                    BTreeMap::new(),
+                )
+                .map_err(JournalError::Storage)?;
                 Ok(Opened::Ready(std::sync::Arc::new(cp)))
             }
             (None, None) if existing.is_empty() => {
@@ -260,8 +287,13 @@ impl Checkpointer {
                     runs: 0,
                     by: None,
                 };
-                cp.sign(BTreeMap::new(), BTreeMap::new(), Some(start))
-                    .map_err(JournalError::Storage)?;
+                cp.sign(
+                    BTreeMap::new(),
+                    BTreeMap::new(),
+                    Some(start),
+                    BTreeMap::new(),
+                )
+                .map_err(JournalError::Storage)?;
                 Ok(Opened::Ready(std::sync::Arc::new(cp)))
             }
             (None, None) => Ok(Opened::Broken(no_checkpoint_over(existing.runs()))),
@@ -289,7 +321,26 @@ impl Checkpointer {
         if heads.is_empty() && pruned.is_empty() {
             return Ok(());
         }
-        self.sign(heads, pruned, None)
+        self.sign(heads, pruned, None, BTreeMap::new())
+    }
+
+    /// The head this process noted for `run_id` and has not signed yet.
+    pub(crate) fn noted(&self, run_id: &str) -> Option<(u64, String)> {
+        let dirty = self.dirty.lock().unwrap_or_else(PoisonError::into_inner);
+        dirty.get(run_id).cloned()
+    }
+
+    /// Signs `run_id`'s head `(seq, hash)` now, saying who accepted the
+    /// records from `from_seq` that no checkpoint had signed.
+    pub(crate) fn accept(
+        &self,
+        run_id: &str,
+        head: (u64, String),
+        acceptance: Acceptance,
+    ) -> Result<(), String> {
+        let heads = BTreeMap::from([(run_id.to_string(), head)]);
+        let accepted = BTreeMap::from([(run_id.to_string(), acceptance)]);
+        self.sign(heads, BTreeMap::new(), None, accepted)
     }
 
     /// Signs and stores the next checkpoint.
@@ -298,6 +349,7 @@ impl Checkpointer {
         heads: BTreeMap<String, (u64, String)>,
         pruned: BTreeMap<String, Tombstone>,
         start: Option<TrustStart>,
+        accepted: BTreeMap<String, Acceptance>,
     ) -> Result<(), String> {
         let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
         let mut cp = Checkpoint {
@@ -307,6 +359,7 @@ impl Checkpointer {
             heads,
             pruned,
             start,
+            accepted,
             key_id: self.key_id.clone(),
             sig: String::new(),
         };
@@ -316,6 +369,11 @@ impl Checkpointer {
         self.tree
             .insert(cp.n.to_be_bytes(), bytes)
             .map_err(|e| format!("cannot store checkpoint {}: {e}", cp.n))?;
+        for run in cp.heads.keys() {
+            self.index
+                .insert(run.as_bytes(), &cp.n.to_be_bytes())
+                .map_err(|e| format!("cannot index checkpoint {}: {e}", cp.n))?;
+        }
         // `hash()` is the SHA-256 of exactly these bytes: not serialized twice
         // on the flush path.
         *last = (cp.n, hash);
@@ -393,6 +451,8 @@ pub(crate) struct Chain {
     /// Checkpoint 1: its hash, when, and how trust started (`None` for a
     /// journal keyed before checkpoints said so).
     pub genesis: Option<(String, String, Option<TrustStart>)>,
+    /// Records accepted by an operator: run, acceptance, head seq, checkpoint.
+    pub accepted: Vec<(String, Acceptance, u64, u64)>,
     /// What is wrong with the chain itself.
     pub problems: Vec<String>,
 }
@@ -406,6 +466,7 @@ pub(crate) fn read_chain(tree: &sled::Tree, keys: &[VerifyingKey]) -> Result<Cha
         signed: BTreeMap::new(),
         pruned: BTreeMap::new(),
         genesis: None,
+        accepted: Vec::new(),
         problems: Vec::new(),
     };
     let mut prev = GENESIS.to_string();
@@ -467,6 +528,10 @@ pub(crate) fn read_chain(tree: &sled::Tree, keys: &[VerifyingKey]) -> Result<Cha
                 continue;
             }
             Some(_) => {}
+        }
+        for (run, acceptance) in cp.accepted {
+            let seq = cp.heads.get(&run).map_or(0, |h| h.0);
+            chain.accepted.push((run, acceptance, seq, cp.n));
         }
         for (run, (seq, hash)) in cp.heads {
             chain.signed.entry(run).or_default().push((seq, hash, cp.n));
@@ -536,4 +601,41 @@ pub(crate) fn read_run(
         }
     }
     Ok(out)
+}
+
+/// The head a valid checkpoint last signed for `run_id`: through `index`
+/// (one checkpoint read, its signature checked), else the checkpoints
+/// newest first. `None` when none of those names it with a valid signature.
+pub(crate) fn last_signed(
+    tree: &sled::Tree,
+    index: &sled::Tree,
+    run_id: &str,
+    keys: &[VerifyingKey],
+) -> Result<Option<(u64, String)>, JournalError> {
+    let valid = |bytes: &[u8]| -> Option<(u64, String)> {
+        let cp: Checkpoint = serde_json::from_slice(bytes).ok()?;
+        keys.iter()
+            .any(|k| key_id(k) == cp.key_id && cp.signed_by(k))
+            .then(|| cp.heads.get(run_id).cloned())?
+    };
+    let indexed = index
+        .get(run_id.as_bytes())
+        .map_err(storage)?
+        .and_then(|n| tree.get(n).transpose())
+        .transpose()
+        .map_err(storage)?;
+    if let Some(head) = indexed.as_deref().and_then(valid) {
+        return Ok(Some(head));
+    }
+    let needle = format!("{}:", serde_json::to_string(run_id).unwrap_or_default());
+    let finder = memchr::memmem::Finder::new(needle.as_bytes());
+    for item in tree.iter().rev() {
+        let (_, bytes) = item.map_err(storage)?;
+        if finder.find(&bytes).is_some() {
+            if let Some(head) = valid(&bytes) {
+                return Ok(Some(head));
+            }
+        }
+    }
+    Ok(None)
 }

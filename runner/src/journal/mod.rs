@@ -195,6 +195,8 @@ struct Inner {
     checkpoints: sled::Tree,
     /// What is left of pruned runs, by run id.
     tombstones: sled::Tree,
+    /// Run id -> the last checkpoint that signed its head (a hint, checked).
+    signed_at: sled::Tree,
     /// Signs them, in a process with the signing key.
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
     /// Why this keyed journal's trust cannot go on (runs but no
@@ -303,11 +305,13 @@ impl Journal {
         let records = tree(store::RECORDS)?;
         let runs = tree(store::RUNS)?;
         let tombstones = tree(TOMBSTONES)?;
+        let signed_at = tree(SIGNED_AT)?;
         let (checkpointer, broken) = match &keys.signing {
             Some(key) => {
                 let existing = checkpoint::Existing::read(&heads, &tombstones, &[&records, &runs])?;
                 match checkpoint::Checkpointer::open(
                     checkpoints.clone(),
+                    signed_at.clone(),
                     &existing,
                     key.clone(),
                     adopt,
@@ -332,6 +336,7 @@ impl Journal {
             blobs: tree(store::BLOBS)?,
             runs,
             checkpoints,
+            signed_at,
             tombstones,
             checkpointer: checkpointer.clone(),
             broken,
@@ -516,6 +521,49 @@ impl Journal {
         drop(guard);
         self.inner.release_run_lock(run_id, lock);
         out
+    }
+
+    /// Signs the records of `run_id` past its last signed head, after an
+    /// operator (`by`) checked them: written just before a process died, or
+    /// behind the journal's back. The run's own chain must verify. Returns
+    /// the seqs accepted; the checkpoint that signs them names `by`.
+    pub fn accept_tail(&self, run_id: &str, by: &str) -> Result<(u64, u64), JournalError> {
+        known_shape(run_id)?;
+        let Some(cp) = &self.inner.checkpointer else {
+            return Err(JournalError::Refused(
+                "accepting records signs them: it needs journal.signing_key".into(),
+            ));
+        };
+        self.with_run_lock(run_id, || {
+            if let Some(p) = self.verify(run_id)?.problems.first() {
+                return Err(JournalError::Refused(format!(
+                    "run `{run_id}` fails verification ({p}): nothing is accepted"
+                )));
+            }
+            let last = verify::last_link(&self.inner.records, run_id)?
+                .ok_or_else(|| JournalError::UnknownRun(run_id.to_string()))?;
+            let keys = self.inner.keys.verifiers();
+            let signed = checkpoint::last_signed(
+                &self.inner.checkpoints,
+                &self.inner.signed_at,
+                run_id,
+                &keys,
+            )?;
+            if signed.as_ref() == Some(&last) {
+                return Err(JournalError::Refused(format!(
+                    "run `{run_id}`: every record is signed already"
+                )));
+            }
+            let from_seq = signed.map_or(1, |(s, _)| s + 1);
+            let acceptance = checkpoint::Acceptance {
+                by: by.to_string(),
+                from_seq,
+            };
+            cp.accept(run_id, last.clone(), acceptance)
+                .map_err(JournalError::Storage)?;
+            Ok((from_seq, last.0))
+        })
+        .and_then(|range| self.sync().map(|()| range))
     }
 
     /// Forgets the tail this process remembers for `run_id`.
@@ -891,6 +939,36 @@ impl Inner {
                 return Ok((seq + 1, hash.clone()));
             }
         }
+        let (next, prev) = self.stored_position(run_id)?;
+        self.check_signed_tail(run_id, next - 1, &prev)?;
+        Ok((next, prev))
+    }
+
+    /// In a process that signs: the run's last record must be one this
+    /// process wrote, or one a valid checkpoint signed. Otherwise the next
+    /// checkpoint would sign records someone slipped in behind the
+    /// journal's back (a forged vote, say), so nothing is appended until an
+    /// operator checks them and accepts them (`soar journal adopt --run`).
+    fn check_signed_tail(&self, run_id: &str, seq: u64, hash: &str) -> Result<(), JournalError> {
+        let Some(cp) = &self.checkpointer else {
+            return Ok(());
+        };
+        if seq == 0 || cp.noted(run_id).is_some_and(|(s, h)| s == seq && h == hash) {
+            return Ok(());
+        }
+        let keys = self.keys.verifiers();
+        let signed = checkpoint::last_signed(&self.checkpoints, &self.signed_at, run_id, &keys)?;
+        if signed.as_ref().is_some_and(|(s, h)| *s == seq && h == hash) {
+            return Ok(());
+        }
+        let from = signed.map_or(1, |(s, _)| s + 1);
+        Err(JournalError::Refused(format!(
+            "run `{run_id}`: seq {from}..={seq} are not signed by any checkpoint (written just before a process died, or behind the journal's back), and appending would sign them; check them with `soar journal {run_id}` and `soar journal verify {run_id}`, then accept them with `soar journal adopt --run {run_id} --as NAME` if they are genuine"
+        )))
+    }
+
+    /// The next position as the trees say (see [`Inner::next_position`]).
+    fn stored_position(&self, run_id: &str) -> Result<(u64, String), JournalError> {
         let corrupt = |seq: u64, reason: String| JournalError::Corrupt {
             run_id: run_id.to_string(),
             seq,
@@ -944,6 +1022,8 @@ fn known_shape(run_id: &str) -> Result<(), JournalError> {
 
 /// Tree of tombstones of pruned runs, by run id.
 const TOMBSTONES: &str = "tombstones";
+/// Tree of run id -> number of the last checkpoint that signed its head.
+const SIGNED_AT: &str = "signed_at";
 
 /// sled page cache size.
 const CACHE_BYTES: u64 = 32 << 20;

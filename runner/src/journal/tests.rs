@@ -1478,3 +1478,58 @@ async fn prune_refuses_a_forged_end_and_a_broken_chain_and_finishes_an_interrupt
     ));
     assert_eq!(records.scan_prefix(store::run_prefix("cut")).count(), 4);
 }
+
+/// Appends `event` to `run` behind the journal's back: chained to the last
+/// record, head moved, as anyone with the data dir can.
+fn forge(journal: &Journal, run: &str, event: &Event) -> u64 {
+    let records = tree(journal, store::RECORDS);
+    let (_, last) = records.get_lt(record_key(run, u64::MAX)).unwrap().unwrap();
+    let last: Value = serde_json::from_slice(&last).unwrap();
+    let seq = last["seq"].as_u64().unwrap() + 1;
+    let prepared = store::prepare(event).unwrap();
+    let (at, prev) = (last["at"].as_str().unwrap(), last["hash"].as_str().unwrap());
+    let hash = record_hash(prev, seq, at, &prepared.canonical);
+    let stored = json!({"seq": seq, "at": at, "prev_hash": prev, "hash": hash, "event": prepared.stored_event});
+    records
+        .insert(record_key(run, seq), serde_json::to_vec(&stored).unwrap())
+        .unwrap();
+    rewind_head(journal, run, seq);
+    seq
+}
+
+#[tokio::test]
+async fn a_record_slipped_in_behind_the_journal_is_never_signed_by_the_next_append() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = open_keyed(dir.path(), keys(34));
+        run_with(&journal, "v", 3).await;
+        journal.sync().unwrap();
+        forge(&journal, "v", &step_started(99));
+        journal.db().flush().unwrap();
+    }
+    let journal = open_keyed(dir.path(), keys(34));
+    let err = journal.append("v", step_started(5)).await.unwrap_err();
+    assert!(
+        matches!(&err, JournalError::Refused(m) if m.contains("seq 4..=4") && m.contains("adopt --run")),
+        "{err}"
+    );
+    assert_eq!(journal.read("v").unwrap().len(), 4);
+    // An operator checks and accepts it: signed, naming who, and on it goes.
+    assert_eq!(journal.accept_tail("v", "alice").unwrap(), (4, 4));
+    assert!(journal.accept_tail("v", "alice").is_err(), "nothing left");
+    journal.append("v", step_started(5)).await.unwrap();
+    let report = journal.verify_signed().unwrap();
+    assert!(report.problems.is_empty(), "{report:#?}");
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("seq 4..=4 were accepted by alice")),
+        "{report:#?}"
+    );
+    // Records this process wrote itself need no acceptance, even once its
+    // memory of them is gone.
+    run_with(&journal, "w", 2).await;
+    journal.inner.tails.lock().unwrap().clear();
+    journal.append("w", step_started(3)).await.unwrap();
+}
