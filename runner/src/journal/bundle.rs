@@ -251,6 +251,11 @@ fn checkpoints(
     let Some((seq, hash)) = &trees.last else {
         return;
     };
+    let hashes: BTreeMap<u64, String> = trees
+        .order
+        .iter()
+        .filter_map(|(s, text)| Some((*s, store::decode_link(text.as_bytes()).ok()?.hash)))
+        .collect();
     let mut signed = false;
     for cp in &bundle.checkpoints {
         match keys.get(&cp.key_id) {
@@ -261,7 +266,18 @@ fn checkpoints(
             }
             None => continue,
         }
-        signed |= cp.heads.get(&bundle.run_id) == Some(&(*seq, hash.clone()));
+        let Some((at, signed_hash)) = cp.heads.get(&bundle.run_id) else {
+            continue;
+        };
+        // Every head a checkpoint signed must be one of these records: a
+        // bundle of a run rolled back to an earlier signed head says so.
+        if hashes.get(at) != Some(signed_hash) {
+            problems.push(format!(
+                "checkpoint {} signed seq {at} of this run, which is not among the bundle's records as signed (the run was rolled back or rewritten)",
+                cp.n
+            ));
+        }
+        signed |= (*at, signed_hash) == (*seq, hash);
     }
     if !signed {
         problems.push(format!(

@@ -197,6 +197,17 @@ impl Checkpoint {
     }
 }
 
+/// A stored checkpoint, which must be exactly the bytes the signer wrote:
+/// a re-encoded one (spaces, escapes) would still verify once parsed, yet
+/// hide from a search for the runs it names.
+pub(crate) fn decode_stored(bytes: &[u8]) -> Result<Checkpoint, String> {
+    let cp: Checkpoint = serde_json::from_slice(bytes).map_err(|e| format!("unreadable ({e})"))?;
+    if serde_json::to_vec(&cp).ok().as_deref() != Some(bytes) {
+        return Err("its stored bytes are not the ones that were signed (re-encoded)".into());
+    }
+    Ok(cp)
+}
+
 /// Signs a checkpoint of the heads written since the last one, before each
 /// flush (so the checkpoint is durable with the records it covers).
 pub(crate) struct Checkpointer {
@@ -240,16 +251,19 @@ impl Checkpointer {
         tree: sled::Tree,
         index: sled::Tree,
         existing: &Existing,
-        key: SigningKey,
+        keys: &JournalKeys,
         adopt: Option<&str>,
     ) -> Result<Opened, JournalError> {
+        let Some(key) = keys.signing.clone() else {
+            return Err(JournalError::Refused("no signing key".into()));
+        };
         let last = match tree.last().map_err(storage)? {
-            Some((_, bytes)) => {
-                let cp: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
-                    JournalError::Storage(format!("the last checkpoint is unreadable: {e}"))
-                })?;
-                Some((cp.n, cp.hash()))
-            }
+            Some((_, bytes)) => match trusted_last(&bytes, &keys.verifiers()) {
+                Ok(last) => Some(last),
+                // Signing on from a checkpoint nobody can vouch for would
+                // chain the journal's future to a forgery.
+                Err(why) => return Ok(Opened::Broken(why)),
+            },
             None => None,
         };
         let cp = Checkpointer {
@@ -381,6 +395,21 @@ impl Checkpointer {
     }
 }
 
+/// `(n, hash)` of the last stored checkpoint, if a known key signed it.
+fn trusted_last(bytes: &[u8], keys: &[VerifyingKey]) -> Result<(u64, String), String> {
+    let cp = decode_stored(bytes).map_err(|e| format!("the last checkpoint: {e}"))?;
+    let known = keys
+        .iter()
+        .any(|k| key_id(k) == cp.key_id && cp.signed_by(k));
+    if !known || cp.n == u64::MAX {
+        return Err(format!(
+            "the last checkpoint ({}) is not signed by a known key: nothing is signed on top of it or appended until `soar journal verify --all` is resolved",
+            cp.n
+        ));
+    }
+    Ok((cp.n, cp.hash()))
+}
+
 /// What a journal held before its first checkpoint: every head, and the
 /// tombstones of runs pruned while it was unkeyed.
 #[derive(Default)]
@@ -474,12 +503,10 @@ pub(crate) fn read_chain(tree: &sled::Tree, keys: &[VerifyingKey]) -> Result<Cha
     for item in tree.iter() {
         let (_, bytes) = item.map_err(storage)?;
         chain.count += 1;
-        let cp: Checkpoint = match serde_json::from_slice(&bytes) {
+        let cp = match decode_stored(&bytes) {
             Ok(cp) => cp,
             Err(e) => {
-                chain
-                    .problems
-                    .push(format!("checkpoint {expected}: unreadable ({e})"));
+                chain.problems.push(format!("checkpoint {expected}: {e}"));
                 expected += 1;
                 prev = String::new();
                 continue;
@@ -554,33 +581,45 @@ pub(crate) struct RunSigned {
 }
 
 /// The checkpoints that name `run_id`, each signature checked against
-/// `keys`: found by the run id's JSON text in the stored bytes, so only
-/// those are decoded (one run's check stays cheap in a long journal; the
-/// chain as a whole is `read_chain`'s).
+/// `keys` (only theirs: one run's check stays cheaper than the chain's as a
+/// whole, which is `read_chain`'s), and any checkpoint missing or
+/// re-encoded, which could hide one that named it.
 pub(crate) fn read_run(
     tree: &sled::Tree,
     run_id: &str,
     keys: &[VerifyingKey],
 ) -> Result<RunSigned, JournalError> {
-    let needle = format!("{}:", serde_json::to_string(run_id).unwrap_or_default());
-    let finder = memchr::memmem::Finder::new(needle.as_bytes());
     let mut out = RunSigned {
         points: Vec::new(),
         pruned: None,
         problems: Vec::new(),
     };
+    let mut expected = 1u64;
     for item in tree.iter() {
         let (_, bytes) = item.map_err(storage)?;
-        if finder.find(&bytes).is_none() {
-            continue;
-        }
-        let Ok(cp) = serde_json::from_slice::<Checkpoint>(&bytes) else {
-            out.problems.push(format!(
-                "run {run_id}: a checkpoint naming it is unreadable"
-            ));
-            continue;
+        // Every checkpoint is decoded (no signature checked but for those
+        // naming the run): one re-encoded or deleted could hide a later
+        // head of this run, as after a rollback.
+        let cp = match decode_stored(&bytes) {
+            Ok(cp) => cp,
+            Err(e) => {
+                out.problems.push(format!(
+                    "run {run_id}: checkpoint {expected}: {e}, so what it signed of this run is unknown"
+                ));
+                expected += 1;
+                continue;
+            }
         };
-        if keys.is_empty() {
+        if cp.n != expected {
+            out.problems.push(format!(
+                "run {run_id}: checkpoint {expected} is missing (deleted), so what it signed of this run is unknown"
+            ));
+        }
+        expected = cp.n.saturating_add(1);
+        let names = cp.heads.contains_key(run_id)
+            || cp.pruned.contains_key(run_id)
+            || cp.accepted.contains_key(run_id);
+        if keys.is_empty() || !names {
             continue;
         }
         if !keys
@@ -613,7 +652,7 @@ pub(crate) fn last_signed(
     keys: &[VerifyingKey],
 ) -> Result<Option<(u64, String)>, JournalError> {
     let valid = |bytes: &[u8]| -> Option<(u64, String)> {
-        let cp: Checkpoint = serde_json::from_slice(bytes).ok()?;
+        let cp = decode_stored(bytes).ok()?;
         keys.iter()
             .any(|k| key_id(k) == cp.key_id && cp.signed_by(k))
             .then(|| cp.heads.get(run_id).cloned())?

@@ -307,13 +307,13 @@ impl Journal {
         let tombstones = tree(TOMBSTONES)?;
         let signed_at = tree(SIGNED_AT)?;
         let (checkpointer, broken) = match &keys.signing {
-            Some(key) => {
+            Some(_) => {
                 let existing = checkpoint::Existing::read(&heads, &tombstones, &[&records, &runs])?;
                 match checkpoint::Checkpointer::open(
                     checkpoints.clone(),
                     signed_at.clone(),
                     &existing,
-                    key.clone(),
+                    &keys,
                     adopt,
                 )? {
                     checkpoint::Opened::Ready(cp) => (Some(cp), None),

@@ -1117,8 +1117,8 @@ async fn a_run_inserted_a_forged_checkpoint_and_a_missing_key_fail_loudly() {
         // A checkpoint edited (or signed by another key) is refused.
         let cps = tree(&journal, super::checkpoint::CHECKPOINTS);
         let (k, v) = cps.last().unwrap().unwrap();
-        let mut cp: Value = serde_json::from_slice(&v).unwrap();
-        cp["heads"]["inserted"] = json!([2, "00"]);
+        let mut cp: Checkpoint = serde_json::from_slice(&v).unwrap();
+        cp.heads.insert("inserted".into(), (2, "00".into()));
         cps.insert(k, serde_json::to_vec(&cp).unwrap()).unwrap();
     }
     let verifier = JournalKeys {
@@ -1532,4 +1532,54 @@ async fn a_record_slipped_in_behind_the_journal_is_never_signed_by_the_next_appe
     run_with(&journal, "w", 2).await;
     journal.inner.tails.lock().unwrap().clear();
     journal.append("w", step_started(3)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_re_encoded_or_forged_last_checkpoint_is_caught_and_never_signed_on() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = open_keyed(dir.path(), keys(35));
+        run_with(&journal, "r", 2).await;
+        journal.sync().unwrap();
+        journal.append("r", step_started(3)).await.unwrap();
+        journal.sync().unwrap();
+        // The checkpoint that signed seq 3, re-encoded: it still parses and
+        // verifies, but a search for "r": no longer finds it.
+        let cps = tree(&journal, checkpoint::CHECKPOINTS);
+        let (k, v) = cps.last().unwrap().unwrap();
+        let spaced = String::from_utf8(v.to_vec())
+            .unwrap()
+            .replace("\":", "\" :");
+        cps.insert(k, spaced.as_bytes()).unwrap();
+        let report = journal.verify_signed().unwrap();
+        assert!(
+            report.problems.iter().any(|p| p.contains("re-encoded")),
+            "{report:#?}"
+        );
+        assert!(journal
+            .check_run("r")
+            .unwrap()
+            .iter()
+            .any(|p| p.contains("re-encoded")));
+        // A checkpoint signed by another key, stored last.
+        let mut forged: Checkpoint =
+            serde_json::from_slice(&cps.first().unwrap().unwrap().1).unwrap();
+        forged.n = 99;
+        let other = keys(36).signing.unwrap();
+        forged.key_id = key_id(&other.verifying_key());
+        forged.sig =
+            hex::encode(ed25519_dalek::Signer::sign(&other, &forged.signed_bytes()).to_bytes());
+        cps.insert(99u64.to_be_bytes(), serde_json::to_vec(&forged).unwrap())
+            .unwrap();
+        journal.db().flush().unwrap();
+    }
+    let journal = open_keyed(dir.path(), keys(35));
+    assert!(
+        journal
+            .trust_broken()
+            .is_some_and(|w| w.contains("not signed by a known key")),
+        "{:?}",
+        journal.trust_broken()
+    );
+    assert!(journal.append("r", step_started(4)).await.is_err());
 }
