@@ -308,7 +308,13 @@ impl Journal {
         let signed_at = tree(SIGNED_AT)?;
         let (checkpointer, broken) = match &keys.signing {
             Some(_) => {
-                let existing = checkpoint::Existing::read(&heads, &tombstones, &[&records, &runs])?;
+                // What the journal holds matters only before its first
+                // checkpoint (a new journal, an adoption, or trust broken).
+                let existing = if checkpoints.is_empty() {
+                    checkpoint::Existing::read(&heads, &tombstones, &[&records, &runs])?
+                } else {
+                    checkpoint::Existing::default()
+                };
                 match checkpoint::Checkpointer::open(
                     checkpoints.clone(),
                     signed_at.clone(),
@@ -656,9 +662,13 @@ impl Journal {
         let mut out = Vec::new();
         for value in self.inner.runs.iter().values() {
             let value = value.map_err(storage)?;
-            let run_id = String::from_utf8(value.to_vec()).map_err(|_| {
-                JournalError::Storage("the run index holds a non-UTF-8 run id".into())
-            })?;
+            // No run id the journal writes is anything but UTF-8: such an
+            // entry was written behind its back (verify names it), and must
+            // not stop listings and retention for every other run.
+            let Ok(run_id) = String::from_utf8(value.to_vec()) else {
+                tracing::warn!("the run index holds a non-UTF-8 run id: skipped");
+                continue;
+            };
             let started = self
                 .inner
                 .records
