@@ -219,15 +219,21 @@ impl Journal {
         )))
     }
 
-    /// Removes the run if it still ends where `t` says (nothing was
-    /// appended since it was checked).
+    /// Removes the run if it still ends where `t` says: it was checked
+    /// whole a moment ago, and only this process can write the journal, so
+    /// its last record tells whether anything was appended since.
     fn remove_as_checked(
         &self,
         run_id: &str,
         t: &Tombstone,
         pointers: &Pointers,
     ) -> Result<(), JournalError> {
-        self.as_left(run_id, t.clone())?;
+        let last = super::verify::last_link(&self.inner.records, run_id)?;
+        if last.is_some_and(|l| l != (t.final_seq, t.final_hash.clone())) {
+            return Err(JournalError::Refused(format!(
+                "run `{run_id}` changed while it was being pruned: kept"
+            )));
+        }
         self.remove_run(run_id, pointers)
     }
 
