@@ -599,6 +599,22 @@ fn verify_through_the_server_reports_the_same_and_a_broken_journal_is_not_served
     ] {
         assert!(r.stdout().contains(&want), "{want}: {}", out(&r));
     }
+    // Through the server too, a token typed as the name is not echoed.
+    let r = lab.soar(
+        &[
+            "approve",
+            &run,
+            "approve",
+            "--as",
+            token("alice"),
+            "--reason",
+            "x",
+        ],
+        &[("SOAR_TOKEN", token("alice"))],
+    );
+    assert_eq!(r.code(), 4, "{}", out(&r));
+    assert!(!out(&r).contains(token("alice")), "{}", out(&r));
+    assert!(out(&r).contains("<redacted: 16 chars>"), "{}", out(&r));
     server.terminate(Duration::from_secs(30));
 
     // A run hidden from the index: the server's answers say so too.

@@ -465,12 +465,17 @@ pub async fn same_principal(r: &Remote, claimed: &str) -> Result<(), Exit> {
     if name == claimed_norm {
         return Ok(());
     }
+    // A token typed as the name is not echoed back.
+    let is_token = r
+        .token
+        .as_deref()
+        .is_some_and(|t| t.trim() == claimed.trim());
     Err(Exit {
         code: exit::REFUSED,
         message: Some(format!(
             "refused: the token is `{}`'s, not `{}`'s; nothing was sent",
             inert::line(name),
-            inert::line(claimed)
+            inert::line(&crate::operations::shown_claim(claimed, is_token))
         )),
     })
 }

@@ -58,6 +58,12 @@ pub fn read_run(journal: &Journal, run_id: &str) -> Result<Vec<Record>, OpError>
 /// outside the name alphabet. Then only its length is kept.
 pub fn recordable_name(policy: &crate::config::Policy, claimed: &str) -> String {
     let is_token = policy.approvers.values().any(|a| a.token_matches(claimed));
+    shown_claim(claimed, is_token)
+}
+
+/// `claimed`, or only its length when it is (`is_token`) or looks like a
+/// secret: more than 32 characters, or outside the name alphabet.
+pub fn shown_claim(claimed: &str, is_token: bool) -> String {
     let long = claimed.chars().count() > 32;
     if is_token || long || crate::names::normalise(claimed).is_err() {
         format!("<redacted: {} chars>", claimed.chars().count())
