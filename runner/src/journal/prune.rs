@@ -39,6 +39,9 @@ impl Journal {
     /// [`Journal::prune`] for many runs, reading and checking the chain of
     /// checkpoints once: if it fails verification, nothing is pruned.
     pub fn prune_many(&self, runs: &[(String, String)]) -> Vec<Result<Tombstone, JournalError>> {
+        if runs.is_empty() {
+            return Vec::new();
+        }
         let refuse_all = |e: JournalError| {
             let why = e.to_string();
             runs.iter()
@@ -49,6 +52,13 @@ impl Journal {
             Ok(both) => both,
             Err(e) => return refuse_all(e),
         };
+        if signed.is_some() && self.inner.checkpointer.is_none() {
+            // An unsigned tombstone excuses nothing: each run would read as
+            // deleted.
+            return refuse_all(JournalError::Refused(
+                "pruning a keyed journal signs each tombstone: it needs journal.signing_key".into(),
+            ));
+        }
         // 1. Check each run and write its tombstone.
         let mut out: Vec<Result<Tombstone, JournalError>> = runs
             .iter()

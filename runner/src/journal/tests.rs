@@ -1583,3 +1583,25 @@ async fn a_re_encoded_or_forged_last_checkpoint_is_caught_and_never_signed_on() 
     );
     assert!(journal.append("r", step_started(4)).await.is_err());
 }
+
+#[tokio::test]
+async fn a_process_without_the_signing_key_prunes_nothing_in_a_keyed_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = open_keyed(dir.path(), keys(37));
+        run_with(&journal, "done", 2).await;
+        journal
+            .append("done", finish(RunStatus::Succeeded))
+            .await
+            .unwrap();
+    }
+    let verifier = JournalKeys {
+        signing: None,
+        public: keys(37).public,
+    };
+    let journal = Journal::open_keyed(dir.path(), Durability::Process, verifier).unwrap();
+    let err = journal.prune("done", "r").unwrap_err().to_string();
+    assert!(err.contains("needs journal.signing_key"), "{err}");
+    assert_eq!(journal.read("done").unwrap().len(), 3);
+    assert!(journal.verify_signed().unwrap().problems.is_empty());
+}
