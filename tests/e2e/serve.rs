@@ -1211,3 +1211,21 @@ impl JsonText for reqwest::blocking::Response {
         serde_json::from_str(&t).map_err(|e| e.to_string())
     }
 }
+
+#[test]
+fn the_servers_root_leads_to_the_console() {
+    let lab = lab_with(LOOKUP, "10s");
+    let server = Server::start(&lab, &SECRETS);
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client.get(format!("{}/", server.url)).send().unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert_eq!(r.headers()["location"], "/ui");
+    // Followed, it reaches the sign-in page, not a 404.
+    let r = reqwest::blocking::get(format!("{}/", server.url)).unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.url().path().starts_with("/ui/login"), "{}", r.url());
+    server.kill();
+}

@@ -28,6 +28,8 @@ use std::sync::{Arc, OnceLock};
 /// The console's routes.
 pub fn routes() -> Router<Arc<App>> {
     Router::new()
+        // Someone who types the server's address lands in the console.
+        .route("/", get(|| async { Redirect::to("/ui") }))
         .route("/ui", get(|| async { Redirect::to("/ui/approvals") }))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
