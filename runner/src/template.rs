@@ -37,6 +37,34 @@ impl Default for Templates {
     }
 }
 
+/// The longest text `fromjson` parses: a string field of an alert or an
+/// output, never a whole document's worth of memory per template.
+const FROMJSON_MAX_BYTES: usize = 1 << 20;
+/// The deepest nesting `fromjson` returns: whatever it yields may be
+/// journaled, and must read back (serde_json stops at 128 levels).
+const FROMJSON_MAX_DEPTH: usize = 64;
+
+/// `{{ alert.Message | fromjson }}`: JSON carried as a string (an SNS
+/// notification's `Message`) parsed into a value, within bounds.
+fn fromjson(text: &str) -> Result<minijinja::Value, minijinja::Error> {
+    let refuse = |why: String| minijinja::Error::new(ErrorKind::InvalidOperation, why);
+    if text.len() > FROMJSON_MAX_BYTES {
+        return Err(refuse(format!(
+            "fromjson: the text is {} bytes, over the {FROMJSON_MAX_BYTES}-byte cap",
+            text.len()
+        )));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| refuse(format!("fromjson: not JSON ({e})")))?;
+    let depth = crate::plugin_host::json_depth(&value);
+    if depth > FROMJSON_MAX_DEPTH {
+        return Err(refuse(format!(
+            "fromjson: nested {depth} levels deep, over the cap of {FROMJSON_MAX_DEPTH}"
+        )));
+    }
+    Ok(minijinja::Value::from_serialize(&value))
+}
+
 impl Templates {
     /// Strict undefined (a typo is an error, never an empty string), no
     /// auto-escaping (outputs feed APIs, not HTML).
@@ -55,6 +83,7 @@ impl Templates {
             }
             minijinja::escape_formatter(out, state, value)
         });
+        env.add_filter("fromjson", fromjson);
         Self { env }
     }
 
@@ -595,6 +624,41 @@ mod tests {
                 "raw": "no template here {x}",
             })
         );
+    }
+
+    #[test]
+    fn fromjson_parses_a_string_of_json_within_bounds() {
+        let t = Templates::new();
+        // An SNS notification carries its finding as a JSON string.
+        let ctx = json!({"alert": {"Message": "{\"detail\":{\"severity\":8.5,\"type\":\"Recon:EC2/PortProbeUnprotectedPort\"}}"}});
+        let v = t
+            .render_value(&json!("{{ (alert.Message | fromjson).detail }}"), &ctx)
+            .unwrap();
+        assert_eq!(
+            v,
+            json!({"severity": 8.5, "type": "Recon:EC2/PortProbeUnprotectedPort"})
+        );
+        let bad = |text: String| {
+            t.render_value(
+                &json!("{{ alert.m | fromjson }}"),
+                &json!({"alert": {"m": text}}),
+            )
+            .unwrap_err()
+            .message
+        };
+        assert!(bad("{not json".into()).contains("fromjson: not JSON"));
+        // `[]` is depth 0: n + 1 brackets nest n levels.
+        let nested = |n: usize| "[".repeat(n + 1) + &"]".repeat(n + 1);
+        let at_cap = json!({"alert": {"m": nested(FROMJSON_MAX_DEPTH)}});
+        assert!(t
+            .render_value(&json!("{{ alert.m | fromjson }}"), &at_cap)
+            .is_ok());
+        assert!(bad(nested(FROMJSON_MAX_DEPTH + 1)).contains("over the cap of 64"));
+        // Deeper than serde_json reads: refused, no panic.
+        let deeper = "[".repeat(5000) + &"]".repeat(5000);
+        assert!(bad(deeper).contains("fromjson"));
+        let big = format!("\"{}\"", "a".repeat(FROMJSON_MAX_BYTES));
+        assert!(bad(big).contains("byte cap"));
     }
 
     #[test]
