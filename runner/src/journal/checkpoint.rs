@@ -124,13 +124,22 @@ pub struct Acceptance {
     pub from_seq: u64,
 }
 
+/// Whether a keyed journal started empty or adopted existing runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartKind {
+    /// An empty journal, keyed from its first record.
+    New,
+    /// Existing unkeyed runs signed as they were, by an operator's command.
+    Adopted,
+}
+
 /// How a keyed journal's trust began (the first checkpoint says it, signed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustStart {
-    /// `new` (an empty journal, keyed from its first record) or `adopted`
-    /// (existing unkeyed runs signed as they were, by an operator's command).
-    pub kind: String,
+    /// How it began.
+    pub kind: StartKind,
     /// Runs the journal held when trust started (0 for a new one).
     pub runs: u64,
     /// Who adopted it (the operator's account, as given to the command).
@@ -282,7 +291,7 @@ impl Checkpointer {
             (Some(_), None) => Ok(Opened::Ready(std::sync::Arc::new(cp))),
             (None, Some(by)) => {
                 let start = TrustStart {
-                    kind: "adopted".into(),
+                    kind: StartKind::Adopted,
                     runs: existing.heads.len() as u64,
                     by: Some(by.to_string()),
                 };
@@ -297,7 +306,7 @@ impl Checkpointer {
             }
             (None, None) if existing.is_empty() => {
                 let start = TrustStart {
-                    kind: "new".into(),
+                    kind: StartKind::New,
                     runs: 0,
                     by: None,
                 };

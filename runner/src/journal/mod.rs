@@ -18,7 +18,8 @@ mod verify;
 mod tests;
 
 pub use checkpoint::{
-    key_id, public_key_from_hex, signing_key_from_hex, Checkpoint, JournalKeys, Tombstone,
+    key_id, public_key_from_hex, signing_key_from_hex, Acceptance, Checkpoint, JournalKeys,
+    StartKind, Tombstone, TrustStart,
 };
 pub use event::{
     ApprovalBinding, AttemptOutcome, Decision, Event, ParseRunStatusError, Resolution, RunStatus,
@@ -135,12 +136,14 @@ fn describe_start(genesis: &(String, String, Option<checkpoint::TrustStart>)) ->
     let (hash, at, start) = genesis;
     let how = match start {
         None => "keyed before checkpoints recorded how".to_string(),
-        Some(s) if s.kind == "adopted" => format!(
-            "adopted with {} existing run(s) by {}",
-            s.runs,
-            s.by.as_deref().unwrap_or("?")
-        ),
-        Some(s) => format!("a {} journal", s.kind),
+        Some(s) => match s.kind {
+            checkpoint::StartKind::Adopted => format!(
+                "adopted with {} existing run(s) by {}",
+                s.runs,
+                s.by.as_deref().unwrap_or("?")
+            ),
+            checkpoint::StartKind::New => "a new journal".to_string(),
+        },
     };
     format!("checkpoint 1 ({hash}) at {at}: {how}")
 }
@@ -411,14 +414,9 @@ impl Journal {
         }
         store::check_run_id(run_id)?;
         let prepared = store::prepare(&event)?;
-        let (seq, at, prev_hash, hash) = {
-            let lock = self.inner.run_lock(run_id);
-            let guard = lock.lock().unwrap_or_else(PoisonError::into_inner);
-            let result = self.inner.commit_record(run_id, &event, &prepared);
-            drop(guard);
-            self.inner.release_run_lock(run_id, lock);
-            result?
-        };
+        let (seq, at, prev_hash, hash) = self.with_run_lock(run_id, || {
+            self.inner.commit_record(run_id, &event, &prepared)
+        })?;
         Ok(Record {
             seq,
             at,
@@ -610,17 +608,7 @@ impl Journal {
 
     /// The hash of checkpoint `n`, if the journal still has it.
     pub fn checkpoint_hash(&self, n: u64) -> Result<Option<String>, JournalError> {
-        match self
-            .inner
-            .checkpoints
-            .get(n.to_be_bytes())
-            .map_err(storage)?
-        {
-            Some(bytes) => Ok(serde_json::from_slice::<Checkpoint>(&bytes)
-                .ok()
-                .map(|cp| cp.hash())),
-            None => Ok(None),
-        }
+        Ok(self.checkpoint(n)?.map(|cp| cp.hash()))
     }
 
     /// The seq of the run's head, if it has one.

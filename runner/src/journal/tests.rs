@@ -1231,7 +1231,10 @@ async fn a_new_keyed_journal_starts_trust_at_a_signed_genesis() {
         .unwrap()
         .expect("a genesis checkpoint");
     assert!(cp.heads.is_empty());
-    assert_eq!(cp.start.as_ref().map(|s| s.kind.as_str()), Some("new"));
+    assert_eq!(
+        cp.start.as_ref().map(|s| s.kind),
+        Some(checkpoint::StartKind::New)
+    );
     run_with(&journal, "a", 2).await;
     let report = journal.verify_signed().unwrap();
     assert!(report.problems.is_empty(), "{report:#?}");
@@ -1292,8 +1295,8 @@ async fn deleted_checkpoints_break_trust_until_an_explicit_adoption() {
     assert_eq!(cp.heads.len(), 1);
     let start = cp.start.unwrap();
     assert_eq!(
-        (start.kind.as_str(), start.by.as_deref()),
-        ("adopted", Some("alice"))
+        (start.kind, start.by.as_deref()),
+        (checkpoint::StartKind::Adopted, Some("alice"))
     );
     journal.append("a", step_started(4)).await.unwrap();
     assert!(journal.verify_signed().unwrap().problems.is_empty());
