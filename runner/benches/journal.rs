@@ -54,6 +54,7 @@ fn run_events(i: usize) -> Vec<Event> {
         alert: json!({"id": i, "severity": "high"}),
         started_by: "source:edr".into(),
         dedup_key: None,
+        raw: None,
     }];
     for s in 0..8 {
         events.push(Event::StepStarted {

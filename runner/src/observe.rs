@@ -11,6 +11,22 @@ pub fn run_started(playbook: &str) {
     metrics::counter!("soar_runs_started_total", "playbook" => playbook.to_string()).increment(1);
 }
 
+/// A duplicate delivery was merged into an existing run of `playbook`.
+pub fn alert_merged(playbook: &str) {
+    metrics::counter!("soar_alerts_merged_total", "playbook" => playbook.to_string()).increment(1);
+}
+
+/// The events of one webhook delivery to `source` came to `outcome` each
+/// (a delivery of one event counts one).
+pub fn webhook_events(source: &str, outcome: &'static str, n: u64) {
+    metrics::counter!(
+        "soar_webhook_events_total",
+        "source" => source.to_string(),
+        "outcome" => outcome
+    )
+    .increment(n);
+}
+
 /// A run reached a final status.
 pub fn run_finished(playbook: &str, status: RunStatus) {
     metrics::counter!(

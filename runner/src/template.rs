@@ -15,12 +15,15 @@ use std::ops::Range;
 pub struct TemplateError {
     /// What went wrong.
     pub message: String,
+    /// The template read a value the context does not have.
+    pub undefined: bool,
 }
 
 impl TemplateError {
     fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            undefined: false,
         }
     }
 }
@@ -150,6 +153,31 @@ impl Templates {
             .map(serde_json::Value::String)
     }
 
+    /// Renders each field's template (or literal) over one context, as
+    /// [`render_value`](Self::render_value) does. A field that reads
+    /// something the context lacks, or renders to null, is `Ok(None)`:
+    /// events of one sender differ in which fields they carry.
+    pub fn render_fields(
+        &self,
+        fields: &[(String, serde_json::Value)],
+        ctx: &serde_json::Value,
+    ) -> Vec<Result<Option<serde_json::Value>, TemplateError>> {
+        let root = Value::from_serialize(ctx);
+        fields
+            .iter()
+            .map(|(_, template)| match template {
+                serde_json::Value::String(t) => match self.render_string(t, ctx, &root) {
+                    Ok(serde_json::Value::Null) => Ok(None),
+                    Ok(v) => Ok(Some(v)),
+                    Err(e) if e.undefined => Ok(None),
+                    Err(e) => Err(e),
+                },
+                serde_json::Value::Null => Ok(None),
+                other => Ok(Some(other.clone())),
+            })
+            .collect()
+    }
+
     /// Renders `template` as text.
     pub fn render_str(
         &self,
@@ -226,11 +254,71 @@ impl Templates {
                 .map_err(|e| TemplateError::new(reason(&e, template)))?
                 .undeclared_variables(true)
         };
+        self.check_names(template, is_condition)?;
         let globals: BTreeSet<&str> = self.env.globals().map(|(name, _)| name).collect();
         Ok(found
             .into_iter()
             .filter(|path| !globals.contains(root_of(path)))
             .collect())
+    }
+
+    /// Refuses a filter or test the engine does not have: minijinja looks
+    /// them up only when rendering, so `| nosuchfilter` would compile and
+    /// then fail the run. Names come from the lexer (a `|` or `is [not]`
+    /// followed by a name), and each is looked up by evaluating it once.
+    fn check_names(&self, template: &str, is_condition: bool) -> Result<(), TemplateError> {
+        use minijinja::machinery::{tokenize, Token, WhitespaceConfig};
+        let source = if is_condition {
+            condition_source(template)?
+        } else {
+            template
+        };
+        let tokens: Vec<Token<'_>> = tokenize(
+            source,
+            is_condition,
+            minijinja::syntax::SyntaxConfig::default(),
+            WhitespaceConfig::default(),
+        )
+        .filter_map(Result::ok)
+        .map(|(t, _)| t)
+        .collect();
+        for (i, token) in tokens.iter().enumerate() {
+            let (kind, name) = match (token, tokens.get(i + 1), tokens.get(i + 2)) {
+                (Token::Pipe, Some(Token::Ident(name)), _) => ("filter", *name),
+                (Token::Ident("is"), Some(Token::Ident("not")), Some(Token::Ident(name))) => {
+                    ("test", *name)
+                }
+                (Token::Ident("is"), Some(Token::Ident(name)), _) if *name != "not" => {
+                    ("test", *name)
+                }
+                _ => continue,
+            };
+            if !self.knows(kind, name) {
+                return Err(TemplateError::new(format!(
+                    "unknown {kind} `{name}` (see docs/playbooks.md for the filters and tests soar has)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the engine has the filter or test `name`.
+    fn knows(&self, kind: &str, name: &str) -> bool {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return false;
+        }
+        let probe = match kind {
+            "filter" => format!("none | {name}"),
+            _ => format!("none is {name}"),
+        };
+        let missing = match kind {
+            "filter" => ErrorKind::UnknownFilter,
+            _ => ErrorKind::UnknownTest,
+        };
+        match self.env.compile_expression(&probe) {
+            Ok(expr) => !matches!(expr.eval(()), Err(e) if e.kind() == missing),
+            Err(e) => e.kind() != missing,
+        }
     }
 
     /// `Environment::compile_expression`, minus a panic: minijinja's lexer
@@ -290,10 +378,12 @@ impl Templates {
             let refs: BTreeSet<String> = refs.into_iter().collect();
             refs.iter().find_map(|path| missing(ctx, path))
         });
-        match found {
+        let mut err = match found {
             Some(what) => TemplateError::new(format!("undefined value: {what}")),
             None => TemplateError::new(format!("undefined value in `{}`", source.trim())),
-        }
+        };
+        err.undefined = true;
+        err
     }
 }
 
@@ -624,6 +714,35 @@ mod tests {
                 "raw": "no template here {x}",
             })
         );
+    }
+
+    #[test]
+    fn unknown_filters_and_tests_are_refused_before_any_run() {
+        let t = Templates::new();
+        let err = t
+            .references("{{ alert.host | nosuchfilter }}", false)
+            .unwrap_err();
+        assert!(
+            err.message.contains("unknown filter `nosuchfilter`"),
+            "{err}"
+        );
+        let err = t.references("alert.x is nosuchtest", true).unwrap_err();
+        assert!(err.message.contains("unknown test `nosuchtest`"), "{err}");
+        let err = t
+            .references("{% if alert.x is not oddish %}y{% endif %}", false)
+            .unwrap_err();
+        assert!(err.message.contains("unknown test `oddish`"), "{err}");
+        // Known ones, including those that need arguments, and a `|` inside
+        // a string literal, pass.
+        for ok in [
+            "{{ alert.m | fromjson | default(none) }}",
+            "{{ alert.h | replace('a', 'b') | lower }}",
+            "{{ 'a|nosuch' ~ alert.h }}",
+            "{% if alert.x is not none and alert.y is defined %}y{% endif %}",
+        ] {
+            assert!(t.references(ok, false).is_ok(), "{ok}");
+        }
+        assert!(t.references("alert.n is odd", true).is_ok());
     }
 
     #[test]

@@ -49,6 +49,7 @@ async fn journal_floor(dir: &std::path::Path) -> [(Duration, Duration); 2] {
         alert: json!({"n": id}),
         started_by: "bench".into(),
         dedup_key: None,
+        raw: None,
     };
     let mut one = Vec::new();
     for i in 0..1_000 {

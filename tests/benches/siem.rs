@@ -23,6 +23,7 @@ async fn fill(journal: &Journal) {
             alert: json!({"id": i, "detection": "ldt:bench"}),
             started_by: "bench".into(),
             dedup_key: None,
+            raw: None,
         };
         journal.append_buffered(&run, start).unwrap();
         for s in 2..RECORDS_PER_RUN {

@@ -5,10 +5,15 @@
 mod origin;
 mod policy;
 mod server;
+mod sources;
 
 pub use origin::Origin;
 pub use policy::{roles, Approver, BlastCap, Policy, ProtectedAssets, ProtectedHit, SlackUser};
-pub use server::{RateLimit, ServerConfig, Source, SourceAuth, Tls, DEFAULT_MAX_BODY};
+pub use server::{ServerConfig, Tls, DEFAULT_MAX_BODY};
+pub use sources::{
+    BasicAuth, Batch, Encoding, EventFilter, HmacScheme, MessagePart, RateLimit, Source,
+    SourceAuth, SourceMap, TimestampRule, DEFAULT_MAX_EVENTS, MAX_SIGNATURES,
+};
 
 use crate::secrets::SecretSource;
 use crate::yaml::{self, Pos, Spanned, YamlError};
@@ -42,7 +47,7 @@ struct RawConfig {
     #[serde(default)]
     server: server::RawServer,
     #[serde(default)]
-    sources: BTreeMap<String, Spanned<server::RawSource>>,
+    sources: BTreeMap<String, Spanned<sources::RawSource>>,
     #[serde(default)]
     siem: Option<Spanned<RawSiem>>,
 }
@@ -717,7 +722,7 @@ impl Config {
         let retention = resolve_retention(&raw.journal, &mut problems);
         let siem = resolve_siem(&raw.siem, &base, &mut problems);
         let server = server::resolve_server(&raw.server, &base, &mut problems);
-        let sources = server::resolve_sources(&raw.sources, &server, &base, &mut problems);
+        let sources = sources::resolve_sources(&raw.sources, &server, &base, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -1374,20 +1379,34 @@ blast_radius:
         assert_eq!(c.server.shutdown_grace, Duration::from_secs(30));
         assert!(matches!(
             &c.sources["edr"].auth,
-            SourceAuth::HmacSha256 { header, secret: SecretSource::Env(v) }
+            SourceAuth::Hmac(HmacScheme { header, secret: SecretSource::Env(v), timestamp: None, .. })
                 if header == "X-Hub-Signature-256" && v == "S"
         ));
-        let SourceAuth::TimestampedHmac {
-            tolerance, secret, ..
-        } = &c.sources["siem"].auth
+        let SourceAuth::Hmac(HmacScheme {
+            timestamp: Some(ts),
+            secret,
+            message,
+            ..
+        }) = &c.sources["siem"].auth
         else {
             panic!("siem")
         };
-        assert_eq!(*tolerance, Duration::from_secs(60));
+        assert_eq!(ts.tolerance, Duration::from_secs(60));
+        assert_eq!(ts.header, "X-Soar-Timestamp");
+        assert_eq!(
+            message,
+            &[
+                MessagePart::Timestamp,
+                MessagePart::Text(".".into()),
+                MessagePart::Body
+            ]
+        );
         assert_eq!(
             secret,
             &SecretSource::File(PathBuf::from("/etc/soar/s.txt"))
         );
+        assert_eq!(c.sources["siem"].batch.max_events, DEFAULT_MAX_EVENTS);
+        assert!(c.sources["siem"].map.is_none());
         assert_eq!(
             c.sources["siem"].rate_limit,
             Some(RateLimit {
@@ -1424,6 +1443,62 @@ blast_radius:
         ] {
             assert!(keys.contains(&(key, line)), "{key}:{line} not in {keys:?}");
         }
+    }
+
+    #[test]
+    fn sender_schemes_batches_and_maps_are_read_and_checked() {
+        let c = parse(
+            "sources:\n  pd:\n    playbook: pb.yaml\n    auth: { type: hmac, secret: { env: S }, header: X-PagerDuty-Signature, prefix: 'v1=' }\n  slack:\n    playbook: pb.yaml\n    auth: { type: hmac, secret: { env: S }, header: X-Slack-Signature, prefix: 'v0=', message: 'v0:{timestamp}:{body}', timestamp_header: X-Slack-Request-Timestamp }\n  okta:\n    playbook: pb.yaml\n    auth: { type: okta_event_hook, secret: { env: O } }\n    batch: { split: alert.data.events, max_events: 50 }\n    map:\n      actor.user.name: '{{ event.actor.alternateId }}'\n      severity_id: 3\n  gd:\n    playbook: pb.yaml\n    auth: { type: sns, topic_arns: ['arn:aws:sns:eu-west-1:123456789012:gd'] }\n  splunk:\n    playbook: pb.yaml\n    auth: { type: url_token, secret: { env: T } }\n  kibana:\n    playbook: pb.yaml\n    auth: { type: basic, username: kibana, secret: { env: P } }\n  gh:\n    playbook: pb.yaml\n    auth: { type: hmac_sha256, secret: { env: S } }\n    events: { header: X-GitHub-Event, allow: [code_scanning_alert] }\n",
+        )
+        .unwrap();
+        let SourceAuth::Hmac(slack) = &c.sources["slack"].auth else {
+            panic!("slack")
+        };
+        assert_eq!(
+            slack.message,
+            [
+                MessagePart::Text("v0:".into()),
+                MessagePart::Timestamp,
+                MessagePart::Text(":".into()),
+                MessagePart::Body
+            ]
+        );
+        assert!(slack.prefix_required);
+        assert_eq!(
+            c.sources["okta"].batch.split.as_deref(),
+            Some("alert.data.events")
+        );
+        assert_eq!(c.sources["okta"].batch.max_events, 50);
+        assert_eq!(c.sources["okta"].map.as_ref().unwrap().fields.len(), 2);
+        assert_eq!(c.sources["gd"].auth.sns_regions(), ["eu-west-1"]);
+        assert!(matches!(
+            c.sources["kibana"].auth,
+            SourceAuth::Basic(BasicAuth::Secret { .. })
+        ));
+        assert_eq!(
+            c.sources["gh"].events.as_ref().unwrap().allow,
+            ["code_scanning_alert"]
+        );
+        let err = parse(
+            "sources:\n  a:\n    playbook: pb.yaml\n    auth: { type: hmac, secret: { env: S }, header: X, message: '{ts}:{body}' }\n  b:\n    playbook: pb.yaml\n    auth: { type: hmac, secret: { env: S }, header: X, message: '{timestamp}.{body}' }\n  c:\n    playbook: pb.yaml\n    auth: { type: sns, topic_arns: [not-an-arn] }\n  d:\n    playbook: pb.yaml\n    auth: { type: bearer }\n    batch: { max_events: 0 }\n    map:\n      device.hostname: '{{ event.host | nosuchfilter }}'\n      Device: '{{ event.x }}'\n      finding.title: '{{ alert.title }}'\n",
+        )
+        .unwrap_err();
+        let keys = problem_keys(&err);
+        for (key, line) in [
+            ("sources.a.auth.message", 4),
+            ("sources.b.auth.timestamp_header", 7),
+            ("sources.c.auth.topic_arns[0]", 10),
+            ("sources.d.batch.max_events", 14),
+            ("sources.d.map.device.hostname", 16),
+            ("sources.d.map.Device", 17),
+            ("sources.d.map.finding.title", 18),
+        ] {
+            assert!(keys.contains(&(key, line)), "{key}:{line} not in {keys:?}");
+        }
+        assert!(
+            err.to_string().contains("unknown filter `nosuchfilter`"),
+            "{err}"
+        );
     }
 
     #[test]

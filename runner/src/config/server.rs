@@ -1,12 +1,11 @@
-//! `server:` and `sources:`: how `soar serve` listens, and who may deliver
-//! alerts to `POST /hooks/{source}` with which proof. Signing secrets come
-//! from secret sources (env, file), never from the config text.
+//! `server:`: how `soar serve` listens, how much it reads, and Slack's
+//! signing secret. Secrets come from secret sources (env, file), never from
+//! the config text. Alert senders are `sources.rs`.
 
 use super::{problem, ConfigProblem};
 use crate::secrets::SecretSource;
 use crate::yaml::{Pos, Spanned};
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,38 +44,9 @@ struct RawTls {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawSource {
-    playbook: Spanned<String>,
-    auth: Spanned<RawAuth>,
-    max_body: Option<Spanned<u64>>,
-    rate_limit: Option<Spanned<RawRateLimit>>,
-    delivery_id_header: Option<String>,
-    delivery_window: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAuth {
-    r#type: Spanned<String>,
-    secret: Option<Spanned<RawSecretRef>>,
-    header: Option<String>,
-    signature_header: Option<String>,
-    timestamp_header: Option<String>,
-    tolerance: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSecretRef {
+pub(super) struct RawSecretRef {
     env: Option<String>,
     file: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRateLimit {
-    per_second: u32,
-    burst: Option<u32>,
 }
 
 /// TLS key pair (PEM files).
@@ -124,59 +94,6 @@ impl Default for ServerConfig {
     }
 }
 
-/// How a source proves a delivery is its own.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceAuth {
-    /// `header: sha256=<hex HMAC-SHA256 of the raw body>` (GitHub's scheme).
-    HmacSha256 {
-        /// The shared secret.
-        secret: SecretSource,
-        /// Header carrying the signature.
-        header: String,
-    },
-    /// HMAC-SHA256 over `{timestamp}.{raw body}`, refused outside `tolerance`.
-    TimestampedHmac {
-        /// The shared secret.
-        secret: SecretSource,
-        /// Header carrying the hex signature (`sha256=` or `v1=` prefix allowed).
-        signature_header: String,
-        /// Header carrying the Unix timestamp in seconds.
-        timestamp_header: String,
-        /// Largest accepted |now − timestamp|.
-        tolerance: Duration,
-    },
-    /// `Authorization: Bearer` of a principal with the `ingest` role.
-    Bearer,
-}
-
-/// Token-bucket limit of one source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Sustained deliveries per second.
-    pub per_second: u32,
-    /// Deliveries allowed at once.
-    pub burst: u32,
-}
-
-/// `sources.NAME`.
-#[derive(Debug, Clone)]
-pub struct Source {
-    /// The name in `/hooks/{name}`; runs it starts are `source:{name}`'s.
-    pub name: String,
-    /// The playbook every delivery starts.
-    pub playbook: PathBuf,
-    /// Proof of origin.
-    pub auth: SourceAuth,
-    /// Largest body (at most the server's).
-    pub max_body: usize,
-    /// Deliveries per second, if limited.
-    pub rate_limit: Option<RateLimit>,
-    /// Header naming the delivery; a repeat within the window is the same run.
-    pub delivery_id_header: Option<String>,
-    /// How long a delivery id is remembered.
-    pub delivery_window: Duration,
-}
-
 pub(super) fn duration(
     value: &Spanned<String>,
     key: &str,
@@ -199,7 +116,11 @@ pub(super) fn duration(
     }
 }
 
-fn body_cap(value: &Option<Spanned<u64>>, key: &str, problems: &mut Vec<ConfigProblem>) -> usize {
+pub(super) fn body_cap(
+    value: &Option<Spanned<u64>>,
+    key: &str,
+    problems: &mut Vec<ConfigProblem>,
+) -> usize {
     match value {
         Some(v) if v.value == 0 || v.value > MAX_MAX_BODY => {
             problem(
@@ -273,7 +194,7 @@ pub(super) fn resolve_server(
     server
 }
 
-fn secret_ref(
+pub(super) fn secret_ref(
     raw: &Option<Spanned<RawSecretRef>>,
     pos: Pos,
     key: &str,
@@ -290,126 +211,4 @@ fn secret_ref(
         return None;
     };
     super::secret_source(&s.value.env, &s.value.file, base, Pos::of(s), key, problems)
-}
-
-fn resolve_auth(
-    raw: &Spanned<RawAuth>,
-    key: &str,
-    base: &Path,
-    problems: &mut Vec<ConfigProblem>,
-) -> Option<SourceAuth> {
-    let a = &raw.value;
-    let pos = Pos::of(raw);
-    match a.r#type.value.as_str() {
-        "hmac_sha256" => Some(SourceAuth::HmacSha256 {
-            secret: secret_ref(&a.secret, pos, &format!("{key}.secret"), base, problems)?,
-            header: a
-                .header
-                .clone()
-                .unwrap_or_else(|| "X-Hub-Signature-256".into()),
-        }),
-        "timestamped_hmac" => {
-            let tolerance = match &a.tolerance {
-                Some(t) => duration(t, &format!("{key}.tolerance"), problems)?,
-                None => Duration::from_secs(300),
-            };
-            Some(SourceAuth::TimestampedHmac {
-                secret: secret_ref(&a.secret, pos, &format!("{key}.secret"), base, problems)?,
-                signature_header: a
-                    .signature_header
-                    .clone()
-                    .unwrap_or_else(|| "X-Soar-Signature".into()),
-                timestamp_header: a
-                    .timestamp_header
-                    .clone()
-                    .unwrap_or_else(|| "X-Soar-Timestamp".into()),
-                tolerance,
-            })
-        }
-        "bearer" => {
-            if a.secret.is_some() {
-                problem(
-                    problems,
-                    pos,
-                    format!("{key}.secret"),
-                    "a bearer source authenticates principals with the `ingest` role by token; it has no secret",
-                );
-            }
-            Some(SourceAuth::Bearer)
-        }
-        other => {
-            problem(
-                problems,
-                Pos::of(&a.r#type),
-                format!("{key}.type"),
-                format!("`{other}` is not one of hmac_sha256, timestamped_hmac, bearer"),
-            );
-            None
-        }
-    }
-}
-
-pub(super) fn resolve_sources(
-    raw: &BTreeMap<String, Spanned<RawSource>>,
-    server: &ServerConfig,
-    base: &Path,
-    problems: &mut Vec<ConfigProblem>,
-) -> BTreeMap<String, Source> {
-    let mut sources = BTreeMap::new();
-    for (name, spanned) in raw {
-        let key = format!("sources.{name}");
-        let s = &spanned.value;
-        let good_name = !name.is_empty()
-            && name.len() <= 64
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        if !good_name {
-            problem(
-                problems,
-                Pos::of(spanned),
-                key.clone(),
-                "a source name is 1 to 64 of a-z, 0-9, `-`, `_` (it is a URL path segment)",
-            );
-            continue;
-        }
-        let auth = resolve_auth(&s.auth, &format!("{key}.auth"), base, problems);
-        let max_body =
-            body_cap(&s.max_body, &format!("{key}.max_body"), problems).min(server.max_body);
-        let rate_limit = s.rate_limit.as_ref().and_then(|r| {
-            if r.value.per_second == 0 {
-                problem(
-                    problems,
-                    Pos::of(r),
-                    format!("{key}.rate_limit.per_second"),
-                    "must be at least 1 (leave `rate_limit` out for no limit)",
-                );
-                return None;
-            }
-            Some(RateLimit {
-                per_second: r.value.per_second,
-                burst: r.value.burst.unwrap_or(r.value.per_second).max(1),
-            })
-        });
-        let delivery_window = match &s.delivery_window {
-            Some(w) => duration(w, &format!("{key}.delivery_window"), problems)
-                .unwrap_or(Duration::from_secs(86_400)),
-            None => Duration::from_secs(86_400),
-        };
-        if let Some(auth) = auth {
-            sources.insert(
-                name.clone(),
-                Source {
-                    name: name.clone(),
-                    playbook: base.join(&s.playbook.value),
-                    auth,
-                    max_body,
-                    rate_limit,
-                    delivery_id_header: s.delivery_id_header.clone(),
-                    delivery_window,
-                },
-            );
-        }
-    }
-    sources
 }

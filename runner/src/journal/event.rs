@@ -29,6 +29,25 @@ pub enum Event {
         started_by: String,
         /// The dedup key claimed for this run, if any.
         dedup_key: Option<String>,
+        /// The event as its sender delivered it, when the source's `map`
+        /// built `alert` from it: kept as evidence beside what the playbook saw.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raw: Option<serde_json::Value>,
+    },
+    /// A later delivery matched this run's dedup key or delivery id: its
+    /// evidence joins this run instead of starting another.
+    AlertMerged {
+        /// The claim it matched (`delivery:SOURCE:ID` or `PLAYBOOK:KEY`).
+        key: String,
+        /// The alert as mapped for the playbook.
+        alert: serde_json::Value,
+        /// The event as delivered, when a source `map` built `alert`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raw: Option<serde_json::Value>,
+        /// Who delivered it (`source:NAME` or a principal).
+        by: String,
+        /// How many deliveries have merged into this run, this one included.
+        count: u64,
     },
     /// A step began.
     StepStarted {
@@ -256,6 +275,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::RunStarted { .. } => "run_started",
+            Event::AlertMerged { .. } => "alert_merged",
             Event::StepStarted { .. } => "step_started",
             Event::AttemptStarted { .. } => "attempt_started",
             Event::AttemptFinished { .. } => "attempt_finished",
@@ -284,6 +304,7 @@ impl Event {
         !matches!(
             self,
             Event::ApprovalVoted { .. }
+                | Event::AlertMerged { .. }
                 | Event::ApprovalDecided { .. }
                 | Event::CommandRefused { .. }
                 | Event::ChatMessage { .. }

@@ -18,6 +18,7 @@ fn run_started(playbook: &str) -> Event {
         alert: json!({"id": 42, "score": 0.1}),
         started_by: "alice".into(),
         dedup_key: Some(format!("{playbook}:42")),
+        raw: None,
     }
 }
 

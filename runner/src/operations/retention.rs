@@ -145,6 +145,7 @@ mod tests {
             alert: json!({}),
             started_by: "t".into(),
             dedup_key: None,
+            raw: None,
         }
     }
 

@@ -235,7 +235,7 @@ impl Engine {
                 p.finished.insert(step.id.clone(), skipped);
                 continue;
             }
-            let ctx = context(run_id, &p.state.inputs, &p.finished);
+            let ctx = context(run_id, p.state.merged_count, &p.state.inputs, &p.finished);
             let (engine, run, step, state, playbook) = (
                 self.clone(),
                 run_id.to_string(),
@@ -284,7 +284,7 @@ impl Engine {
             None
         } else {
             let outputs = if status == RunStatus::Succeeded {
-                self.render_outputs(run_id, &p.playbook, &p.state.inputs, &p.finished)
+                self.render_outputs(run_id, &p.playbook, &p.state, &p.finished)
             } else {
                 Value::Object(Map::new())
             };

@@ -187,7 +187,8 @@ async fn on_runtime(
 pub struct Engine {
     host: Arc<PluginHost>,
     journal: Journal,
-    templates: Arc<Templates>,
+    /// The one template environment (shared with intake's source maps).
+    pub templates: Arc<Templates>,
     /// Fault injection for crash tests: after this many durable appends in
     /// this process, stop forever (the test then SIGKILLs the process).
     hang_after: Option<u64>,
@@ -244,6 +245,34 @@ pub struct Claim {
     pub key: String,
     /// After this long the key may start a new run.
     pub window: Option<Duration>,
+}
+
+/// What starts a run: the alert as the playbook sees it, the event as
+/// delivered (when a source map built the alert), who delivered it, and the
+/// claims it makes.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The alert the playbook's inputs are mapped from.
+    pub alert: Value,
+    /// The delivered event, kept as evidence when `alert` was mapped from it.
+    pub raw: Option<Value>,
+    /// Who starts it (a principal, or `source:NAME`).
+    pub started_by: String,
+    /// Keys no other run may hold (delivery ids); the playbook's dedup key
+    /// is added to them.
+    pub claims: Vec<Claim>,
+}
+
+impl NewRun {
+    /// A run started by hand: no raw event, no claims.
+    pub fn manual(alert: Value, started_by: &str) -> Self {
+        NewRun {
+            alert,
+            raw: None,
+            started_by: started_by.to_string(),
+            claims: Vec::new(),
+        }
+    }
 }
 
 /// What [`Engine::begin`] came to.
@@ -341,8 +370,14 @@ pub fn idempotency_key(run_id: &str, step: &str, item: Option<u32>) -> String {
     format!("soar-{}", &hex::encode(Sha256::digest(material))[..32])
 }
 
-/// The template context: inputs, finished steps, run id.
-pub fn context(run_id: &str, inputs: &Value, finished: &BTreeMap<String, FinishedStep>) -> Value {
+/// The template context: inputs, finished steps, the run's id and how many
+/// later deliveries merged into it (as journaled before this drive began).
+pub fn context(
+    run_id: &str,
+    merged_count: u64,
+    inputs: &Value,
+    finished: &BTreeMap<String, FinishedStep>,
+) -> Value {
     let steps: Map<String, Value> = finished
         .iter()
         .map(|(id, f)| {
@@ -352,7 +387,7 @@ pub fn context(run_id: &str, inputs: &Value, finished: &BTreeMap<String, Finishe
             )
         })
         .collect();
-    json!({"inputs": inputs, "steps": steps, "run": {"id": run_id}})
+    json!({"inputs": inputs, "steps": steps, "run": {"id": run_id, "merged_count": merged_count}})
 }
 
 /// The template context of item `index` of a `for_each` step.
@@ -572,29 +607,24 @@ impl Engine {
         alert: Value,
         started_by: &str,
     ) -> Result<RunReport, EngineError> {
-        match self.begin(playbook, alert, started_by, Vec::new()).await? {
+        match self
+            .begin(playbook, NewRun::manual(alert, started_by))
+            .await?
+        {
             Begun::Existing(report) => Ok(report),
             Begun::New { drive, .. } => on_runtime(drive).await,
         }
     }
 
     /// Starts a run and returns once its start is durable, with the drive
-    /// running as a task of its own; or the run already holding one of
-    /// `claims` (checked first) or the playbook's dedup key.
-    pub async fn begin(
-        &self,
-        playbook: Arc<Playbook>,
-        alert: Value,
-        started_by: &str,
-        claims: Vec<Claim>,
-    ) -> Result<Begun, EngineError> {
+    /// running as a task of its own; or the run already holding one of the
+    /// claims (checked first) or the playbook's dedup key, into whose
+    /// journal this delivery is merged (`alert_merged`) before answering.
+    pub async fn begin(&self, playbook: Arc<Playbook>, new: NewRun) -> Result<Begun, EngineError> {
         let engine = self.clone();
-        let started_by = started_by.to_string();
         let open = tokio::spawn(async move {
             let active = engine.journal.active_run();
-            let opened = engine
-                .open_run(&playbook, alert, &started_by, claims)
-                .await?;
+            let opened = engine.open_run(&playbook, new).await?;
             let (run_id, records, collecting) = match opened {
                 Opened::Existing(report) => return Ok(Begun::Existing(report)),
                 Opened::New(run_id, records, collecting) => (run_id, records, collecting),
@@ -613,21 +643,18 @@ impl Engine {
         })
     }
 
-    /// Claims `claim` for `run_id`; the report of the run holding it, if
-    /// another (live, within the window) does.
+    /// Claims `claim` for `run_id`; the run holding it, if another (live,
+    /// within the window) does, with its records.
     async fn claim(
         &self,
         claim: &Claim,
         run_id: &str,
-        playbook: &Playbook,
-    ) -> Result<Option<RunReport>, EngineError> {
+    ) -> Result<Option<(String, Vec<Record>)>, EngineError> {
         let mut holder = self.journal.claim_dedup(&claim.key, run_id)?;
         while let Some(existing) = holder {
             match self.journal.read(&existing) {
                 Ok(records) if !records.is_empty() && !expired(&records, claim.window) => {
-                    let mut report = RunReport::from_records(&existing, &records, Some(playbook));
-                    report.deduplicated = true;
-                    return Ok(Some(report));
+                    return Ok(Some((existing, records)));
                 }
                 // The holder died between claiming and journaling its start
                 // (nothing ran under it), or its window is over: take it.
@@ -640,13 +667,41 @@ impl Engine {
         Ok(None)
     }
 
-    async fn open_run(
+    /// Journals a duplicate delivery in the run holding its claim, durably,
+    /// and reports that run as it now stands.
+    async fn merge(
         &self,
-        playbook: &Arc<Playbook>,
-        alert: Value,
-        started_by: &str,
-        mut claims: Vec<Claim>,
-    ) -> Result<Opened, EngineError> {
+        playbook: &Playbook,
+        key: &str,
+        (run_id, records): (String, Vec<Record>),
+        new: NewRun,
+    ) -> Result<RunReport, EngineError> {
+        let earlier = records
+            .iter()
+            .filter(|r| matches!(r.event, Event::AlertMerged { .. }))
+            .count() as u64;
+        let merged = Event::AlertMerged {
+            key: key.to_string(),
+            alert: new.alert,
+            raw: new.raw,
+            by: new.started_by,
+            count: earlier + 1,
+        };
+        self.append(&run_id, merged).await?;
+        crate::observe::alert_merged(&playbook.name);
+        let records = self.journal.read(&run_id)?;
+        let mut report = RunReport::from_records(&run_id, &records, Some(playbook));
+        report.deduplicated = true;
+        Ok(report)
+    }
+
+    async fn open_run(&self, playbook: &Arc<Playbook>, new: NewRun) -> Result<Opened, EngineError> {
+        let NewRun {
+            alert,
+            raw,
+            started_by,
+            mut claims,
+        } = new;
         let inputs =
             inputs::normalise(playbook, &alert, &self.templates).map_err(EngineError::Input)?;
         let run_id = new_run_id();
@@ -665,7 +720,14 @@ impl Engine {
             });
         }
         for claim in &claims {
-            if let Some(report) = self.claim(claim, &run_id, playbook).await? {
+            if let Some(holder) = self.claim(claim, &run_id).await? {
+                let new = NewRun {
+                    alert,
+                    raw,
+                    started_by,
+                    claims: Vec::new(),
+                };
+                let report = self.merge(playbook, &claim.key, holder, new).await?;
                 return Ok(Opened::Existing(report));
             }
         }
@@ -676,8 +738,9 @@ impl Engine {
             playbook_path: playbook.path.display().to_string(),
             inputs: inputs.clone(),
             alert,
-            started_by: started_by.to_string(),
+            started_by,
             dedup_key,
+            raw,
         };
         let collecting = Collecting::start(&self.written, &run_id);
         self.append(&run_id, start).await?;
@@ -723,10 +786,10 @@ impl Engine {
         &self,
         run_id: &str,
         playbook: &Playbook,
-        inputs: &Value,
+        state: &RunState,
         finished: &BTreeMap<String, FinishedStep>,
     ) -> Value {
-        let ctx = context(run_id, inputs, finished);
+        let ctx = context(run_id, state.merged_count, &state.inputs, finished);
         let mut out = Map::new();
         for (k, t) in &playbook.outputs {
             let v = self

@@ -126,6 +126,8 @@ pub struct RunState {
     pub alert: Value,
     /// Who started it.
     pub started_by: String,
+    /// Later deliveries merged into this run (`alert_merged`).
+    pub merged_count: u64,
     /// Content hash of the playbook it started with.
     pub playbook_sha256: String,
     /// Playbook name.
@@ -432,6 +434,7 @@ impl RunState {
                 self.items.insert((step.clone(), *item), state);
             }
             Event::CommandRefused { .. } | Event::ChatMessage { .. } => {}
+            Event::AlertMerged { .. } => self.merged_count += 1,
             Event::RunPaused { status, .. } => self.paused = Some(*status),
             Event::RunFinished {
                 status, outputs, ..

@@ -4,7 +4,7 @@
 //! journaled. Refusals answer 401/403/409 with the reasons `soar` prints
 //! with exit code 4, and are journaled in the run they concern.
 
-use super::hooks::{refusal, start, unavailable};
+use super::intake::{refusal, start, unavailable};
 use super::{auth, App};
 use crate::approvals::{self, Refusal};
 use crate::config::{roles, Approver};
@@ -245,7 +245,8 @@ pub async fn start_run(
             return with_caller(refusal(StatusCode::CONFLICT, "playbook_differs", msg), who);
         }
     }
-    let (r, _) = start(&app, pb, req.alert, &who.name, Vec::new()).await;
+    let new = crate::scheduler::NewRun::manual(req.alert, &who.name);
+    let (r, _) = start(&app, pb, new).await;
     with_caller(r, who)
 }
 

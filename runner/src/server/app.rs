@@ -56,6 +56,8 @@ pub struct App {
     ready: AtomicBool,
     stopping: AtomicBool,
     metrics: PrometheusHandle,
+    /// SNS certificates and confirmations.
+    pub(super) sns: super::intake::sns::Sns,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -98,6 +100,12 @@ impl App {
             .collect();
         let policy: Policy = config.policy.clone();
         let session_ttl = config.server.session_ttl;
+        let regions: Vec<String> = config
+            .sources
+            .values()
+            .flat_map(|s| s.auth.sns_regions())
+            .collect();
+        let sns = super::intake::sns::Sns::new(&regions);
         let engine = Engine::new(host, journal)
             .with_policy(policy)
             .with_console(config.server.public_url.clone());
@@ -118,6 +126,7 @@ impl App {
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             metrics: install_metrics()?,
+            sns,
         }))
     }
 

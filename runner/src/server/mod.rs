@@ -1,6 +1,6 @@
 //! `soar serve`: the runner as a service. It holds the journal, resumes
 //! every unfinished run before it is ready, takes signed alert webhooks
-//! (`hooks.rs`) and an authenticated JSON API (`api.rs`), denies approvals
+//! (`intake/`) and an authenticated JSON API (`api.rs`), denies approvals
 //! at their expiry (`timers.rs`), exposes Prometheus metrics, and stops
 //! gracefully. Every rule it applies lives in [`crate::operations`].
 
@@ -12,7 +12,7 @@ mod api;
 mod app;
 mod auth;
 mod console;
-mod hooks;
+mod intake;
 mod slack;
 mod timers;
 
@@ -69,7 +69,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
+    ("GET", "/hooks/{source}"),
     ("POST", "/hooks/{source}"),
+    ("POST", "/hooks/{source}/{token}"),
     ("POST", "/slack/interactions"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/whoami"),
@@ -106,7 +108,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
-        .route("/hooks/{source}", post(hooks::deliver))
+        .route("/hooks/{source}", post(intake::deliver).get(intake::verify))
+        .route("/hooks/{source}/{token}", post(intake::deliver_with_token))
         .route("/slack/interactions", post(slack::interactions))
         .nest("/api/v1", api)
         .merge(console::routes())

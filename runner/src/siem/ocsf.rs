@@ -26,6 +26,10 @@ fn fields(event: &Event) -> Fields {
             f.principal = Some(started_by.clone());
             f.message = format!("run started by {started_by}");
         }
+        Event::AlertMerged { by, count, .. } => {
+            f.principal = Some(by.clone());
+            f.message = format!("a repeat delivery by {by} merged into the run ({count} so far)");
+        }
         Event::AttemptStarted {
             step,
             plugin,

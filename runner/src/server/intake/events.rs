@@ -1,0 +1,286 @@
+//! One delivery, many events: a body splits by the source's `batch.split`
+//! expression, as a top-level array, or as NDJSON lines, capped at
+//! `batch.max_events`; then each event becomes the alert its playbook reads
+//! through the source's `map` (the normalized alert shape, docs/sources.md).
+
+use crate::config::{Batch, SourceMap};
+use crate::template::Templates;
+use serde_json::{json, Map, Value};
+
+/// What a delivery's body holds.
+#[derive(Debug)]
+pub struct Events {
+    /// Each event, or why that one could not be read (an NDJSON line).
+    pub items: Vec<Result<Value, String>>,
+    /// Whether the sender sent a batch (the answer then lists each event).
+    pub batch: bool,
+}
+
+/// Why a whole delivery is refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SplitError {
+    /// More events than the cap (413).
+    TooMany {
+        /// Events found (counted up to one past the cap).
+        found: usize,
+        /// The cap.
+        cap: usize,
+    },
+    /// The body is not JSON (415).
+    NotJson(String),
+    /// `batch.split` found no array (422).
+    NoArray(String),
+}
+
+impl SplitError {
+    /// What the sender is told.
+    pub fn message(&self) -> String {
+        match self {
+            SplitError::TooMany { cap, .. } => format!(
+                "the delivery holds more than {cap} events, this source's cap per delivery: send them in smaller batches"
+            ),
+            SplitError::NotJson(m) => m.clone(),
+            SplitError::NoArray(path) => {
+                format!("the delivery has no array of events at `{path}`")
+            }
+        }
+    }
+}
+
+fn too_many(found: usize, cap: usize) -> SplitError {
+    SplitError::TooMany { found, cap }
+}
+
+/// The events of an NDJSON body, one per non-blank line.
+fn ndjson(body: &[u8], cap: usize) -> Result<Events, SplitError> {
+    let lines: Vec<&[u8]> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .take(cap + 1)
+        .collect();
+    if lines.len() > cap {
+        return Err(too_many(lines.len(), cap));
+    }
+    let items = lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            serde_json::from_slice(line)
+                .map_err(|e| format!("line {} is not JSON: column {}: {e}", i + 1, e.column()))
+        })
+        .collect();
+    Ok(Events { items, batch: true })
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, SplitError> {
+    serde_json::from_slice(body).map_err(|e| {
+        SplitError::NotJson(format!(
+            "the body is not JSON: line {} column {}: {e}",
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
+/// Splits a JSON `document` by the source's rule.
+pub fn split_document(
+    document: Value,
+    batch: &Batch,
+    templates: &Templates,
+) -> Result<Events, SplitError> {
+    let cap = batch.max_events;
+    let list = match &batch.split {
+        Some(path) => {
+            let expr = Value::String(format!("{{{{ {path} }}}}"));
+            match templates.render_value(&expr, &json!({ "alert": document })) {
+                Ok(Value::Array(items)) => items,
+                _ => return Err(SplitError::NoArray(path.clone())),
+            }
+        }
+        None => match document {
+            Value::Array(items) => items,
+            single => {
+                return Ok(Events {
+                    items: vec![Ok(single)],
+                    batch: false,
+                })
+            }
+        },
+    };
+    if list.len() > cap {
+        return Err(too_many(list.len(), cap));
+    }
+    Ok(Events {
+        items: list.into_iter().map(Ok).collect(),
+        batch: true,
+    })
+}
+
+/// Splits a raw body: NDJSON when the sender says so, else one JSON document.
+pub fn split(
+    body: &[u8],
+    is_ndjson: bool,
+    batch: &Batch,
+    templates: &Templates,
+) -> Result<Events, SplitError> {
+    if is_ndjson {
+        return ndjson(body, batch.max_events);
+    }
+    split_document(parse_json(body)?, batch, templates)
+}
+
+/// Sets `path` (dotted) in `root` to `value`, creating objects on the way.
+fn set_path(root: &mut Map<String, Value>, path: &str, value: Value) {
+    let mut node = root;
+    let mut segments = path.split('.').peekable();
+    while let Some(segment) = segments.next() {
+        if segments.peek().is_none() {
+            node.insert(segment.to_string(), value);
+            return;
+        }
+        let child = node
+            .entry(segment.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if !child.is_object() {
+            *child = Value::Object(Map::new());
+        }
+        let Value::Object(next) = child else { return };
+        node = next;
+    }
+}
+
+/// The normalized alert of one event: each field of the map rendered over
+/// `{event}` (and `{sns}`, the envelope, for SNS sources). A field whose
+/// source is absent is left out; any other failure is a problem.
+pub fn map_event(
+    map: &SourceMap,
+    event: &Value,
+    sns: Option<&Value>,
+    templates: &Templates,
+) -> Result<Value, Vec<String>> {
+    let ctx = match sns {
+        Some(envelope) => json!({"event": event, "sns": envelope}),
+        None => json!({ "event": event }),
+    };
+    let mut alert = Map::new();
+    let mut problems = Vec::new();
+    for ((path, _), rendered) in map
+        .fields
+        .iter()
+        .zip(templates.render_fields(&map.fields, &ctx))
+    {
+        match rendered {
+            Ok(Some(v)) => set_path(&mut alert, path, v),
+            Ok(None) => {}
+            Err(e) => problems.push(format!("map field `{path}`: {e}")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(Value::Object(alert))
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(split: Option<&str>, cap: usize) -> Batch {
+        Batch {
+            split: split.map(str::to_string),
+            max_events: cap,
+        }
+    }
+
+    #[test]
+    fn a_split_path_an_array_and_ndjson_each_give_every_event() {
+        let t = Templates::new();
+        let okta = br#"{"eventType":"com.okta.event_hook","data":{"events":[{"uuid":"a"},{"uuid":"b"},{"uuid":"c"}]}}"#;
+        let e = split(okta, false, &batch(Some("alert.data.events"), 10), &t).unwrap();
+        assert!(e.batch);
+        assert_eq!(e.items.len(), 3);
+        assert_eq!(e.items[2].as_ref().unwrap()["uuid"], "c");
+        let e = split(br#"[{"a":1},{"a":2}]"#, false, &batch(None, 10), &t).unwrap();
+        assert_eq!(e.items.len(), 2);
+        let e = split(br#"{"a":1}"#, false, &batch(None, 10), &t).unwrap();
+        assert!(!e.batch);
+        let e = split(
+            b"{\"a\":1}\n\n{\"a\":2\n{\"a\":3}\n",
+            true,
+            &batch(None, 10),
+            &t,
+        )
+        .unwrap();
+        assert_eq!(e.items.len(), 3, "blank lines are not events");
+        assert!(e.items[1]
+            .as_ref()
+            .unwrap_err()
+            .contains("line 2 is not JSON"));
+        assert_eq!(e.items[2].as_ref().unwrap()["a"], 3);
+    }
+
+    #[test]
+    fn over_the_cap_or_without_the_array_the_delivery_is_refused_whole() {
+        let t = Templates::new();
+        let three = br#"[1,2,3]"#;
+        assert_eq!(
+            split(three, false, &batch(None, 3), &t)
+                .unwrap()
+                .items
+                .len(),
+            3
+        );
+        assert_eq!(
+            split(three, false, &batch(None, 2), &t).unwrap_err(),
+            SplitError::TooMany { found: 3, cap: 2 }
+        );
+        assert!(matches!(
+            split(b"1\n2\n3\n", true, &batch(None, 2), &t),
+            Err(SplitError::TooMany { .. })
+        ));
+        let err = split(
+            br#"{"data":{}}"#,
+            false,
+            &batch(Some("alert.data.events"), 5),
+            &t,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.message(),
+            "the delivery has no array of events at `alert.data.events`"
+        );
+        assert!(matches!(
+            split(b"{", false, &batch(None, 5), &t),
+            Err(SplitError::NotJson(_))
+        ));
+    }
+
+    #[test]
+    fn a_map_builds_nested_fields_and_leaves_absent_ones_out() {
+        let t = Templates::new();
+        let map = SourceMap {
+            fields: vec![
+                ("device.hostname".into(), json!("{{ event.host | lower }}")),
+                ("device.uid".into(), json!("{{ event.aid }}")),
+                ("severity_id".into(), json!("{{ event.sev }}")),
+                ("metadata.product".into(), json!("Falcon")),
+                ("risk".into(), json!(7)),
+            ],
+        };
+        let alert = map_event(&map, &json!({"host": "WS-FIN-042", "sev": 4}), None, &t).unwrap();
+        assert_eq!(
+            alert,
+            json!({"device": {"hostname": "ws-fin-042"}, "severity_id": 4, "metadata": {"product": "Falcon"}, "risk": 7})
+        );
+        // A failure other than an absent field is the event's problem.
+        let map = SourceMap {
+            fields: vec![("finding".into(), json!("{{ event.m | fromjson }}"))],
+        };
+        let err = map_event(&map, &json!({"m": "{nope"}), None, &t).unwrap_err();
+        assert!(
+            err[0].starts_with("map field `finding`:") && err[0].contains("fromjson: not JSON"),
+            "{err:?}"
+        );
+    }
+}
