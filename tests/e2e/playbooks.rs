@@ -963,9 +963,9 @@ fn a_siem_export_killed_mid_batch_delivers_every_record_once_in_order_after_rest
     let mut runs = Vec::new();
     for i in 0..12 {
         let alert = json!({
-            "detection_id": format!("ldt:siem:{i}"),
-            "device": {"device_id": sim::HOST_ID, "hostname": "FIN-WS-042"},
-            "behaviors": [{"sha256": "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"}],
+            "finding": {"uid": format!("ldt:siem:{i}")},
+            "device": {"uid": sim::HOST_ID, "hostname": "FIN-WS-042"},
+            "file": {"sha256": "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f"},
         });
         let file = lab.s.write(&format!("a{i}.json"), &alert.to_string());
         let (code, report) = lab.run("malware-enrichment", file.to_str().unwrap());
