@@ -68,6 +68,33 @@ fn fromjson(text: &str) -> Result<minijinja::Value, minijinja::Error> {
     Ok(minijinja::Value::from_serialize(&value))
 }
 
+/// `{{ event.published | rfc3339 }}`: a time as senders write it (RFC 3339
+/// text, or Unix seconds or milliseconds as a number or digits) turned into
+/// RFC 3339 UTC with milliseconds, the normalized alert's `time`.
+fn rfc3339(value: minijinja::Value) -> Result<String, minijinja::Error> {
+    let refuse = || {
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("rfc3339: `{value}` is not RFC 3339 text or Unix seconds or milliseconds"),
+        )
+    };
+    let number = match value.as_str() {
+        Some(text) if !text.trim().chars().all(|c| c.is_ascii_digit()) => {
+            let t = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| refuse())?;
+            return Ok(humantime::format_rfc3339_millis(t).to_string());
+        }
+        Some(digits) => digits.trim().parse::<f64>().map_err(|_| refuse())?,
+        None => f64::try_from(value.clone()).map_err(|_| refuse())?,
+    };
+    // Seconds until the year 5138; anything larger is milliseconds.
+    let millis = if number.abs() < 1e11 { number * 1000.0 } else { number };
+    if !(0.0..4.0e15).contains(&millis) {
+        return Err(refuse());
+    }
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis as u64);
+    Ok(humantime::format_rfc3339_millis(t).to_string())
+}
+
 impl Templates {
     /// Strict undefined (a typo is an error, never an empty string), no
     /// auto-escaping (outputs feed APIs, not HTML).
@@ -87,6 +114,7 @@ impl Templates {
             minijinja::escape_formatter(out, state, value)
         });
         env.add_filter("fromjson", fromjson);
+        env.add_filter("rfc3339", rfc3339);
         Self { env }
     }
 
@@ -743,6 +771,26 @@ mod tests {
             assert!(t.references(ok, false).is_ok(), "{ok}");
         }
         assert!(t.references("alert.n is odd", true).is_ok());
+    }
+
+    #[test]
+    fn rfc3339_reads_the_times_senders_write() {
+        let t = Templates::new();
+        let r = |v: serde_json::Value| {
+            t.render_value(&json!("{{ alert.t | rfc3339 }}"), &json!({"alert": {"t": v}}))
+        };
+        let want = json!("2023-06-15T16:06:52.400Z");
+        assert_eq!(r(json!(1686845212400u64)).unwrap(), want, "Falcon: ms");
+        assert_eq!(r(json!("1686845212400")).unwrap(), want);
+        assert_eq!(r(json!(1686845212.4)).unwrap(), want, "seconds");
+        assert_eq!(r(json!("2023-06-15T16:06:52.400Z")).unwrap(), want, "Okta");
+        assert_eq!(
+            r(json!("2023-06-15T16:06:52Z")).unwrap(),
+            json!("2023-06-15T16:06:52.000Z")
+        );
+        for bad in [json!("yesterday"), json!(-5), json!(1e300), json!(true)] {
+            assert!(r(bad.clone()).unwrap_err().message.contains("rfc3339"), "{bad}");
+        }
     }
 
     #[test]
