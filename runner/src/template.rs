@@ -78,6 +78,13 @@ fn rfc3339(value: minijinja::Value) -> Result<String, minijinja::Error> {
             format!("rfc3339: `{value}` is not RFC 3339 text or Unix seconds or milliseconds"),
         )
     };
+    if value.is_undefined() {
+        // An absent field, as strict mode reports any other read of one.
+        return Err(minijinja::Error::new(
+            ErrorKind::UndefinedError,
+            "rfc3339 of an undefined value",
+        ));
+    }
     let number = match value.as_str() {
         Some(text) if !text.trim().chars().all(|c| c.is_ascii_digit()) => {
             let t = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| refuse())?;
@@ -87,7 +94,11 @@ fn rfc3339(value: minijinja::Value) -> Result<String, minijinja::Error> {
         None => f64::try_from(value.clone()).map_err(|_| refuse())?,
     };
     // Seconds until the year 5138; anything larger is milliseconds.
-    let millis = if number.abs() < 1e11 { number * 1000.0 } else { number };
+    let millis = if number.abs() < 1e11 {
+        number * 1000.0
+    } else {
+        number
+    };
     if !(0.0..4.0e15).contains(&millis) {
         return Err(refuse());
     }
@@ -777,7 +788,10 @@ mod tests {
     fn rfc3339_reads_the_times_senders_write() {
         let t = Templates::new();
         let r = |v: serde_json::Value| {
-            t.render_value(&json!("{{ alert.t | rfc3339 }}"), &json!({"alert": {"t": v}}))
+            t.render_value(
+                &json!("{{ alert.t | rfc3339 }}"),
+                &json!({"alert": {"t": v}}),
+            )
         };
         let want = json!("2023-06-15T16:06:52.400Z");
         assert_eq!(r(json!(1686845212400u64)).unwrap(), want, "Falcon: ms");
@@ -789,7 +803,10 @@ mod tests {
             json!("2023-06-15T16:06:52.000Z")
         );
         for bad in [json!("yesterday"), json!(-5), json!(1e300), json!(true)] {
-            assert!(r(bad.clone()).unwrap_err().message.contains("rfc3339"), "{bad}");
+            assert!(
+                r(bad.clone()).unwrap_err().message.contains("rfc3339"),
+                "{bad}"
+            );
         }
     }
 
