@@ -14,6 +14,7 @@ use soar_e2e::senders::{
 };
 use soar_e2e::serve::{hmac_hex, sign, Client, Server};
 use soar_e2e::sim;
+use soar_e2e::sns::FakeSns;
 use std::time::Duration;
 
 const OKTA_SECRET: &str = "okta-hook-secret-7d1c";
@@ -583,5 +584,171 @@ fn kibana_and_eventbridge_prove_themselves_with_basic_auth() {
             .iter()
             .any(|p| p == "/api/v1/users/GeneratedFindingUserName"),
         "{paths:?}"
+    );
+}
+
+const TOPIC: &str = "arn:aws:sns:us-west-2:123456789012:MyTopic";
+
+#[test]
+fn sns_confirms_its_subscription_and_only_sns_signed_messages_start_runs() {
+    let lab = Lab::new(&format!(
+        "server:\n  listen: \"127.0.0.1:0\"\nsources:\n{}",
+        source("guardduty", "guardduty-sns.yaml")
+    ));
+    let sns = FakeSns::start(lab.s.path());
+    let env: Vec<(&str, String)> = sns.env().to_vec();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = Server::start(&lab, &env);
+    let c = Client::new(&server);
+    let deliver = |envelope: &Value| {
+        post(
+            &c,
+            "/hooks/guardduty",
+            &[
+                ("content-type", "text/plain; charset=UTF-8"),
+                ("x-amz-sns-message-type", "Notification"),
+            ],
+            envelope.to_string().into_bytes(),
+        )
+    };
+
+    // The handshake: confirmed by fetching SubscribeURL, once it is proven.
+    let mut confirm = fixture_json("sns_subscription_confirmation.json");
+    let token = confirm["Token"].as_str().unwrap().to_string();
+    let confirm_path = format!("/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token={token}");
+    confirm["SubscribeURL"] = sns.url("us-west-2", &confirm_path).into();
+    sns.sign_envelope(&mut confirm, "us-west-2", 1);
+    let (status, v) = deliver(&confirm);
+    assert_eq!((status, &v["confirmed"]), (200, &json!(TOPIC)), "{v}");
+    let confirmed = |hits: &[String]| {
+        hits.iter()
+            .filter(|h| h.contains("Action=ConfirmSubscription"))
+            .count()
+    };
+    assert_eq!(confirmed(&sns.hits()), 1, "{:?}", sns.hits());
+
+    // A SubscribeURL outside SNS's hosts of the topic's region is never
+    // fetched, even in a validly signed message.
+    for elsewhere in [
+        sns.url("eu-west-1", &format!("{confirm_path}&forged=1")),
+        format!(
+            "https://127.0.0.1:{}{confirm_path}&forged=2",
+            sns.addr.port()
+        ),
+        format!(
+            "http://sns.us-west-2.amazonaws.com:{}{confirm_path}&forged=3",
+            sns.addr.port()
+        ),
+    ] {
+        let mut forged = fixture_json("sns_subscription_confirmation.json");
+        forged["SubscribeURL"] = elsewhere.clone().into();
+        sns.sign_envelope(&mut forged, "us-west-2", 1);
+        let (status, v) = deliver(&forged);
+        assert_eq!(status, 422, "{elsewhere}: {v}");
+        assert!(
+            v["message"]
+                .as_str()
+                .unwrap()
+                .contains("SubscribeURL must be an https URL on an SNS host"),
+            "{v}"
+        );
+    }
+    assert!(
+        sns.hits().iter().all(|h| !h.contains("forged")),
+        "{:?}",
+        sns.hits()
+    );
+
+    // The GuardDuty finding, as EventBridge publishes it to the topic.
+    let mut note = fixture_json("sns_notification_guardduty.json");
+    note["TopicArn"] = TOPIC.into();
+    sns.sign_envelope(&mut note, "us-west-2", 1);
+    let pem_fetches = |hits: &[String]| hits.iter().filter(|h| h.ends_with(".pem")).count();
+    let fetched = pem_fetches(&sns.hits());
+    let forgeries: Vec<(&str, Value)> = vec![
+        ("the message changed after signing", {
+            let mut e = note.clone();
+            e["Message"] = e["Message"]
+                .as_str()
+                .unwrap()
+                .replace("GeneratedFindingUserName", "someone-else")
+                .into();
+            e
+        }),
+        ("a certificate from a host that is not SNS", {
+            let mut e = note.clone();
+            e["SigningCertURL"] = format!("https://127.0.0.1:{}/cert.pem", sns.addr.port()).into();
+            e
+        }),
+        ("a certificate from another region", {
+            let mut e = note.clone();
+            sns.sign_envelope(&mut e, "eu-west-1", 1);
+            e
+        }),
+        ("another topic", {
+            let mut e = note.clone();
+            e["TopicArn"] = "arn:aws:sns:us-west-2:123456789012:Other".into();
+            sns.sign_envelope(&mut e, "us-west-2", 1);
+            e
+        }),
+        ("an unknown signature version", {
+            let mut e = note.clone();
+            e["SignatureVersion"] = "3".into();
+            e
+        }),
+        ("no signature", {
+            let mut e = note.clone();
+            e.as_object_mut().unwrap().remove("Signature");
+            e
+        }),
+    ];
+    for (why, forged) in forgeries {
+        let (status, v) = deliver(&forged);
+        assert_eq!(status, 401, "{why}: {v}");
+    }
+    assert_eq!(
+        pem_fetches(&sns.hits()),
+        fetched,
+        "no certificate fetched for a forgery"
+    );
+    assert!(runs(&c).is_empty());
+
+    let (status, v) = deliver(&note);
+    assert_eq!(status, 202, "{v}");
+    let run = v["run_id"].as_str().unwrap().to_string();
+    let start = started(&c, &run);
+    let finding = &fixture_json("guardduty_eventbridge.json")["detail"];
+    assert_eq!(start["alert"]["finding"]["uid"], finding["id"]);
+    assert_eq!(
+        start["alert"]["actor"]["user"]["name"],
+        "GeneratedFindingUserName"
+    );
+    assert_eq!(start["alert"]["src_endpoint"]["ip"], "81.2.69.144");
+    assert_eq!(
+        start["raw"]["detail"]["id"], finding["id"],
+        "the raw event is the message"
+    );
+    // SignatureVersion 2 (SHA256withRSA), a new MessageId: the same finding,
+    // so it merges; and SNS's own redelivery (same MessageId) merges too.
+    let mut v2 = note.clone();
+    v2["MessageId"] = "3f1b5e4c-0000-4c2c-8f9d-bdfb0c7bf324".into();
+    sns.sign_envelope(&mut v2, "us-west-2", 2);
+    for again in [&v2, &note] {
+        let (status, v) = deliver(again);
+        assert_eq!(
+            (status, v["deduplicated"].as_bool()),
+            (202, Some(true)),
+            "{v}"
+        );
+        assert_eq!(v["run_id"], run.as_str());
+    }
+    let merged = of_type(&journal(&c, &run), "alert_merged").len();
+    assert_eq!(merged, 2);
+    assert_eq!(runs(&c).len(), 1);
+    settle(&c, &run);
+    let log = server.log_text();
+    assert!(
+        log.contains("SOAR_TEST_SNS_ADDR is set"),
+        "the override is loud"
     );
 }

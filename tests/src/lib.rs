@@ -7,6 +7,7 @@ pub mod lab;
 pub mod senders;
 pub mod serve;
 pub mod sim;
+pub mod sns;
 pub mod tamper;
 
 use std::path::{Path, PathBuf};

@@ -336,6 +336,13 @@ async fn sns_document(
                     )
                         .into_response()
                 }
+                // A SubscribeURL soar will not fetch is the message's fault;
+                // SNS failing to answer is not.
+                Err(e @ sns::SnsError::Host(_)) => refusal(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "not_confirmed",
+                    e.to_string(),
+                ),
                 Err(e) => refusal(StatusCode::BAD_GATEWAY, "not_confirmed", e.to_string()),
             };
             Err((r, "handshake"))
