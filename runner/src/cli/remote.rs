@@ -173,6 +173,11 @@ fn print_report(report: &Value, json_out: bool) {
             println!("  {:<24} {}", inert::line(id), s(&st["status"]));
         }
     }
+    if let Some(n) = report["merged_count"].as_u64().filter(|n| *n > 0) {
+        println!(
+            "repeats: {n} later deliveries merged into this run (alert_merged in its journal)"
+        );
+    }
     if let Some(pending) = report["pending_approvals"].as_array() {
         for p in pending {
             super::approvals::print_pending(p);

@@ -149,6 +149,12 @@ pub(super) fn print_report(report: &RunReport, json_out: bool) {
     if report.outputs.as_object().is_some_and(|o| !o.is_empty()) {
         println!("outputs: {}", inert::line(&report.outputs.to_string()));
     }
+    if report.merged_count > 0 {
+        println!(
+            "repeats: {} later deliveries merged into this run (alert_merged in its journal)",
+            report.merged_count
+        );
+    }
     for entry in &report.pending_approvals {
         super::approvals::print_pending(entry);
     }

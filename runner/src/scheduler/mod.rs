@@ -83,6 +83,8 @@ pub struct RunReport {
     /// Approvals the run waits for (see `soar pending`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pending_approvals: Vec<Value>,
+    /// Later deliveries merged into this run (`alert_merged` records).
+    pub merged_count: u64,
 }
 
 impl RunReport {
@@ -164,6 +166,7 @@ impl RunReport {
             deduplicated: false,
             steps,
             pending_approvals: state.pending_approvals(run_id, now_ms()),
+            merged_count: state.merged_count,
             outputs: state.outputs,
         }
     }
