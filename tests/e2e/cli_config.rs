@@ -223,3 +223,38 @@ fn compiled_components_are_cached_between_calls() {
     );
     assert_eq!(run.code(), 0, "{}", run.stderr());
 }
+
+#[test]
+fn validate_names_unknown_filters_and_tests_in_playbooks_and_source_maps() {
+    let scratch = Scratch::new();
+    hostile(
+        &scratch,
+        "sources:\n  falcon:\n    playbook: pb.yaml\n    auth: { type: bearer }\n    map:\n      device.hostname: \"{{ event.ComputerName | hostnamify }}\"\n",
+    );
+    scratch.write(
+        "pb.yaml",
+        "name: pb\nversion: \"1\"\nowner: soc\ninputs:\n  host: { type: string }\nsteps:\n  - id: a\n    if: \"inputs.host is hostlike\"\n    uses: hostile.noop\n    with: { x: \"{{ inputs.host | nosuchfilter }}\" }\n",
+    );
+    let run = scratch.soar(&["validate", "pb.yaml"], &[]);
+    assert_eq!(run.code(), 2, "{}", run.all_output());
+    let out = run.all_output();
+    assert!(
+        out.contains(
+            "soar.yaml:9:24: `sources.falcon.map.device.hostname`: unknown filter `hostnamify`"
+        ),
+        "{out}"
+    );
+    // Fixed in the config, the playbook's own are reported at their places.
+    hostile(&scratch, "");
+    let run = scratch.soar(&["validate", "pb.yaml"], &[]);
+    assert_eq!(run.code(), 2, "{}", run.all_output());
+    let out = run.all_output();
+    assert!(
+        out.contains("pb.yaml:8:") && out.contains("unknown test `hostlike`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("pb.yaml:10:") && out.contains("unknown filter `nosuchfilter`"),
+        "{out}"
+    );
+}

@@ -419,8 +419,11 @@ impl Globals {
     }
 }
 
-fn init_logging(verbose: u8, format: LogFormat) {
+fn init_logging(verbose: u8, format: LogFormat, serving: bool) {
     let level = match verbose {
+        // A server logs each request (route template, status, principal;
+        // never a body, token or URL token) unless told otherwise.
+        0 if serving => "info",
         0 => "warn",
         1 => "info",
         2 => "debug",
@@ -443,7 +446,8 @@ fn init_logging(verbose: u8, format: LogFormat) {
 /// Runs the CLI and returns the process exit code.
 pub fn main_entry() -> i32 {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.log_format);
+    let serving = matches!(cli.command, Command::Serve);
+    init_logging(cli.verbose, cli.log_format, serving);
     let globals = Globals {
         config: cli.config,
         data_dir: cli.data_dir,
