@@ -315,7 +315,7 @@ impl Templates {
         let tokens: Vec<Token<'_>> = tokenize(
             source,
             is_condition,
-            minijinja::syntax::SyntaxConfig::default(),
+            minijinja::syntax::SyntaxConfig,
             WhitespaceConfig::default(),
         )
         .filter_map(Result::ok)

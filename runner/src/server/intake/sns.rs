@@ -199,7 +199,7 @@ impl Sns {
         topics: &[String],
         regions: &[String],
     ) -> Result<(), SnsError> {
-        if !topics.iter().any(|t| *t == env.topic_arn) {
+        if !topics.contains(&env.topic_arn) {
             return Err(SnsError::Topic(env.topic_arn.clone()));
         }
         let algorithm: &dyn ring::signature::VerificationAlgorithm =
