@@ -8,3 +8,4 @@ cargo build -p soar-runner --bin soar
 cargo bench -p soar-runner --profile dev --bench plugin_invoke
 cargo bench -p soar-runner --profile dev --bench engine
 cargo bench -p soar-e2e --profile dev --bench serve
+cargo bench -p soar-e2e --profile dev --bench intake

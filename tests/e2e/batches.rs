@@ -302,4 +302,26 @@ fn repeats_are_journaled_in_the_first_run_and_counted_by_the_playbook() {
     // `soar status` says so too.
     let status = c.get(&format!("/api/v1/runs/{run}"), token("alice")).json();
     assert_eq!(status["merged_count"], 2, "{status}");
+    // A sender repeating itself cannot grow the run's journal without
+    // bound: past 100 repeats, each keeps only its digest and size.
+    let big = json!({"host_id": "WS-FIN-042", "padding": "x".repeat(4000)});
+    for n in 0..100 {
+        let (status, _) = deliver(&c, "edr", &big, &format!("b-{n}"));
+        assert_eq!(status, 202);
+    }
+    let records = journal(&c, &run);
+    let merged = of_type(&records, "alert_merged");
+    assert_eq!(merged.len(), 102, "every repeat is counted");
+    assert_eq!(
+        merged[97]["alert"]["padding"].as_str().map(str::len),
+        Some(4000)
+    );
+    let last = merged[101];
+    assert_eq!(last["count"], 102);
+    assert!(last["alert"]["padding"].is_null(), "{last}");
+    assert_eq!(
+        last["alert"]["sha256"].as_str().map(str::len),
+        Some(64),
+        "{last}"
+    );
 }

@@ -250,6 +250,9 @@ pub struct Claim {
     pub window: Option<Duration>,
 }
 
+/// Repeats journaled with their whole alert; later ones keep a digest.
+pub const MERGE_EVIDENCE_CAP: u64 = 100;
+
 /// What starts a run: the alert as the playbook sees it, the event as
 /// delivered (when a source map built the alert), who delivered it, and the
 /// claims it makes.
@@ -683,10 +686,20 @@ impl Engine {
             .iter()
             .filter(|r| matches!(r.event, Event::AlertMerged { .. }))
             .count() as u64;
+        // A sender repeating one delivery must not grow the run's journal
+        // without bound: past the cap, a repeat keeps its digest and size.
+        let keep = |v: Value| {
+            if earlier < MERGE_EVIDENCE_CAP {
+                return v;
+            }
+            let bytes = serde_json::to_vec(&v).unwrap_or_default();
+            json!({"omitted": format!("over {MERGE_EVIDENCE_CAP} repeats: digest only"),
+                   "sha256": hex::encode(Sha256::digest(&bytes)), "bytes": bytes.len()})
+        };
         let merged = Event::AlertMerged {
             key: key.to_string(),
-            alert: new.alert,
-            raw: new.raw,
+            alert: keep(new.alert),
+            raw: new.raw.map(keep),
             by: new.started_by,
             count: earlier + 1,
         };

@@ -192,6 +192,20 @@ impl Sns {
         ok.then_some(parsed).ok_or_else(refuse)
     }
 
+    /// `SigningCertURL` on an SNS host, naming a certificate the way SNS
+    /// does (`/SimpleNotificationService-<hex>.pem`): an unsigned request
+    /// cannot send soar fetching arbitrary paths.
+    fn cert_url(&self, url: &str, regions: &[String]) -> Result<url::Url, SnsError> {
+        let parsed = self.sns_url(url, "SigningCertURL", regions)?;
+        let name = parsed.path().strip_prefix("/SimpleNotificationService-");
+        let ok = name.and_then(|n| n.strip_suffix(".pem")).is_some_and(|h| {
+            !h.is_empty() && h.len() <= 64 && h.chars().all(|c| c.is_ascii_alphanumeric())
+        }) && parsed.query().is_none();
+        ok.then_some(parsed).ok_or_else(|| {
+            SnsError::Host("SigningCertURL must name a certificate as SNS does: /SimpleNotificationService-<id>.pem".into())
+        })
+    }
+
     /// Checks the envelope's signature and topic.
     pub async fn verify(
         &self,
@@ -212,7 +226,7 @@ impl Sns {
                     )))
                 }
             };
-        let url = self.sns_url(&env.signing_cert_url, "SigningCertURL", regions)?;
+        let url = self.cert_url(&env.signing_cert_url, regions)?;
         let key = self.public_key(&url).await?;
         let signature =
             base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &env.signature)
@@ -313,6 +327,16 @@ mod tests {
         let regions = vec!["us-east-1".to_string()];
         let ok = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem";
         assert!(sns.sns_url(ok, "SigningCertURL", &regions).is_ok());
+        assert!(sns.cert_url(ok, &regions).is_ok());
+        for path in [
+            "/x.pem",
+            "/SimpleNotificationService-.pem",
+            "/SimpleNotificationService-a/../b.pem",
+            "/SimpleNotificationService-abc.pem?x=1",
+        ] {
+            let url = format!("https://sns.us-east-1.amazonaws.com{path}");
+            assert!(sns.cert_url(&url, &regions).is_err(), "{path}");
+        }
         for bad in [
             "http://sns.us-east-1.amazonaws.com/x.pem",
             "https://sns.eu-west-1.amazonaws.com/x.pem",
