@@ -28,6 +28,128 @@ impl TemplateError {
     }
 }
 
+/// A step on the way from a lazy JSON root to one of its nodes.
+#[derive(Debug, Clone)]
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+/// A JSON value seen by templates without converting it whole: a map's
+/// templates read a handful of fields of a large event, so only the nodes
+/// they touch become template values.
+#[derive(Debug)]
+struct LazyJson {
+    root: std::sync::Arc<serde_json::Value>,
+    path: Vec<Step>,
+}
+
+impl LazyJson {
+    fn node(&self) -> &serde_json::Value {
+        self.path.iter().fold(&*self.root, |node, step| match step {
+            Step::Key(k) => &node[k.as_str()],
+            Step::Index(i) => &node[*i],
+        })
+    }
+
+    fn child(&self, step: Step, node: &serde_json::Value) -> Value {
+        match node {
+            serde_json::Value::Object(_) | serde_json::Value::Array(_) => {
+                let mut path = self.path.clone();
+                path.push(step);
+                Value::from_object(LazyJson {
+                    root: self.root.clone(),
+                    path,
+                })
+            }
+            scalar => Value::from_serialize(scalar),
+        }
+    }
+}
+
+impl minijinja::value::Object for LazyJson {
+    fn repr(self: &std::sync::Arc<Self>) -> minijinja::value::ObjectRepr {
+        match self.node() {
+            serde_json::Value::Array(_) => minijinja::value::ObjectRepr::Seq,
+            _ => minijinja::value::ObjectRepr::Map,
+        }
+    }
+
+    fn get_value(self: &std::sync::Arc<Self>, key: &Value) -> Option<Value> {
+        match self.node() {
+            serde_json::Value::Object(m) => {
+                let k = key.as_str()?;
+                Some(self.child(Step::Key(k.to_string()), m.get(k)?))
+            }
+            serde_json::Value::Array(a) => {
+                let i = key.as_usize()?;
+                Some(self.child(Step::Index(i), a.get(i)?))
+            }
+            _ => None,
+        }
+    }
+
+    fn enumerate(self: &std::sync::Arc<Self>) -> minijinja::value::Enumerator {
+        match self.node() {
+            serde_json::Value::Object(m) => minijinja::value::Enumerator::Values(
+                m.keys().map(|k| Value::from(k.as_str())).collect(),
+            ),
+            serde_json::Value::Array(a) => minijinja::value::Enumerator::Seq(a.len()),
+            _ => minijinja::value::Enumerator::Empty,
+        }
+    }
+}
+
+/// One field of [`CompiledFields`].
+enum Field<'t> {
+    Expression(minijinja::Expression<'t, 't>),
+    Text(&'t str),
+    Literal(&'t serde_json::Value),
+}
+
+/// Field templates compiled once ([`Templates::compile_fields`]).
+pub struct CompiledFields<'t> {
+    templates: &'t Templates,
+    fields: Vec<Field<'t>>,
+}
+
+impl CompiledFields<'_> {
+    /// Each field rendered over `ctx`, as [`Templates::render_value`] would.
+    /// A field that reads something `ctx` lacks, or renders to null, is
+    /// `Ok(None)`: events of one sender differ in which fields they carry.
+    pub fn render(
+        &self,
+        ctx: &std::sync::Arc<serde_json::Value>,
+    ) -> Vec<Result<Option<serde_json::Value>, TemplateError>> {
+        let root = Value::from_object(LazyJson {
+            root: ctx.clone(),
+            path: Vec::new(),
+        });
+        self.fields
+            .iter()
+            .map(|field| {
+                let value = match field {
+                    Field::Literal(v) => return Ok(Some((*v).clone()).filter(|v| !v.is_null())),
+                    Field::Expression(expr) => match expr.eval(&root) {
+                        Ok(v) if contains_undefined(&v) => return Ok(None),
+                        Ok(v) => serde_json::to_value(&v).map_err(|e| {
+                            TemplateError::new(format!("the value cannot be turned into JSON: {e}"))
+                        })?,
+                        Err(e) if e.kind() == ErrorKind::UndefinedError => return Ok(None),
+                        Err(e) => return Err(TemplateError::new(reason(&e, ""))),
+                    },
+                    Field::Text(t) => match self.templates.render_text(t, ctx, &root) {
+                        Ok(text) => serde_json::Value::String(text),
+                        Err(e) if e.undefined => return Ok(None),
+                        Err(e) => return Err(e),
+                    },
+                };
+                Ok(Some(value).filter(|v| !v.is_null()))
+            })
+            .collect()
+    }
+}
+
 /// The template environment every playbook string goes through.
 #[derive(Debug)]
 pub struct Templates {
@@ -192,29 +314,26 @@ impl Templates {
             .map(serde_json::Value::String)
     }
 
-    /// Renders each field's template (or literal) over one context, as
-    /// [`render_value`](Self::render_value) does. A field that reads
-    /// something the context lacks, or renders to null, is `Ok(None)`:
-    /// events of one sender differ in which fields they carry.
-    pub fn render_fields(
-        &self,
-        fields: &[(String, serde_json::Value)],
-        ctx: &serde_json::Value,
-    ) -> Vec<Result<Option<serde_json::Value>, TemplateError>> {
-        let root = Value::from_serialize(ctx);
-        fields
+    /// Compiles each field's template once, to render over many contexts
+    /// (a source map over every event of a batch).
+    pub fn compile_fields<'t>(
+        &'t self,
+        fields: &'t [(String, serde_json::Value)],
+    ) -> CompiledFields<'t> {
+        let compiled = fields
             .iter()
             .map(|(_, template)| match template {
-                serde_json::Value::String(t) => match self.render_string(t, ctx, &root) {
-                    Ok(serde_json::Value::Null) => Ok(None),
-                    Ok(v) => Ok(Some(v)),
-                    Err(e) if e.undefined => Ok(None),
-                    Err(e) => Err(e),
-                },
-                serde_json::Value::Null => Ok(None),
-                other => Ok(Some(other.clone())),
+                serde_json::Value::String(t) => single_expression(t)
+                    .and_then(|source| self.compile_expression(source).ok())
+                    .map(Field::Expression)
+                    .unwrap_or(Field::Text(t)),
+                other => Field::Literal(other),
             })
-            .collect()
+            .collect();
+        CompiledFields {
+            templates: self,
+            fields: compiled,
+        }
     }
 
     /// Renders `template` as text.

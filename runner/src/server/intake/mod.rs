@@ -17,6 +17,7 @@ use crate::config::{roles, BasicAuth, Source, SourceAuth};
 use crate::observe;
 use crate::playbook::Playbook;
 use crate::scheduler::{Begun, Claim, EngineError, NewRun};
+use crate::template::CompiledFields;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -507,15 +508,15 @@ impl Outcome {
 /// The alert (mapped) and raw event of one delivered event.
 fn prepare(
     source: &Source,
+    compiled: Option<&CompiledFields<'_>>,
     event: Value,
     envelope: Option<&Value>,
-    templates: &crate::template::Templates,
 ) -> Result<(Value, Option<Value>), Vec<String>> {
-    let Some(map) = &source.map else {
+    let (Some(map), Some(compiled)) = (&source.map, compiled) else {
         return Ok((event, None));
     };
-    let alert = events::map_event(map, &event, envelope, templates)?;
-    Ok((alert, Some(event)))
+    let (alert, event) = events::map_event(map, compiled, event, envelope);
+    Ok((alert?, Some(event)))
 }
 
 /// Starts one run per event (a bounded number at once) and answers once
@@ -530,6 +531,12 @@ async fn start_events(
     let batch = events.batch;
     let total = events.items.len();
     let mut outcomes: Vec<Option<Outcome>> = (0..total).map(|_| None).collect();
+    // The map's templates are compiled once per delivery, not per event.
+    let templates = app.engine.templates.clone();
+    let compiled = source
+        .map
+        .as_ref()
+        .map(|m| templates.compile_fields(&m.fields));
     let mut pending = events.items.into_iter().enumerate().peekable();
     while pending.peek().is_some() {
         let mut set = tokio::task::JoinSet::new();
@@ -537,9 +544,9 @@ async fn start_events(
             let prepared = item.map_err(|e| vec![e]).and_then(|event| {
                 prepare(
                     source,
+                    compiled.as_ref(),
                     event,
                     delivered.envelope.as_ref(),
-                    &app.engine.templates,
                 )
             });
             let (alert, raw) = match prepared {
