@@ -230,6 +230,8 @@ fn falcon_ndjson_from_a_forwarder_maps_both_event_generations() {
     };
     let (status, v) = send("Bearer nope", "application/x-ndjson");
     assert_eq!(status, 401, "{v}");
+    let told = v["message"].as_str().unwrap();
+    assert!(told.contains("`ingest` role") && !told.contains("SOAR_TOKEN"), "{v}");
     let (status, v) = send(&format!("Bearer {WATCHER_TOKEN}"), "application/x-ndjson");
     assert_eq!(status, 403, "a viewer is no ingest principal: {v}");
     let (status, v) = send(&auth, "text/csv");
