@@ -194,12 +194,7 @@ fn fromjson(text: &str) -> Result<minijinja::Value, minijinja::Error> {
 /// text, or Unix seconds or milliseconds as a number or digits) turned into
 /// RFC 3339 UTC with milliseconds, the normalized alert's `time`.
 fn rfc3339(value: minijinja::Value) -> Result<String, minijinja::Error> {
-    let refuse = || {
-        minijinja::Error::new(
-            ErrorKind::InvalidOperation,
-            format!("rfc3339: `{value}` is not RFC 3339 text or Unix seconds or milliseconds"),
-        )
-    };
+    use chrono::{DateTime, SecondsFormat, Utc};
     if value.is_undefined() {
         // An absent field, as strict mode reports any other read of one.
         return Err(minijinja::Error::new(
@@ -207,13 +202,26 @@ fn rfc3339(value: minijinja::Value) -> Result<String, minijinja::Error> {
             "rfc3339 of an undefined value",
         ));
     }
-    let number = match value.as_str() {
-        Some(text) if !text.trim().chars().all(|c| c.is_ascii_digit()) => {
-            let t = humantime::parse_rfc3339_weak(text.trim()).map_err(|_| refuse())?;
-            return Ok(humantime::format_rfc3339_millis(t).to_string());
+    let refuse = || {
+        let shown: String = value.to_string().chars().take(64).collect();
+        minijinja::Error::new(
+            ErrorKind::InvalidOperation,
+            format!("rfc3339: `{shown}` is not RFC 3339 text or Unix seconds or milliseconds"),
+        )
+    };
+    let text = value.as_str().map(str::trim);
+    let number = match text {
+        Some(t) if !t.chars().all(|c| c.is_ascii_digit()) => {
+            let t = DateTime::parse_from_rfc3339(t).map_err(|_| refuse())?;
+            return Ok(t
+                .with_timezone(&Utc)
+                .to_rfc3339_opts(SecondsFormat::Millis, true));
         }
-        Some(digits) => digits.trim().parse::<f64>().map_err(|_| refuse())?,
-        None => f64::try_from(value.clone()).map_err(|_| refuse())?,
+        Some(digits) => digits.parse::<f64>().map_err(|_| refuse())?,
+        None if value.kind() == ValueKind::Number => {
+            f64::try_from(value.clone()).map_err(|_| refuse())?
+        }
+        None => return Err(refuse()),
     };
     // Seconds until the year 5138; anything larger is milliseconds.
     let millis = if number.abs() < 1e11 {
@@ -224,8 +232,9 @@ fn rfc3339(value: minijinja::Value) -> Result<String, minijinja::Error> {
     if !(0.0..4.0e15).contains(&millis) {
         return Err(refuse());
     }
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis as u64);
-    Ok(humantime::format_rfc3339_millis(t).to_string())
+    DateTime::from_timestamp_millis(millis.round() as i64)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .ok_or_else(refuse)
 }
 
 impl Templates {
@@ -921,7 +930,20 @@ mod tests {
             r(json!("2023-06-15T16:06:52Z")).unwrap(),
             json!("2023-06-15T16:06:52.000Z")
         );
-        for bad in [json!("yesterday"), json!(-5), json!(1e300), json!(true)] {
+        // Offsets are applied, with or without a fraction.
+        assert_eq!(r(json!("2023-06-15T21:36:52.400+05:30")).unwrap(), want);
+        assert_eq!(
+            r(json!("2023-06-15T11:06:52-05:00")).unwrap(),
+            json!("2023-06-15T16:06:52.000Z")
+        );
+        assert_eq!(r(json!(1686845212.4004)).unwrap(), want, "rounded");
+        for bad in [
+            json!("yesterday"),
+            json!(-5),
+            json!(1e300),
+            json!(true),
+            json!("x".repeat(500)),
+        ] {
             assert!(
                 r(bad.clone()).unwrap_err().message.contains("rfc3339"),
                 "{bad}"

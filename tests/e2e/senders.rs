@@ -231,7 +231,10 @@ fn falcon_ndjson_from_a_forwarder_maps_both_event_generations() {
     let (status, v) = send("Bearer nope", "application/x-ndjson");
     assert_eq!(status, 401, "{v}");
     let told = v["message"].as_str().unwrap();
-    assert!(told.contains("`ingest` role") && !told.contains("SOAR_TOKEN"), "{v}");
+    assert!(
+        told.contains("`ingest` role") && !told.contains("SOAR_TOKEN"),
+        "{v}"
+    );
     let (status, v) = send(&format!("Bearer {WATCHER_TOKEN}"), "application/x-ndjson");
     assert_eq!(status, 403, "a viewer is no ingest principal: {v}");
     let (status, v) = send(&auth, "text/csv");
@@ -703,6 +706,15 @@ fn sns_confirms_its_subscription_and_only_sns_signed_messages_start_runs() {
             e.as_object_mut().unwrap().remove("Signature");
             e
         }),
+        (
+            "a validly signed message older than the delivery window (a replay)",
+            {
+                let mut e = note.clone();
+                e["Timestamp"] = "2012-05-02T00:54:06.655Z".into();
+                sns.sign_as_is(&mut e, "us-west-2", 1);
+                e
+            },
+        ),
     ];
     for (why, forged) in forgeries {
         let (status, v) = deliver(&forged);
@@ -714,6 +726,25 @@ fn sns_confirms_its_subscription_and_only_sns_signed_messages_start_runs() {
         "no certificate fetched for a forgery"
     );
     assert!(runs(&c).is_empty());
+    // A certificate soar cannot fetch is SNS's to deliver again (503), and
+    // the same URL is not fetched again at once.
+    let mut unreachable = note.clone();
+    sns.sign_envelope(&mut unreachable, "us-west-2", 1);
+    unreachable["SigningCertURL"] = sns
+        .url("us-west-2", "/SimpleNotificationService-missing.pem")
+        .into();
+    for _ in 0..2 {
+        let a = c.send(
+            "POST",
+            "/hooks/guardduty",
+            &[("content-type", "text/plain")],
+            unreachable.to_string().into_bytes(),
+        );
+        assert_eq!(a.status, 503, "{}", a.text);
+        assert!(a.retry_after.is_some());
+    }
+    let missing = sns.hits().iter().filter(|h| h.contains("missing")).count();
+    assert_eq!(missing, 1, "{:?}", sns.hits());
 
     let (status, v) = deliver(&note);
     assert_eq!(status, 202, "{v}");

@@ -54,7 +54,7 @@ async fn answer(
     Query(q): Query<BTreeMap<String, String>>,
 ) -> (axum::http::StatusCode, String) {
     hits.lock().unwrap().push(uri.to_string());
-    if uri.path().ends_with(".pem") {
+    if uri.path().ends_with(".pem") && !uri.path().contains("missing") {
         return (axum::http::StatusCode::OK, cert);
     }
     if q.get("Action").map(String::as_str) == Some("ConfirmSubscription") {
@@ -175,9 +175,16 @@ impl FakeSns {
         base64::engine::general_purpose::STANDARD.encode(std::fs::read(sig).unwrap())
     }
 
-    /// Sets `SigningCertURL` to this server and `Signature` to a valid one
-    /// over the envelope as it now stands.
+    /// Sets `Timestamp` to now, `SigningCertURL` to this server and
+    /// `Signature` to a valid one over the envelope as it now stands.
     pub fn sign_envelope(&self, envelope: &mut Value, region: &str, version: u8) {
+        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now());
+        envelope["Timestamp"] = now.to_string().into();
+        self.sign_as_is(envelope, region, version);
+    }
+
+    /// [`FakeSns::sign_envelope`] keeping the envelope's `Timestamp`.
+    pub fn sign_as_is(&self, envelope: &mut Value, region: &str, version: u8) {
         envelope["SigningCertURL"] = self
             .url(region, "/SimpleNotificationService-test.pem")
             .into();

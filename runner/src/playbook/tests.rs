@@ -901,3 +901,16 @@ fn keys_written_with_no_value_read_as_absent() {
     );
     assert_eq!(errs, Vec::<String>::new());
 }
+
+#[test]
+fn a_destructive_steps_inputs_cannot_count_repeats() {
+    // Repeats merged while the approval waits would change the bound inputs.
+    let errs = problems(&with_head(
+        "  - id: contain\n    uses: edr.isolate_host\n    auto_approve: \"inputs.host_id == 'lab'\"\n    with:\n      host_id: \"{{ inputs.host_id }}-{{ run.merged_count }}\"\n  - id: look\n    uses: edr.get_host\n    if: \"run.merged_count > 2\"\n    with: { host_id: \"{{ inputs.host_id }}-{{ run.merged_count }}\" }\n",
+    ));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("pb.yaml:11:7: step `contain`: a destructive step's inputs cannot read `run.merged_count`"),
+        "{errs:?}"
+    );
+}

@@ -550,6 +550,15 @@ impl<'a> Validator<'a> {
                 reads.extend(refs);
             }
         }
+        if reads.contains("run.merged_count") || reads.contains("run") {
+            self.push(
+                or(at.with, step.pos),
+                format!(
+                    "step `{}`: a destructive step's inputs cannot read `run.merged_count`: repeats arriving while the approval waits would change the inputs the approval is bound to (and anyone resending the alert could block it); read it in a condition or a notification instead",
+                    step.id
+                ),
+            );
+        }
         for &g in &gates {
             let gate_upstream = self.graph.upstream[g].clone();
             for path in &reads {

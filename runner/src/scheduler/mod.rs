@@ -41,6 +41,9 @@ pub enum EngineError {
     /// The dedup template failed.
     #[error("dedup key: {0}")]
     Dedup(String),
+    /// A repeat of a run that has already taken [`MERGE_CAP`] repeats.
+    #[error("run `{0}` has already taken {MERGE_CAP} repeats of this alert; this one is not journaled: look at the run, or fix the sender's retries")]
+    Repeats(String),
     /// Resuming with a playbook other than the one the run started with.
     #[error("run `{run_id}` started with playbook content {expected}, but the file now has {actual}; resume with the original playbook")]
     PlaybookChanged {
@@ -252,6 +255,9 @@ pub struct Claim {
 
 /// Repeats journaled with their whole alert; later ones keep a digest.
 pub const MERGE_EVIDENCE_CAP: u64 = 100;
+/// Repeats a run takes at all: past it a repeat is refused (and says so),
+/// so a sender looping on one alert cannot grow one run without bound.
+pub const MERGE_CAP: u64 = 1_000;
 
 /// What starts a run: the alert as the playbook sees it, the event as
 /// delivered (when a source map built the alert), who delivered it, and the
@@ -686,6 +692,9 @@ impl Engine {
             .iter()
             .filter(|r| matches!(r.event, Event::AlertMerged { .. }))
             .count() as u64;
+        if earlier >= MERGE_CAP {
+            return Err(EngineError::Repeats(run_id));
+        }
         // A sender repeating one delivery must not grow the run's journal
         // without bound: past the cap, a repeat keeps its digest and size.
         let keep = |v: Value| {
@@ -705,8 +714,9 @@ impl Engine {
         };
         self.append(&run_id, merged).await?;
         crate::observe::alert_merged(&playbook.name);
-        let records = self.journal.read(&run_id)?;
+        // A merge changes no status: the records read before tell the rest.
         let mut report = RunReport::from_records(&run_id, &records, Some(playbook));
+        report.merged_count = earlier + 1;
         report.deduplicated = true;
         Ok(report)
     }

@@ -105,7 +105,7 @@ impl App {
             .values()
             .flat_map(|s| s.auth.sns_regions())
             .collect();
-        let sns = super::intake::sns::Sns::new(&regions);
+        let sns = super::intake::sns::Sns::new(&regions).map_err(ServeError::Start)?;
         let engine = Engine::new(host, journal)
             .with_policy(policy)
             .with_console(config.server.public_url.clone());

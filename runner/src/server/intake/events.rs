@@ -30,6 +30,8 @@ pub enum SplitError {
     NotJson(String),
     /// `batch.split` found no array (422).
     NoArray(String),
+    /// No event at all (422): a sender that means nothing sends nothing.
+    Empty,
 }
 
 impl SplitError {
@@ -43,6 +45,7 @@ impl SplitError {
             SplitError::NoArray(path) => {
                 format!("the delivery has no array of events at `{path}`")
             }
+            SplitError::Empty => "the delivery holds no events".into(),
         }
     }
 }
@@ -60,6 +63,9 @@ fn ndjson(body: &[u8], cap: usize) -> Result<Events, SplitError> {
         .collect();
     if lines.len() > cap {
         return Err(too_many(lines.len(), cap));
+    }
+    if lines.is_empty() {
+        return Err(SplitError::Empty);
     }
     let items = lines
         .iter()
@@ -109,6 +115,9 @@ pub fn split_document(
     };
     if list.len() > cap {
         return Err(too_many(list.len(), cap));
+    }
+    if list.is_empty() {
+        return Err(SplitError::Empty);
     }
     Ok(Events {
         items: list.into_iter().map(Ok).collect(),
@@ -258,6 +267,14 @@ mod tests {
             split(b"{", false, &batch(None, 5), &t),
             Err(SplitError::NotJson(_))
         ));
+        assert_eq!(
+            split(b"[]", false, &batch(None, 5), &t).unwrap_err(),
+            SplitError::Empty
+        );
+        assert_eq!(
+            split(b" \n\n", true, &batch(None, 5), &t).unwrap_err(),
+            SplitError::Empty
+        );
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `POST /hooks/{source}` (and `/hooks/{source}/{token}`): alert intake.
 //! In order: size (413), proof of origin (401; before the rate limit, so
-//! forged requests cannot spend a source's budget), rate (429), the event
-//! filter (2xx, ignored), the media type (415), the split into events (413
-//! over the cap), then per event: map, the playbook's inputs (422), a
-//! durable start (202). A repeat, by dedup key or delivery id, is merged
+//! forged requests cannot spend a source's budget; SNS's from its body),
+//! rate (429), the event filter (2xx, ignored), the media type (415), the
+//! split into events (413 over the cap, 422 for none), then per event:
+//! map, the playbook's inputs (422), a durable start (202), each in a task
+//! of its own so a sender hanging up cannot strand a started run. A repeat, by dedup key or delivery id, is merged
 //! into the run it already started (`alert_merged`). `GET /hooks/{source}`
 //! answers Okta's one-time verification.
 
@@ -119,7 +120,9 @@ fn delivery_id(source: &Source, headers: &HeaderMap) -> Result<Option<String>, R
 fn claims(source: &Source, id: Option<&str>, index: usize, batch: bool) -> Vec<Claim> {
     let Some(id) = id else { return Vec::new() };
     let key = if batch {
-        format!("delivery:{}:{id}#{index}", source.name)
+        // A space cannot be in an id (printable ASCII), so no single
+        // delivery's id collides with an event of a batch.
+        format!("delivery:{}:{id} #{index}", source.name)
     } else {
         format!("delivery:{}:{id}", source.name)
     };
@@ -182,6 +185,12 @@ fn prove(
     token: Option<&str>,
 ) -> Result<String, (Response, &'static str)> {
     let as_source = || format!("source:{}", source.name);
+    if token.is_some() && !matches!(source.auth, SourceAuth::UrlToken { .. }) {
+        let r = Refused::Malformed(
+            "this source takes no token in the URL path: deliver to /hooks/<source>".into(),
+        );
+        return Err(unauthorized(&r));
+    }
     let now_s = (crate::journal::now_unix_millis() / 1000) as i64;
     let checked = match &source.auth {
         SourceAuth::Hmac(scheme) => proof::hmac(scheme, headers, body, now_s),
@@ -199,12 +208,6 @@ fn prove(
         SourceAuth::Bearer => return ingest_principal(app, auth::bearer(headers)),
         SourceAuth::Sns { .. } => Ok(()),
     };
-    if token.is_some() && !matches!(source.auth, SourceAuth::UrlToken { .. }) {
-        let r = Refused::Malformed(
-            "this source takes no token in the URL path: deliver to /hooks/<source>".into(),
-        );
-        return Err(unauthorized(&r));
-    }
     match checked {
         Ok(()) => Ok(as_source()),
         Err(r) => {
@@ -316,13 +319,33 @@ async fn sns_document(
     bytes: &[u8],
 ) -> Result<(Value, Value, Option<String>), (Response, &'static str)> {
     let regions = source.auth.sns_regions();
-    let refuse = |e: sns::SnsError| {
-        let r = Refused::Mismatch(e.to_string());
-        unauthorized(&r)
+    let refuse = |e: sns::SnsError| match e {
+        // SNS delivers again only after a 5xx: a certificate soar could not
+        // fetch must not lose the message.
+        sns::SnsError::Certificate(_) => {
+            let mut r = refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "certificate",
+                e.to_string(),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            (r, "unavailable")
+        }
+        sns::SnsError::Stale(_) => unauthorized(&Refused::Stale(e.to_string())),
+        _ => unauthorized(&Refused::Mismatch(e.to_string())),
     };
     let envelope = sns::Envelope::parse(bytes).map_err(refuse)?;
+    if envelope.message_id.is_empty()
+        || envelope.message_id.len() > MAX_DELIVERY_ID
+        || !envelope.message_id.chars().all(|c| c.is_ascii_graphic())
+    {
+        return Err(refuse(sns::SnsError::Envelope(
+            "MessageId is not an SNS message id".into(),
+        )));
+    }
     app.sns
-        .verify(&envelope, topics, &regions)
+        .verify(&envelope, topics, &regions, source.delivery_window)
         .await
         .map_err(refuse)?;
     match envelope.r#type.as_str() {
@@ -365,7 +388,10 @@ async fn sns_document(
             let raw: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
             let mut shown = raw.clone();
             if let Some(o) = shown.as_object_mut() {
+                // The map sees the envelope, not the payload twice, nor the
+                // URL that unsubscribes this endpoint for anyone holding it.
                 o.remove("Message");
+                o.remove("UnsubscribeURL");
             }
             Ok((message, shown, Some(envelope.message_id)))
         }
@@ -390,6 +416,23 @@ async fn intake(
         Ok(s) => s,
         Err(e) => return e,
     };
+    // SNS is proven by its body (signature, certificate, topic), before
+    // the rate limit like every other proof; its handshakes end here.
+    let sns = match &source.auth {
+        SourceAuth::Sns { topic_arns } => {
+            match sns_document(app, source, topic_arns, &bytes).await {
+                Ok(proven) => Some(proven),
+                Err(e) => return e,
+            }
+        }
+        _ => None,
+    };
+    if let Err(wait) = app.rate_check(source) {
+        return (rate_limited(wait), "rate_limited");
+    }
+    if let Some(r) = filtered(source, headers) {
+        return (r, "ignored");
+    }
     let Some(media) = media(source, headers) else {
         let r = refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -398,33 +441,19 @@ async fn intake(
         );
         return (r, "invalid");
     };
-    let (events, envelope, sns_id) = match &source.auth {
-        SourceAuth::Sns { topic_arns } => match sns_document(app, source, topic_arns, &bytes).await
-        {
-            Ok((message, envelope, id)) => (
-                events::split_document(message, &source.batch, &app.engine.templates),
-                Some(envelope),
-                id,
-            ),
-            Err(e) => return e,
-        },
-        _ => (
-            events::split(
-                &bytes,
-                media == Media::Ndjson,
-                &source.batch,
-                &app.engine.templates,
-            ),
+    let templates = &app.engine.templates;
+    let (events, envelope, sns_id) = match sns {
+        Some((message, envelope, id)) => (
+            events::split_document(message, &source.batch, templates),
+            Some(envelope),
+            id,
+        ),
+        None => (
+            events::split(&bytes, media == Media::Ndjson, &source.batch, templates),
             None,
             None,
         ),
     };
-    if let Err(wait) = app.rate_check(source) {
-        return (rate_limited(wait), "rate_limited");
-    }
-    if let Some(r) = filtered(source, headers) {
-        return (r, "ignored");
-    }
     let events = match events {
         Ok(e) => e,
         Err(e) => return split_refusal(&e),
@@ -457,7 +486,9 @@ fn split_refusal(e: &SplitError) -> (Response, &'static str) {
     let (status, kind) = match e {
         SplitError::TooMany { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
         SplitError::NotJson(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "not_json"),
-        SplitError::NoArray(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_alert"),
+        SplitError::NoArray(_) | SplitError::Empty => {
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_alert")
+        }
     };
     (refusal(status, kind, e.message()), "invalid")
 }
@@ -474,6 +505,8 @@ enum Outcome {
     Started(String),
     Merged(String, &'static str),
     Invalid(String, Vec<String>),
+    /// Not started, not merged, and told so (a run's repeat cap).
+    Refused(String),
     Failed,
 }
 
@@ -489,6 +522,9 @@ impl Outcome {
             Outcome::Invalid(message, problems) => {
                 json!({"index": index, "error": "invalid_alert", "message": message, "problems": problems})
             }
+            Outcome::Refused(message) => {
+                json!({"index": index, "error": "too_many_repeats", "message": message})
+            }
             Outcome::Failed => {
                 json!({"index": index, "error": "journal", "message": "the run could not be started durably; deliver again"})
             }
@@ -499,7 +535,7 @@ impl Outcome {
         match self {
             Outcome::Started(_) => "accepted",
             Outcome::Merged(..) => "duplicate",
-            Outcome::Invalid(..) => "invalid",
+            Outcome::Invalid(..) | Outcome::Refused(_) => "invalid",
             Outcome::Failed => "error",
         }
     }
@@ -539,7 +575,9 @@ async fn start_events(
         .map(|m| templates.compile_fields(&m.fields));
     let mut pending = events.items.into_iter().enumerate().peekable();
     while pending.peek().is_some() {
-        let mut set = tokio::task::JoinSet::new();
+        // Detached tasks, not a JoinSet: if the sender hangs up, a start
+        // already under way still finishes and its run is driven.
+        let mut started = Vec::new();
         for (index, item) in pending.by_ref().take(START_CONCURRENCY) {
             let prepared = item.map_err(|e| vec![e]).and_then(|event| {
                 prepare(
@@ -566,12 +604,10 @@ async fn start_events(
                 claims: claims(source, delivered.delivery.as_deref(), index, batch),
             };
             let (app, pb) = (app.clone(), pb.clone());
-            set.spawn(async move { (index, begin(&app, pb, new).await) });
+            started.push((index, begin_detached(&app, pb, new)));
         }
-        while let Some(done) = set.join_next().await {
-            if let Ok((index, outcome)) = done {
-                outcomes[index] = Some(outcome);
-            }
+        for (index, task) in started {
+            outcomes[index] = Some(task.await.unwrap_or(Outcome::Failed));
         }
     }
     let outcomes: Vec<Outcome> = outcomes
@@ -591,6 +627,17 @@ async fn start_events(
     }
 }
 
+/// [`begin`] as a task of its own, which runs to the end (and hands the
+/// new run to its driver) even when the request that asked is dropped.
+fn begin_detached(
+    app: &Arc<App>,
+    pb: Arc<Playbook>,
+    new: NewRun,
+) -> tokio::task::JoinHandle<Outcome> {
+    let app = app.clone();
+    tokio::spawn(async move { begin(&app, pb, new).await })
+}
+
 /// One event's durable start, or the run it merged into.
 async fn begin(app: &Arc<App>, pb: Arc<Playbook>, new: NewRun) -> Outcome {
     match app.engine.begin(pb, new).await {
@@ -604,6 +651,10 @@ async fn begin(app: &Arc<App>, pb: Arc<Playbook>, new: NewRun) -> Outcome {
             Outcome::Invalid(message, problems)
         }
         Err(e @ EngineError::Dedup(_)) => Outcome::Invalid(e.to_string(), Vec::new()),
+        Err(e @ EngineError::Repeats(_)) => {
+            tracing::warn!(error = %e, "a repeat was refused");
+            Outcome::Refused(e.to_string())
+        }
         Err(e) => {
             tracing::error!(error = %e, "cannot start a run");
             Outcome::Failed
@@ -617,6 +668,7 @@ fn single_answer(outcome: Outcome) -> (Response, &'static str) {
     let status = match outcome {
         Outcome::Started(_) | Outcome::Merged(..) => StatusCode::ACCEPTED,
         Outcome::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+        Outcome::Refused(_) => StatusCode::CONFLICT,
         Outcome::Failed => StatusCode::INTERNAL_SERVER_ERROR,
     };
     let mut body = outcome.json(0);
@@ -658,5 +710,6 @@ fn batch_answer(outcomes: &[Outcome]) -> (Response, &'static str) {
 
 /// Starts a run for `POST /api/v1/runs` and answers once its start is durable.
 pub async fn start(app: &Arc<App>, pb: Arc<Playbook>, new: NewRun) -> (Response, &'static str) {
-    single_answer(begin(app, pb, new).await)
+    let outcome = begin_detached(app, pb, new).await;
+    single_answer(outcome.unwrap_or(Outcome::Failed))
 }

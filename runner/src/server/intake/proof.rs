@@ -47,8 +47,14 @@ fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name)?.to_str().ok().map(str::trim)
 }
 
+/// The secret, refused when it is blank: a secret of spaces would match
+/// an empty header or password once trimmed.
 fn load(secret: &SecretSource) -> Result<crate::secrets::SecretValue, Refused> {
-    secret.load().map_err(|_| Refused::NoSecret)
+    let value = secret.load().map_err(|_| Refused::NoSecret)?;
+    if value.expose().trim().is_empty() {
+        return Err(Refused::NoSecret);
+    }
+    Ok(value)
 }
 
 /// Whether `given` equals `expected`, in time that depends only on their
@@ -444,6 +450,18 @@ mod tests {
             basic_secret("kibana", &secret, &h),
             Err(Refused::Malformed(_))
         ));
+        // A secret of blanks proves nothing, whatever is sent.
+        let (_b, blank) = secret_file("   \n");
+        let empty = headers(&[("authorization", "".into())]);
+        assert_eq!(
+            shared_header(&blank, "authorization", &empty),
+            Err(Refused::NoSecret)
+        );
+        assert_eq!(url_token(&blank, Some("")), Err(Refused::NoSecret));
+        assert_eq!(
+            basic_secret("kibana", &blank, &basic("kibana", "")),
+            Err(Refused::NoSecret)
+        );
         // The password may contain a colon; the user name may not.
         assert_eq!(
             basic_credentials(&basic("u", "a:b")),

@@ -14,12 +14,16 @@ use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Certificates kept (one per SNS signing key in use; AWS rotates rarely).
 const CACHE_CAP: usize = 32;
 /// Largest certificate read.
 const MAX_CERT_BYTES: usize = 16 << 10;
+/// Certificate fetches at once.
+const MAX_FETCHES: usize = 4;
+/// How long a URL whose certificate could not be had is not tried again.
+const FAILED_FOR: Duration = Duration::from_secs(60);
 
 /// The fields of an SNS message soar reads (SNS's own names).
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +69,10 @@ pub enum SnsError {
     /// The certificate could not be fetched or read.
     #[error("the signing certificate could not be used: {0}")]
     Certificate(String),
+    /// The message is older than the source's delivery window, or from
+    /// the future.
+    #[error("the message's Timestamp `{0}` is outside the source's delivery window")]
+    Stale(String),
     /// The signature does not verify.
     #[error("the SNS signature does not verify with the certificate at SigningCertURL")]
     Signature,
@@ -138,43 +146,59 @@ pub struct Sns {
     /// Set only by the loopback test override: SNS URLs may carry a port.
     ports_allowed: bool,
     keys: Mutex<HashMap<String, Arc<Vec<u8>>>>,
+    failed: Mutex<HashMap<String, Instant>>,
+    fetches: tokio::sync::Semaphore,
 }
 
 /// The loopback override, if the environment sets one.
-fn test_override() -> Option<(SocketAddr, Option<reqwest::Certificate>)> {
-    let addr: SocketAddr = std::env::var("SOAR_TEST_SNS_ADDR").ok()?.parse().ok()?;
+fn test_override() -> Result<Option<(SocketAddr, reqwest::Certificate)>, String> {
+    let Ok(addr) = std::env::var("SOAR_TEST_SNS_ADDR") else {
+        return Ok(None);
+    };
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("SOAR_TEST_SNS_ADDR `{addr}` is not an address"))?;
     if !addr.ip().is_loopback() {
-        return None;
+        return Err(format!(
+            "SOAR_TEST_SNS_ADDR `{addr}` is not loopback: it is for tests only"
+        ));
     }
-    let ca = std::env::var("SOAR_TEST_SNS_CA")
+    // Half an override (ports allowed, no CA to trust) is refused whole.
+    let path = std::env::var("SOAR_TEST_SNS_CA")
+        .map_err(|_| "SOAR_TEST_SNS_ADDR is set without SOAR_TEST_SNS_CA".to_string())?;
+    let ca = std::fs::read(&path)
         .ok()
-        .and_then(|p| std::fs::read(p).ok())
-        .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok());
-    Some((addr, ca))
+        .and_then(|pem| reqwest::Certificate::from_pem(&pem).ok())
+        .ok_or_else(|| format!("SOAR_TEST_SNS_CA `{path}` is not a readable PEM certificate"))?;
+    Ok(Some((addr, ca)))
 }
 
 impl Sns {
     /// A client for the regions of every SNS source.
-    pub fn new(regions: &[String]) -> Self {
+    pub fn new(regions: &[String]) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(10));
-        let over = test_override();
+        let over = test_override()?;
         if let Some((addr, ca)) = &over {
             tracing::warn!(%addr, "SOAR_TEST_SNS_ADDR is set: every SNS host resolves to this loopback address (tests only)");
             for region in regions {
                 builder = builder.resolve(&format!("sns.{region}.amazonaws.com"), *addr);
             }
-            if let Some(ca) = ca {
-                builder = builder.add_root_certificate(ca.clone());
-            }
+            builder = builder.add_root_certificate(ca.clone());
         }
-        Sns {
-            client: builder.build().unwrap_or_default(),
+        Ok(Sns {
+            // Without its https-only, no-redirect, timeout client, SNS is
+            // not checked at all: refuse to start rather than fall back.
+            client: builder
+                .build()
+                .map_err(|e| format!("cannot build the SNS client: {e}"))?,
             ports_allowed: over.is_some(),
             keys: Mutex::new(HashMap::new()),
-        }
+            failed: Mutex::new(HashMap::new()),
+            fetches: tokio::sync::Semaphore::new(MAX_FETCHES),
+        })
     }
 
     /// `url` if it is HTTPS on an SNS host of one of `regions`.
@@ -206,12 +230,14 @@ impl Sns {
         })
     }
 
-    /// Checks the envelope's signature and topic.
+    /// Checks the envelope's topic, age, signature (cheap checks first:
+    /// a request that fails them fetches nothing).
     pub async fn verify(
         &self,
         env: &Envelope,
         topics: &[String],
         regions: &[String],
+        window: Duration,
     ) -> Result<(), SnsError> {
         if !topics.contains(&env.topic_arn) {
             return Err(SnsError::Topic(env.topic_arn.clone()));
@@ -226,29 +252,64 @@ impl Sns {
                     )))
                 }
             };
-        let url = self.cert_url(&env.signing_cert_url, regions)?;
-        let key = self.public_key(&url).await?;
+        fresh(&env.timestamp, window)?;
         let signature =
             base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &env.signature)
                 .map_err(|_| SnsError::Signature)?;
         let text = env.string_to_sign()?;
+        let url = self.cert_url(&env.signing_cert_url, regions)?;
+        let key = self.public_key(&url).await?;
         ring::signature::UnparsedPublicKey::new(algorithm, key.as_slice())
             .verify(text.as_bytes(), &signature)
             .map_err(|_| SnsError::Signature)
     }
 
-    /// The RSA public key of the certificate at `url`, cached.
+    /// The RSA public key of the certificate at `url`, cached. A URL that
+    /// failed is not fetched again for a minute, and at most
+    /// [`MAX_FETCHES`] fetches run at once: requests that are not yet
+    /// proven cannot turn soar into a stream of requests to AWS.
     async fn public_key(&self, url: &url::Url) -> Result<Arc<Vec<u8>>, SnsError> {
-        if let Some(k) = self
-            .keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(url.as_str())
-        {
+        if let Some(k) = lock(&self.keys).get(url.as_str()) {
             return Ok(k.clone());
         }
+        if let Some(when) = lock(&self.failed).get(url.as_str()) {
+            if when.elapsed() < FAILED_FOR {
+                return Err(SnsError::Certificate(
+                    "it could not be fetched a moment ago; SNS will deliver again".into(),
+                ));
+            }
+        }
+        let _turn = self
+            .fetches
+            .acquire()
+            .await
+            .map_err(|_| SnsError::Certificate("the server is stopping".into()))?;
+        let fetched = self.fetch(url).await.and_then(|pem| rsa_key(&pem));
+        match fetched {
+            Ok(key) => {
+                let key = Arc::new(key);
+                let mut keys = lock(&self.keys);
+                if keys.len() >= CACHE_CAP {
+                    keys.clear();
+                }
+                keys.insert(url.as_str().to_string(), key.clone());
+                Ok(key)
+            }
+            Err(e) => {
+                let mut failed = lock(&self.failed);
+                if failed.len() >= CACHE_CAP {
+                    failed.clear();
+                }
+                failed.insert(url.as_str().to_string(), Instant::now());
+                Err(e)
+            }
+        }
+    }
+
+    /// The body at `url`, read no further than [`MAX_CERT_BYTES`].
+    async fn fetch(&self, url: &url::Url) -> Result<Vec<u8>, SnsError> {
         let fail = |e: String| SnsError::Certificate(e);
-        let response = self
+        let mut response = self
             .client
             .get(url.clone())
             .send()
@@ -260,20 +321,18 @@ impl Sns {
                 response.status()
             )));
         }
-        let pem = response
-            .bytes()
+        let mut pem = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
-        if pem.len() > MAX_CERT_BYTES {
-            return Err(fail("the certificate is too large".into()));
+            .map_err(|e| fail(e.without_url().to_string()))?
+        {
+            if pem.len() + chunk.len() > MAX_CERT_BYTES {
+                return Err(fail("the certificate is too large".into()));
+            }
+            pem.extend_from_slice(&chunk);
         }
-        let key = Arc::new(rsa_key(&pem)?);
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if keys.len() >= CACHE_CAP {
-            keys.clear();
-        }
-        keys.insert(url.as_str().to_string(), key.clone());
-        Ok(key)
+        Ok(pem)
     }
 
     /// Confirms a subscription by fetching its `SubscribeURL`, only on an
@@ -305,6 +364,25 @@ impl Sns {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SNS's `Timestamp`, within `window` of now (a captured message replayed
+/// after its MessageId is forgotten is refused), and not ahead of the
+/// clock by more than a little skew.
+fn fresh(timestamp: &str, window: Duration) -> Result<(), SnsError> {
+    let stale = || SnsError::Stale(timestamp.chars().take(40).collect());
+    let sent = humantime::parse_rfc3339_weak(timestamp).map_err(|_| stale())?;
+    let now = std::time::SystemTime::now();
+    match now.duration_since(sent) {
+        Ok(age) if age <= window => Ok(()),
+        Ok(_) => Err(stale()),
+        Err(ahead) if ahead.duration() <= Duration::from_secs(300) => Ok(()),
+        Err(_) => Err(stale()),
+    }
+}
+
 /// The RSA public key (PKCS#1 DER, as ring wants it) of a PEM certificate.
 fn rsa_key(pem: &[u8]) -> Result<Vec<u8>, SnsError> {
     let fail = |e: String| SnsError::Certificate(e);
@@ -323,7 +401,7 @@ mod tests {
 
     #[test]
     fn only_sns_hosts_of_allowed_regions_pass() {
-        let sns = Sns::new(&[]);
+        let sns = Sns::new(&[]).unwrap();
         let regions = vec!["us-east-1".to_string()];
         let ok = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc.pem";
         assert!(sns.sns_url(ok, "SigningCertURL", &regions).is_ok());
