@@ -21,5 +21,6 @@ pub mod scheduler;
 pub mod secrets;
 pub mod server;
 pub mod siem;
+pub mod state;
 pub mod template;
 pub mod yaml;

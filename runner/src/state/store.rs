@@ -1,0 +1,566 @@
+//! The state tables in sled: one tree per table (`t:NAME`), entries as
+//! JSON, and an `ops` tree remembering each keyed operation's result.
+//! Every write is one sled transaction over the table and `ops`, so it is
+//! atomic per key against concurrent runs and applied at most once per
+//! operation key; sled retries a transaction that raced another.
+
+use super::{check_key, check_table, check_value, Actor, Entry, StateError, Window};
+use super::{MAX_SCAN, MAX_WINDOW_HITS};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use sled::Transactional;
+use std::path::Path;
+use std::time::Duration;
+
+/// The tables.
+#[derive(Clone)]
+pub struct StateStore {
+    db: sled::Db,
+    ops: sled::Tree,
+}
+
+fn storage(e: impl std::fmt::Display) -> StateError {
+    StateError::Storage(e.to_string())
+}
+
+fn decode(bytes: &[u8]) -> Result<Entry, StateError> {
+    serde_json::from_slice(bytes).map_err(|e| storage(format!("an entry does not read back: {e}")))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+type Tx<T> = Result<T, ConflictableTransactionError<StateError>>;
+
+fn abort<T>(e: StateError) -> Tx<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+impl StateStore {
+    /// Opens (or creates) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        Self::from_db(sled::open(path).map_err(storage)?)
+    }
+
+    /// A store that lives only as long as it is used (tests).
+    pub fn temporary() -> Result<Self, StateError> {
+        let db = sled::Config::new()
+            .temporary(true)
+            .open()
+            .map_err(storage)?;
+        Self::from_db(db)
+    }
+
+    fn from_db(db: sled::Db) -> Result<Self, StateError> {
+        let ops = db.open_tree("ops").map_err(storage)?;
+        Ok(StateStore { db, ops })
+    }
+
+    fn tree(&self, table: &str) -> Result<sled::Tree, StateError> {
+        check_table(table)?;
+        self.db.open_tree(format!("t:{table}")).map_err(storage)
+    }
+
+    /// The live entry of `key`.
+    pub fn get(&self, table: &str, key: &str, now_ms: u64) -> Result<Option<Entry>, StateError> {
+        check_key(key)?;
+        let found = self.tree(table)?.get(key).map_err(storage)?;
+        Ok(match found {
+            Some(bytes) => Some(decode(&bytes)?).filter(|e| e.live(now_ms)),
+            None => None,
+        })
+    }
+
+    /// The live entries of `keys`, in order.
+    pub fn lookup(
+        &self,
+        table: &str,
+        keys: &[&str],
+        now_ms: u64,
+    ) -> Result<Vec<Option<Entry>>, StateError> {
+        keys.iter().map(|k| self.get(table, k, now_ms)).collect()
+    }
+
+    /// Live entries whose key starts with `prefix`, at most `limit`.
+    pub fn scan(
+        &self,
+        table: &str,
+        prefix: &str,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<(String, Entry)>, StateError> {
+        if limit > MAX_SCAN {
+            return Err(StateError::Scan(limit));
+        }
+        let mut out = Vec::new();
+        for item in self.tree(table)?.scan_prefix(prefix) {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = item.map_err(storage)?;
+            let entry = decode(&v)?;
+            if entry.live(now_ms) {
+                out.push((String::from_utf8_lossy(&k).into_owned(), entry));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The atomic core: `decide` sees the key's current entry (live or
+    /// not) and gives the entry to store (or none to leave it) and the
+    /// result. With an operation key, a repeat returns the first result.
+    fn write<R: Serialize + DeserializeOwned>(
+        &self,
+        table: &str,
+        key: &str,
+        kind: &str,
+        actor: &Actor<'_>,
+        decide: impl Fn(Option<&Entry>) -> Result<(Option<Entry>, R), StateError>,
+    ) -> Result<R, StateError> {
+        check_key(key)?;
+        let tree = self.tree(table)?;
+        let op = actor
+            .op_key
+            .map(|k| format!("{k}\u{0}{table}\u{0}{key}\u{0}{kind}"));
+        let outcome =
+            (&tree, &self.ops).transaction(|(t, ops): &(TransactionalTree, TransactionalTree)| {
+                if let Some(op) = &op {
+                    if let Some(done) = ops.get(op.as_bytes())? {
+                        return match serde_json::from_slice(&done) {
+                            Ok(r) => Ok(r),
+                            Err(e) => abort(storage(e)),
+                        };
+                    }
+                }
+                let current = match t.get(key)? {
+                    Some(bytes) => match decode(&bytes) {
+                        Ok(e) => Some(e),
+                        Err(e) => return abort(e),
+                    },
+                    None => None,
+                };
+                let (next, result) = match decide(current.as_ref()) {
+                    Ok(d) => d,
+                    Err(e) => return abort(e),
+                };
+                if let Some(next) = next {
+                    let bytes = serde_json::to_vec(&next)
+                        .map_err(|e| ConflictableTransactionError::Abort(storage(e)))?;
+                    t.insert(key, bytes)?;
+                }
+                if let Some(op) = &op {
+                    let bytes = serde_json::to_vec(&result)
+                        .map_err(|e| ConflictableTransactionError::Abort(storage(e)))?;
+                    ops.insert(op.as_bytes(), bytes)?;
+                }
+                Ok(result)
+            });
+        outcome.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => storage(e),
+        })
+    }
+
+    /// Sets `key` to `value`, expiring after `ttl` if given.
+    pub fn put(
+        &self,
+        table: &str,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+        actor: &Actor<'_>,
+    ) -> Result<Entry, StateError> {
+        check_value(&value)?;
+        self.write(table, key, "put", actor, |current| {
+            let entry = next_entry(current, value.clone(), ttl, actor);
+            Ok((Some(entry.clone()), entry))
+        })
+    }
+
+    /// Sets `key` only if it has no live entry; whether it did, and the
+    /// entry that holds the key now.
+    pub fn put_if_absent(
+        &self,
+        table: &str,
+        key: &str,
+        value: Value,
+        ttl: Option<Duration>,
+        actor: &Actor<'_>,
+    ) -> Result<(bool, Entry), StateError> {
+        check_value(&value)?;
+        self.write(
+            table,
+            key,
+            "put_if_absent",
+            actor,
+            |current| match current {
+                Some(e) if e.live(actor.now_ms) => Ok((None, (false, e.clone()))),
+                _ => {
+                    let entry = next_entry(current, value.clone(), ttl, actor);
+                    Ok((Some(entry.clone()), (true, entry)))
+                }
+            },
+        )
+    }
+
+    /// Sets `key` only if its live version is `expected` (0: no live entry).
+    pub fn cas(
+        &self,
+        table: &str,
+        key: &str,
+        expected: u64,
+        value: Value,
+        ttl: Option<Duration>,
+        actor: &Actor<'_>,
+    ) -> Result<Entry, StateError> {
+        check_value(&value)?;
+        self.write(table, key, "cas", actor, |current| {
+            let found = current
+                .filter(|e| e.live(actor.now_ms))
+                .map_or(0, |e| e.version);
+            if found != expected {
+                return Err(StateError::Conflict { expected, found });
+            }
+            let entry = next_entry(current, value.clone(), ttl, actor);
+            Ok((Some(entry.clone()), entry))
+        })
+    }
+
+    /// Deletes `key`; the live entry it removed, if any. A tombstone keeps
+    /// the version, so a `cas` on what was deleted fails.
+    pub fn delete(
+        &self,
+        table: &str,
+        key: &str,
+        actor: &Actor<'_>,
+    ) -> Result<Option<Entry>, StateError> {
+        self.write(table, key, "delete", actor, |current| {
+            let removed = current.filter(|e| e.live(actor.now_ms)).cloned();
+            let tomb = current.map(|_| {
+                let mut t = next_entry(current, Value::Null, None, actor);
+                t.deleted = true;
+                t
+            });
+            Ok((tomb, removed))
+        })
+    }
+
+    /// Counts one more event of `key` in its window; the count now.
+    pub fn incr(
+        &self,
+        table: &str,
+        key: &str,
+        window: Window,
+        actor: &Actor<'_>,
+    ) -> Result<u64, StateError> {
+        let now = actor.now_ms;
+        self.write(table, key, "incr", actor, |current| {
+            let live = current.filter(|e| e.live(now));
+            let (value, count, expires) = match window {
+                Window::Fixed(d) => {
+                    let (start, count) = match live {
+                        Some(e) => (
+                            e.value["window_start_ms"]
+                                .as_u64()
+                                .ok_or_else(|| StateError::NotACounter(key.into()))?,
+                            e.value["count"]
+                                .as_u64()
+                                .ok_or_else(|| StateError::NotACounter(key.into()))?,
+                        ),
+                        None => (now, 0),
+                    };
+                    let (start, count) = if now >= start.saturating_add(millis(d)) {
+                        (now, 1)
+                    } else {
+                        (start, count + 1)
+                    };
+                    (
+                        json!({"count": count, "window_start_ms": start}),
+                        count,
+                        start.saturating_add(millis(d)),
+                    )
+                }
+                Window::Sliding(d) => {
+                    let mut hits: Vec<u64> = match live {
+                        Some(e) => e.value["hits"]
+                            .as_array()
+                            .ok_or_else(|| StateError::NotACounter(key.into()))?
+                            .iter()
+                            .filter_map(Value::as_u64)
+                            .collect(),
+                        None => Vec::new(),
+                    };
+                    // A hit counts while now is within d of it.
+                    hits.retain(|h| now < h.saturating_add(millis(d)));
+                    hits.push(now);
+                    if hits.len() > MAX_WINDOW_HITS {
+                        hits.drain(..hits.len() - MAX_WINDOW_HITS);
+                    }
+                    let count = hits.len() as u64;
+                    (
+                        json!({ "hits": hits }),
+                        count,
+                        now.saturating_add(millis(d)),
+                    )
+                }
+            };
+            let mut entry = next_entry(current, value, None, actor);
+            entry.expires_at_ms = Some(expires);
+            Ok((Some(entry), count))
+        })
+    }
+}
+
+/// The entry a write leaves: the next version, written by `actor` now.
+fn next_entry(
+    current: Option<&Entry>,
+    value: Value,
+    ttl: Option<Duration>,
+    actor: &Actor<'_>,
+) -> Entry {
+    Entry {
+        value,
+        version: current.map_or(0, |e| e.version) + 1,
+        expires_at_ms: ttl.map(|t| actor.now_ms.saturating_add(millis(t))),
+        by: actor.by.to_string(),
+        at_ms: actor.now_ms,
+        deleted: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{MAX_KEY, MAX_VALUE};
+    use std::sync::Arc;
+
+    fn at(now_ms: u64) -> Actor<'static> {
+        Actor {
+            by: "alice",
+            now_ms,
+            op_key: None,
+        }
+    }
+
+    #[test]
+    fn put_get_cas_delete_keep_versions_and_expire_to_the_millisecond() {
+        let s = StateStore::temporary().unwrap();
+        let e = s
+            .put(
+                "exceptions",
+                "pentest-01",
+                json!({"reason": "Q4 pen test"}),
+                Some(Duration::from_secs(60)),
+                &at(1_000),
+            )
+            .unwrap();
+        assert_eq!((e.version, e.expires_at_ms), (1, Some(61_000)));
+        assert!(
+            s.get("exceptions", "pentest-01", 60_999).unwrap().is_some(),
+            "1 ms before expiry"
+        );
+        assert!(
+            s.get("exceptions", "pentest-01", 61_000).unwrap().is_none(),
+            "at expiry"
+        );
+        // An expired entry is absent to put_if_absent and cas, and its
+        // version goes on.
+        let (absent, e) = s
+            .put_if_absent("exceptions", "pentest-01", json!(1), None, &at(70_000))
+            .unwrap();
+        assert!(absent);
+        assert_eq!(e.version, 2);
+        let (absent, held) = s
+            .put_if_absent("exceptions", "pentest-01", json!(2), None, &at(70_001))
+            .unwrap();
+        assert!(!absent);
+        assert_eq!(held.value, json!(1));
+        assert_eq!(
+            s.cas("exceptions", "pentest-01", 1, json!(3), None, &at(70_002))
+                .unwrap_err(),
+            StateError::Conflict {
+                expected: 1,
+                found: 2
+            }
+        );
+        assert_eq!(
+            s.cas("exceptions", "pentest-01", 2, json!(3), None, &at(70_003))
+                .unwrap()
+                .version,
+            3
+        );
+        let removed = s.delete("exceptions", "pentest-01", &at(70_004)).unwrap();
+        assert_eq!(removed.map(|e| e.value), Some(json!(3)));
+        assert!(s.get("exceptions", "pentest-01", 70_005).unwrap().is_none());
+        assert_eq!(
+            s.cas("exceptions", "pentest-01", 3, json!(4), None, &at(70_006))
+                .unwrap_err(),
+            StateError::Conflict {
+                expected: 3,
+                found: 0
+            },
+            "a cas on a deleted version fails"
+        );
+        assert_eq!(
+            s.cas("exceptions", "pentest-01", 0, json!(4), None, &at(70_007))
+                .unwrap()
+                .version,
+            5
+        );
+    }
+
+    #[test]
+    fn concurrent_increments_are_exact_and_an_operation_key_counts_once() {
+        let s = Arc::new(StateStore::temporary().unwrap());
+        let threads: Vec<_> = (0..64)
+            .map(|t| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for i in 0..100 {
+                        let op = format!("run-{t}/step/{i}");
+                        let actor = Actor {
+                            by: "run",
+                            now_ms: 1_000,
+                            op_key: Some(&op),
+                        };
+                        s.incr(
+                            "seen",
+                            "host-1",
+                            Window::Fixed(Duration::from_secs(3600)),
+                            &actor,
+                        )
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let count = |now| s.get("seen", "host-1", now).unwrap().unwrap().value["count"].clone();
+        assert_eq!(count(2_000), json!(6_400));
+        // A resumed step repeats its increment with its idempotency key:
+        // the first result comes back, nothing is counted twice.
+        let actor = Actor {
+            by: "run",
+            now_ms: 2_000,
+            op_key: Some("run-7/step/42"),
+        };
+        let again = s
+            .incr(
+                "seen",
+                "host-1",
+                Window::Fixed(Duration::from_secs(3600)),
+                &actor,
+            )
+            .unwrap();
+        assert!(again <= 6_400, "{again}");
+        assert_eq!(count(2_000), json!(6_400));
+    }
+
+    #[test]
+    fn fixed_and_sliding_windows_count_what_they_say() {
+        let s = StateStore::temporary().unwrap();
+        let fixed = Window::Fixed(Duration::from_secs(10));
+        let n = |now| s.incr("logins", "j.doe", fixed, &at(now)).unwrap();
+        assert_eq!((n(0), n(5_000), n(9_999)), (1, 2, 3));
+        assert_eq!(n(10_000), 1, "a new window");
+        let sliding = Window::Sliding(Duration::from_secs(10));
+        let m = |now| s.incr("pushes", "j.doe", sliding, &at(now)).unwrap();
+        assert_eq!((m(0), m(5_000), m(9_999)), (1, 2, 3));
+        assert_eq!(
+            m(12_000),
+            3,
+            "the hit at 0 left the window, 5 s and 9.999 s are in"
+        );
+        assert_eq!(m(30_000), 1);
+        // A counter of one kind is not the other's.
+        s.put("pushes", "x", json!("text"), None, &at(0)).unwrap();
+        assert_eq!(
+            s.incr("pushes", "x", sliding, &at(1)).unwrap_err(),
+            StateError::NotACounter("x".into())
+        );
+    }
+
+    #[test]
+    fn bad_names_keys_values_and_unbounded_scans_are_refused() {
+        let s = StateStore::temporary().unwrap();
+        let a = at(0);
+        assert!(matches!(
+            s.put("Bad Table", "k", json!(1), None, &a),
+            Err(StateError::Table(_))
+        ));
+        assert_eq!(
+            s.put("t", "", json!(1), None, &a).unwrap_err(),
+            StateError::Key(0)
+        );
+        let long = "k".repeat(MAX_KEY + 1);
+        assert_eq!(
+            s.get("t", &long, 0).unwrap_err(),
+            StateError::Key(MAX_KEY + 1)
+        );
+        let big = json!("x".repeat(MAX_VALUE));
+        assert!(matches!(
+            s.put("t", "k", big, None, &a),
+            Err(StateError::Value(_))
+        ));
+        for i in 0..5 {
+            s.put(
+                "assets",
+                &format!("ws-{i}"),
+                json!({"criticality": "high"}),
+                None,
+                &a,
+            )
+            .unwrap();
+        }
+        s.put(
+            "assets",
+            "dc01",
+            json!({"criticality": "critical"}),
+            Some(Duration::from_millis(1)),
+            &a,
+        )
+        .unwrap();
+        assert_eq!(s.scan("assets", "ws-", 3, 0).unwrap().len(), 3);
+        assert_eq!(
+            s.scan("assets", "", 100, 5).unwrap().len(),
+            5,
+            "the expired entry is not returned"
+        );
+        assert_eq!(
+            s.scan("assets", "", MAX_SCAN + 1, 0).unwrap_err(),
+            StateError::Scan(MAX_SCAN + 1)
+        );
+        let got = s.lookup("assets", &["ws-1", "nope"], 0).unwrap();
+        assert!(got[0].is_some() && got[1].is_none());
+    }
+
+    #[test]
+    fn entries_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = StateStore::open(dir.path()).unwrap();
+            s.put(
+                "maintenance",
+                "ws-fin-042",
+                json!({"until": "sunday"}),
+                Some(Duration::from_secs(60)),
+                &at(0),
+            )
+            .unwrap();
+        }
+        let s = StateStore::open(dir.path()).unwrap();
+        assert!(s
+            .get("maintenance", "ws-fin-042", 59_999)
+            .unwrap()
+            .is_some());
+        assert!(s
+            .get("maintenance", "ws-fin-042", 60_000)
+            .unwrap()
+            .is_none());
+    }
+}
