@@ -3,12 +3,16 @@
 //! per key (a compare-and-swap loop in sled) and, given an operation key
 //! (a step's idempotency key), applied at most once: a resumed run that
 //! repeats an `incr` gets the first result back instead of counting twice.
-//! `store.rs` is the sled store; the playbook actions, CLI and API that use
-//! it come next (issue 21).
+//! Every change but a counter's increment is kept in the key's change log
+//! (who, when, why, what). `store.rs` is the sled store; the playbook
+//! actions, CLI and API that use it come next (issue 21).
 
 mod store;
 
 pub use store::StateStore;
+
+/// Most changes one `log` call returns (the newest).
+pub const MAX_LOG: usize = 1_000;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,6 +72,29 @@ pub struct Actor<'a> {
     pub now_ms: u64,
     /// Applies the write at most once per key (a step's idempotency key).
     pub op_key: Option<&'a str>,
+    /// Why (kept in the key's change log).
+    pub reason: Option<&'a str>,
+}
+
+/// One change of a key, as its log keeps it (`soar state log TABLE KEY`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    /// `put`, `put_if_absent`, `cas` or `delete`.
+    pub op: String,
+    /// Who.
+    pub by: String,
+    /// When (Unix ms).
+    pub at_ms: u64,
+    /// Why, if given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The entry's version after the change.
+    pub version: u64,
+    /// The value written (null for a delete).
+    pub value: Value,
+    /// When the value expires, if it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<u64>,
 }
 
 /// Why a state operation failed.

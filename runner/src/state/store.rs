@@ -4,8 +4,8 @@
 //! atomic per key against concurrent runs and applied at most once per
 //! operation key; sled retries a transaction that raced another.
 
-use super::{check_key, check_table, check_value, Actor, Entry, StateError, Window};
-use super::{MAX_SCAN, MAX_WINDOW_HITS};
+use super::{check_key, check_table, check_value, Actor, Change, Entry, StateError, Window};
+use super::{MAX_LOG, MAX_SCAN, MAX_WINDOW_HITS};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -62,6 +62,31 @@ impl StateStore {
     fn tree(&self, table: &str) -> Result<sled::Tree, StateError> {
         check_table(table)?;
         self.db.open_tree(format!("t:{table}")).map_err(storage)
+    }
+
+    fn log_tree(&self, table: &str) -> Result<sled::Tree, StateError> {
+        check_table(table)?;
+        self.db.open_tree(format!("log:{table}")).map_err(storage)
+    }
+
+    /// The changes of `key`, oldest first: the newest `limit` of them.
+    pub fn log(&self, table: &str, key: &str, limit: usize) -> Result<Vec<Change>, StateError> {
+        check_key(key)?;
+        if limit > MAX_LOG {
+            return Err(StateError::Scan(limit));
+        }
+        let mut changes = Vec::new();
+        for item in self
+            .log_tree(table)?
+            .scan_prefix(log_prefix(key))
+            .rev()
+            .take(limit)
+        {
+            let (_, v) = item.map_err(storage)?;
+            changes.push(serde_json::from_slice(&v).map_err(storage)?);
+        }
+        changes.reverse();
+        Ok(changes)
     }
 
     /// The live entry of `key`.
@@ -122,11 +147,14 @@ impl StateStore {
     ) -> Result<R, StateError> {
         check_key(key)?;
         let tree = self.tree(table)?;
+        let log = self.log_tree(table)?;
         let op = actor
             .op_key
             .map(|k| format!("{k}\u{0}{table}\u{0}{key}\u{0}{kind}"));
-        let outcome =
-            (&tree, &self.ops).transaction(|(t, ops): &(TransactionalTree, TransactionalTree)| {
+        // Counters change on every event; their history is the runs' journals.
+        let logged = kind != "incr";
+        let outcome = (&tree, &self.ops, &log).transaction(
+            |(t, ops, log): &(TransactionalTree, TransactionalTree, TransactionalTree)| {
                 if let Some(op) = &op {
                     if let Some(done) = ops.get(op.as_bytes())? {
                         return match serde_json::from_slice(&done) {
@@ -147,17 +175,20 @@ impl StateStore {
                     Err(e) => return abort(e),
                 };
                 if let Some(next) = next {
-                    let bytes = serde_json::to_vec(&next)
-                        .map_err(|e| ConflictableTransactionError::Abort(storage(e)))?;
-                    t.insert(key, bytes)?;
+                    t.insert(key, to_json(&next)?)?;
+                    if logged {
+                        let change = change(kind, actor, &next);
+                        let mut at = log_prefix(key);
+                        at.extend_from_slice(&log.generate_id()?.to_be_bytes());
+                        log.insert(at, to_json(&change)?)?;
+                    }
                 }
                 if let Some(op) = &op {
-                    let bytes = serde_json::to_vec(&result)
-                        .map_err(|e| ConflictableTransactionError::Abort(storage(e)))?;
-                    ops.insert(op.as_bytes(), bytes)?;
+                    ops.insert(op.as_bytes(), to_json(&result)?)?;
                 }
                 Ok(result)
-            });
+            },
+        );
         outcome.map_err(|e| match e {
             TransactionError::Abort(e) => e,
             TransactionError::Storage(e) => storage(e),
@@ -314,6 +345,31 @@ impl StateStore {
     }
 }
 
+fn to_json<T: Serialize>(value: &T) -> Tx<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| ConflictableTransactionError::Abort(storage(e)))
+}
+
+/// Where a key's changes start in its table's log: ordered by key, then
+/// by a monotonic id.
+fn log_prefix(key: &str) -> Vec<u8> {
+    let mut prefix = key.as_bytes().to_vec();
+    prefix.push(0);
+    prefix
+}
+
+/// The log's account of a write that left `next`.
+fn change(kind: &str, actor: &Actor<'_>, next: &Entry) -> Change {
+    Change {
+        op: kind.to_string(),
+        by: next.by.clone(),
+        at_ms: next.at_ms,
+        reason: actor.reason.map(str::to_string),
+        version: next.version,
+        value: next.value.clone(),
+        expires_at_ms: next.expires_at_ms,
+    }
+}
+
 /// The entry a write leaves: the next version, written by `actor` now.
 fn next_entry(
     current: Option<&Entry>,
@@ -342,6 +398,7 @@ mod tests {
             by: "alice",
             now_ms,
             op_key: None,
+            reason: None,
         }
     }
 
@@ -425,6 +482,7 @@ mod tests {
                             by: "run",
                             now_ms: 1_000,
                             op_key: Some(&op),
+                            reason: None,
                         };
                         s.incr(
                             "seen",
@@ -448,6 +506,7 @@ mod tests {
             by: "run",
             now_ms: 2_000,
             op_key: Some("run-7/step/42"),
+            reason: None,
         };
         let again = s
             .incr(
@@ -537,6 +596,63 @@ mod tests {
         );
         let got = s.lookup("assets", &["ws-1", "nope"], 0).unwrap();
         assert!(got[0].is_some() && got[1].is_none());
+    }
+
+    #[test]
+    fn the_log_says_who_set_a_key_when_and_why() {
+        let s = StateStore::temporary().unwrap();
+        let carol = Actor {
+            by: "carol",
+            now_ms: 1_000,
+            op_key: None,
+            reason: Some("Q4 pen test, ticket SEC-881"),
+        };
+        let day = Some(Duration::from_secs(86_400));
+        s.put(
+            "exceptions",
+            "ws-pentest-01",
+            json!({"until": "2026-12-31"}),
+            day,
+            &carol,
+        )
+        .unwrap();
+        s.put(
+            "exceptions",
+            "ws-pentest-010",
+            json!("another key"),
+            None,
+            &carol,
+        )
+        .unwrap();
+        let bob = Actor {
+            by: "bob",
+            now_ms: 2_000,
+            op_key: None,
+            reason: Some("pen test over"),
+        };
+        s.delete("exceptions", "ws-pentest-01", &bob).unwrap();
+        for n in 0..3 {
+            let fixed = Window::Fixed(Duration::from_secs(9));
+            s.incr("exceptions", "counter", fixed, &at(n)).unwrap();
+        }
+        let log = s.log("exceptions", "ws-pentest-01", 10).unwrap();
+        assert_eq!(log.len(), 2, "{log:?}");
+        assert_eq!((log[0].op.as_str(), log[0].by.as_str()), ("put", "carol"));
+        assert_eq!(
+            log[0].reason.as_deref(),
+            Some("Q4 pen test, ticket SEC-881")
+        );
+        assert_eq!(log[0].expires_at_ms, Some(86_401_000));
+        let last = (log[1].op.as_str(), log[1].by.as_str(), log[1].version);
+        assert_eq!(last, ("delete", "bob", 2));
+        let newest = s.log("exceptions", "ws-pentest-01", 1).unwrap();
+        assert_eq!(newest[0].op, "delete");
+        assert!(
+            s.log("exceptions", "counter", 10).unwrap().is_empty(),
+            "increments are not logged"
+        );
+        let err = s.log("exceptions", "x", MAX_LOG + 1).unwrap_err();
+        assert_eq!(err, StateError::Scan(MAX_LOG + 1));
     }
 
     #[test]
