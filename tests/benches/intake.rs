@@ -12,9 +12,9 @@
 use serde_json::{json, Value};
 use soar_e2e::senders::{fixture_json, source};
 use soar_e2e::serve::sign;
-use soar_e2e::{soar_bin, Scratch};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use soar_e2e::Scratch;
+use std::process::Child;
+use std::time::Instant;
 
 const SECRET: &str = "bench-hook-secret";
 
@@ -55,36 +55,8 @@ fn config(s: &Scratch) {
     ));
 }
 
-// The child is handed to the caller, which kills and waits for it.
-#[allow(clippy::zombie_processes)]
 fn start_server(s: &Scratch) -> (Child, String) {
-    let address = s.path().join(".soar/server.json");
-    let _ = std::fs::remove_file(&address);
-    let mut child = Command::new(soar_bin())
-        .arg("serve")
-        .current_dir(s.path())
-        .env("SOAR_DATA_DIR", s.path().join(".soar"))
-        .env("HOOK_SECRET", SECRET)
-        .env("SOAR_LOG", "error")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        if let Some(url) = std::fs::read_to_string(&address)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v["url"].as_str().map(str::to_string))
-        {
-            return (child, url);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("soar serve exited: {status}");
-        }
-        assert!(Instant::now() < deadline, "server never ready");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    soar_e2e::serve::spawn_quiet(s.path(), &[("HOOK_SECRET", SECRET), ("SOAR_LOG", "error")])
 }
 
 async fn post(http: &reqwest::Client, url: &str, source: &str, body: String, kind: &str) -> Value {

@@ -18,9 +18,9 @@ mod browser;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use soar_e2e::serve::sign;
-use soar_e2e::{sim, soar_bin, wasm, Scratch};
+use soar_e2e::{sim, wasm, Scratch};
 use soar_runner::journal::{Durability, Event, Journal};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -148,39 +148,15 @@ sources:
     ));
 }
 
-// The child is handed to the caller, which kills and waits for it.
-#[allow(clippy::zombie_processes)]
 fn start_server(s: &Scratch) -> (Child, String) {
-    let address = s.path().join(".soar/server.json");
-    let _ = std::fs::remove_file(&address);
-    let mut child = Command::new(soar_bin())
-        .arg("serve")
-        .current_dir(s.path())
-        .env("SOAR_DATA_DIR", s.path().join(".soar"))
-        .env("HOOK_SECRET", SECRET)
-        .env("FALCON_CLIENT_ID", sim::FALCON_CLIENT_ID)
-        .env("FALCON_CLIENT_SECRET", sim::FALCON_CLIENT_SECRET)
-        .env_remove("SOAR_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(600);
-    loop {
-        if let Some(url) = std::fs::read_to_string(&address)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v["url"].as_str().map(str::to_string))
-        {
-            return (child, url);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server never ready");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    soar_e2e::serve::spawn_quiet(
+        s.path(),
+        &[
+            ("HOOK_SECRET", SECRET),
+            ("FALCON_CLIENT_ID", sim::FALCON_CLIENT_ID),
+            ("FALCON_CLIENT_SECRET", sim::FALCON_CLIENT_SECRET),
+        ],
+    )
 }
 
 fn dir_bytes(dir: &std::path::Path) -> u64 {

@@ -83,6 +83,19 @@ fn started(c: &Client, run: &str) -> Value {
         .expect("run_started")
 }
 
+/// Checks the alert the shipped GuardDuty map made of the sample finding
+/// (the same map whether it came by SNS or EventBridge); the finding.
+fn guardduty_mapped(start: &Value) -> Value {
+    let finding = fixture_json("guardduty_eventbridge.json")["detail"].clone();
+    assert_eq!(start["alert"]["finding"]["uid"], finding["id"]);
+    assert_eq!(
+        start["alert"]["actor"]["user"]["name"],
+        "GeneratedFindingUserName"
+    );
+    assert_eq!(start["alert"]["src_endpoint"]["ip"], "81.2.69.144");
+    finding
+}
+
 #[test]
 fn okta_event_hook_verifies_then_every_event_of_a_delivery_is_a_run() {
     let lab = lab();
@@ -574,13 +587,7 @@ fn kibana_and_eventbridge_prove_themselves_with_basic_auth() {
     assert_eq!(status, 202, "{v}");
     let run = v["run_id"].as_str().unwrap().to_string();
     let start = started(&c, &run);
-    let finding = &fixture_json("guardduty_eventbridge.json")["detail"];
-    assert_eq!(start["alert"]["finding"]["uid"], finding["id"]);
-    assert_eq!(
-        start["alert"]["actor"]["user"]["name"],
-        "GeneratedFindingUserName"
-    );
-    assert_eq!(start["alert"]["src_endpoint"]["ip"], "81.2.69.144");
+    guardduty_mapped(&start);
     assert_eq!(start["alert"]["severity"], "medium", "GuardDuty 5.0");
     settle(&c, &run);
     let paths = vendor_paths(&lab);
@@ -750,13 +757,7 @@ fn sns_confirms_its_subscription_and_only_sns_signed_messages_start_runs() {
     assert_eq!(status, 202, "{v}");
     let run = v["run_id"].as_str().unwrap().to_string();
     let start = started(&c, &run);
-    let finding = &fixture_json("guardduty_eventbridge.json")["detail"];
-    assert_eq!(start["alert"]["finding"]["uid"], finding["id"]);
-    assert_eq!(
-        start["alert"]["actor"]["user"]["name"],
-        "GeneratedFindingUserName"
-    );
-    assert_eq!(start["alert"]["src_endpoint"]["ip"], "81.2.69.144");
+    let finding = guardduty_mapped(&start);
     assert_eq!(
         start["raw"]["detail"]["id"], finding["id"],
         "the raw event is the message"

@@ -288,3 +288,43 @@ impl Client {
         }
     }
 }
+
+/// A bare `soar serve` in `dir` (its `soar.yaml`, data dir `.soar`) with
+/// `env`, quiet, for benchmarks: the child and its URL once ready (at most
+/// 600 s, the first start compiling the components). The caller kills it.
+// The child is handed to the caller, which kills and waits for it.
+#[allow(clippy::zombie_processes)]
+pub fn spawn_quiet(dir: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
+    let address = dir.join(".soar/server.json");
+    let _ = std::fs::remove_file(&address);
+    let mut cmd = Command::new(soar_bin());
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("SOAR_DATA_DIR", dir.join(".soar"))
+        .env_remove("SOAR_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn soar serve");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        if let Some(url) = std::fs::read_to_string(&address)
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v["url"].as_str().map(str::to_string))
+        {
+            return (child, url);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("soar serve exited: {status}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server never ready");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
