@@ -14,10 +14,22 @@ pub struct Tamper {
 }
 
 impl Tamper {
-    /// Opens `data_dir/journal`.
+    /// Opens `data_dir/journal`. sled releases its file lock from a
+    /// background thread after the previous holder (the last `Tamper`, a
+    /// `soar` that just exited) is gone, so a lock still held is waited
+    /// for, a bounded number of times.
     pub fn open(data_dir: &Path) -> Self {
-        Tamper {
-            db: sled::open(data_dir.join("journal")).expect("open the journal as sled"),
+        let path = data_dir.join("journal");
+        let mut tries = 0;
+        loop {
+            match sled::open(&path) {
+                Ok(db) => return Tamper { db },
+                Err(sled::Error::Io(e)) if e.to_string().contains("lock") && tries < 400 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                Err(e) => panic!("open the journal as sled: {e:?}"),
+            }
         }
     }
 
