@@ -50,6 +50,8 @@ async fn journal_floor(dir: &std::path::Path) -> [(Duration, Duration); 2] {
         started_by: "bench".into(),
         dedup_key: None,
         raw: None,
+        group_key: None,
+        previous_run: None,
     };
     let mut one = Vec::new();
     for i in 0..1_000 {

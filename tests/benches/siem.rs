@@ -24,6 +24,8 @@ async fn fill(journal: &Journal) {
             started_by: "bench".into(),
             dedup_key: None,
             raw: None,
+            group_key: None,
+            previous_run: None,
         };
         journal.append_buffered(&run, start).unwrap();
         for s in 2..RECORDS_PER_RUN {

@@ -7,6 +7,7 @@ mod evidence;
 mod plugins;
 mod remote;
 mod runs;
+mod state;
 mod tests;
 
 use crate::config::{Config, ConfigError};
@@ -207,6 +208,12 @@ enum Command {
     Siem {
         #[command(subcommand)]
         command: SiemCommand,
+    },
+    /// The state tables (`state.tables` in the config): get, put, delete,
+    /// list, import (CSV or JSON lines, with --dry-run), export, log
+    State {
+        #[command(subcommand)]
+        command: state::StateCommand,
     },
     /// Verify a run bundle anywhere, without the data dir: signature, hash
     /// chain, blobs, playbook text, checkpoints (exit 1 on any problem)
@@ -557,6 +564,7 @@ pub fn main_entry() -> i32 {
             Command::VerifyBundle { file, public_keys } => {
                 evidence::verify_bundle(&globals, &file, &public_keys)
             }
+            Command::State { command } => state::local(&globals, command),
             Command::Approve { op, reason } => {
                 let vote = crate::journal::Vote::Approve;
                 approvals::vote(&globals, op.into(), vote, reason).await
@@ -617,6 +625,15 @@ async fn serve(globals: &Globals) -> Exit {
 /// Runs `command` through a server when one is given or holds the data
 /// dir; gives it back when it is to run here.
 async fn through_server(globals: &Globals, command: Command) -> Result<Exit, Command> {
+    if let Command::State { .. } = &command {
+        return match remote::discover(globals).await {
+            Some(url) => match command {
+                Command::State { command } => Ok(state::remote(url, command).await),
+                other => Err(other),
+            },
+            None => Err(command),
+        };
+    }
     let remotable = matches!(
         command,
         Command::Approve { .. }

@@ -102,6 +102,36 @@ impl Remote {
         Ok(Answer { status, body })
     }
 
+    /// Any call: `body` as JSON, or as text with its media type (an import).
+    pub(super) async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, String)>,
+    ) -> Result<Value, Exit> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some((media, text)) = body {
+            req = req.header(reqwest::header::CONTENT_TYPE, media).body(text);
+        }
+        let resp = req.send().await.map_err(|e| {
+            Exit::failed(format!(
+                "error: cannot reach the server at {}: {e}",
+                self.base
+            ))
+        })?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Exit::failed(format!("error: reading the server's answer: {e}")))?;
+        let body = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| json!({"text": String::from_utf8_lossy(&bytes)}));
+        answered(Answer { status, body }, false)
+    }
+
     async fn get(&self, path: &str) -> Result<Value, Exit> {
         let a = self.call(reqwest::Method::GET, path, None).await?;
         ok_or_exit(a)
@@ -115,6 +145,11 @@ impl Remote {
 
 /// A refusal is exit 4, a usage error 2, anything else 1.
 fn ok_or_exit(a: Answer) -> Result<Value, Exit> {
+    answered(a, true)
+}
+
+/// [`ok_or_exit`]; `journaled`: the server journals a refusal of this call.
+fn answered(a: Answer, journaled: bool) -> Result<Value, Exit> {
     if (200..300).contains(&a.status) {
         return Ok(a.body);
     }
@@ -128,8 +163,10 @@ fn ok_or_exit(a: Answer) -> Result<Value, Exit> {
         400 | 404 | 413 | 415 | 422 => exit::INVALID,
         _ => exit::FAILED,
     };
-    let message = if code == exit::REFUSED {
+    let message = if code == exit::REFUSED && journaled {
         format!("{message} (journaled by the server)")
+    } else if code == exit::REFUSED {
+        message
     } else {
         format!("error: {message} (HTTP {})", a.status)
     };
@@ -139,7 +176,7 @@ fn ok_or_exit(a: Answer) -> Result<Value, Exit> {
     })
 }
 
-fn seg(s: &str) -> String {
+pub(super) fn seg(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 

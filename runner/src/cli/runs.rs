@@ -111,7 +111,7 @@ pub fn schema() -> Exit {
 
 pub(super) fn exit_for(status: RunStatus) -> i32 {
     match status {
-        RunStatus::Succeeded => exit::OK,
+        RunStatus::Succeeded | RunStatus::Suppressed => exit::OK,
         RunStatus::Failed | RunStatus::Cancelled => exit::FAILED,
         RunStatus::Running | RunStatus::WaitingApproval | RunStatus::InDoubt => exit::PAUSED,
     }
@@ -688,12 +688,7 @@ pub(super) fn replay_records(run_id: &str, records: &[Record], pb: &playbook::Pl
     let mut differences = Vec::new();
     let mut checked = 0;
     for r in records {
-        let ctx = scheduler::context(
-            run_id,
-            so_far.merged_count,
-            &so_far.inputs,
-            &so_far.finished,
-        );
+        let ctx = scheduler::context(run_id, &so_far, &so_far.finished);
         match &r.event {
             Event::StepSkipped { step, reason } if reason.starts_with("condition") => {
                 if let Some(s) = pb.steps.iter().find(|s| &s.id == step) {

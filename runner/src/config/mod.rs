@@ -6,6 +6,7 @@ mod origin;
 mod policy;
 mod server;
 mod sources;
+mod state;
 
 pub use origin::Origin;
 pub use policy::{roles, Approver, BlastCap, Policy, ProtectedAssets, ProtectedHit, SlackUser};
@@ -14,6 +15,7 @@ pub use sources::{
     BasicAuth, Batch, Encoding, EventFilter, HmacScheme, MessagePart, RateLimit, Source,
     SourceAuth, SourceMap, TimestampRule, DEFAULT_MAX_EVENTS, MAX_SIGNATURES,
 };
+pub use state::{TableSpec, Tables};
 
 use crate::secrets::SecretSource;
 use crate::yaml::{self, Pos, Spanned, YamlError};
@@ -50,6 +52,8 @@ struct RawConfig {
     sources: BTreeMap<String, Spanned<sources::RawSource>>,
     #[serde(default)]
     siem: Option<Spanned<RawSiem>>,
+    #[serde(default)]
+    state: state::RawState,
 }
 
 #[derive(Deserialize)]
@@ -602,6 +606,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Alert sources of `POST /hooks/{name}`.
     pub sources: BTreeMap<String, Source>,
+    /// The state tables (`state.tables`).
+    pub tables: Tables,
 }
 
 /// One problem in the config, with its place.
@@ -707,6 +713,15 @@ impl Config {
         let defaults = resolve_limits(&raw.limits, &Limits::default(), "limits", &mut problems);
         let mut plugins = BTreeMap::new();
         for (name, spanned) in &raw.plugins {
+            if name == crate::state::actions::PLUGIN {
+                let why = "`state` is the name of soar's built-in state actions (`uses: state.get`); give this plugin another name";
+                problem(
+                    &mut problems,
+                    Pos::of(spanned),
+                    format!("plugins.{name}"),
+                    why,
+                );
+            }
             let plugin =
                 resolve_plugin(name, spanned, &base, &plugins_dir, &defaults, &mut problems);
             plugins.insert(name.clone(), plugin);
@@ -723,6 +738,7 @@ impl Config {
         let siem = resolve_siem(&raw.siem, &base, &mut problems);
         let server = server::resolve_server(&raw.server, &base, &mut problems);
         let sources = sources::resolve_sources(&raw.sources, &server, &base, &mut problems);
+        let tables = state::resolve_state(&raw.state, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -739,6 +755,7 @@ impl Config {
             policy,
             server,
             sources,
+            tables,
         })
     }
 }

@@ -33,6 +33,12 @@ pub enum Event {
         /// built `alert` from it: kept as evidence beside what the playbook saw.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         raw: Option<serde_json::Value>,
+        /// The playbook's `group` key this run holds, if it groups alerts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        group_key: Option<String>,
+        /// The run that held the group key before this one (`reopen_within`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        previous_run: Option<String>,
     },
     /// A later delivery matched this run's dedup key or delivery id: its
     /// evidence joins this run instead of starting another.
@@ -47,6 +53,21 @@ pub enum Event {
         /// Who delivered it (`source:NAME` or a principal).
         by: String,
         /// How many deliveries have merged into this run, this one included.
+        count: u64,
+    },
+    /// A later alert with this run's `group` key, while the run was open
+    /// and within the window: it joins this run's case instead of opening one.
+    AlertGrouped {
+        /// The group claim (`group:PLAYBOOK:KEY`).
+        key: String,
+        /// The alert as mapped for the playbook.
+        alert: serde_json::Value,
+        /// The event as delivered, when a source `map` built `alert`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        raw: Option<serde_json::Value>,
+        /// Who delivered it (`source:NAME` or a principal).
+        by: String,
+        /// How many alerts have joined this run, this one included.
         count: u64,
     },
     /// A step began.
@@ -276,6 +297,7 @@ impl Event {
         match self {
             Event::RunStarted { .. } => "run_started",
             Event::AlertMerged { .. } => "alert_merged",
+            Event::AlertGrouped { .. } => "alert_grouped",
             Event::StepStarted { .. } => "step_started",
             Event::AttemptStarted { .. } => "attempt_started",
             Event::AttemptFinished { .. } => "attempt_finished",
@@ -305,6 +327,7 @@ impl Event {
             self,
             Event::ApprovalVoted { .. }
                 | Event::AlertMerged { .. }
+                | Event::AlertGrouped { .. }
                 | Event::ApprovalDecided { .. }
                 | Event::CommandRefused { .. }
                 | Event::ChatMessage { .. }
@@ -416,6 +439,9 @@ pub enum RunStatus {
     Failed,
     /// Stopped by an operator.
     Cancelled,
+    /// Ended by a `state.suppress` step: its key had an entry (a
+    /// maintenance window, a known exception); nothing after it ran.
+    Suppressed,
 }
 
 impl RunStatus {
@@ -423,18 +449,19 @@ impl RunStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Suppressed
         )
     }
 
     /// Every status, in declaration order.
-    pub const ALL: [RunStatus; 6] = [
+    pub const ALL: [RunStatus; 7] = [
         RunStatus::Running,
         RunStatus::WaitingApproval,
         RunStatus::InDoubt,
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::Cancelled,
+        RunStatus::Suppressed,
     ];
 
     /// The snake_case spelling used in JSON and on the command line.
@@ -446,15 +473,13 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Suppressed => "suppressed",
         }
     }
 
     /// Whether the run is over (nothing will be appended by the scheduler).
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
-        )
+        self.is_final()
     }
 }
 
@@ -466,7 +491,7 @@ impl fmt::Display for RunStatus {
 
 /// A string that is not one of the [`RunStatus`] spellings.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown run status `{0}` (expected running, waiting_approval, in_doubt, succeeded, failed or cancelled)")]
+#[error("unknown run status `{0}` (expected running, waiting_approval, in_doubt, succeeded, failed, cancelled or suppressed)")]
 pub struct ParseRunStatusError(pub String);
 
 impl FromStr for RunStatus {

@@ -789,6 +789,12 @@ impl Journal {
         Ok(out)
     }
 
+    /// The state tables kept in this journal's store (their own trees),
+    /// so one flush covers a state write and the record that follows it.
+    pub fn state(&self) -> crate::state::StateStore {
+        crate::state::StateStore::from_db(self.inner.db.clone())
+    }
+
     /// The sled database, for tests that tamper with it (which turns the
     /// tail cache off: the trees may no longer be what this handle wrote).
     #[cfg(test)]

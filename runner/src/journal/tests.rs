@@ -19,6 +19,8 @@ fn run_started(playbook: &str) -> Event {
         started_by: "alice".into(),
         dedup_key: Some(format!("{playbook}:42")),
         raw: None,
+        group_key: None,
+        previous_run: None,
     }
 }
 

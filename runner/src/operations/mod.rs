@@ -8,6 +8,8 @@ pub mod evidence;
 mod read;
 pub mod retention;
 mod start;
+pub mod state;
+mod state_import;
 
 pub use decide::{cancel, cancel_driven, expire_gates, request_cancel, resolve, vote, VoteResult};
 pub use read::{console_link, list_runs, pending, status};

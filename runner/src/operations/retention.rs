@@ -146,6 +146,8 @@ mod tests {
             started_by: "t".into(),
             dedup_key: None,
             raw: None,
+            group_key: None,
+            previous_run: None,
         }
     }
 

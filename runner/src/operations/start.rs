@@ -4,12 +4,16 @@
 use crate::journal::{Event, Record};
 use crate::playbook::{self, Catalog, Playbook};
 use crate::plugin_host::{ActionManifest, PluginHost};
+use crate::state::actions as state;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 impl Catalog for PluginHost {
     fn action(&self, plugin: &str, action: &str) -> Result<ActionManifest, String> {
+        if plugin == state::PLUGIN {
+            return builtin(state::manifest(), action);
+        }
         if let Some(e) = self.load_error(plugin) {
             return Err(format!(
                 "plugin `{plugin}` is configured but failed to load: {e}"
@@ -26,14 +30,38 @@ impl Catalog for PluginHost {
                 }
             ));
         };
-        p.manifest.action(action).cloned().ok_or_else(|| {
-            let names: Vec<&str> = p.manifest.actions.iter().map(|a| a.name.as_str()).collect();
+        builtin(&p.manifest, action)
+    }
+
+    fn table(&self, name: &str) -> Result<(), String> {
+        if self.tables().contains_key(name) {
+            return Ok(());
+        }
+        let known: Vec<&str> = self.tables().keys().map(String::as_str).collect();
+        Err(if known.is_empty() {
+            format!("no table `{name}`: the config declares no `state.tables`")
+        } else {
             format!(
-                "plugin `{plugin}` has no action `{action}` (actions: {})",
-                names.join(", ")
+                "no table `{name}` in the config's `state.tables` (tables: {})",
+                known.join(", ")
             )
         })
     }
+}
+
+/// `action` of `manifest`, or which actions it has.
+fn builtin(
+    manifest: &crate::plugin_host::Manifest,
+    action: &str,
+) -> Result<ActionManifest, String> {
+    manifest.action(action).cloned().ok_or_else(|| {
+        let names: Vec<&str> = manifest.actions.iter().map(|a| a.name.as_str()).collect();
+        format!(
+            "plugin `{}` has no action `{action}` (actions: {})",
+            manifest.name,
+            names.join(", ")
+        )
+    })
 }
 
 /// Loads and validates a playbook against the installed plugins; every

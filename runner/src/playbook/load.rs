@@ -4,13 +4,13 @@
 //! reporting every malformed, missing or unknown value, each at its place.
 
 use super::model::{
-    default_approval_timeout, ApprovalGate, Handoff, InputDecl, InputPositions, InputType, Notify,
-    OnError, Playbook, PlaybookPositions, RetryPolicy, RetryPositions, Step, StepPositions,
-    Trigger,
+    default_approval_timeout, ApprovalGate, Group, Handoff, InputDecl, InputPositions, InputType,
+    MinApprovalsIf, Notify, OnError, Playbook, PlaybookPositions, RetryPolicy, RetryPositions,
+    Step, StepPositions, Trigger,
 };
 use super::raw::{
-    kind_of, Keyed, List, Loose, Map, RawApproval, RawHandoff, RawInput, RawNotify, RawPlaybook,
-    RawRetry, RawStep, Shaped,
+    kind_of, Keyed, List, Loose, Map, RawApproval, RawGroup, RawHandoff, RawInput, RawMinIf,
+    RawNotify, RawPlaybook, RawRetry, RawStep, Shaped,
 };
 use super::Diagnostic;
 use crate::yaml::{self, Pos, Spanned};
@@ -274,6 +274,7 @@ fn convert(raw: RawPlaybook, here: Pos, r: &mut Reader<'_>) -> Playbook {
         version: at(&raw.version),
         steps: at(&raw.steps),
         dedup: at(&raw.dedup),
+        group: at(&raw.group),
         ..Default::default()
     };
     let name = required_text(r, &raw.name, "name", here).unwrap_or_default();
@@ -341,6 +342,10 @@ fn convert(raw: RawPlaybook, here: Pos, r: &mut Reader<'_>) -> Playbook {
         owner: r.opt_text(&raw.owner, "owner").unwrap_or_default(),
         inputs,
         dedup: r.opt_text(&raw.dedup, "dedup"),
+        group: raw
+            .group
+            .and_then(|g| r.map(g, "group"))
+            .and_then(|(g, at)| convert_group(g, at, r)),
         steps,
         outputs,
         path: Default::default(),
@@ -532,6 +537,22 @@ fn convert_approval(a: RawApproval, here: Pos, id: &str, r: &mut Reader<'_>) -> 
         }
         n
     });
+    let min_approvals_if = a
+        .min_approvals_if
+        .map(|list| {
+            let at = Pos::of(&list);
+            r.shaped(
+                list.value.0,
+                at,
+                "approval.min_approvals_if",
+                "a list of `{when, min_approvals}`",
+            )
+            .unwrap_or_default()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|rule| convert_min_if(rule, id, r))
+        .collect();
     let timeout = a
         .timeout
         .as_ref()
@@ -549,10 +570,60 @@ fn convert_approval(a: RawApproval, here: Pos, id: &str, r: &mut Reader<'_>) -> 
     ApprovalGate {
         approvers,
         min_approvals,
+        min_approvals_if,
         timeout,
         handoff,
         notify,
     }
+}
+
+fn convert_min_if(
+    spanned: Spanned<Map<RawMinIf>>,
+    id: &str,
+    r: &mut Reader<'_>,
+) -> Option<MinApprovalsIf> {
+    let (rule, here) = r.map(spanned, "approval.min_approvals_if[]")?;
+    let within = format!("step `{id}`: `approval.min_approvals_if`");
+    r.unknown(&rule.unknown, RawMinIf::KEYS, &within);
+    let when = required_text(r, &rule.when, "approval.min_approvals_if[].when", here);
+    let min = match &rule.min_approvals {
+        Some(m) => r.count(m, "approval.min_approvals_if[].min_approvals"),
+        None => {
+            r.push(here, format!("{within}: each rule needs `min_approvals`"));
+            None
+        }
+    };
+    if min == Some(0) {
+        r.push(
+            here,
+            format!("{within}: `min_approvals` must be at least 1"),
+        );
+    }
+    Some(MinApprovalsIf {
+        when: when?,
+        min_approvals: min?,
+    })
+}
+
+fn convert_group(g: RawGroup, here: Pos, r: &mut Reader<'_>) -> Option<Group> {
+    r.unknown(&g.unknown, RawGroup::KEYS, "`group`");
+    let key = required_text(r, &g.key, "group.key", here);
+    let window = match &g.window {
+        Some(w) => r.positive_duration(w, "group.window"),
+        None => {
+            r.push(here, "`group` needs a `window` (e.g. `1h`): how long an open run takes alerts with its key");
+            None
+        }
+    };
+    let reopen_within = g
+        .reopen_within
+        .as_ref()
+        .and_then(|w| r.positive_duration(w, "group.reopen_within"));
+    Some(Group {
+        key: key?,
+        window: window?,
+        reopen_within,
+    })
 }
 
 fn convert_handoff(h: RawHandoff, id: &str, r: &mut Reader<'_>) -> Handoff {

@@ -12,8 +12,9 @@ mod tests;
 
 pub(crate) use model::duration_text;
 pub use model::{
-    ApprovalGate, Handoff, InputDecl, InputPositions, InputType, Notify, OnError, Playbook,
-    PlaybookPositions, RetryPolicy, RetryPositions, Step, StepPositions, Trigger,
+    ApprovalGate, Group, Handoff, InputDecl, InputPositions, InputType, MinApprovalsIf, Notify,
+    OnError, Playbook, PlaybookPositions, RetryPolicy, RetryPositions, Step, StepPositions,
+    Trigger,
 };
 pub use validate::{topo_order, validate};
 
@@ -59,6 +60,11 @@ pub trait Catalog {
     /// The manifest of `plugin.action`, or why there is none:
     /// "no plugin `x` is installed" / "plugin `x` has no action `y` (actions: a, b)".
     fn action(&self, plugin: &str, action: &str) -> Result<ActionManifest, String>;
+
+    /// Whether the config declares state table `name`, or why not.
+    fn table(&self, name: &str) -> Result<(), String> {
+        Err(format!("no table `{name}`: no state tables are configured"))
+    }
 }
 
 /// Manifests by the plugin name playbooks use (the config's name).

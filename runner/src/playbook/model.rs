@@ -32,6 +32,10 @@ pub struct Playbook {
     /// run with that key exists start no new run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dedup: Option<String>,
+    /// Alerts giving one group key while its run is open join that run
+    /// (`alert_grouped`) instead of starting another: one case per incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Group>,
     /// The steps, in file order; execution order follows `needs`.
     pub steps: Vec<Step>,
     /// Results of the run: templates over `{inputs, steps, run}`, by name.
@@ -50,6 +54,28 @@ pub struct Playbook {
     #[serde(skip)]
     #[schemars(skip)]
     pub positions: PlaybookPositions,
+}
+
+/// `group:`: one run per incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Group {
+    /// Template over `{inputs, alert}`, e.g. `"{{ alert.device.hostname }}"`.
+    pub key: String,
+    /// How long after a group's first alert its open run takes later ones;
+    /// after it, or once the run has finished, the next alert starts a run.
+    #[serde(with = "duration_text")]
+    #[schemars(with = "String")]
+    pub window: Duration,
+    /// A new run for a key whose previous run started within this long
+    /// links to it (`previous_run`); default: the window.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "duration_text::option"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub reopen_within: Option<Duration>,
 }
 
 /// Type of an input.
@@ -197,6 +223,11 @@ pub struct ApprovalGate {
     #[serde(default = "one")]
     #[schemars(range(min = 1))]
     pub min_approvals: u32,
+    /// More approvals when a condition holds, e.g. two for a critical
+    /// asset: the highest of `min_approvals` and every rule that holds (or
+    /// cannot be evaluated: doubt raises the bar) is what the request asks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub min_approvals_if: Vec<MinApprovalsIf>,
     /// How long the request waits; unanswered, it counts as denied.
     #[serde(default = "default_approval_timeout", with = "duration_text")]
     #[schemars(with = "String")]
@@ -209,6 +240,17 @@ pub struct ApprovalGate {
     /// connector's `notify` action when the approval is requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<Notify>,
+}
+
+/// One rule of `approval.min_approvals_if`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MinApprovalsIf {
+    /// A condition over `{inputs, steps, run}`, like `if:`.
+    pub when: String,
+    /// Distinct people who must approve when it holds.
+    #[schemars(range(min = 1))]
+    pub min_approvals: u32,
 }
 
 /// `approval.notify`: where to ask besides the console and the CLI.
@@ -374,6 +416,8 @@ pub struct PlaybookPositions {
     pub steps: Pos,
     /// The `dedup` value.
     pub dedup: Pos,
+    /// The `group` mapping.
+    pub group: Pos,
     /// Each input, by name.
     pub inputs: BTreeMap<String, InputPositions>,
     /// Each output's key, by name.

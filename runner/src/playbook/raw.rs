@@ -194,6 +194,7 @@ raw_struct! {
         owner: Loose = "owner",
         inputs: Keyed<Map<RawInput>> = "inputs",
         dedup: Loose = "dedup",
+        group: Map<RawGroup> = "group",
         steps: List<Spanned<Map<RawStep>>> = "steps",
         outputs: Keyed<Loose> = "outputs",
     }
@@ -233,9 +234,27 @@ raw_struct! {
     RawApproval {
         approvers: List<Spanned<Loose>> = "approvers",
         min_approvals: Loose = "min_approvals",
+        min_approvals_if: List<Spanned<Map<RawMinIf>>> = "min_approvals_if",
         timeout: Loose = "timeout",
         handoff: Map<RawHandoff> = "handoff",
         notify: Map<RawNotify> = "notify",
+    }
+}
+
+raw_struct! {
+    /// One rule raising an approval's quorum.
+    RawMinIf {
+        when: Loose = "when",
+        min_approvals: Loose = "min_approvals",
+    }
+}
+
+raw_struct! {
+    /// Alert grouping: alerts with one key while its run is open join it.
+    RawGroup {
+        key: Loose = "key",
+        window: Loose = "window",
+        reopen_within: Loose = "reopen_within",
     }
 }
 

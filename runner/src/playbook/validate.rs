@@ -32,6 +32,10 @@ pub fn validate(playbook: &Playbook, catalog: &dyn Catalog) -> Vec<Diagnostic> {
         let pos = playbook.positions.dedup;
         v.template(dedup, false, &Place::Dedup, "`dedup`", pos);
     }
+    if let Some(group) = &playbook.group {
+        let pos = playbook.positions.group;
+        v.template(&group.key, false, &Place::Dedup, "`group.key`", pos);
+    }
     for (name, template) in &playbook.outputs {
         let pos = playbook
             .positions
@@ -373,6 +377,7 @@ impl<'a> Validator<'a> {
             self.notify(step, catalog);
         } else if let Some(action) = self.action(step, catalog) {
             self.with_schema(step, &action);
+            self.state_table(step, catalog);
             self.destructive(i, step, &action);
             destructive = action.destructive;
         }
@@ -415,6 +420,17 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        for rule in step.approval.iter().flat_map(|g| &g.min_approvals_if) {
+            let whole_step = Place::Step {
+                index: i,
+                upstream: &upstream,
+                items: false,
+                in_for_each: false,
+            };
+            let label = format!("step `{id}`: `approval.min_approvals_if`");
+            let pos = or(at.approval, step.pos);
+            self.template(&rule.when, true, &whole_step, &label, pos);
+        }
         if let Some(cond) = &step.auto_approve {
             // Evaluated once for the whole step, before any item: no `item`.
             let whole_step = Place::Step {
@@ -453,6 +469,32 @@ impl<'a> Validator<'a> {
             }
         }
         self.retry(step);
+    }
+
+    /// A `state.*` step names a declared table, literally: which table a
+    /// run writes is the playbook's choice, never an alert's.
+    fn state_table(&mut self, step: &Step, catalog: &dyn Catalog) {
+        let Some(action) = step.uses.strip_prefix("state.") else {
+            return;
+        };
+        let at = &step.positions;
+        let pos = or(
+            at.with_keys.get("table").copied().unwrap_or_default(),
+            or(at.with, step.pos),
+        );
+        let id = &step.id;
+        match step.with.get("table") {
+            Some(serde_json::Value::String(t)) if t.contains("{{") || t.contains("{%") => self.push(
+                pos,
+                format!("step `{id}`: `with.table` of `state.{action}` must be a table's name, not a template"),
+            ),
+            Some(serde_json::Value::String(t)) => {
+                if let Err(message) = catalog.table(t) {
+                    self.push(pos, format!("step `{id}`: `with.table`: {message}"));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// An approval step carries no action-only keys.

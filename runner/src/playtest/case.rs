@@ -42,6 +42,15 @@ pub struct Case {
     /// using it (a step's own answer wins).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub answers: BTreeMap<String, Answer>,
+    /// Later alerts delivered while the run is open (after its start,
+    /// before the approvals): with the playbook's `group:` each must join
+    /// the run (`alert_grouped`), and the case fails if one starts a run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grouped_alerts: Vec<Value>,
+    /// The state tables as the run finds them: table, then key, then the
+    /// entry's value (entries do not expire during a case).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub state: BTreeMap<String, BTreeMap<String, Value>>,
     /// Decisions given while the run waits, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub approvals: Vec<Approval>,

@@ -11,7 +11,7 @@ use crate::journal::{Durability, Journal, Vote};
 use crate::operations::{self, OpError};
 use crate::playbook::Playbook;
 use crate::plugin_host::PluginHost;
-use crate::scheduler::{Engine, RunReport};
+use crate::scheduler::{Begun, Engine, NewRun, RunReport};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
@@ -109,6 +109,10 @@ async fn drive(
             return None;
         }
     };
+    if let Err(e) = seed_state(bench, &journal, case) {
+        problems.push(e);
+        return None;
+    }
     let engine = Engine::new(bench.host.clone(), journal.clone())
         .with_policy(bench.policy.clone())
         .with_instant_retries();
@@ -120,6 +124,20 @@ async fn drive(
             return None;
         }
     };
+    for (n, alert) in case.grouped_alerts.iter().enumerate() {
+        let later = NewRun::manual(alert.clone(), &case.started_by);
+        match engine.begin(pb.clone(), later).await {
+            Ok(Begun::Existing(r)) if r.grouped && r.run_id == report.run_id => {}
+            Ok(Begun::Existing(r)) => problems.push(format!(
+                "grouped_alerts[{n}] did not join the run: it matched run {} as a repeat",
+                r.run_id
+            )),
+            Ok(Begun::New { run_id, .. }) => problems.push(format!(
+                "grouped_alerts[{n}] did not join the run: it started run {run_id} (does the playbook have `group:`, and does the alert give the same key?)"
+            )),
+            Err(e) => problems.push(format!("grouped_alerts[{n}]: {e}")),
+        }
+    }
     for approval in &case.approvals {
         if report.status.is_final() {
             problems.push(format!(
@@ -208,4 +226,31 @@ pub fn alert_of(case: &Case, base: &Path) -> Result<Value, String> {
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("alert file {}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("alert file {}: {e}", path.display()))
+}
+
+/// Puts the case's `state:` in the run's tables before it starts; a table
+/// the config does not declare, or a value its schema refuses, is the
+/// case's error.
+fn seed_state(bench: &Bench<'_>, journal: &Journal, case: &Case) -> Result<(), String> {
+    let store = journal.state();
+    let tables = bench.host.tables();
+    let actor = crate::state::Actor {
+        by: "soar-test",
+        now_ms: crate::journal::now_unix_millis(),
+        op_key: None,
+        reason: Some("the test case's state"),
+    };
+    for (table, entries) in &case.state {
+        let spec = tables.get(table).ok_or_else(|| {
+            format!("`state.{table}`: the config declares no such table in `state.tables`")
+        })?;
+        for (key, value) in entries {
+            let at = format!("`state.{table}.{key}`");
+            spec.check_value(value).map_err(|e| format!("{at}: {e}"))?;
+            store
+                .put(table, key, value.clone(), None, &actor)
+                .map_err(|e| format!("{at}: {e}"))?;
+        }
+    }
+    Ok(())
 }

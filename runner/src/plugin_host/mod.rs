@@ -8,7 +8,7 @@ mod engine;
 mod error;
 mod manifest;
 mod sandbox;
-mod schema_guard;
+pub(crate) mod schema_guard;
 mod scrub;
 
 pub use egress::{ExchangeOutcome, HttpExchange, Mode, RecordedBody};
@@ -89,6 +89,8 @@ pub struct PluginHost {
     broken: BTreeMap<String, LoadError>,
     /// `soar test`: answers in place of the sandboxed connectors.
     answers: Option<Arc<dyn Answers>>,
+    /// The config's state tables, which the built-in `state.*` actions use.
+    tables: Arc<crate::config::Tables>,
 }
 
 /// What answers an invocation instead of the connector (`soar test`'s
@@ -129,6 +131,7 @@ impl PluginHost {
             plugins: BTreeMap::new(),
             broken: BTreeMap::new(),
             answers: None,
+            tables: Arc::new(config.tables.clone()),
         };
         for plugin in config.plugins.values() {
             match host.load_one(config, plugin, &linker, &cache).await {
@@ -150,6 +153,11 @@ impl PluginHost {
     pub fn with_answers(mut self, answers: Arc<dyn Answers>) -> Self {
         self.answers = Some(answers);
         self
+    }
+
+    /// The config's state tables.
+    pub fn tables(&self) -> &Arc<crate::config::Tables> {
+        &self.tables
     }
 
     /// Why a configured plugin failed to load, if it did.
@@ -536,7 +544,10 @@ pub fn validate(schema: &serde_json::Value, value: &serde_json::Value) -> Result
     check(&validator, value)
 }
 
-fn check(validator: &jsonschema::Validator, value: &serde_json::Value) -> Result<(), Vec<String>> {
+pub(crate) fn check(
+    validator: &jsonschema::Validator,
+    value: &serde_json::Value,
+) -> Result<(), Vec<String>> {
     let problems: Vec<String> = validator
         .iter_errors(value)
         .map(|e| {

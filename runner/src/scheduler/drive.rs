@@ -33,6 +33,8 @@ struct Progress {
     waiting: Vec<String>,
     /// Cancelled (by, reason): nothing more starts; running steps finish.
     cancelled: Option<(String, String)>,
+    /// A `state.suppress` step found its entry (why): nothing more starts.
+    suppressed: Option<String>,
 }
 
 impl Progress {
@@ -40,6 +42,10 @@ impl Progress {
         let finished = state.finished.clone();
         let started = finished.keys().cloned().collect();
         let cancelled = state.cancelled.clone();
+        let suppressed = playbook
+            .steps
+            .iter()
+            .find_map(|s| suppression(s, finished.get(&s.id)?));
         Progress {
             state: Arc::new(state),
             playbook,
@@ -50,12 +56,13 @@ impl Progress {
             in_doubt: false,
             waiting: Vec::new(),
             cancelled,
+            suppressed,
         }
     }
 
     /// Whether new steps may start.
     fn may_start(&self) -> bool {
-        !self.failing && !self.in_doubt && self.cancelled.is_none()
+        !self.failing && !self.in_doubt && self.cancelled.is_none() && self.suppressed.is_none()
     }
 
     /// A step not started whose needs are all settled.
@@ -71,12 +78,8 @@ impl Progress {
             self.waiting.push(id);
             return;
         };
-        let on_error = self
-            .playbook
-            .steps
-            .iter()
-            .find(|s| s.id == id)
-            .map(|s| s.on_error);
+        let step = self.playbook.steps.iter().find(|s| s.id == id);
+        let on_error = step.map(|s| s.on_error);
         match end.status {
             // A blocked destructive action fails the run whatever
             // `on_error` says: nothing may go on as if it had acted.
@@ -85,14 +88,15 @@ impl Progress {
             StepStatus::InDoubt => self.in_doubt = true,
             _ => {}
         }
-        self.finished.insert(
-            id,
-            FinishedStep {
-                status: end.status,
-                output: end.output,
-                error: end.error,
-            },
-        );
+        let finished = FinishedStep {
+            status: end.status,
+            output: end.output,
+            error: end.error,
+        };
+        if let Some(why) = step.and_then(|s| suppression(s, &finished)) {
+            self.suppressed.get_or_insert(why);
+        }
+        self.finished.insert(id, finished);
     }
 
     /// The run's status once nothing runs, and its error.
@@ -102,6 +106,8 @@ impl Progress {
                 RunStatus::Cancelled,
                 Some(format!("cancelled by {by}: {reason}")),
             )
+        } else if let Some(why) = self.suppressed.as_ref().filter(|_| !self.failing) {
+            (RunStatus::Suppressed, Some(why.clone()))
         } else if self.failing {
             (RunStatus::Failed, Some("a step failed".to_string()))
         } else if self.in_doubt {
@@ -121,6 +127,29 @@ impl Progress {
             _ => None,
         }
     }
+}
+
+/// Why a finished `state.suppress` step ends the run, if its entry was
+/// found: the rule, the table and key, and who set the entry until when.
+fn suppression(step: &Step, finished: &FinishedStep) -> Option<String> {
+    let uses = step.uses.strip_prefix("state.")?;
+    let out = finished.output.as_ref()?;
+    if uses != crate::state::actions::SUPPRESS || out["suppressed"] != Value::Bool(true) {
+        return None;
+    }
+    let entry = &out["entry"];
+    let text = |v: &Value| v.as_str().unwrap_or("?").to_string();
+    let until = entry["expires_at"]
+        .as_str()
+        .map_or_else(|| "with no expiry".to_string(), |t| format!("until {t}"));
+    Some(format!(
+        "suppressed by rule `{}` (step `{}`): `{}` has an entry for `{}`, set by {} {until}",
+        text(&out["rule"]),
+        step.id,
+        text(&out["table"]),
+        text(&entry["key"]),
+        text(&entry["by"]),
+    ))
 }
 
 /// Why `step`'s trigger does not let it run, given how its needs (all
@@ -235,7 +264,7 @@ impl Engine {
                 p.finished.insert(step.id.clone(), skipped);
                 continue;
             }
-            let ctx = context(run_id, p.state.merged_count, &p.state.inputs, &p.finished);
+            let ctx = context(run_id, &p.state, &p.finished);
             let (engine, run, step, state, playbook) = (
                 self.clone(),
                 run_id.to_string(),

@@ -243,6 +243,10 @@ impl Engine {
                 targets,
             });
         }
+        let (min_approvals, raised_by) = self.quorum(gate, ctx);
+        if let Some(why) = raised_by {
+            handoff.insert("approvals_needed".into(), json!(why));
+        }
         let expires = now_ms() + gate.timeout.as_millis() as u64;
         let expires_at = crate::journal::format_unix_millis(expires);
         let notify_with = gate.notify.as_ref().map(|n| (n, handoff.clone()));
@@ -251,7 +255,7 @@ impl Engine {
             Event::ApprovalRequested {
                 step: step.id.clone(),
                 approvers: gate.approvers.clone(),
-                min_approvals: gate.min_approvals,
+                min_approvals,
                 expires_at: expires_at.clone(),
                 handoff: Value::Object(handoff),
                 bindings,
@@ -266,6 +270,29 @@ impl Engine {
                 .await?;
         }
         Ok(())
+    }
+
+    /// How many approvals the request asks: the highest of `min_approvals`
+    /// and every `min_approvals_if` rule that holds. A rule that cannot be
+    /// evaluated counts as holding: doubt raises the bar, never lowers it.
+    /// With the reason when a rule raised it (shown in the handoff).
+    fn quorum(&self, gate: &ApprovalGate, ctx: &Value) -> (u32, Option<String>) {
+        let mut min = gate.min_approvals;
+        let mut why = None;
+        for rule in &gate.min_approvals_if {
+            let holds = self.templates.eval_condition(&rule.when, ctx);
+            if rule.min_approvals > min && !matches!(holds, Ok(false)) {
+                min = rule.min_approvals;
+                why = Some(match holds {
+                    Ok(_) => format!("{min} approvals: `{}` holds", rule.when),
+                    Err(e) => format!(
+                        "{min} approvals: `{}` could not be evaluated ({e})",
+                        rule.when
+                    ),
+                });
+            }
+        }
+        (min, why)
     }
 
     /// Decides whether destructive `step` may act on `items`; journals the

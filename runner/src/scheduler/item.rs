@@ -12,6 +12,7 @@ use crate::journal::{now_unix_millis as now_ms, AttemptOutcome, Event, JournalEr
 use crate::playbook::Step;
 use crate::plugin_host::{ActionManifest, Invocation, InvokeError, Outcome};
 use crate::retry;
+use crate::state::actions as state;
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -86,10 +87,13 @@ impl Engine {
             .split_once('.')
             .unwrap_or((step.uses.as_str(), ""));
         // Borrowed, not cloned: this runs for every item of every step.
-        let found = self
-            .host
-            .plugin(plugin)
-            .and_then(|p| p.manifest.action(action).map(|a| (a, p.digest.as_str())));
+        let found = if plugin == state::PLUGIN {
+            state::manifest().action(action).map(|a| (a, state::DIGEST))
+        } else {
+            self.host
+                .plugin(plugin)
+                .and_then(|p| p.manifest.action(action).map(|a| (a, p.digest.as_str())))
+        };
         let Some((manifest, digest)) = found else {
             return Ok(match self.host.load_error(plugin) {
                 Some(e) => failed(
@@ -377,6 +381,9 @@ impl Engine {
         // Vendor calls take tens of ms: flushes do not hold for this run.
         let _idle = self.journal.idle();
         let invocation = it.invocation(attempt);
+        if it.plugin == state::PLUGIN {
+            return self.state_call(it, input);
+        }
         let call = self.host.invoke(it.plugin, it.action, input, &invocation);
         let Some(limit) = it.step.timeout else {
             return call.await;
@@ -391,6 +398,35 @@ impl Engine {
                 logs: Vec::new(),
                 duration: limit,
             },
+        }
+    }
+}
+
+impl Engine {
+    /// A built-in `state.*` action: atomic in the store, applied once per
+    /// step item (its idempotency key), answered with what it read and wrote.
+    fn state_call(&self, it: &Item<'_>, input: &Value) -> Outcome {
+        let started = std::time::Instant::now();
+        let by = match it.item {
+            Some(i) => format!("run:{}/{}[{i}]", it.run_id, it.step.id),
+            None => format!("run:{}/{}", it.run_id, it.step.id),
+        };
+        let call = state::Call {
+            store: &self.state,
+            tables: self.host.tables(),
+            actor: crate::state::Actor {
+                by: &by,
+                now_ms: now_ms(),
+                op_key: Some(&it.key),
+                reason: input["reason"].as_str(),
+            },
+        };
+        let result = state::check_input(it.action, input).and_then(|()| call.run(it.action, input));
+        Outcome {
+            result,
+            exchanges: Vec::new(),
+            logs: Vec::new(),
+            duration: started.elapsed(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! from its journal alone. Fresh runs and resumes share one executor.
 
 pub mod cancel;
+mod claims;
 mod drive;
 mod gate;
 mod inputs;
@@ -11,6 +12,7 @@ mod item;
 mod notify;
 mod state;
 
+pub use claims::{Claim, ClaimKind};
 pub use state::{
     AttemptError, Authorization, FinishedStep, GateState, ItemState, RunState, StepStatus,
 };
@@ -21,6 +23,7 @@ use crate::journal::{
 };
 use crate::playbook::{Playbook, Step};
 use crate::plugin_host::PluginHost;
+use crate::state::StateStore;
 use crate::template::Templates;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -88,6 +91,9 @@ pub struct RunReport {
     pub pending_approvals: Vec<Value>,
     /// Later deliveries merged into this run (`alert_merged` records).
     pub merged_count: u64,
+    /// True when this alert joined the run's group (`alert_grouped`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub grouped: bool,
 }
 
 impl RunReport {
@@ -170,6 +176,7 @@ impl RunReport {
             steps,
             pending_approvals: state.pending_approvals(run_id, now_ms()),
             merged_count: state.merged_count,
+            grouped: false,
             outputs: state.outputs,
         }
     }
@@ -215,6 +222,11 @@ pub struct Engine {
     /// `soar test`: a scheduled retry starts at once (its delay is still
     /// computed and journaled), so a case with retries takes no wall time.
     instant_retries: bool,
+    /// One claim of a key at a time (see `claims.rs`).
+    claiming: Arc<claims::KeyLocks>,
+    /// The state tables, kept in the journal's store: a state write and the
+    /// record of the step that made it are flushed by the same commit.
+    state: StateStore,
 }
 
 /// The state of a graceful stop (see [`Engine::stop`]).
@@ -241,16 +253,6 @@ impl Drop for Flying {
             self.0.settled.notify_waiters();
         }
     }
-}
-
-/// One claim a new run makes before it starts: a key no other run may
-/// hold, remembered for `window` (forever when `None`).
-#[derive(Debug, Clone)]
-pub struct Claim {
-    /// The key (namespaced by the caller, e.g. `delivery:SOURCE:ID`).
-    pub key: String,
-    /// After this long the key may start a new run.
-    pub window: Option<Duration>,
 }
 
 /// Repeats journaled with their whole alert; later ones keep a digest.
@@ -364,15 +366,6 @@ enum Opened {
     New(String, Vec<Record>, Collecting),
 }
 
-/// Whether the run in `records` started longer than `window` ago.
-fn expired(records: &[Record], window: Option<Duration>) -> bool {
-    let (Some(window), Some(first)) = (window, records.first()) else {
-        return false;
-    };
-    let started = crate::journal::parse_unix_millis(&first.at).unwrap_or(u64::MAX);
-    now_ms().saturating_sub(started) > window.as_millis() as u64
-}
-
 /// The idempotency key of a step item: stable across retries and resumes.
 pub fn idempotency_key(run_id: &str, step: &str, item: Option<u32>) -> String {
     let material = match item {
@@ -382,14 +375,12 @@ pub fn idempotency_key(run_id: &str, step: &str, item: Option<u32>) -> String {
     format!("soar-{}", &hex::encode(Sha256::digest(material))[..32])
 }
 
-/// The template context: inputs, finished steps, the run's id and how many
-/// later deliveries merged into it (as journaled before this drive began).
-pub fn context(
-    run_id: &str,
-    merged_count: u64,
-    inputs: &Value,
-    finished: &BTreeMap<String, FinishedStep>,
-) -> Value {
+/// The template context: inputs, finished steps, the run's id, how many
+/// later deliveries merged into it and the alerts that joined its group
+/// (as journaled before this drive began: a step that starts after an
+/// alert joined sees it).
+pub fn context(run_id: &str, state: &RunState, finished: &BTreeMap<String, FinishedStep>) -> Value {
+    let (merged_count, inputs) = (state.merged_count, &state.inputs);
     let steps: Map<String, Value> = finished
         .iter()
         .map(|(id, f)| {
@@ -399,7 +390,9 @@ pub fn context(
             )
         })
         .collect();
-    json!({"inputs": inputs, "steps": steps, "run": {"id": run_id, "merged_count": merged_count}})
+    let run = json!({"id": run_id, "merged_count": merged_count,
+                     "grouped_count": state.grouped.len(), "grouped": state.grouped});
+    json!({"inputs": inputs, "steps": steps, "run": run})
 }
 
 /// The template context of item `index` of a `for_each` step.
@@ -459,7 +452,6 @@ impl Engine {
             .and_then(|v| v.parse().ok());
         Self {
             host,
-            journal,
             templates: Arc::new(Templates::new()),
             hang_after,
             appended: Arc::new(AtomicU64::new(0)),
@@ -470,6 +462,9 @@ impl Engine {
             stop: Arc::new(Stop::default()),
             console: None,
             instant_retries: false,
+            claiming: Arc::default(),
+            state: journal.state(),
+            journal,
         }
     }
 
@@ -551,6 +546,11 @@ impl Engine {
     /// The journal.
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// The state tables.
+    pub fn state(&self) -> &StateStore {
+        &self.state
     }
 
     /// The plugin host.
@@ -655,126 +655,6 @@ impl Engine {
         })
     }
 
-    /// Claims `claim` for `run_id`; the run holding it, if another (live,
-    /// within the window) does, with its records.
-    async fn claim(
-        &self,
-        claim: &Claim,
-        run_id: &str,
-    ) -> Result<Option<(String, Vec<Record>)>, EngineError> {
-        let mut holder = self.journal.claim_dedup(&claim.key, run_id)?;
-        while let Some(existing) = holder {
-            match self.journal.read(&existing) {
-                Ok(records) if !records.is_empty() && !expired(&records, claim.window) => {
-                    return Ok(Some((existing, records)));
-                }
-                // The holder died between claiming and journaling its start
-                // (nothing ran under it), or its window is over: take it.
-                Ok(_) | Err(JournalError::UnknownRun(_)) => {
-                    holder = self.journal.reclaim_dedup(&claim.key, &existing, run_id)?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(None)
-    }
-
-    /// Journals a duplicate delivery in the run holding its claim, durably,
-    /// and reports that run as it now stands.
-    async fn merge(
-        &self,
-        playbook: &Playbook,
-        key: &str,
-        (run_id, records): (String, Vec<Record>),
-        new: NewRun,
-    ) -> Result<RunReport, EngineError> {
-        let earlier = records
-            .iter()
-            .filter(|r| matches!(r.event, Event::AlertMerged { .. }))
-            .count() as u64;
-        if earlier >= MERGE_CAP {
-            return Err(EngineError::Repeats(run_id));
-        }
-        // A sender repeating one delivery must not grow the run's journal
-        // without bound: past the cap, a repeat keeps its digest and size.
-        let keep = |v: Value| {
-            if earlier < MERGE_EVIDENCE_CAP {
-                return v;
-            }
-            let bytes = serde_json::to_vec(&v).unwrap_or_default();
-            json!({"omitted": format!("over {MERGE_EVIDENCE_CAP} repeats: digest only"),
-                   "sha256": hex::encode(Sha256::digest(&bytes)), "bytes": bytes.len()})
-        };
-        let merged = Event::AlertMerged {
-            key: key.to_string(),
-            alert: keep(new.alert),
-            raw: new.raw.map(keep),
-            by: new.started_by,
-            count: earlier + 1,
-        };
-        self.append(&run_id, merged).await?;
-        crate::observe::alert_merged(&playbook.name);
-        // A merge changes no status: the records read before tell the rest.
-        let mut report = RunReport::from_records(&run_id, &records, Some(playbook));
-        report.merged_count = earlier + 1;
-        report.deduplicated = true;
-        Ok(report)
-    }
-
-    async fn open_run(&self, playbook: &Arc<Playbook>, new: NewRun) -> Result<Opened, EngineError> {
-        let NewRun {
-            alert,
-            raw,
-            started_by,
-            mut claims,
-        } = new;
-        let inputs =
-            inputs::normalise(playbook, &alert, &self.templates).map_err(EngineError::Input)?;
-        let run_id = new_run_id();
-        let dedup_key = match &playbook.dedup {
-            Some(t) => Some(
-                self.templates
-                    .render_str(t, &json!({"inputs": inputs, "alert": alert}))
-                    .map_err(|e| EngineError::Dedup(e.to_string()))?,
-            ),
-            None => None,
-        };
-        if let Some(key) = &dedup_key {
-            claims.push(Claim {
-                key: format!("{}:{}", playbook.name, key),
-                window: None,
-            });
-        }
-        for claim in &claims {
-            if let Some(holder) = self.claim(claim, &run_id).await? {
-                let new = NewRun {
-                    alert,
-                    raw,
-                    started_by,
-                    claims: Vec::new(),
-                };
-                let report = self.merge(playbook, &claim.key, holder, new).await?;
-                return Ok(Opened::Existing(report));
-            }
-        }
-        let start = Event::RunStarted {
-            playbook: playbook.name.clone(),
-            version: playbook.version.clone(),
-            playbook_sha256: playbook.sha256.clone(),
-            playbook_path: playbook.path.display().to_string(),
-            inputs: inputs.clone(),
-            alert,
-            started_by,
-            dedup_key,
-            raw,
-        };
-        let collecting = Collecting::start(&self.written, &run_id);
-        self.append(&run_id, start).await?;
-        crate::observe::run_started(&playbook.name);
-        let records = collecting.take();
-        Ok(Opened::New(run_id, records, collecting))
-    }
-
     /// Continues an unfinished run from its journal.
     pub async fn resume(
         &self,
@@ -815,7 +695,7 @@ impl Engine {
         state: &RunState,
         finished: &BTreeMap<String, FinishedStep>,
     ) -> Value {
-        let ctx = context(run_id, state.merged_count, &state.inputs, finished);
+        let ctx = context(run_id, state, finished);
         let mut out = Map::new();
         for (k, t) in &playbook.outputs {
             let v = self

@@ -128,6 +128,8 @@ pub struct RunState {
     pub started_by: String,
     /// Later deliveries merged into this run (`alert_merged`).
     pub merged_count: u64,
+    /// Alerts that joined this run's group (`alert_grouped`), in order.
+    pub grouped: Vec<Value>,
     /// Content hash of the playbook it started with.
     pub playbook_sha256: String,
     /// Playbook name.
@@ -435,6 +437,7 @@ impl RunState {
             }
             Event::CommandRefused { .. } | Event::ChatMessage { .. } => {}
             Event::AlertMerged { .. } => self.merged_count += 1,
+            Event::AlertGrouped { alert, .. } => self.grouped.push(alert.clone()),
             Event::RunPaused { status, .. } => self.paused = Some(*status),
             Event::RunFinished {
                 status, outputs, ..

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 struct Caller(String);
 
-fn with_caller(mut r: Response, who: &Approver) -> Response {
+pub(super) fn with_caller(mut r: Response, who: &Approver) -> Response {
     r.extensions_mut().insert(Caller(who.name.clone()));
     r
 }
@@ -58,7 +58,7 @@ pub async fn log_request(req: Request, next: Next) -> Response {
 }
 
 /// An operation's failure as an answer.
-fn op_error(e: OpError) -> Response {
+pub(super) fn op_error(e: OpError) -> Response {
     match e {
         OpError::Invalid(m) => refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid", m),
         OpError::NotFound(id) => {
@@ -76,7 +76,7 @@ fn op_error(e: OpError) -> Response {
     }
 }
 
-fn refused(r: &Refusal) -> Response {
+pub(super) fn refused(r: &Refusal) -> Response {
     let status = StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::FORBIDDEN);
     let mut resp = refusal(status, r.kind(), format!("refused: {r}"));
     if status == StatusCode::UNAUTHORIZED {
@@ -89,7 +89,7 @@ fn refused(r: &Refusal) -> Response {
 }
 
 /// The caller, who may read.
-fn reader<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a Approver, Response> {
+pub(super) fn reader<'a>(app: &'a App, headers: &HeaderMap) -> Result<&'a Approver, Response> {
     let who = auth::principal(app.policy(), headers).map_err(|r| refused(&r))?;
     if !approvals::may_read(who) {
         let r = Refusal::NoRole {

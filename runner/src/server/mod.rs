@@ -14,6 +14,7 @@ mod auth;
 mod console;
 mod intake;
 mod slack;
+mod state_api;
 mod timers;
 
 /// The action ids of the Slack buttons `approval.notify` posts.
@@ -86,6 +87,14 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/runs/{run_id}/steps/{step}/resolve"),
     ("GET", "/api/v1/approvals"),
     ("GET", "/api/v1/journal/verify"),
+    ("GET", "/api/v1/state"),
+    ("GET", "/api/v1/state/{table}/entries"),
+    ("GET", "/api/v1/state/{table}/entries/{key}"),
+    ("PUT", "/api/v1/state/{table}/entries/{key}"),
+    ("DELETE", "/api/v1/state/{table}/entries/{key}"),
+    ("GET", "/api/v1/state/{table}/entries/{key}/log"),
+    ("POST", "/api/v1/state/{table}/import"),
+    ("GET", "/api/v1/state/{table}/export"),
 ];
 
 /// The routes.
@@ -102,7 +111,18 @@ fn router(app: Arc<App>) -> Router {
         .route("/runs/{run_id}/steps/{step}/deny", post(api::deny))
         .route("/runs/{run_id}/steps/{step}/resolve", post(api::resolve))
         .route("/approvals", get(api::pending))
-        .route("/journal/verify", get(api::verify));
+        .route("/journal/verify", get(api::verify))
+        .route("/state", get(state_api::tables))
+        .route("/state/{table}/entries", get(state_api::list))
+        .route(
+            "/state/{table}/entries/{key}",
+            get(state_api::get)
+                .put(state_api::put)
+                .delete(state_api::delete),
+        )
+        .route("/state/{table}/entries/{key}/log", get(state_api::log))
+        .route("/state/{table}/import", post(state_api::import))
+        .route("/state/{table}/export", get(state_api::export));
     let max_body = app.config.server.max_body;
     Router::new()
         .route("/healthz", get(api::healthz))

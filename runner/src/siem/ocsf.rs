@@ -30,6 +30,10 @@ fn fields(event: &Event) -> Fields {
             f.principal = Some(by.clone());
             f.message = format!("a repeat delivery by {by} merged into the run ({count} so far)");
         }
+        Event::AlertGrouped { by, count, .. } => {
+            f.principal = Some(by.clone());
+            f.message = format!("an alert from {by} joined the run's group ({count} so far)");
+        }
         Event::AttemptStarted {
             step,
             plugin,

@@ -7,6 +7,7 @@
 //! (who, when, why, what). `store.rs` is the sled store; the playbook
 //! actions, CLI and API that use it come next (issue 21).
 
+pub mod actions;
 mod store;
 
 pub use store::StateStore;

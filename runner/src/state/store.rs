@@ -1,5 +1,5 @@
-//! The state tables in sled: one tree per table (`t:NAME`), entries as
-//! JSON, and an `ops` tree remembering each keyed operation's result.
+//! The state tables in sled: one tree per table (`state:t:NAME`), entries
+//! as JSON, its change log (`state:log:NAME`), and a `state:ops` tree remembering each keyed operation's result.
 //! Every write is one sled transaction over the table and `ops`, so it is
 //! atomic per key against concurrent runs and applied at most once per
 //! operation key; sled retries a transaction that raced another.
@@ -14,11 +14,13 @@ use sled::Transactional;
 use std::path::Path;
 use std::time::Duration;
 
+/// The tree remembering each keyed operation's result.
+const OPS: &str = "state:ops";
+
 /// The tables.
 #[derive(Clone)]
 pub struct StateStore {
     db: sled::Db,
-    ops: sled::Tree,
 }
 
 fn storage(e: impl std::fmt::Display) -> StateError {
@@ -42,7 +44,7 @@ fn abort<T>(e: StateError) -> Tx<T> {
 impl StateStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        Self::from_db(sled::open(path).map_err(storage)?)
+        Ok(Self::from_db(sled::open(path).map_err(storage)?))
     }
 
     /// A store that lives only as long as it is used (tests).
@@ -51,22 +53,26 @@ impl StateStore {
             .temporary(true)
             .open()
             .map_err(storage)?;
-        Self::from_db(db)
+        Ok(Self::from_db(db))
     }
 
-    fn from_db(db: sled::Db) -> Result<Self, StateError> {
-        let ops = db.open_tree("ops").map_err(storage)?;
-        Ok(StateStore { db, ops })
+    /// The tables kept in `db` beside other trees (the journal's).
+    pub fn from_db(db: sled::Db) -> Self {
+        StateStore { db }
     }
 
     fn tree(&self, table: &str) -> Result<sled::Tree, StateError> {
         check_table(table)?;
-        self.db.open_tree(format!("t:{table}")).map_err(storage)
+        self.db
+            .open_tree(format!("state:t:{table}"))
+            .map_err(storage)
     }
 
     fn log_tree(&self, table: &str) -> Result<sled::Tree, StateError> {
         check_table(table)?;
-        self.db.open_tree(format!("log:{table}")).map_err(storage)
+        self.db
+            .open_tree(format!("state:log:{table}"))
+            .map_err(storage)
     }
 
     /// The changes of `key`, oldest first: the newest `limit` of them.
@@ -153,7 +159,8 @@ impl StateStore {
             .map(|k| format!("{k}\u{0}{table}\u{0}{key}\u{0}{kind}"));
         // Counters change on every event; their history is the runs' journals.
         let logged = kind != "incr";
-        let outcome = (&tree, &self.ops, &log).transaction(
+        let ops = self.db.open_tree(OPS).map_err(storage)?;
+        let outcome = (&tree, &ops, &log).transaction(
             |(t, ops, log): &(TransactionalTree, TransactionalTree, TransactionalTree)| {
                 if let Some(op) = &op {
                     if let Some(done) = ops.get(op.as_bytes())? {
@@ -195,7 +202,8 @@ impl StateStore {
         })
     }
 
-    /// Sets `key` to `value`, expiring after `ttl` if given.
+    /// Sets `key` to `value`, expiring after `ttl` if given; the live entry
+    /// it replaced, and the one written.
     pub fn put(
         &self,
         table: &str,
@@ -203,11 +211,12 @@ impl StateStore {
         value: Value,
         ttl: Option<Duration>,
         actor: &Actor<'_>,
-    ) -> Result<Entry, StateError> {
+    ) -> Result<(Option<Entry>, Entry), StateError> {
         check_value(&value)?;
         self.write(table, key, "put", actor, |current| {
+            let previous = current.filter(|e| e.live(actor.now_ms)).cloned();
             let entry = next_entry(current, value.clone(), ttl, actor);
-            Ok((Some(entry.clone()), entry))
+            Ok((Some(entry.clone()), (previous, entry)))
         })
     }
 
@@ -277,6 +286,63 @@ impl StateStore {
             });
             Ok((tomb, removed))
         })
+    }
+
+    /// Sets every `(key, value, ttl)` of `rows` in one transaction: all of
+    /// them or, on any error, none (an import).
+    pub fn put_many(
+        &self,
+        table: &str,
+        rows: &[(String, Value, Option<Duration>)],
+        actor: &Actor<'_>,
+    ) -> Result<usize, StateError> {
+        for (key, value, _) in rows {
+            check_key(key)?;
+            check_value(value)?;
+        }
+        let (tree, log) = (self.tree(table)?, self.log_tree(table)?);
+        let outcome = (&tree, &log).transaction(|(t, log)| {
+            for (key, value, ttl) in rows {
+                let current = match t.get(key.as_bytes())? {
+                    Some(bytes) => match decode(&bytes) {
+                        Ok(e) => Some(e),
+                        Err(e) => return abort(e),
+                    },
+                    None => None,
+                };
+                let next = next_entry(current.as_ref(), value.clone(), *ttl, actor);
+                t.insert(key.as_bytes(), to_json(&next)?)?;
+                let mut at = log_prefix(key);
+                at.extend_from_slice(&log.generate_id()?.to_be_bytes());
+                log.insert(at, to_json(&change("import", actor, &next))?)?;
+            }
+            Ok(rows.len())
+        });
+        outcome.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => storage(e),
+        })
+    }
+
+    /// Every live entry of `table`, in key order, at most `limit`.
+    pub fn export(
+        &self,
+        table: &str,
+        limit: usize,
+        now_ms: u64,
+    ) -> Result<Vec<(String, Entry)>, StateError> {
+        let mut out = Vec::new();
+        for item in self.tree(table)?.iter() {
+            if out.len() == limit {
+                break;
+            }
+            let (k, v) = item.map_err(storage)?;
+            let entry = decode(&v)?;
+            if entry.live(now_ms) {
+                out.push((String::from_utf8_lossy(&k).into_owned(), entry));
+            }
+        }
+        Ok(out)
     }
 
     /// Counts one more event of `key` in its window; the count now.
@@ -405,7 +471,7 @@ mod tests {
     #[test]
     fn put_get_cas_delete_keep_versions_and_expire_to_the_millisecond() {
         let s = StateStore::temporary().unwrap();
-        let e = s
+        let (previous, e) = s
             .put(
                 "exceptions",
                 "pentest-01",
@@ -414,6 +480,7 @@ mod tests {
                 &at(1_000),
             )
             .unwrap();
+        assert_eq!(previous, None);
         assert_eq!((e.version, e.expires_at_ms), (1, Some(61_000)));
         assert!(
             s.get("exceptions", "pentest-01", 60_999).unwrap().is_some(),

@@ -94,7 +94,7 @@ pub fn unlocks(
     policy: &Policy,
 ) -> Vec<Value> {
     let templates = Templates::new();
-    let ctx = scheduler::context(run_id, state.merged_count, &state.inputs, &state.finished);
+    let ctx = scheduler::context(run_id, state, &state.finished);
     gate.bindings
         .iter()
         .map(|b| {

@@ -17,7 +17,7 @@ use super::App;
 use crate::config::{roles, BasicAuth, Source, SourceAuth};
 use crate::observe;
 use crate::playbook::Playbook;
-use crate::scheduler::{Begun, Claim, EngineError, NewRun};
+use crate::scheduler::{Begun, Claim, ClaimKind, EngineError, NewRun};
 use crate::template::CompiledFields;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -129,6 +129,7 @@ fn claims(source: &Source, id: Option<&str>, index: usize, batch: bool) -> Vec<C
     vec![Claim {
         key,
         window: Some(source.delivery_window),
+        kind: ClaimKind::Repeat,
     }]
 }
 
@@ -503,7 +504,7 @@ struct Delivered {
 /// One event's result.
 enum Outcome {
     Started(String),
-    Merged(String, &'static str),
+    Merged(String, &'static str, bool),
     Invalid(String, Vec<String>),
     /// Not started, not merged, and told so (a run's repeat cap).
     Refused(String),
@@ -516,8 +517,8 @@ impl Outcome {
             Outcome::Started(id) => {
                 json!({"index": index, "run_id": id, "status": "running", "deduplicated": false})
             }
-            Outcome::Merged(id, status) => {
-                json!({"index": index, "run_id": id, "status": status, "deduplicated": true})
+            Outcome::Merged(id, status, grouped) => {
+                json!({"index": index, "run_id": id, "status": status, "deduplicated": true, "grouped": grouped})
             }
             Outcome::Invalid(message, problems) => {
                 json!({"index": index, "error": "invalid_alert", "message": message, "problems": problems})
@@ -641,7 +642,9 @@ fn begin_detached(
 /// One event's durable start, or the run it merged into.
 async fn begin(app: &Arc<App>, pb: Arc<Playbook>, new: NewRun) -> Outcome {
     match app.engine.begin(pb, new).await {
-        Ok(Begun::Existing(report)) => Outcome::Merged(report.run_id, report.status.as_str()),
+        Ok(Begun::Existing(report)) => {
+            Outcome::Merged(report.run_id, report.status.as_str(), report.grouped)
+        }
         Ok(Begun::New { run_id, drive }) => {
             app.drive_new(&run_id, drive);
             Outcome::Started(run_id)
