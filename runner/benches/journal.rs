@@ -55,6 +55,8 @@ fn run_events(i: usize) -> Vec<Event> {
         started_by: "source:edr".into(),
         dedup_key: None,
         raw: None,
+        group_key: None,
+        previous_run: None,
     }];
     for s in 0..8 {
         events.push(Event::StepStarted {

@@ -71,6 +71,18 @@ pub enum Refusal {
         /// Their roles.
         has: String,
     },
+    /// The principal has none of a state table's `writers` roles.
+    #[error("`{who}` has roles [{has}], and state table `{table}` may be changed from outside runs only by {writers}")]
+    NotAWriter {
+        /// Principal.
+        who: String,
+        /// The table.
+        table: String,
+        /// Its writer roles, in words.
+        writers: String,
+        /// Their roles.
+        has: String,
+    },
 }
 
 /// How an HTTP API answers a refusal: who you are (401), what you may do
@@ -86,7 +98,8 @@ impl Refusal {
             Refusal::MissingRole { .. }
             | Refusal::OwnRun(_)
             | Refusal::BadName(_)
-            | Refusal::NoRole { .. } => 403,
+            | Refusal::NoRole { .. }
+            | Refusal::NotAWriter { .. } => 403,
             Refusal::AlreadyVoted { .. }
             | Refusal::NotWaiting(_)
             | Refusal::Expired(_)
@@ -102,7 +115,7 @@ impl Refusal {
             Refusal::WrongToken(_) => "wrong_token",
             Refusal::UnknownToken => "unknown_token",
             Refusal::MissingRole { .. } => "missing_role",
-            Refusal::NoRole { .. } => "missing_role",
+            Refusal::NoRole { .. } | Refusal::NotAWriter { .. } => "missing_role",
             Refusal::OwnRun(_) => "own_run",
             Refusal::BadName(_) => "bad_name",
             Refusal::AlreadyVoted { .. } => "already_voted",

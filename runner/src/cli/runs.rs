@@ -737,6 +737,35 @@ pub(super) fn replay_records(run_id: &str, records: &[Record], pb: &playbook::Pl
                     }
                 }
             }
+            Event::ApprovalRequested {
+                step,
+                min_approvals,
+                ..
+            } => {
+                let gate = pb.steps.iter().find(|s| &s.id == step);
+                if let Some(gate) = gate.and_then(|s| s.approval.as_ref()) {
+                    checked += 1;
+                    let (now, _) = scheduler::quorum(&templates, gate, &ctx);
+                    if now != *min_approvals {
+                        differences.push(format!("seq {}: `{step}` asked {min_approvals} approval(s), but would now ask {now}", r.seq));
+                    }
+                }
+            }
+            Event::RunFinished { status, error, .. } if *status == RunStatus::Suppressed => {
+                checked += 1;
+                let why = pb
+                    .steps
+                    .iter()
+                    .find_map(|s| scheduler::suppression(s, so_far.finished.get(&s.id)?));
+                if why.as_ref() != error.as_ref() {
+                    differences.push(format!(
+                        "seq {}: the run was suppressed ({}), but its journaled steps now say {}",
+                        r.seq,
+                        error.as_deref().unwrap_or("no reason"),
+                        why.as_deref().unwrap_or("nothing suppresses it")
+                    ));
+                }
+            }
             _ => {}
         }
         so_far.apply(r);

@@ -46,14 +46,15 @@ pub fn may_write(who: &Approver, spec: &TableSpec) -> Result<(), OpError> {
     if spec.writers.iter().any(|r| who.has_role(r)) {
         return Ok(());
     }
-    Err(OpError::Refused(Refusal::NoRole {
+    let writers = if spec.writers.is_empty() {
+        "no role (its `writers` list is empty: only runs write it)".to_string()
+    } else {
+        format!("the role(s) {}", spec.writers.join(", "))
+    };
+    Err(OpError::Refused(Refusal::NotAWriter {
         who: who.name.clone(),
-        command: format!("write state table `{}`", spec.name),
-        role: if spec.writers.is_empty() {
-            "(none: the table's `writers` is empty, only runs write it)".into()
-        } else {
-            spec.writers.join(" or ")
-        },
+        table: spec.name.clone(),
+        writers,
         has: who.roles.join(", "),
     }))
 }

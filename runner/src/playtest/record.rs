@@ -51,6 +51,11 @@ pub fn case_of(
         ..Case::default()
     };
     case.answers = answers(records);
+    // Built-in state actions run for real in a test: what the run read is
+    // the case's `state:`, so its decisions replay after the tables changed.
+    case.answers
+        .retain(|step, _| !uses.get(step).is_some_and(|u| u.starts_with("state.")));
+    case.state = state_read(records);
     case.approvals = approvals(records);
     // The id of the run being recorded is another in every test run.
     let expect = expect(&report, records, uses, destructive);
@@ -59,6 +64,59 @@ pub fn case_of(
         .and_then(serde_json::from_value)
         .map_err(|e| e.to_string())?;
     Ok(case)
+}
+
+/// The entries the run's `state.*` reads found, by table and key.
+fn state_read(records: &[Record]) -> BTreeMap<String, BTreeMap<String, Value>> {
+    let mut tables: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+    let mut inputs: BTreeMap<(String, Option<u32>), (String, String)> = BTreeMap::new();
+    for r in records {
+        match &r.event {
+            Event::AttemptStarted {
+                step,
+                item,
+                plugin,
+                action,
+                input,
+                ..
+            } if plugin == crate::state::actions::PLUGIN => {
+                let table = input["table"].as_str().unwrap_or_default().to_string();
+                inputs.insert((step.clone(), *item), (table, action.clone()));
+            }
+            Event::AttemptFinished {
+                step,
+                item,
+                outcome: AttemptOutcome::Ok { output },
+                ..
+            } => {
+                let Some((table, action)) = inputs.get(&(step.clone(), *item)) else {
+                    continue;
+                };
+                let found: Vec<&Value> = match action.as_str() {
+                    "get" => vec![output],
+                    crate::state::actions::SUPPRESS => vec![&output["entry"]],
+                    "lookup" => output["entries"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|m| m.values())
+                        .collect(),
+                    "scan" => output["entries"].as_array().into_iter().flatten().collect(),
+                    _ => Vec::new(),
+                };
+                for e in found
+                    .into_iter()
+                    .filter(|e| e["found"] == Value::Bool(true))
+                {
+                    if let Some(key) = e["key"].as_str() {
+                        let t = tables.entry(table.clone()).or_default();
+                        t.insert(key.to_string(), e["value"].clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    tables
 }
 
 /// Each step's recorded results: an answer per attempt, per item.

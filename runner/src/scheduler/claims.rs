@@ -52,6 +52,13 @@ enum Holder {
     Ours(Option<(String, Vec<Record>)>),
 }
 
+/// What a playbook makes a run claim: its rendered keys and their claims.
+struct OwnClaims {
+    dedup_key: Option<String>,
+    group_key: Option<String>,
+    claims: Vec<Claim>,
+}
+
 /// Per-key async locks: one claim of a key at a time in this process.
 #[derive(Default)]
 pub(super) struct KeyLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
@@ -206,7 +213,7 @@ impl Engine {
         playbook: &Playbook,
         inputs: &Value,
         alert: &Value,
-    ) -> Result<(Option<String>, Option<String>, Vec<Claim>), EngineError> {
+    ) -> Result<OwnClaims, EngineError> {
         let ctx = json!({"inputs": inputs, "alert": alert});
         let render = |t: &String| self.templates.render_str(t, &ctx);
         let dedup_key = playbook
@@ -238,7 +245,11 @@ impl Engine {
                 },
             });
         }
-        Ok((dedup_key, group_key, claims))
+        Ok(OwnClaims {
+            dedup_key,
+            group_key,
+            claims,
+        })
     }
 
     pub(super) async fn open_run(
@@ -255,7 +266,11 @@ impl Engine {
         let inputs =
             inputs::normalise(playbook, &alert, &self.templates).map_err(EngineError::Input)?;
         let run_id = new_run_id();
-        let (dedup_key, group_key, own) = self.own_claims(playbook, &inputs, &alert)?;
+        let OwnClaims {
+            dedup_key,
+            group_key,
+            claims: own,
+        } = self.own_claims(playbook, &inputs, &alert)?;
         claims.extend(own);
         let held = self
             .claiming

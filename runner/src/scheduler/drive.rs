@@ -131,7 +131,7 @@ impl Progress {
 
 /// Why a finished `state.suppress` step ends the run, if its entry was
 /// found: the rule, the table and key, and who set the entry until when.
-fn suppression(step: &Step, finished: &FinishedStep) -> Option<String> {
+pub fn suppression(step: &Step, finished: &FinishedStep) -> Option<String> {
     let uses = step.uses.strip_prefix("state.")?;
     let out = finished.output.as_ref()?;
     if uses != crate::state::actions::SUPPRESS || out["suppressed"] != Value::Bool(true) {

@@ -9,6 +9,7 @@ use crate::journal::{ApprovalBinding, Decision, Event, JournalError};
 use crate::playbook::{ApprovalGate, Playbook, Step};
 use crate::plugin_host::{ActionManifest, Invocation};
 use crate::scheduler::RunState;
+use crate::template::Templates;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
 
@@ -243,7 +244,7 @@ impl Engine {
                 targets,
             });
         }
-        let (min_approvals, raised_by) = self.quorum(gate, ctx);
+        let (min_approvals, raised_by) = quorum(&self.templates, gate, ctx);
         if let Some(why) = raised_by {
             handoff.insert("approvals_needed".into(), json!(why));
         }
@@ -270,29 +271,6 @@ impl Engine {
                 .await?;
         }
         Ok(())
-    }
-
-    /// How many approvals the request asks: the highest of `min_approvals`
-    /// and every `min_approvals_if` rule that holds. A rule that cannot be
-    /// evaluated counts as holding: doubt raises the bar, never lowers it.
-    /// With the reason when a rule raised it (shown in the handoff).
-    fn quorum(&self, gate: &ApprovalGate, ctx: &Value) -> (u32, Option<String>) {
-        let mut min = gate.min_approvals;
-        let mut why = None;
-        for rule in &gate.min_approvals_if {
-            let holds = self.templates.eval_condition(&rule.when, ctx);
-            if rule.min_approvals > min && !matches!(holds, Ok(false)) {
-                min = rule.min_approvals;
-                why = Some(match holds {
-                    Ok(_) => format!("{min} approvals: `{}` holds", rule.when),
-                    Err(e) => format!(
-                        "{min} approvals: `{}` could not be evaluated ({e})",
-                        rule.when
-                    ),
-                });
-            }
-        }
-        (min, why)
     }
 
     /// Decides whether destructive `step` may act on `items`; journals the
@@ -501,4 +479,28 @@ impl Engine {
         }
         Value::Object(out)
     }
+}
+
+/// How many approvals a request asks: the highest of `min_approvals` and
+/// every `min_approvals_if` rule that holds. A rule that cannot be
+/// evaluated counts as holding: doubt raises the bar, never lowers it.
+/// With the reason when a rule raised it (shown in the handoff); `soar
+/// replay` checks the journaled number against it.
+pub fn quorum(templates: &Templates, gate: &ApprovalGate, ctx: &Value) -> (u32, Option<String>) {
+    let mut min = gate.min_approvals;
+    let mut why = None;
+    for rule in &gate.min_approvals_if {
+        let holds = templates.eval_condition(&rule.when, ctx);
+        if rule.min_approvals > min && !matches!(holds, Ok(false)) {
+            min = rule.min_approvals;
+            why = Some(match holds {
+                Ok(_) => format!("{min} approvals: `{}` holds", rule.when),
+                Err(e) => format!(
+                    "{min} approvals: `{}` could not be evaluated ({e})",
+                    rule.when
+                ),
+            });
+        }
+    }
+    (min, why)
 }

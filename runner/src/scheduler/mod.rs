@@ -13,6 +13,8 @@ mod notify;
 mod state;
 
 pub use claims::{Claim, ClaimKind};
+pub use drive::suppression;
+pub use gate::quorum;
 pub use state::{
     AttemptError, Authorization, FinishedStep, GateState, ItemState, RunState, StepStatus,
 };

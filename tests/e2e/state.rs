@@ -1,0 +1,485 @@
+//! The state layer end to end: runs count one key atomically (also across
+//! SIGKILL and resume), entries expire across restarts, decisions replay
+//! from journaled reads after the tables changed, operators change tables
+//! with a proven identity and a reason, and bad input is refused at its place.
+
+use serde_json::{json, Value};
+use soar_e2e::lab::{kill, token, Lab};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The tables and playbooks every test here uses.
+const STATE: &str = r#"state:
+  tables:
+    counts: { key: name }
+    maintenance:
+      key: hostname
+      ttl: 12h
+      schema: { type: object, required: [ticket], properties: { ticket: { type: string } } }
+      writers: [soc-lead]
+    assets:
+      key: hostname
+      schema: { type: object, required: [criticality], properties: { criticality: { enum: [low, medium, high, critical] }, owner: { type: string } } }
+      writers: [soc-lead]
+"#;
+
+const COUNTER: &str = r#"name: counter
+version: "1"
+inputs:
+  n: { type: list, from: "{{ alert.n }}" }
+steps:
+  - id: count
+    uses: state.incr
+    for_each: "{{ inputs.n }}"
+    with: { table: counts, key: hits, window: 1h }
+"#;
+
+const GUARDED: &str = r#"name: guarded
+version: "1"
+inputs:
+  host: { type: string, from: "{{ alert.host }}" }
+steps:
+  - id: maint
+    uses: state.suppress
+    with: { table: maintenance, key: "{{ inputs.host }}", rule: host in a maintenance window }
+  - id: asset
+    needs: [maint]
+    uses: state.get
+    with: { table: assets, key: "{{ inputs.host }}" }
+  - id: gate
+    needs: [asset]
+    approval:
+      approvers: [soc-lead]
+      min_approvals_if:
+        - when: "steps.asset.output.found and steps.asset.output.value.criticality == 'critical'"
+          min_approvals: 2
+"#;
+
+fn lab() -> Lab {
+    let lab = Lab::new(STATE);
+    lab.s.write("counter.yaml", COUNTER);
+    lab.s.write("guarded.yaml", GUARDED);
+    lab
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// `soar state ARGS` as `who` (their token in SOAR_TOKEN).
+fn state_as(lab: &Lab, who: &str, args: &[&str]) -> soar_e2e::Run {
+    let mut all = vec!["state"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--as", who]);
+    lab.soar(&all, &[("SOAR_TOKEN", token(who))])
+}
+
+fn state(lab: &Lab, args: &[&str]) -> soar_e2e::Run {
+    let mut all = vec!["state"];
+    all.extend_from_slice(args);
+    lab.soar(&all, &[])
+}
+
+fn run_alert(lab: &Lab, playbook: &str, alert: &Value) -> Value {
+    lab.s.write("alert.json", &alert.to_string());
+    let r = lab.soar(
+        &[
+            "run",
+            playbook,
+            "--input",
+            "alert.json",
+            "--json",
+            "--as",
+            "alice",
+        ],
+        &[],
+    );
+    assert!(matches!(r.code(), 0 | 1 | 3), "{}", r.all_output());
+    r.json()
+}
+
+#[test]
+fn a_run_killed_mid_increment_and_resumed_never_counts_twice() {
+    let lab = lab();
+    let items: Vec<u32> = (0..100).collect();
+    lab.s
+        .write("alert.json", &json!({ "n": items }).to_string());
+    // Killed at its 3rd append: run_started, step_started, the first
+    // attempt_started are durable; the increment is applied in the store,
+    // its attempt_finished never written. Then at later points.
+    let points = [3u64, 4, 40, 151];
+    for n in points {
+        let child = lab.frozen(
+            &[
+                "run",
+                "counter.yaml",
+                "--input",
+                "alert.json",
+                "--as",
+                "alice",
+            ],
+            n,
+            &[],
+        );
+        // sled flushes its log in the background every 500 ms: by now the
+        // frozen run's increment is on disk, its record is not.
+        std::thread::sleep(Duration::from_millis(1_200));
+        kill(child);
+    }
+    let resumed = lab.soar(&["resume", "--all"], &[]);
+    assert_eq!(resumed.code(), 0, "{}", resumed.all_output());
+    let got = state(&lab, &["get", "counts", "hits"]);
+    assert_eq!(got.code(), 0, "{}", got.all_output());
+    let runs = lab.soar(&["runs", "--json"], &[]).json();
+    let runs = runs["runs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(runs.len(), points.len(), "{runs:?}");
+    assert_eq!(
+        got.json()["value"]["count"],
+        json!(100 * points.len()),
+        "each run counted each item exactly once"
+    );
+    // The run killed between an increment and its record took the
+    // reconcile path: repeated with the same key, answered from the store.
+    let reinvoked = runs.iter().any(|r| {
+        let id = r["run_id"].as_str().unwrap_or_default();
+        lab.journal(id).iter().any(|rec| {
+            rec["type"] == "reconciled" && rec["step"] == "count" && rec["decision"] == "reinvoke"
+        })
+    });
+    assert!(reinvoked, "no run was caught mid-increment");
+}
+
+#[test]
+fn entries_expire_exactly_also_across_a_restart() {
+    let lab = lab();
+    let put = state_as(
+        &lab,
+        "alice",
+        &[
+            "put",
+            "maintenance",
+            "ws-fin-042",
+            r#"{"ticket": "CHG-4411"}"#,
+            "--ttl",
+            "1500ms",
+            "--reason",
+            "BIOS update",
+        ],
+    );
+    assert_eq!(put.code(), 0, "{}", put.all_output());
+    let expires = put.json()["written"]["expires_at"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let forever = state_as(
+        &lab,
+        "alice",
+        &["put", "assets", "ws-fin-042", r#"{"criticality": "high"}"#],
+    );
+    assert_eq!(forever.code(), 0, "{}", forever.all_output());
+    assert_eq!(forever.json()["written"]["expires_at"], Value::Null);
+    let expires_ms = humantime::parse_rfc3339(&expires)
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // Read by a new process each time (the data dir reopened).
+    let got = state(&lab, &["get", "maintenance", "ws-fin-042"]).json();
+    if now_ms() < expires_ms {
+        assert_eq!(got["found"], true, "{got}");
+    }
+    while now_ms() <= expires_ms {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = state(&lab, &["get", "maintenance", "ws-fin-042"]).json();
+    assert_eq!(got["found"], false, "expired, yet returned: {got}");
+    let listed = state(&lab, &["list", "maintenance"]).json();
+    assert_eq!(listed["count"], 0, "{listed}");
+    let exported = state(&lab, &["export", "maintenance"]);
+    assert_eq!(
+        exported.stdout().trim(),
+        "",
+        "an expired entry was exported"
+    );
+    // A run sees it expired too: the alert is not suppressed.
+    let report = run_alert(&lab, "guarded.yaml", &json!({"host": "ws-fin-042"}));
+    assert_eq!(report["status"], "waiting_approval", "{report}");
+    let still = state(&lab, &["get", "assets", "ws-fin-042"]).json();
+    assert_eq!(still["value"]["criticality"], "high");
+    // Who set what, when and why.
+    let log = state(&lab, &["log", "maintenance", "ws-fin-042"]).json();
+    let change = &log["changes"][0];
+    assert_eq!(
+        (change["op"].as_str(), change["by"].as_str()),
+        (Some("put"), Some("alice")),
+        "{log}"
+    );
+    assert_eq!(change["reason"], "BIOS update");
+}
+
+#[test]
+fn replay_and_soar_test_reproduce_decisions_after_the_tables_changed() {
+    let lab = lab();
+    let put = |table: &str, key: &str, value: &str| {
+        let r = state_as(&lab, "alice", &["put", table, key, value]);
+        assert_eq!(r.code(), 0, "{}", r.all_output());
+    };
+    put("maintenance", "ws-1", r#"{"ticket": "CHG-1"}"#);
+    put("assets", "ws-2", r#"{"criticality": "critical"}"#);
+    let suppressed = run_alert(&lab, "guarded.yaml", &json!({"host": "ws-1"}));
+    assert_eq!(suppressed["status"], "suppressed", "{suppressed}");
+    let critical = run_alert(&lab, "guarded.yaml", &json!({"host": "ws-2"}));
+    assert_eq!(critical["status"], "waiting_approval");
+    assert_eq!(
+        critical["pending_approvals"][0]["min_approvals"], 2,
+        "{critical}"
+    );
+    let plain = run_alert(&lab, "guarded.yaml", &json!({"host": "ws-3"}));
+    assert_eq!(plain["pending_approvals"][0]["min_approvals"], 1, "{plain}");
+    // Why it was suppressed is in the journal: the rule and the entry.
+    let sid = suppressed["run_id"].as_str().unwrap();
+    let end = lab.journal(sid).into_iter().last().unwrap();
+    let why = end["error"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("host in a maintenance window")
+            && why.contains("ws-1")
+            && why.contains("alice"),
+        "{end}"
+    );
+    // The tables change...
+    let del = state_as(&lab, "alice", &["delete", "maintenance", "ws-1"]);
+    assert_eq!(del.code(), 0, "{}", del.all_output());
+    put("assets", "ws-2", r#"{"criticality": "low"}"#);
+    // ...and the decisions replay from what each run read.
+    for id in [sid, critical["run_id"].as_str().unwrap()] {
+        let r = lab.soar(&["replay", id], &[]);
+        assert_eq!(r.code(), 0, "{}", r.all_output());
+        assert!(r.stdout().contains("all identical"), "{}", r.stdout());
+    }
+    // A case recorded from the run carries what it read as `state:`.
+    let rec = lab.soar(
+        &[
+            "test",
+            "record",
+            sid,
+            "--name",
+            "suppressed-ws-1",
+            "--out",
+            "guarded.test.yaml",
+        ],
+        &[],
+    );
+    assert_eq!(rec.code(), 0, "{}", rec.all_output());
+    let case = std::fs::read_to_string(lab.s.path().join("guarded.test.yaml")).unwrap();
+    assert!(
+        case.contains("maintenance:") && case.contains("CHG-1"),
+        "{case}"
+    );
+    let tested = lab.soar(&["test", "guarded.test.yaml"], &[]);
+    assert_eq!(tested.code(), 0, "{}", tested.all_output());
+}
+
+#[test]
+fn operators_change_tables_with_a_proven_identity_and_bad_input_is_refused() {
+    let lab = lab();
+    // Only the table's writers.
+    let carol = state_as(
+        &lab,
+        "carol",
+        &["put", "maintenance", "ws-1", r#"{"ticket": "X"}"#],
+    );
+    assert_eq!(carol.code(), 4, "{}", carol.all_output());
+    assert!(carol.stderr().contains("soc-lead"), "{}", carol.stderr());
+    let wrong_token = lab.soar(
+        &[
+            "state",
+            "put",
+            "maintenance",
+            "ws-1",
+            r#"{"ticket": "X"}"#,
+            "--as",
+            "alice",
+        ],
+        &[("SOAR_TOKEN", token("bob"))],
+    );
+    assert_eq!(wrong_token.code(), 4, "{}", wrong_token.all_output());
+    // A key over the cap, a value over the cap, a value the schema refuses.
+    let long = "k".repeat(257);
+    let r = state_as(
+        &lab,
+        "alice",
+        &["put", "maintenance", &long, r#"{"ticket": "X"}"#],
+    );
+    assert_eq!(r.code(), 2, "{}", r.all_output());
+    assert!(r.stderr().contains("256"), "{}", r.stderr());
+    let big = json!({"ticket": "X", "pad": "p".repeat(70_000)}).to_string();
+    let r = state_as(&lab, "alice", &["put", "maintenance", "big", &big]);
+    assert_eq!(r.code(), 2, "{}", r.all_output());
+    assert!(r.stderr().contains("65536"), "{}", r.stderr());
+    let r = state_as(
+        &lab,
+        "alice",
+        &["put", "maintenance", "ws-1", r#"{"note": "no ticket"}"#],
+    );
+    assert_eq!(r.code(), 2, "{}", r.all_output());
+    assert!(r.stderr().contains("ticket"), "{}", r.stderr());
+    let r = state(&lab, &["get", "nope", "k"]);
+    assert_eq!(r.code(), 2, "{}", r.all_output());
+    assert!(
+        r.stderr().contains("tables: assets, counts, maintenance"),
+        "{}",
+        r.stderr()
+    );
+    // `counts` has no writers: only runs change it.
+    let r = state_as(&lab, "alice", &["put", "counts", "hits", "1"]);
+    assert_eq!(r.code(), 4, "{}", r.all_output());
+    assert!(r.stderr().contains("only runs write it"), "{}", r.stderr());
+    let r = state(&lab, &["list", "assets", "--limit", "5000"]);
+    assert_eq!(r.code(), 2, "{}", r.all_output());
+    assert!(state(&lab, &["get", "maintenance", "ws-1"]).json()["found"] == false);
+}
+
+#[test]
+fn a_csv_import_is_all_or_nothing_and_its_dry_run_writes_nothing() {
+    let lab = lab();
+    // An asset inventory as a CMDB exports it; line 4 has a criticality
+    // the table's schema does not know.
+    lab.s.write(
+        "broken.csv",
+        "hostname,criticality,owner\nws-fin-042,high,finance\ndc01,critical,it-ops\nws-hr-007,urgent,hr\nws-eng-100,low,engineering\n",
+    );
+    let r = state_as(&lab, "alice", &["import", "assets", "broken.csv"]);
+    assert_eq!(r.code(), 2, "{}", r.all_output());
+    assert!(
+        r.stderr().contains("line 4") && r.stderr().contains("criticality"),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        state(&lab, &["list", "assets"]).json()["count"],
+        0,
+        "half imported"
+    );
+    lab.s.write(
+        "assets.csv",
+        "hostname,criticality,owner\nws-fin-042,high,finance\ndc01,critical,it-ops\nws-eng-100,low,engineering\n",
+    );
+    let dry = state_as(
+        &lab,
+        "alice",
+        &["import", "assets", "assets.csv", "--dry-run"],
+    );
+    assert_eq!(dry.code(), 0, "{}", dry.all_output());
+    assert_eq!(
+        (dry.json()["add"].clone(), dry.json()["written"].clone()),
+        (json!(3), json!(0))
+    );
+    assert_eq!(
+        state(&lab, &["list", "assets"]).json()["count"],
+        0,
+        "a dry run wrote"
+    );
+    let done = state_as(
+        &lab,
+        "alice",
+        &["import", "assets", "assets.csv", "--reason", "CMDB sync"],
+    );
+    assert_eq!(done.code(), 0, "{}", done.all_output());
+    let dc = state(&lab, &["get", "assets", "dc01"]).json();
+    assert_eq!(
+        dc["value"],
+        json!({"criticality": "critical", "owner": "it-ops"})
+    );
+    assert_eq!(dc["by"], "alice");
+    // Export, then the same import again changes nothing.
+    let exported = state(&lab, &["export", "assets"]);
+    assert_eq!(
+        exported.stdout().lines().count(),
+        3,
+        "{}",
+        exported.stdout()
+    );
+    lab.s.write("assets.jsonl", &exported.stdout());
+    let again = state_as(
+        &lab,
+        "alice",
+        &["import", "assets", "assets.jsonl", "--dry-run"],
+    );
+    assert_eq!(again.json()["same"], 3, "{}", again.stdout());
+    // JSON lines name the broken line too.
+    lab.s.write(
+        "bad.jsonl",
+        "{\"key\": \"a\", \"value\": {\"criticality\": \"low\"}}\n\n{\"key\": \"b\"}\n",
+    );
+    let r = state_as(&lab, "alice", &["import", "assets", "bad.jsonl"]);
+    assert_eq!(r.code(), 2, "{}", r.all_output());
+    assert!(r.stderr().contains("line 3"), "{}", r.stderr());
+}
+
+#[test]
+fn validate_names_the_place_of_a_bad_state_step() {
+    let lab = lab();
+    lab.s.write(
+        "bad.yaml",
+        r#"name: bad
+version: "1"
+steps:
+  - id: a
+    uses: state.get
+    with: { table: nope, key: x }
+  - id: b
+    uses: state.scan
+    with: { table: assets, prefix: ws- }
+  - id: c
+    uses: state.put
+    with: { table: "{{ alert.table }}", key: x, value: 1 }
+  - id: d
+    uses: state.frobnicate
+    with: { table: assets }
+"#,
+    );
+    let r = lab.soar(&["validate", "bad.yaml"], &[]);
+    assert_eq!(r.code(), 2, "{}", r.all_output());
+    let out = r.all_output();
+    assert!(
+        out.contains("bad.yaml:6:") && out.contains("no table `nope`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad.yaml:9:") && out.contains("missing required field `limit`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad.yaml:12:") && out.contains("not a template"),
+        "{out}"
+    );
+    assert!(
+        out.contains("bad.yaml:14:") && out.contains("no action `frobnicate`"),
+        "{out}"
+    );
+    // And a run whose value is too large fails its step, nothing written.
+    lab.s.write(
+        "big.yaml",
+        r#"name: big
+version: "1"
+inputs:
+  pad: { type: string, from: "{{ alert.pad }}" }
+steps:
+  - id: put
+    uses: state.put
+    with: { table: counts, key: big, value: "{{ inputs.pad }}" }
+"#,
+    );
+    let report = run_alert(&lab, "big.yaml", &json!({"pad": "p".repeat(70_000)}));
+    assert_eq!(report["status"], "failed", "{report}");
+    assert_eq!(
+        report["steps"]["put"]["error"]["kind"], "invalid_input",
+        "{report}"
+    );
+    assert_eq!(
+        state(&lab, &["get", "counts", "big"]).json()["found"],
+        false
+    );
+}
