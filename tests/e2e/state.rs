@@ -483,3 +483,395 @@ steps:
         false
     );
 }
+
+/// The server side: the state tables behind `soar serve` and its API.
+mod served {
+    use super::*;
+    use soar_e2e::serve::{Client, Server};
+    use std::sync::{Arc, Barrier};
+
+    const GROUPED: &str = r#"name: grouped
+version: "1"
+inputs:
+  host: { type: string, from: "{{ alert.host }}" }
+group:
+  key: "{{ inputs.host | lower }}"
+  window: WINDOW
+steps:
+  - id: gate
+    approval:
+      approvers: [soc-lead]
+      timeout: 1h
+outputs:
+  grouped: "{{ run.grouped_count }}"
+"#;
+
+    fn served_lab() -> Lab {
+        let lab = Lab::new(&format!(
+            "{STATE}server:\n  listen: \"127.0.0.1:0\"\n  playbooks: [counter.yaml, grouped.yaml, grouped-short.yaml]\n"
+        ));
+        lab.s.write("counter.yaml", COUNTER);
+        lab.s
+            .write("grouped.yaml", &GROUPED.replace("WINDOW", "1h"));
+        lab.s.write(
+            "grouped-short.yaml",
+            &GROUPED
+                .replace("WINDOW", "1s")
+                .replace("name: grouped", "name: grouped-short"),
+        );
+        lab
+    }
+
+    fn start(c: &Client, playbook: &str, alert: Value) -> (u16, Value) {
+        let body = json!({"playbook": playbook, "alert": alert}).to_string();
+        let auth = format!("Bearer {}", token("alice"));
+        let headers = [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ];
+        // A transport error (the server was killed) is status 0.
+        match c.try_send("POST", "/api/v1/runs", &headers, body.into_bytes()) {
+            Ok(a) => (
+                a.status,
+                serde_json::from_str(&a.text).unwrap_or(Value::Null),
+            ),
+            Err(e) => (0, json!(e)),
+        }
+    }
+
+    /// `n` starts of `playbook` with `alert`, all released at once; `answered`
+    /// counts the answers as they come.
+    fn burst_counted(
+        server: &Server,
+        playbook: &str,
+        alert: &Value,
+        n: usize,
+        answered: &std::sync::atomic::AtomicUsize,
+    ) -> Vec<(u16, Value)> {
+        let gate = Arc::new(Barrier::new(n));
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..n)
+                .map(|_| {
+                    let gate = gate.clone();
+                    let c = Client::new(server);
+                    s.spawn(move || {
+                        gate.wait();
+                        let got = start(&c, playbook, alert.clone());
+                        answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        got
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+
+    fn burst(server: &Server, playbook: &str, alert: &Value, n: usize) -> Vec<(u16, Value)> {
+        burst_counted(server, playbook, alert, n, &Default::default())
+    }
+
+    fn records(c: &Client, run: &str) -> Vec<Value> {
+        let a = c.get(&format!("/api/v1/runs/{run}/journal"), token("alice"));
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json()["records"].as_array().cloned().unwrap_or_default()
+    }
+
+    fn count(records: &[Value], kind: &str) -> usize {
+        records.iter().filter(|r| r["type"] == kind).count()
+    }
+
+    #[test]
+    fn sixty_four_concurrent_runs_count_one_key_to_exactly_6400() {
+        let lab = served_lab();
+        let server = Server::start(&lab, &[]);
+        let c = Client::new(&server);
+        let items: Vec<u32> = (0..100).collect();
+        let answers = burst(&server, "counter", &json!({ "n": items }), 64);
+        let ids: Vec<String> = answers
+            .iter()
+            .map(|(status, body)| {
+                assert_eq!(*status, 202, "{body}");
+                body["run_id"].as_str().unwrap().to_string()
+            })
+            .collect();
+        for id in &ids {
+            c.wait_for(id, token("alice"), Duration::from_secs(120), |r| {
+                r["status"] == "succeeded"
+            });
+        }
+        let got = c.get("/api/v1/state/counts/entries/hits", token("carol"));
+        assert_eq!(got.status, 200, "{}", got.text);
+        assert_eq!(got.json()["value"]["count"], 6400, "{}", got.text);
+        // Each run journaled what it counted: 100 increments, no more.
+        let first = records(&c, &ids[0]);
+        assert_eq!(count(&first, "attempt_finished"), 100);
+    }
+
+    #[test]
+    fn sixty_four_simultaneous_alerts_with_one_key_make_one_run() {
+        let lab = served_lab();
+        // Each new run waits 50 ms between claiming its key and journaling
+        // its start: the window in which another alert with the key must
+        // wait for it rather than take the key from a run not yet started.
+        let server = Server::start(&lab, &[("SOAR_TEST_CLAIM_DELAY_MS", "50")]);
+        let c = Client::new(&server);
+        let answers = burst(&server, "grouped", &json!({"host": "WS-FIN-042"}), 64);
+        let mut runs: Vec<&str> = answers
+            .iter()
+            .map(|(status, body)| {
+                assert_eq!(*status, 202, "{body}");
+                body["run_id"].as_str().unwrap()
+            })
+            .collect();
+        runs.sort();
+        runs.dedup();
+        assert_eq!(runs.len(), 1, "one key, one run: {runs:?}");
+        let run = runs[0].to_string();
+        let grouped = answers.iter().filter(|(_, b)| b["grouped"] == true).count();
+        assert_eq!(grouped, 63, "{answers:?}");
+        let journal = records(&c, &run);
+        assert_eq!(count(&journal, "run_started"), 1);
+        assert_eq!(count(&journal, "alert_grouped"), 63);
+        let last = journal
+            .iter()
+            .rfind(|r| r["type"] == "alert_grouped")
+            .unwrap();
+        assert_eq!(last["count"], 63);
+        assert_eq!(last["alert"]["host"], "WS-FIN-042");
+        // Another key is another run.
+        let (_, other) = start(&c, "grouped", json!({"host": "ws-hr-007"}));
+        assert_ne!(other["run_id"], json!(run));
+
+        // After a restart the open run still takes its key (case folded).
+        server.kill();
+        let server = Server::start(&lab, &[]);
+        let c = Client::new(&server);
+        let (status, again) = start(&c, "grouped", json!({"host": "ws-fin-042"}));
+        assert_eq!(status, 202, "{again}");
+        assert_eq!(
+            (again["run_id"].as_str(), again["grouped"].as_bool()),
+            (Some(run.as_str()), Some(true))
+        );
+
+        // The run reacts: a step after the gate sees every grouped alert.
+        let vote = c.post(
+            &format!("/api/v1/runs/{run}/steps/gate/approve?wait=true"),
+            token("bob"),
+            &json!({"reason": "one incident"}),
+        );
+        assert_eq!(vote.status, 200, "{}", vote.text);
+        let done = c.wait_for(&run, token("alice"), Duration::from_secs(30), |r| {
+            r["status"] == "succeeded"
+        });
+        assert_eq!(done["outputs"]["grouped"], 64, "{done}");
+        // Its case is closed: the key starts a new run, linked to this one.
+        let (_, next) = start(&c, "grouped", json!({"host": "ws-fin-042"}));
+        let next_id = next["run_id"].as_str().unwrap();
+        assert_ne!(next_id, run);
+        let first = &records(&c, next_id)[0];
+        assert_eq!(first["previous_run"], json!(run), "{first}");
+    }
+
+    #[test]
+    fn after_the_window_the_key_starts_a_new_run_linked_to_the_last() {
+        let lab = served_lab();
+        let server = Server::start(&lab, &[]);
+        let c = Client::new(&server);
+        let (_, first) = start(&c, "grouped-short", json!({"host": "ws-1"}));
+        let first_id = first["run_id"].as_str().unwrap().to_string();
+        let (_, joined) = start(&c, "grouped-short", json!({"host": "ws-1"}));
+        // Within a second of the first, unless this machine is very slow.
+        let started = &records(&c, &first_id)[0]["at"];
+        let started = humantime::parse_rfc3339(started.as_str().unwrap()).unwrap();
+        let within = SystemTime::now().duration_since(started).unwrap() < Duration::from_secs(1);
+        if within {
+            assert_eq!(joined["run_id"], json!(first_id), "{joined}");
+        }
+        // The window is one second from the group's first alert.
+        while SystemTime::now().duration_since(started).unwrap() <= Duration::from_millis(1_100) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let (_, later) = start(&c, "grouped-short", json!({"host": "ws-1"}));
+        let later_id = later["run_id"].as_str().unwrap();
+        assert_ne!(later_id, first_id, "the window is over");
+        assert_eq!(later["grouped"], Value::Null, "{later}");
+        let rec = &records(&c, later_id)[0];
+        assert_eq!(rec["group_key"], "ws-1");
+        let linked = rec["previous_run"].as_str().unwrap();
+        assert!(linked == first_id || linked == joined["run_id"], "{rec}");
+    }
+
+    #[test]
+    fn a_server_killed_mid_burst_leaves_one_run_with_every_acknowledged_alert() {
+        let lab = served_lab();
+        let server = Server::start(&lab, &[]);
+        let pid = server.pid();
+        let answered = std::sync::atomic::AtomicUsize::new(0);
+        let answers = std::thread::scope(|s| {
+            // SIGKILL once a few alerts were answered: the rest are mid-flight.
+            let killer = s.spawn(|| {
+                while answered.load(std::sync::atomic::Ordering::SeqCst) < 4 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                let pid = pid.to_string();
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid])
+                    .status();
+            });
+            let got = burst_counted(
+                &server,
+                "grouped",
+                &json!({"host": "ws-burst"}),
+                64,
+                &answered,
+            );
+            killer.join().unwrap();
+            got
+        });
+        server.kill();
+        let acked: Vec<&Value> = answers
+            .iter()
+            .filter(|(s, _)| *s == 202)
+            .map(|(_, b)| b)
+            .collect();
+        let lost = answers.iter().filter(|(s, _)| *s == 0).count();
+        eprintln!(
+            "{} of 64 acknowledged before the kill, {lost} unanswered",
+            acked.len()
+        );
+        assert!(
+            lost > 0,
+            "the kill came after the burst: nothing was mid-flight"
+        );
+        let server = Server::start(&lab, &[]);
+        let c = Client::new(&server);
+        // One more alert after the restart: it joins the run the burst made
+        // (or starts it, if none of the burst was acknowledged).
+        let (status, after) = start(&c, "grouped", json!({"host": "ws-burst"}));
+        assert_eq!(status, 202, "{after}");
+        let run = after["run_id"].as_str().unwrap();
+        for a in &acked {
+            assert_eq!(
+                a["run_id"].as_str(),
+                Some(run),
+                "an acknowledged alert is in another run"
+            );
+        }
+        let journal = records(&c, run);
+        assert_eq!(count(&journal, "run_started"), 1);
+        // Every acknowledged alert is in the journal: the start and one
+        // `alert_grouped` each (more if a kill lost an answer, never fewer).
+        let grouped_acks = acked.iter().filter(|a| a["grouped"] == true).count() + 1;
+        assert!(
+            count(&journal, "alert_grouped") >= grouped_acks,
+            "{} < {grouped_acks}",
+            count(&journal, "alert_grouped")
+        );
+        let all = c.get("/api/v1/runs", token("alice")).json();
+        let grouped_runs = all["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["playbook"] == "grouped")
+            .count();
+        assert_eq!(grouped_runs, 1, "{all}");
+    }
+
+    #[test]
+    fn the_api_reads_and_writes_tables_with_roles_and_reasons() {
+        let lab = served_lab();
+        let server = Server::start(&lab, &[]);
+        let c = Client::new(&server);
+        let put = |who: &str, body: &Value| {
+            c.send(
+                "PUT",
+                "/api/v1/state/maintenance/entries/ws-fin-042",
+                &[
+                    ("authorization", &format!("Bearer {}", token(who))),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string().into_bytes(),
+            )
+        };
+        let body = json!({"value": {"ticket": "CHG-4411"}, "ttl": "2h", "reason": "patch window"});
+        assert_eq!(put("carol", &body).status, 403);
+        assert_eq!(
+            put("alice", &json!({"value": {"no": "ticket"}})).status,
+            422
+        );
+        assert_eq!(
+            put("alice", &json!({"value": 1, "extra": true})).status,
+            422
+        );
+        let ok = put("alice", &body);
+        assert_eq!(ok.status, 200, "{}", ok.text);
+        assert_eq!(ok.json()["written"]["version"], 1);
+        let got = c
+            .get(
+                "/api/v1/state/maintenance/entries/ws-fin-042",
+                token("carol"),
+            )
+            .json();
+        assert_eq!(got["value"]["ticket"], "CHG-4411");
+        let log = c
+            .get(
+                "/api/v1/state/maintenance/entries/ws-fin-042/log",
+                token("carol"),
+            )
+            .json();
+        assert_eq!(log["changes"][0]["by"], "alice");
+        assert_eq!(log["changes"][0]["reason"], "patch window");
+        let listed = c
+            .get(
+                "/api/v1/state/maintenance/entries?prefix=ws-&limit=10",
+                token("carol"),
+            )
+            .json();
+        assert_eq!(listed["count"], 1);
+        assert_eq!(
+            c.get("/api/v1/state/nope/entries/x", token("carol")).status,
+            422
+        );
+        assert_eq!(
+            c.get("/api/v1/state/maintenance/entries?limit=0", token("carol"))
+                .status,
+            422
+        );
+        // The CLI goes through the running server.
+        let cli = lab.soar(
+            &["state", "get", "maintenance", "ws-fin-042"],
+            &[("SOAR_TOKEN", token("carol"))],
+        );
+        assert_eq!(cli.code(), 0, "{}", cli.all_output());
+        assert_eq!(cli.json()["value"]["ticket"], "CHG-4411");
+        let import = c.send(
+            "POST",
+            "/api/v1/state/assets/import?dry_run=true",
+            &[
+                ("authorization", &format!("Bearer {}", token("alice"))),
+                ("content-type", "text/csv"),
+            ],
+            b"hostname,criticality\ndc01,critical\n".to_vec(),
+        );
+        assert_eq!(import.status, 200, "{}", import.text);
+        assert_eq!(import.json()["add"], 1);
+        let del = c.send(
+            "DELETE",
+            "/api/v1/state/maintenance/entries/ws-fin-042",
+            &[
+                ("authorization", &format!("Bearer {}", token("bob"))),
+                ("content-type", "application/json"),
+            ],
+            br#"{"reason": "done early"}"#.to_vec(),
+        );
+        assert_eq!(del.status, 200, "{}", del.text);
+        assert_eq!(del.json()["deleted"], true);
+        let gone = c
+            .get(
+                "/api/v1/state/maintenance/entries/ws-fin-042",
+                token("carol"),
+            )
+            .json();
+        assert_eq!(gone["found"], false);
+    }
+}

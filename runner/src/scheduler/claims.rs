@@ -301,6 +301,9 @@ impl Engine {
                 Holder::Ours(None) => {}
             }
         }
+        if let Some(delay) = self.claim_delay {
+            tokio::time::sleep(delay).await;
+        }
         let start = Event::RunStarted {
             playbook: playbook.name.clone(),
             version: playbook.version.clone(),

@@ -207,6 +207,10 @@ pub struct Engine {
     /// Fault injection for crash tests: after this many durable appends in
     /// this process, stop forever (the test then SIGKILLs the process).
     hang_after: Option<u64>,
+    /// Fault injection for grouping tests: how long a new run waits between
+    /// claiming its keys and journaling its start (the window a concurrent
+    /// alert with the same key must not slip through).
+    claim_delay: Option<Duration>,
     appended: Arc<AtomicU64>,
     /// Print a line per step event on stderr.
     progress: bool,
@@ -452,10 +456,15 @@ impl Engine {
         let hang_after = std::env::var("SOAR_TEST_HANG_AFTER_APPEND")
             .ok()
             .and_then(|v| v.parse().ok());
+        let claim_delay = std::env::var("SOAR_TEST_CLAIM_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis);
         Self {
             host,
             templates: Arc::new(Templates::new()),
             hang_after,
+            claim_delay,
             appended: Arc::new(AtomicU64::new(0)),
             progress: false,
             policy: Arc::new(Policy::default()),
