@@ -7,5 +7,6 @@ scripts/build-plugins.sh
 cargo build -p soar-runner --bin soar
 cargo bench -p soar-runner --profile dev --bench plugin_invoke
 cargo bench -p soar-runner --profile dev --bench engine
+cargo bench -p soar-runner --profile dev --bench state
 cargo bench -p soar-e2e --profile dev --bench serve
 cargo bench -p soar-e2e --profile dev --bench intake

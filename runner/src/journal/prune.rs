@@ -279,6 +279,11 @@ impl Journal {
         for (tree, key) in pointers.get(run_id.as_bytes()).into_iter().flatten() {
             tree.remove(key).map_err(storage)?;
         }
+        // What its state steps wrote stays; the memory of which of its
+        // operations were applied (for resumes) goes with the run.
+        self.state()
+            .forget_run(run_id)
+            .map_err(|e| JournalError::Storage(e.to_string()))?;
         for key in keys.iter().rev().skip(1).chain(keys.last()) {
             self.inner.records.remove(key).map_err(storage)?;
         }

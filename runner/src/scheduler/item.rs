@@ -407,17 +407,20 @@ impl Engine {
     /// step item (its idempotency key), answered with what it read and wrote.
     fn state_call(&self, it: &Item<'_>, input: &Value) -> Outcome {
         let started = std::time::Instant::now();
-        let by = match it.item {
-            Some(i) => format!("run:{}/{}[{i}]", it.run_id, it.step.id),
-            None => format!("run:{}/{}", it.run_id, it.step.id),
+        // The operation key is the item's (stable across attempts and
+        // resumes), spelled from the run id so pruning the run forgets it.
+        let op = match it.item {
+            Some(i) => format!("{}/{}/{i}", it.run_id, it.step.id),
+            None => format!("{}/{}", it.run_id, it.step.id),
         };
+        let by = format!("run:{op}");
         let call = state::Call {
             store: &self.state,
             tables: self.host.tables(),
             actor: crate::state::Actor {
                 by: &by,
                 now_ms: now_ms(),
-                op_key: Some(&it.key),
+                op_key: Some(&op),
                 reason: input["reason"].as_str(),
             },
         };

@@ -288,6 +288,21 @@ impl StateStore {
         })
     }
 
+    /// Forgets which operations of run `run_id` were applied (their keys
+    /// start `RUN_ID/`): once a run is pruned nothing resumes it.
+    pub fn forget_run(&self, run_id: &str) -> Result<usize, StateError> {
+        let ops = self.db.open_tree(OPS).map_err(storage)?;
+        let keys: Vec<sled::IVec> = ops
+            .scan_prefix(format!("{run_id}/"))
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(storage)?;
+        for k in &keys {
+            ops.remove(k).map_err(storage)?;
+        }
+        Ok(keys.len())
+    }
+
     /// Sets every `(key, value, ttl)` of `rows` in one transaction: all of
     /// them or, on any error, none (an import).
     pub fn put_many(
@@ -720,6 +735,58 @@ mod tests {
         );
         let err = s.log("exceptions", "x", MAX_LOG + 1).unwrap_err();
         assert_eq!(err, StateError::Scan(MAX_LOG + 1));
+    }
+
+    #[test]
+    fn a_pruned_run_is_forgotten_and_only_that_run() {
+        let s = StateStore::temporary().unwrap();
+        let fixed = Window::Fixed(Duration::from_secs(60));
+        let at = |op: &'static str| Actor {
+            by: "run",
+            now_ms: 0,
+            op_key: Some(op),
+            reason: None,
+        };
+        assert_eq!(s.incr("c", "k", fixed, &at("r1/s")).unwrap(), 1);
+        assert_eq!(
+            s.incr("c", "k", fixed, &at("r1/s")).unwrap(),
+            1,
+            "applied once"
+        );
+        assert_eq!(s.incr("c", "k", fixed, &at("r10/s")).unwrap(), 2);
+        assert_eq!(s.forget_run("r1").unwrap(), 1, "r10 is another run");
+        assert_eq!(
+            s.incr("c", "k", fixed, &at("r10/s")).unwrap(),
+            2,
+            "still remembered"
+        );
+        assert_eq!(
+            s.incr("c", "k", fixed, &at("r1/s")).unwrap(),
+            3,
+            "forgotten"
+        );
+    }
+
+    #[test]
+    fn an_import_writes_every_row_or_none() {
+        let s = StateStore::temporary().unwrap();
+        let a = at(0);
+        let good = vec![
+            ("a".to_string(), json!(1), None),
+            ("b".to_string(), json!(2), None),
+        ];
+        assert_eq!(s.put_many("t", &good, &a).unwrap(), 2);
+        let bad = vec![
+            ("c".to_string(), json!(3), None),
+            ("k".repeat(MAX_KEY + 1), json!(4), None),
+        ];
+        assert_eq!(
+            s.put_many("t", &bad, &a).unwrap_err(),
+            StateError::Key(MAX_KEY + 1)
+        );
+        assert!(s.get("t", "c", 0).unwrap().is_none(), "half imported");
+        assert_eq!(s.log("t", "a", 10).unwrap()[0].op, "import");
+        assert_eq!(s.export("t", 10, 0).unwrap().len(), 2);
     }
 
     #[test]

@@ -418,6 +418,7 @@ async fn approval(
         "unlocks": views::unlocks(gate, &state, &run_id, pb.as_deref(), app.policy()),
         "plan": views::plan(gate), "bindings": gate.bindings,
         "alert": views::shown(&state.alert), "upstream": views::upstream(&state),
+        "grouped": views::grouped(&state),
         "timeline": views::timeline(&records), "why_not": why_not,
     });
     page_for(StatusCode::OK, "approval.html", &me, ctx)

@@ -43,6 +43,13 @@ pub fn duration_text(ms: u64) -> String {
     }
 }
 
+/// Alerts that joined the run's group since it started, for the evidence
+/// (the first 100 in full, then a count: a page stays readable).
+pub fn grouped(state: &RunState) -> Value {
+    let shown_alerts: Vec<String> = state.grouped.iter().take(100).map(shown).collect();
+    json!({"count": state.grouped.len(), "alerts": shown_alerts})
+}
+
 /// The run's records as timeline rows.
 pub fn timeline(records: &[Record]) -> Vec<Value> {
     records
