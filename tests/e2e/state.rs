@@ -508,11 +508,18 @@ outputs:
 
     fn served_lab() -> Lab {
         let lab = Lab::new(&format!(
-            "{STATE}server:\n  listen: \"127.0.0.1:0\"\n  playbooks: [counter.yaml, grouped.yaml, grouped-short.yaml]\n"
+            "{STATE}server:\n  listen: \"127.0.0.1:0\"\n  playbooks: [counter.yaml, grouped.yaml, grouped-short.yaml, grouped-dedup.yaml]\n"
         ));
         lab.s.write("counter.yaml", COUNTER);
         lab.s
             .write("grouped.yaml", &GROUPED.replace("WINDOW", "1h"));
+        lab.s.write(
+            "grouped-dedup.yaml",
+            &GROUPED.replace("WINDOW", "1h").replace(
+                "name: grouped",
+                "name: grouped-dedup\ndedup: \"{{ alert.id }}\"",
+            ),
+        );
         lab.s.write(
             "grouped-short.yaml",
             &GROUPED
@@ -699,6 +706,34 @@ outputs:
         assert_eq!(rec["group_key"], "ws-1");
         let linked = rec["previous_run"].as_str().unwrap();
         assert!(linked == first_id || linked == joined["run_id"], "{rec}");
+    }
+
+    #[test]
+    fn a_repeat_of_a_grouped_alert_is_a_repeat_not_another_alert() {
+        let lab = served_lab();
+        let server = Server::start(&lab, &[]);
+        let c = Client::new(&server);
+        let (_, first) = start(&c, "grouped-dedup", json!({"id": "d1", "host": "h"}));
+        let run = first["run_id"].as_str().unwrap().to_string();
+        let (_, second) = start(&c, "grouped-dedup", json!({"id": "d2", "host": "h"}));
+        assert_eq!(
+            (second["run_id"].as_str(), second["grouped"].as_bool()),
+            (Some(run.as_str()), Some(true))
+        );
+        // The same detection again: merged as a repeat of the run it joined.
+        let (_, again) = start(&c, "grouped-dedup", json!({"id": "d2", "host": "h"}));
+        assert_eq!(again["run_id"].as_str(), Some(run.as_str()), "{again}");
+        assert_eq!(again["grouped"], false, "{again}");
+        let journal = records(&c, &run);
+        assert_eq!(
+            (
+                count(&journal, "alert_grouped"),
+                count(&journal, "alert_merged")
+            ),
+            (1, 1)
+        );
+        let status = c.get(&format!("/api/v1/runs/{run}"), token("alice")).json();
+        assert_eq!(status["merged_count"], 1, "{status}");
     }
 
     #[test]

@@ -71,7 +71,7 @@ fn start_sim() -> Result<(SimGuard, String), String> {
 
 /// The demo's operator config: all six connectors pointed at the simulator,
 /// secrets in files, one approver.
-fn write_config(dir: &Path, url: &str) -> Result<PathBuf, String> {
+fn write_config(dir: &Path, url: &str, repo: &Path) -> Result<PathBuf, String> {
     let secrets = dir.join("secrets");
     std::fs::create_dir_all(&secrets).map_err(|e| e.to_string())?;
     // The simulator's well-known demo credentials (tests/src/sim).
@@ -157,9 +157,19 @@ blast_radius:
         hash = crate::plugin_host::sha256_hex(LEAD_TOKEN.as_bytes()),
         analyst_hash = crate::plugin_host::sha256_hex(ANALYST_TOKEN.as_bytes()),
     );
+    let config = config + &state_tables(repo)?;
     let path = dir.join("soar.yaml");
     std::fs::write(&path, config).map_err(|e| e.to_string())?;
     Ok(path)
+}
+
+/// The shipped config's `state:` tables (the playbooks use them), as YAML
+/// to append to the demo's config: one declaration of them, not two.
+fn state_tables(repo: &Path) -> Result<String, String> {
+    let path = repo.join("examples/soar.yaml");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let shipped: serde_json::Value = crate::yaml::parse(&path, &text).map_err(|e| e.to_string())?;
+    crate::yaml::to_string(&serde_json::json!({"state": shipped["state"]}))
 }
 
 /// One line per journal record, relative to the run's start.
@@ -252,7 +262,7 @@ pub async fn demo(args: DemoArgs) -> Exit {
         Ok(s) => s,
         Err(e) => return Exit::failed(format!("error: {e}")),
     };
-    let config = match write_config(dir, &url) {
+    let config = match write_config(dir, &url, &args.repo) {
         Ok(c) => c,
         Err(e) => return Exit::failed(format!("error: {e}")),
     };

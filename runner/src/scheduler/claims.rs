@@ -277,9 +277,14 @@ impl Engine {
             .lock(claims.iter().map(|c| c.key.clone()).collect())
             .await;
         let mut previous_run = None;
-        for claim in &claims {
+        for (n, claim) in claims.iter().enumerate() {
             match self.claim(claim, &run_id).await? {
                 Holder::Held(id, records) => {
+                    // The keys this alert claimed before now name the run it
+                    // joins: its repeat is then a repeat of that run.
+                    for earlier in &claims[..n] {
+                        self.journal.reclaim_dedup(&earlier.key, &run_id, &id)?;
+                    }
                     drop(held);
                     let new = NewRun {
                         alert,
