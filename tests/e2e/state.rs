@@ -879,6 +879,37 @@ outputs:
         );
         assert_eq!(cli.code(), 0, "{}", cli.all_output());
         assert_eq!(cli.json()["value"]["ticket"], "CHG-4411");
+        let exported = lab.soar(
+            &["state", "export", "maintenance"],
+            &[("SOAR_TOKEN", token("carol"))],
+        );
+        assert_eq!(exported.code(), 0, "{}", exported.all_output());
+        let out = exported.stdout();
+        let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{out}");
+        let line: Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(
+            (line["key"].as_str(), line["value"]["ticket"].as_str()),
+            (Some("ws-fin-042"), Some("CHG-4411"))
+        );
+        let refused = lab.soar(
+            &[
+                "state",
+                "put",
+                "maintenance",
+                "ws-2",
+                r#"{"ticket": "X"}"#,
+                "--as",
+                "carol",
+            ],
+            &[("SOAR_TOKEN", token("carol"))],
+        );
+        assert_eq!(refused.code(), 4, "{}", refused.all_output());
+        assert!(
+            !refused.stderr().contains("journaled"),
+            "{}",
+            refused.stderr()
+        );
         let import = c.send(
             "POST",
             "/api/v1/state/assets/import?dry_run=true",

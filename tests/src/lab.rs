@@ -47,6 +47,21 @@ pub fn token(name: &str) -> &'static str {
         .2
 }
 
+/// The shipped config's `state:` tables, which the shipped playbooks use:
+/// `examples/soar.yaml` ends with that section. None when the test's own
+/// config text declares tables.
+fn shipped_tables(policy: &str) -> String {
+    if policy.starts_with("state:") || policy.contains("\nstate:") {
+        return String::new();
+    }
+    let path = crate::senders::repo().join("examples/soar.yaml");
+    let text = std::fs::read_to_string(&path).expect("examples/soar.yaml");
+    let at = text
+        .find("\nstate:\n")
+        .expect("examples/soar.yaml ends with its `state:` section");
+    text[at + 1..].to_string()
+}
+
 /// See the module docs.
 pub struct Lab {
     rt: tokio::runtime::Runtime,
@@ -118,12 +133,13 @@ impl Lab {
 approvals:
   approvers:
 {approvers}{policy}
-"#,
+{tables}"#,
             threatintel = wasm("threatintel").display(),
             identity = wasm("identity").display(),
             blocklist = wasm("blocklist").display(),
             cases = wasm("cases").display(),
             chatops = wasm("chatops").display(),
+            tables = shipped_tables(policy),
             account = sim::CLOUDFLARE_ACCOUNT_ID,
             list = sim::CLOUDFLARE_DOMAIN_LIST_ID,
         ));

@@ -61,6 +61,8 @@ fn client() -> Result<reqwest::Client, String> {
 struct Answer {
     status: u16,
     body: Value,
+    /// The body as text.
+    text: String,
 }
 
 impl Remote {
@@ -77,38 +79,17 @@ impl Remote {
         path: &str,
         body: Option<Value>,
     ) -> Result<Answer, Exit> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(b) = body {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(b.to_string());
-        }
-        let resp = req.send().await.map_err(|e| {
-            Exit::failed(format!(
-                "error: cannot reach the server at {}: {e}",
-                self.base
-            ))
-        })?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| Exit::failed(format!("error: reading the server's answer: {e}")))?;
-        let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| json!({"message": String::from_utf8_lossy(&bytes)}));
-        Ok(Answer { status, body })
+        let body = body.map(|b| ("application/json", b.to_string()));
+        self.send(method, path, body).await
     }
 
-    /// Any call: `body` as JSON, or as text with its media type (an import).
-    pub(super) async fn request(
+    /// Any call: `body` as text with its media type.
+    async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<(&str, String)>,
-    ) -> Result<Value, Exit> {
+    ) -> Result<Answer, Exit> {
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);
@@ -128,8 +109,27 @@ impl Remote {
             .await
             .map_err(|e| Exit::failed(format!("error: reading the server's answer: {e}")))?;
         let body = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| json!({"text": String::from_utf8_lossy(&bytes)}));
-        answered(Answer { status, body }, false)
+            .unwrap_or_else(|_| json!({"message": String::from_utf8_lossy(&bytes)}));
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(Answer { status, body, text })
+    }
+
+    /// A state call: `body` as text with its media type (an import). A
+    /// refusal of it is not journaled in a run: there is none.
+    pub(super) async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<(&str, String)>,
+    ) -> Result<Value, Exit> {
+        answered(self.send(method, path, body).await?, false)
+    }
+
+    /// A state `GET` whose answer is text (an export's JSON lines).
+    pub(super) async fn text(&self, path: &str) -> Result<String, Exit> {
+        let mut a = self.send(reqwest::Method::GET, path, None).await?;
+        let text = std::mem::take(&mut a.text);
+        answered(a, false).map(|_| text)
     }
 
     async fn get(&self, path: &str) -> Result<Value, Exit> {

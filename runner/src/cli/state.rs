@@ -221,8 +221,7 @@ async fn remote_call(r: &Remote, command: StateCommand) -> Result<(), Exit> {
         }
         StateCommand::Export { table } => {
             let path = format!("/api/v1/state/{}/export", seg(&table));
-            let a = r.request(Method::GET, &path, None).await?;
-            print!("{}", a["text"].as_str().unwrap_or_default());
+            print!("{}", r.text(&path).await?);
             return Ok(());
         }
     };

@@ -74,28 +74,14 @@ impl TableSpec {
         let Some(schema) = &self.schema else {
             return Ok(());
         };
-        let problems: Vec<String> = schema
-            .iter_errors(value)
-            .take(3)
-            .map(|e| {
-                let at = e.instance_path.to_string();
-                let at = if at.is_empty() {
-                    "the value".into()
-                } else {
-                    at
-                };
-                format!("{at}: {e}")
-            })
-            .collect();
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(format!(
+        crate::plugin_host::check(schema, value).map_err(|problems| {
+            let first: Vec<&str> = problems.iter().take(3).map(String::as_str).collect();
+            format!(
                 "does not fit table `{}`'s schema: {}",
                 self.name,
-                problems.join("; ")
-            ))
-        }
+                first.join("; ")
+            )
+        })
     }
 }
 

@@ -170,13 +170,7 @@ impl StateStore {
                         };
                     }
                 }
-                let current = match t.get(key)? {
-                    Some(bytes) => match decode(&bytes) {
-                        Ok(e) => Some(e),
-                        Err(e) => return abort(e),
-                    },
-                    None => None,
-                };
+                let current = current(t, key)?;
                 let (next, result) = match decide(current.as_ref()) {
                     Ok(d) => d,
                     Err(e) => return abort(e),
@@ -318,13 +312,7 @@ impl StateStore {
         let (tree, log) = (self.tree(table)?, self.log_tree(table)?);
         let outcome = (&tree, &log).transaction(|(t, log)| {
             for (key, value, ttl) in rows {
-                let current = match t.get(key.as_bytes())? {
-                    Some(bytes) => match decode(&bytes) {
-                        Ok(e) => Some(e),
-                        Err(e) => return abort(e),
-                    },
-                    None => None,
-                };
+                let current = current(t, key)?;
                 let next = next_entry(current.as_ref(), value.clone(), *ttl, actor);
                 t.insert(key.as_bytes(), to_json(&next)?)?;
                 let mut at = log_prefix(key);
@@ -423,6 +411,14 @@ impl StateStore {
             entry.expires_at_ms = Some(expires);
             Ok((Some(entry), count))
         })
+    }
+}
+
+/// The entry `key` holds (live or not), read inside a transaction.
+fn current(t: &TransactionalTree, key: &str) -> Tx<Option<Entry>> {
+    match t.get(key.as_bytes())? {
+        Some(bytes) => decode(&bytes).map(Some).or_else(abort),
+        None => Ok(None),
     }
 }
 
