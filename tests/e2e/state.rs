@@ -3,6 +3,8 @@
 //! from journaled reads after the tables changed, operators change tables
 //! with a proven identity and a reason, and bad input is refused at its place.
 
+mod browser;
+
 use serde_json::{json, Value};
 use soar_e2e::lab::{kill, token, Lab};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -645,9 +647,12 @@ outputs:
             .unwrap();
         assert_eq!(last["count"], 63);
         assert_eq!(last["alert"]["host"], "WS-FIN-042");
-        // Another key is another run.
+        // Another key is another run; a key of a megabyte is refused.
         let (_, other) = start(&c, "grouped", json!({"host": "ws-hr-007"}));
         assert_ne!(other["run_id"], json!(run));
+        let (status, huge) = start(&c, "grouped", json!({"host": "h".repeat(100_000)}));
+        assert_eq!(status, 422, "{huge}");
+        assert!(huge.to_string().contains("at most 1024"), "{huge}");
 
         // After a restart the open run still takes its key (case folded).
         server.kill();
@@ -706,6 +711,34 @@ outputs:
         assert_eq!(rec["group_key"], "ws-1");
         let linked = rec["previous_run"].as_str().unwrap();
         assert!(linked == first_id || linked == joined["run_id"], "{rec}");
+    }
+
+    #[test]
+    fn the_approval_page_shows_the_alerts_that_joined_in_a_real_browser() {
+        let lab = served_lab();
+        let server = Server::start(&lab, &[]);
+        let c = Client::new(&server);
+        let (_, first) = start(&c, "grouped", json!({"host": "ws-7"}));
+        let run = first["run_id"].as_str().unwrap().to_string();
+        let evil = "<img src=x onerror=alert(1)>report\u{202e}fdp.exe";
+        let (_, joined) = start(&c, "grouped", json!({"host": "WS-7", "file": evil}));
+        assert_eq!(joined["grouped"], true, "{joined}");
+        let b = browser::Browser::start();
+        let url = server.url.clone();
+        b.goto(&format!("{url}/ui/login"));
+        b.fill("#token", token("bob"));
+        b.click("#sign-in");
+        b.wait_until("signed in", |b| b.path() != "/ui/login");
+        b.goto(&format!("{url}/ui/runs/{run}/approvals/gate"));
+        assert!(b.has("#grouped"), "{}", b.page_text());
+        let heading = b.text("#grouped");
+        assert!(heading.contains("1 more alert(s) joined"), "{heading}");
+        let page = b.page_text();
+        assert!(
+            page.contains("<img src=x onerror=alert(1)>"),
+            "shown as text: {page}"
+        );
+        assert!(!b.has("img"), "an alert's markup became an element");
     }
 
     #[test]

@@ -63,6 +63,9 @@ struct OwnClaims {
 #[derive(Default)]
 pub(super) struct KeyLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
 
+/// Longest dedup or group key a playbook's template may render, in bytes.
+const MAX_CLAIM_KEY: usize = 1_024;
+
 /// Keys kept with no holder before the map is swept.
 const IDLE_LOCKS: usize = 1_024;
 
@@ -228,6 +231,16 @@ impl Engine {
             .map(|g| render(&g.key))
             .transpose()
             .map_err(|e| EngineError::Dedup(format!("`group.key`: {e}")))?;
+        // A key comes from the alert: a sender must not make the claim
+        // store (and every record naming it) hold megabytes per alert.
+        for (what, key) in [("`dedup`", &dedup_key), ("`group.key`", &group_key)] {
+            if let Some(k) = key.as_ref().filter(|k| k.len() > MAX_CLAIM_KEY) {
+                return Err(EngineError::Dedup(format!(
+                    "{what} rendered to {} bytes from this alert; at most {MAX_CLAIM_KEY}",
+                    k.len()
+                )));
+            }
+        }
         let mut claims = Vec::new();
         if let Some(key) = &dedup_key {
             claims.push(Claim {

@@ -25,8 +25,9 @@ pub const MAX_KEY: usize = 256;
 pub const MAX_VALUE: usize = 64 << 10;
 /// Most entries one `scan` returns.
 pub const MAX_SCAN: usize = 1_000;
-/// Most hits a sliding-window counter keeps (its count saturates there).
-pub const MAX_WINDOW_HITS: usize = 10_000;
+/// Most hits a sliding-window counter keeps (its count saturates there):
+/// each is a millisecond timestamp, so the entry stays under [`MAX_VALUE`].
+pub const MAX_WINDOW_HITS: usize = 4_000;
 
 /// One entry of a table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

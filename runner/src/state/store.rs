@@ -734,6 +734,22 @@ mod tests {
     }
 
     #[test]
+    fn a_sliding_counter_saturates_under_the_value_cap() {
+        let s = StateStore::temporary().unwrap();
+        let sliding = Window::Sliding(Duration::from_secs(86_400));
+        let mut last = 0;
+        for n in 0..MAX_WINDOW_HITS as u64 + 5 {
+            last = s
+                .incr("c", "k", sliding, &at(1_796_000_000_000 + n))
+                .unwrap();
+        }
+        assert_eq!(last, MAX_WINDOW_HITS as u64, "the count saturates");
+        let e = s.get("c", "k", 1_796_000_000_000).unwrap().unwrap();
+        let bytes = serde_json::to_vec(&e.value).unwrap().len();
+        assert!(bytes <= MAX_VALUE, "{bytes} bytes");
+    }
+
+    #[test]
     fn a_pruned_run_is_forgotten_and_only_that_run() {
         let s = StateStore::temporary().unwrap();
         let fixed = Window::Fixed(Duration::from_secs(60));
