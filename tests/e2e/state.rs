@@ -3,6 +3,8 @@
 //! from journaled reads after the tables changed, operators change tables
 //! with a proven identity and a reason, and bad input is refused at its place.
 
+// The console tests' browser driver; this file uses only part of it.
+#[allow(dead_code)]
 mod browser;
 
 use serde_json::{json, Value};
