@@ -16,6 +16,11 @@ pub fn alert_merged(playbook: &str) {
     metrics::counter!("soar_alerts_merged_total", "playbook" => playbook.to_string()).increment(1);
 }
 
+/// An alert joined an open run's group (`alert_grouped`).
+pub fn alert_grouped(playbook: &str) {
+    metrics::counter!("soar_alerts_grouped_total", "playbook" => playbook.to_string()).increment(1);
+}
+
 /// The events of one webhook delivery to `source` came to `outcome` each
 /// (a delivery of one event counts one).
 pub fn webhook_events(source: &str, outcome: &'static str, n: u64) {

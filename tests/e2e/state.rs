@@ -649,6 +649,12 @@ outputs:
             .unwrap();
         assert_eq!(last["count"], 63);
         assert_eq!(last["alert"]["host"], "WS-FIN-042");
+        let metrics = c.send("GET", "/metrics", &[], Vec::new()).text;
+        let grouped_total = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("soar_alerts_grouped_total{playbook=\"grouped\"} "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert_eq!(grouped_total, Some(63.0), "{metrics}");
         // Another key is another run; a key of a megabyte is refused.
         let (_, other) = start(&c, "grouped", json!({"host": "ws-hr-007"}));
         assert_ne!(other["run_id"], json!(run));

@@ -197,7 +197,11 @@ impl Engine {
             }
         };
         self.append(&run_id, event).await?;
-        crate::observe::alert_merged(&playbook.name);
+        if grouped {
+            crate::observe::alert_grouped(&playbook.name);
+        } else {
+            crate::observe::alert_merged(&playbook.name);
+        }
         // A merge changes no status: the records read before tell the rest.
         let mut report = RunReport::from_records(&run_id, &records, Some(playbook));
         if grouped {
