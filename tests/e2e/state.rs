@@ -512,11 +512,18 @@ outputs:
 
     fn served_lab() -> Lab {
         let lab = Lab::new(&format!(
-            "{STATE}server:\n  listen: \"127.0.0.1:0\"\n  playbooks: [counter.yaml, grouped.yaml, grouped-short.yaml, grouped-dedup.yaml]\n"
+            "{STATE}server:\n  listen: \"127.0.0.1:0\"\n  playbooks: [counter.yaml, grouped.yaml, grouped-short.yaml, grouped-dedup.yaml, grouped-chat.yaml]\n"
         ));
         lab.s.write("counter.yaml", COUNTER);
         lab.s
             .write("grouped.yaml", &GROUPED.replace("WINDOW", "1h"));
+        lab.s.write(
+            "grouped-chat.yaml",
+            &GROUPED.replace("WINDOW", "1h").replace("name: grouped", "name: grouped-chat").replace(
+                "      timeout: 1h\n",
+                "      timeout: 1h\n      notify: { plugin: chatops, channel: \"#soc-alerts\" }\n",
+            ),
+        );
         lab.s.write(
             "grouped-dedup.yaml",
             &GROUPED.replace("WINDOW", "1h").replace(
@@ -747,6 +754,86 @@ outputs:
             "shown as text: {page}"
         );
         assert!(!b.has("img"), "an alert's markup became an element");
+    }
+
+    /// The simulator's Slack requests to `method`, as JSON bodies.
+    fn slack(lab: &Lab, method: &str) -> Vec<Value> {
+        lab.requests()
+            .into_iter()
+            .filter(|r| r.url.path() == format!("/api/{method}"))
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+
+    fn wait_for_slack(lab: &Lab, method: &str, n: usize) -> Vec<Value> {
+        for _ in 0..500 {
+            let got = slack(lab, method);
+            if got.len() >= n {
+                return got;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("Slack never got {n} {method}: {:?}", slack(lab, method));
+    }
+
+    #[test]
+    fn the_approvals_chat_thread_hears_of_alerts_that_joined() {
+        let lab = served_lab();
+        let server = Server::start(&lab, &[]);
+        let c = Client::new(&server);
+        let (_, first) = start(&c, "grouped-chat", json!({"host": "ws-9"}));
+        let run = first["run_id"].as_str().unwrap().to_string();
+        let asked = wait_for_slack(&lab, "chat.postMessage", 1);
+        // Two alerts join within the settling moment: one reply for both.
+        for file in ["first.exe", "<!channel> invoice.exe"] {
+            let (_, joined) = start(&c, "grouped-chat", json!({"host": "ws-9", "file": file}));
+            assert_eq!(joined["grouped"], true, "{joined}");
+        }
+        // Normally one reply for both; on a slow machine the first may
+        // have gone alone: the reply that counts both is the one to read.
+        let mut reply = Value::Null;
+        for _ in 0..500 {
+            let posts = slack(&lab, "chat.postMessage");
+            if let Some(r) = posts.iter().find(|p| {
+                p["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("2 more alert(s) joined"))
+            }) {
+                reply = r.clone();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let records = records(&c, &run);
+        let message = records
+            .iter()
+            .find(|r| r["type"] == "chat_message" && r["input"]["thread_ts"].is_null())
+            .expect("the gate's message");
+        let ts = message["detail"]["ts"].as_str().unwrap().to_string();
+        assert_eq!(reply["thread_ts"], json!(ts), "{reply}");
+        let text = reply["text"].as_str().unwrap();
+        assert!(text.contains("2 more alert(s) joined"), "{text}");
+        assert!(
+            !text.contains("<!channel>"),
+            "an alert's text pinged the channel: {text}"
+        );
+        assert!(
+            text.contains("&lt;!channel&gt; invoice.exe"),
+            "the latest alert, shown: {text}"
+        );
+        assert!(records
+            .iter()
+            .any(|r| r["type"] == "chat_message" && r["input"]["thread_ts"] == json!(ts)));
+        // The decision still updates the gate's message, not the reply.
+        let vote = c.post(
+            &format!("/api/v1/runs/{run}/steps/gate/approve?wait=true"),
+            token("bob"),
+            &json!({"reason": "ok"}),
+        );
+        assert_eq!(vote.status, 200, "{}", vote.text);
+        let update = &wait_for_slack(&lab, "chat.update", 1)[0];
+        assert_eq!(update["ts"], json!(ts), "{update}");
+        assert_eq!(asked.len(), 1);
     }
 
     #[test]

@@ -9,7 +9,7 @@ mod drive;
 mod gate;
 mod inputs;
 mod item;
-mod notify;
+pub mod notify;
 mod state;
 
 pub use claims::{Claim, ClaimKind};

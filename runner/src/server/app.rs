@@ -58,6 +58,8 @@ pub struct App {
     metrics: PrometheusHandle,
     /// SNS certificates and confirmations.
     pub(super) sns: super::intake::sns::Sns,
+    /// Runs whose chat thread will hear of alerts that joined them.
+    grouped_pending: Mutex<std::collections::HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -123,6 +125,7 @@ impl App {
             timers: Timers::default(),
             sessions: super::console::Sessions::new(session_ttl),
             slack_seen: Mutex::new(HashMap::new()),
+            grouped_pending: Mutex::new(std::collections::HashSet::new()),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             metrics: install_metrics()?,
@@ -359,6 +362,21 @@ impl App {
             step.to_string(),
             clicked,
         ));
+    }
+
+    /// An alert joined `run_id`'s group: its waiting approvals' chat
+    /// threads hear of it, once for all alerts that join within a moment.
+    pub fn announce_grouped(self: &Arc<Self>, run_id: &str) {
+        if !lock(&self.grouped_pending).insert(run_id.to_string()) {
+            return;
+        }
+        let app = Arc::clone(self);
+        tokio::spawn(super::slack::announce_grouped(app, run_id.to_string()));
+    }
+
+    /// Takes `run_id` off the runs whose threads will hear of new alerts.
+    pub fn grouped_announced(&self, run_id: &str) {
+        lock(&self.grouped_pending).remove(run_id);
     }
 
     /// A vote on approval `step` of `run_id`, one decision of the run at a

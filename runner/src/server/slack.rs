@@ -141,8 +141,9 @@ fn posted_message(
             uses,
             ok: true,
             detail,
+            input,
             ..
-        } if s == step && uses.ends_with(".notify") => {
+        } if s == step && uses.ends_with(".notify") && input.get("thread_ts").is_none() => {
             let plugin = uses.strip_suffix(".notify")?.to_string();
             Some((
                 plugin,
@@ -233,6 +234,64 @@ pub async fn announce(
     };
     if let Err(e) = app.journal().append(&run_id, event).await {
         tracing::error!(run_id = %run_id, error = %e, "cannot journal the message update");
+    }
+}
+
+/// How long after an alert joins a waiting run its chat thread hears of
+/// it: alerts that join meanwhile go into the same reply.
+const GROUPED_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Replies in the thread of each waiting approval's chat message that more
+/// alerts joined the run, with the latest one (escaped for Slack), and
+/// journals the reply (`chat_message` with `thread_ts`).
+pub async fn announce_grouped(app: Arc<App>, run_id: String) {
+    tokio::time::sleep(GROUPED_SETTLE).await;
+    app.grouped_announced(&run_id);
+    let Ok(records) = ops::read_run(app.journal(), &run_id) else {
+        return;
+    };
+    let state = crate::scheduler::RunState::from_records(&records);
+    let (Some(latest), n) = (state.grouped.last(), state.grouped.len()) else {
+        return;
+    };
+    let waiting = state.gates.iter().filter(|(_, g)| g.decision.is_none());
+    for (step, _) in waiting {
+        let Some((plugin, channel, ts)) = posted_message(&records, step) else {
+            continue;
+        };
+        let latest = crate::scheduler::notify::slack_text(&json!(latest.to_string()));
+        let text = format!(
+            "{n} more alert(s) joined this run while approval `{step}` waits. The latest: {latest}"
+        );
+        let input = json!({"channel": channel, "thread_ts": ts, "text": text});
+        let key = crate::scheduler::idempotency_key(&run_id, step, None);
+        let invocation = crate::plugin_host::Invocation {
+            run_id: run_id.clone(),
+            step_id: step.clone(),
+            attempt: 1,
+            idempotency_key: format!("{key}-chat-grouped-{n}"),
+            dry_run: false,
+        };
+        let outcome = app
+            .engine
+            .host()
+            .invoke(&plugin, "notify", &input, &invocation)
+            .await;
+        let (ok, detail) = match &outcome.result {
+            Ok(v) => (true, v.clone()),
+            Err(e) => (false, json!(e.to_string())),
+        };
+        let event = crate::journal::Event::ChatMessage {
+            step: step.clone(),
+            uses: format!("{plugin}.notify"),
+            input,
+            ok,
+            detail,
+            exchanges: serde_json::to_value(&outcome.exchanges).unwrap_or(Value::Null),
+        };
+        if let Err(e) = app.journal().append(&run_id, event).await {
+            tracing::error!(run_id = %run_id, error = %e, "cannot journal the grouped-alert reply");
+        }
     }
 }
 

@@ -643,6 +643,9 @@ fn begin_detached(
 async fn begin(app: &Arc<App>, pb: Arc<Playbook>, new: NewRun) -> Outcome {
     match app.engine.begin(pb, new).await {
         Ok(Begun::Existing(report)) => {
+            if report.grouped {
+                app.announce_grouped(&report.run_id);
+            }
             Outcome::Merged(report.run_id, report.status.as_str(), report.grouped)
         }
         Ok(Begun::New { run_id, drive }) => {
