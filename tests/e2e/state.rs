@@ -650,6 +650,13 @@ outputs:
         let journal = records(&c, &run);
         assert_eq!(count(&journal, "run_started"), 1);
         assert_eq!(count(&journal, "alert_grouped"), 63);
+        // Counted one by one, though they came at once.
+        let counts: Vec<u64> = journal
+            .iter()
+            .filter(|r| r["type"] == "alert_grouped")
+            .map(|r| r["count"].as_u64().unwrap())
+            .collect();
+        assert_eq!(counts, (1..=63).collect::<Vec<u64>>());
         let last = journal
             .iter()
             .rfind(|r| r["type"] == "alert_grouped")

@@ -2,7 +2,8 @@
 //! key, its group key) decide whether it starts or joins the run holding
 //! one (`alert_merged`, `alert_grouped`). Claims of one key are made one at
 //! a time in this process ([`KeyLocks`]), from the claim to the durable
-//! start, so simultaneous alerts with one key make exactly one run.
+//! start or merge, so simultaneous alerts with one key make exactly one run
+//! and each joining alert's count is exact.
 
 use super::{
     inputs, new_run_id, now_ms, Collecting, Engine, EngineError, NewRun, Opened, RunReport,
@@ -302,14 +303,16 @@ impl Engine {
                     for earlier in &claims[..n] {
                         self.journal.reclaim_dedup(&earlier.key, &run_id, &id)?;
                     }
-                    drop(held);
                     let new = NewRun {
                         alert,
                         raw,
                         started_by,
                         claims: Vec::new(),
                     };
+                    // Still holding the key: the next alert with it reads
+                    // this one's record, so counts and the cap are exact.
                     let report = self.merge(playbook, claim, (id, records), new).await?;
+                    drop(held);
                     return Ok(Opened::Existing(report));
                 }
                 Holder::Ours(Some((before, records))) => {
