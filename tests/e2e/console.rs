@@ -325,3 +325,32 @@ fn an_expired_session_is_sent_back_to_sign_in() {
     b.goto(&format!("{}/ui/approvals", server.url));
     assert_eq!(b.path(), "/ui/login");
 }
+
+#[test]
+fn a_next_path_with_a_line_break_or_another_host_goes_to_the_queue() {
+    let lab = Lab::new(&config("10m"));
+    lab.s.write("pb.yaml", CONTAIN);
+    let server = Server::start(&lab, &ENV);
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (next, expect) in [
+        ("/ui/runs", "/ui/runs"),
+        ("/ui/approvals\r\nSet-Cookie: evil=1", "/ui/approvals"),
+        ("//evil.example/ui/", "/ui/approvals"),
+        ("https://evil.example/ui/", "/ui/approvals"),
+        ("/ui/\\evil.example", "/ui/approvals"),
+    ] {
+        let r = http
+            .post(format!("{}/ui/login", server.url))
+            .form(&[("token", token("bob")), ("next", next)])
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{next:?}");
+        assert_eq!(r.headers()["location"], expect, "{next:?}");
+        let cookies: Vec<_> = r.headers().get_all("set-cookie").iter().collect();
+        assert_eq!(cookies.len(), 1, "{next:?}");
+        assert!(!cookies[0].to_str().unwrap().contains("evil"));
+    }
+}

@@ -189,19 +189,27 @@ async fn login(
         )
             .into_response();
     };
-    // Only a path on this server: never an open redirect.
-    let next = if form.next.starts_with("/ui/") && !form.next.starts_with("//") {
-        form.next.as_str()
-    } else {
-        "/ui/approvals"
-    };
-    let mut r = Redirect::to(next).into_response();
+    let mut r = Redirect::to(next_path(&form.next)).into_response();
     let cookie = session::set_cookie(&id, ttl, app.config.server.tls.is_some());
     if let Ok(v) = header::HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
     tracing::info!(principal = %who.name, "console sign-in");
     r
+}
+
+/// Where a sign-in goes next: a console path on this server, in visible
+/// ASCII (no line break to become a header, no `\` a browser reads as
+/// `/`), else the queue. Never an open redirect, never a 500.
+fn next_path(asked: &str) -> &str {
+    let safe = asked.starts_with("/ui/")
+        && asked.len() <= 2_048
+        && asked.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if safe {
+        asked
+    } else {
+        "/ui/approvals"
+    }
 }
 
 #[derive(Deserialize, Default)]
