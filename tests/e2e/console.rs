@@ -354,3 +354,130 @@ fn a_next_path_with_a_line_break_or_another_host_goes_to_the_queue() {
         assert!(!cookies[0].to_str().unwrap().contains("evil"));
     }
 }
+
+/// A client that shows redirects instead of following them.
+fn raw_http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn security_events(c: &Client) -> Vec<Value> {
+    let a = c.get("/api/v1/security/events", token("alice"));
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.json()["events"].as_array().cloned().unwrap()
+}
+
+#[test]
+fn sign_in_is_throttled_per_address_and_each_lockout_is_journaled_once() {
+    let lab = Lab::new(&config("10m"));
+    lab.s.write("pb.yaml", CONTAIN);
+    let server = Server::start(&lab, &ENV);
+    let http = raw_http();
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let r = http
+            .post(format!("{}/ui/login", server.url))
+            .form(&[("token", format!("guess-{i}")), ("next", "/ui/runs".into())])
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        if status == 429 {
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!((1..=7).contains(&wait), "Retry-After {wait}");
+            let body = r.text().unwrap();
+            assert!(body.contains("Too many sign-in attempts"), "{body}");
+            // Still the sign-in form, still going where the user meant to.
+            // (minijinja escapes `/` as `&#x2f;`.)
+            assert!(
+                body.contains(r#"name="next" value="&#x2f;ui&#x2f;runs""#),
+                "{body}"
+            );
+        }
+        statuses.push(status);
+    }
+    // The burst is answered (wrong token: 401); then the address waits.
+    assert_eq!(statuses[..10], [401; 10]);
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(refused >= 2, "{statuses:?}");
+    let lockouts: Vec<Value> = security_events(&Client::new(&server))
+        .into_iter()
+        .filter(|e| e["kind"] == "sign_in_locked_out")
+        .collect();
+    assert!(!lockouts.is_empty());
+    // One entry per lockout, not one per refused attempt.
+    assert!(lockouts.len() < refused, "{lockouts:?}");
+    assert_eq!(lockouts[0]["client"], "127.0.0.1");
+    assert_eq!(lockouts[0]["request"], "POST /ui/login");
+    assert!(lockouts[0]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("locked out for"));
+}
+
+#[test]
+fn cross_site_and_csrf_refusals_are_journaled_with_the_client_address() {
+    let lab = Lab::new(&config("10m"));
+    lab.s.write("pb.yaml", CONTAIN);
+    let server = Server::start(&lab, &ENV);
+    let c = Client::new(&server);
+    let run = waiting_run(&c);
+    let http = raw_http();
+    let r = http
+        .post(format!("{}/ui/login", server.url))
+        .form(&[("token", token("bob"))])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    let cookie = set.split(';').next().unwrap().to_string();
+    // Cross-site: a plain page that says what happened (not the sign-in
+    // form with an empty "a session that lasts").
+    let r = http
+        .post(format!(
+            "{}/ui/runs/{run}/approvals/approve/approve",
+            server.url
+        ))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrf", "whatever")])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let body = r.text().unwrap();
+    assert!(body.contains("came from another site"), "{body}");
+    assert!(!body.contains("session that lasts"), "{body}");
+    // Same site, but not the session's CSRF token.
+    let r = http
+        .post(format!("{}/ui/runs/{run}/cancel", server.url))
+        .header("cookie", &cookie)
+        .form(&[("csrf", "0".repeat(64)), ("reason", "x".into())])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert!(r.text().unwrap().contains("CSRF token does not match"));
+    let events = security_events(&c);
+    let kinds: Vec<&str> = events.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["cross_site_refused", "csrf_refused"]);
+    for e in &events {
+        assert_eq!(e["client"], "127.0.0.1", "{e}");
+        assert_eq!(e["principal"], "bob", "{e}");
+    }
+    assert_eq!(
+        events[0]["request"],
+        format!("POST /ui/runs/{run}/approvals/approve/approve")
+    );
+    assert_eq!(events[1]["request"], format!("POST /ui/runs/{run}/cancel"));
+    assert_eq!(events[1]["prev_hash"], events[0]["hash"]);
+    // Nothing was decided or cancelled, and the log's chain verifies.
+    let records = journal(&c, &run);
+    assert_eq!(count(&records, "approval_voted"), 0);
+    assert_eq!(count(&records, "run_cancelled"), 0);
+    let v = c.get("/api/v1/journal/verify", token("alice")).json();
+    assert_eq!(v["ok"], true, "{v}");
+}

@@ -915,6 +915,16 @@ fn slack_click_on(
         "actions": [{"action_id": action_id, "value": value, "type": "button"}],
         "container": {"type": "message", "channel_id": sim::SLACK_CHANNEL_ID, "message_ts": message_ts},
     });
+    slack_post(c, &payload, ts, secret)
+}
+
+/// A signed interaction with `payload` as Slack would send it.
+fn slack_post(
+    c: &Client,
+    payload: &Value,
+    ts: i64,
+    secret: &str,
+) -> (u16, String, Vec<u8>, String) {
     let body: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("payload", &payload.to_string())
         .finish();
@@ -974,6 +984,30 @@ fn slack_votes_pass_the_same_rules_and_replays_do_not_vote_twice() {
     );
     let (_, text, ..) = slack_click(&c, "U0CAROL", "soar_approve", &value, now, SLACK_SECRET);
     assert!(text.contains("needs one of [soc-lead]"), "{text}");
+    // bob's user id, but the click came from another workspace: `team.id`
+    // is what counts (as documented), whatever `user.team_id` claims.
+    for (team, user_team) in [("T0EVIL", json!("T0SOC")), ("T0EVIL", Value::Null)] {
+        let payload = json!({
+            "type": "block_actions",
+            "user": {"id": "U0BOB", "team_id": user_team},
+            "team": {"id": team},
+            "actions": [{"action_id": "soar_approve", "value": value, "type": "button"}],
+        });
+        let (status, text, ..) = slack_post(&c, &payload, now, SLACK_SECRET);
+        assert_eq!(status, 200);
+        assert!(
+            text.contains("understood nothing") || text.contains("slack:U0BOB"),
+            "{team} {user_team}: {text}"
+        );
+    }
+    assert_eq!(
+        journal(&c, &run)
+            .iter()
+            .filter(|r| r["type"] == "approval_voted")
+            .count(),
+        0,
+        "a click from another workspace voted"
+    );
     assert!(lab.destructive_requests().is_empty());
     // bob's click, on the message the playbook posted, counts as
     // slackbob's vote; the message is then updated to say so.

@@ -55,14 +55,17 @@ pub struct NotifyInput {
     /// member of the channel.
     #[schemars(length(min = 1))]
     pub channel: String,
-    /// Message text (Slack `mrkdwn`); with `blocks`, it is the fallback shown
-    /// in notifications.
+    /// Message text; with `blocks`, it is the fallback shown in
+    /// notifications. See `format`.
     #[schemars(length(min = 1, max = 40000))]
     pub text: String,
     /// Block Kit blocks, each an object with a `type`.
     #[serde(default)]
     #[schemars(length(max = 50))]
     pub blocks: Option<Vec<serde_json::Map<String, Value>>>,
+    /// How Slack may read `text` and the blocks' `mrkdwn` texts.
+    #[serde(default)]
+    pub format: TextFormat,
     /// Post as a reply in the thread of this message (its `ts`).
     #[serde(default)]
     #[schemars(regex(pattern = r"^\d{10}\.\d{6}$"))]
@@ -79,13 +82,77 @@ pub struct UpdateInput {
     /// The message's timestamp id, as `notify` returned it.
     #[schemars(regex(pattern = r"^\d{10}\.\d{6}$"))]
     pub ts: String,
-    /// The new text (Slack `mrkdwn`).
+    /// The new text. See `format`.
     #[schemars(length(min = 1, max = 40000))]
     pub text: String,
     /// The new blocks; `[]` removes the old ones (and any buttons).
     #[serde(default)]
     #[schemars(length(max = 50))]
     pub blocks: Option<Vec<serde_json::Map<String, Value>>>,
+    /// How Slack may read `text` and the blocks' `mrkdwn` texts.
+    #[serde(default)]
+    pub format: TextFormat,
+}
+
+/// How Slack may read a message's text.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TextFormat {
+    /// As text (the default): `&`, `<` and `>` are escaped as Slack
+    /// documents, so what an alert put in the text is shown, never turned
+    /// into a mention (`<!channel>`) or a disguised link
+    /// (`<http://evil|invoice.pdf>`). Emphasis and emoji still show.
+    #[default]
+    Text,
+    /// Slack `mrkdwn` as written: for text whose every value the playbook
+    /// escaped itself (it opts in to `<...>` links and mentions).
+    Mrkdwn,
+}
+
+/// `text` escaped as Slack documents for `mrkdwn` (`&`, `<`, `>`).
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The text and blocks as they are sent: under [`TextFormat::Text`],
+/// `text` and every `mrkdwn` text object in the blocks escaped.
+fn formatted(
+    format: TextFormat,
+    text: &str,
+    blocks: Option<&[serde_json::Map<String, Value>]>,
+) -> (String, Option<Vec<serde_json::Map<String, Value>>>) {
+    if format == TextFormat::Mrkdwn {
+        return (text.to_string(), blocks.map(<[_]>::to_vec));
+    }
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                if o.get("type").and_then(Value::as_str) == Some("mrkdwn") {
+                    if let Some(Value::String(t)) = o.get_mut("text") {
+                        *t = escape(t);
+                    }
+                }
+                o.values_mut().for_each(walk);
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let blocks = blocks.map(|bs| {
+        bs.iter()
+            .map(|b| {
+                let mut v = Value::Object(b.clone());
+                walk(&mut v);
+                match v {
+                    Value::Object(o) => o,
+                    _ => serde_json::Map::new(),
+                }
+            })
+            .collect()
+    });
+    (escape(text), blocks)
 }
 
 /// The body sent to `chat.update`.
@@ -270,10 +337,11 @@ fn notify(input: NotifyInput, ctx: &Context) -> Result<Notification> {
             planned: Some(true),
         });
     }
+    let (text, blocks) = formatted(input.format, &input.text, input.blocks.as_deref());
     let body = PostMessage {
         channel,
-        text: &input.text,
-        blocks: input.blocks.as_deref(),
+        text: &text,
+        blocks: blocks.as_deref(),
         thread_ts: input.thread_ts.as_deref(),
     };
     let reply = call_slack(&base, "chat.postMessage", &body, channel)?;
@@ -299,6 +367,7 @@ fn update(input: UpdateInput, ctx: &Context) -> Result<Notification> {
         channel: input.channel.clone(),
         text: input.text.clone(),
         blocks: input.blocks.clone(),
+        format: input.format,
         thread_ts: None,
     };
     validate(&as_notify)?;
@@ -318,11 +387,12 @@ fn update(input: UpdateInput, ctx: &Context) -> Result<Notification> {
         });
     }
     let base = ctx.config("base_url")?;
+    let (text, blocks) = formatted(input.format, &input.text, input.blocks.as_deref());
     let body = UpdateMessage {
         channel,
         ts: &input.ts,
-        text: &input.text,
-        blocks: input.blocks.as_deref(),
+        text: &text,
+        blocks: blocks.as_deref(),
     };
     let reply = call_slack(&base, "chat.update", &body, channel)?;
     Ok(Notification {
@@ -437,6 +507,29 @@ mod tests {
             post.json(),
             json!({"channel": "#soc-alerts", "text": "Host isolated", "blocks": blocks})
         );
+    }
+
+    #[test]
+    fn text_from_an_alert_cannot_mention_or_disguise_a_link_unless_the_playbook_opts_in() {
+        let hostile = "<!channel> see <http://evil.example|invoice.pdf> & co";
+        let blocks = json!([{"type": "section", "text": {"type": "mrkdwn", "text": hostile},
+            "fields": [{"type": "mrkdwn", "text": "<@U0BOSS>"}, {"type": "plain_text", "text": "<kept>"}]}]);
+        let input = json!({"channel": "#c", "text": hostile, "blocks": blocks});
+        let (out, mock) = call(MockHost::new().respond("POST", URL, posted()), input);
+        assert!(out.is_ok());
+        let sent = mock.requests()[0].json();
+        let escaped = "&lt;!channel&gt; see &lt;http://evil.example|invoice.pdf&gt; &amp; co";
+        assert_eq!(sent["text"], escaped);
+        assert_eq!(sent["blocks"][0]["text"]["text"], escaped);
+        assert_eq!(sent["blocks"][0]["fields"][0]["text"], "&lt;@U0BOSS&gt;");
+        assert_eq!(sent["blocks"][0]["fields"][1]["text"], "<kept>");
+        // Opted in: sent as written.
+        let input = json!({"channel": "#c", "text": "<!here> *done*", "format": "mrkdwn"});
+        let (_, mock) = call(MockHost::new().respond("POST", URL, posted()), input);
+        assert_eq!(mock.requests()[0].json()["text"], "<!here> *done*");
+        let bad = json!({"channel": "#c", "text": "x", "format": "html"});
+        let (out, mock) = call(MockHost::new(), bad);
+        assert!(out.is_err() && mock.requests().is_empty());
     }
 
     #[test]

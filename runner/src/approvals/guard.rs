@@ -377,6 +377,7 @@ mod tests {
             plan: Value::Null,
             votes: vec![],
             decision: decision.map(|d| (d, vec!["bob".to_string()])),
+            decided_at: None,
         }
     }
 

@@ -4,6 +4,7 @@
 //! Pure functions over the config's [`Policy`] and a run's [`RunState`].
 
 pub mod guard;
+pub mod preview;
 
 use crate::config::{Approver, Policy};
 use crate::journal::{Decision, Vote};
@@ -233,9 +234,16 @@ pub fn check_vote<'s>(
             }
         ))
     })?;
-    if let Some((decision, _)) = &gate.decision {
+    if let Some((decision, by)) = &gate.decision {
+        // A late voter learns who decided and when, not only that it is over.
+        let who = if by.is_empty() {
+            String::from("nobody (it timed out)")
+        } else {
+            by.join(", ")
+        };
+        let when = gate.decided_at.as_deref().unwrap_or("an unknown time");
         return Err(Refusal::NotWaiting(format!(
-            "approval `{step}` is already decided: {}",
+            "approval `{step}` is already decided: {} by {who} at {when}",
             decision.as_str()
         )));
     }
@@ -321,6 +329,7 @@ mod tests {
                 plan: serde_json::Value::Null,
                 votes: vec![],
                 decision: None,
+                decided_at: None,
             },
         );
         s

@@ -63,6 +63,7 @@ impl Journal {
         };
         report.problems.extend(self.inner.broken.iter().cloned());
         report.problems.extend(chain.problems.iter().cloned());
+        report.problems.extend(self.verify_security()?);
         if chain.count > 0 && keys.is_empty() {
             report.problems.insert(
                 0,

@@ -10,6 +10,7 @@ mod checkpoint;
 mod event;
 mod flusher;
 mod prune;
+mod security;
 mod store;
 mod time;
 mod verify;
@@ -25,6 +26,7 @@ pub use event::{
     ApprovalBinding, AttemptOutcome, Decision, Event, ParseRunStatusError, Resolution, RunStatus,
     Vote,
 };
+pub use security::{SecurityEvent, SecurityKind, SecurityRecord};
 pub use time::{format_rfc3339_millis, format_unix_millis, now_unix_millis, parse_unix_millis};
 
 use canonical::{record_hash, GENESIS_HASH};

@@ -95,6 +95,8 @@ impl Engine {
             "channel": notify.channel,
             "text": if summary.is_empty() { format!("Approval `{}` requested", step.id) } else { summary },
             "blocks": blocks(run_id, &step.id, handoff, expires_at, self.console.as_deref()),
+            // Every value in them is escaped here ([`slack_text`]).
+            "format": "mrkdwn",
         });
         let invocation = Invocation {
             run_id: run_id.to_string(),

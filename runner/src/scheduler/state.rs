@@ -173,6 +173,8 @@ pub struct GateState {
     pub votes: Vec<(String, Vote, String)>,
     /// The decision and who made it.
     pub decision: Option<(Decision, Vec<String>)>,
+    /// When it was decided (RFC 3339), for a late vote's answer.
+    pub decided_at: Option<String>,
 }
 
 impl GateState {
@@ -354,6 +356,7 @@ impl RunState {
                         plan: plan.clone(),
                         votes: Vec::new(),
                         decision: None,
+                        decided_at: None,
                     },
                 );
             }
@@ -384,6 +387,7 @@ impl RunState {
                     // The first decision stands (a vote may already have made it).
                     if g.decision.is_none() {
                         g.decision = Some((*decision, by.clone()));
+                        g.decided_at = Some(record.at.clone());
                     }
                 }
             }

@@ -601,3 +601,31 @@ pub async fn verify(
         who,
     )
 }
+
+#[derive(Deserialize)]
+pub struct SecurityQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default = "default_security_limit")]
+    limit: usize,
+}
+
+fn default_security_limit() -> usize {
+    100
+}
+
+/// `GET /api/v1/security/events`: the security log (refusals that belong to
+/// no run), oldest first after `after`.
+pub async fn security_events(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<SecurityQuery>,
+) -> Response {
+    if let Err(r) = reader(&app, &headers) {
+        return r;
+    }
+    match app.journal().security_log(q.after, q.limit) {
+        Ok(events) => Json(json!({"events": events})).into_response(),
+        Err(e) => op_error(e.into()),
+    }
+}

@@ -53,6 +53,10 @@ pub struct App {
     slack_seen: Mutex<HashMap<String, std::time::Instant>>,
     /// Console sessions.
     pub(super) sessions: super::console::Sessions,
+    /// Sign-in attempts per address and sessions per principal.
+    pub(super) sign_in: super::console::SignInThrottle,
+    /// Refusals that belong to no run.
+    pub(super) security: super::security::SecurityLog,
     ready: AtomicBool,
     stopping: AtomicBool,
     metrics: PrometheusHandle,
@@ -124,6 +128,8 @@ impl App {
                 .collect(),
             timers: Timers::default(),
             sessions: super::console::Sessions::new(session_ttl),
+            sign_in: Default::default(),
+            security: Default::default(),
             slack_seen: Mutex::new(HashMap::new()),
             grouped_pending: Mutex::new(std::collections::HashSet::new()),
             ready: AtomicBool::new(false),

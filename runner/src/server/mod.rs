@@ -13,6 +13,7 @@ mod app;
 mod auth;
 mod console;
 mod intake;
+mod security;
 mod slack;
 mod state_api;
 mod timers;
@@ -87,6 +88,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/runs/{run_id}/steps/{step}/resolve"),
     ("GET", "/api/v1/approvals"),
     ("GET", "/api/v1/journal/verify"),
+    ("GET", "/api/v1/security/events"),
     ("GET", "/api/v1/state"),
     ("GET", "/api/v1/state/{table}/entries"),
     ("GET", "/api/v1/state/{table}/entries/{key}"),
@@ -112,6 +114,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/runs/{run_id}/steps/{step}/resolve", post(api::resolve))
         .route("/approvals", get(api::pending))
         .route("/journal/verify", get(api::verify))
+        .route("/security/events", get(api::security_events))
         .route("/state", get(state_api::tables))
         .route("/state/{table}/entries", get(state_api::list))
         .route(
@@ -160,7 +163,7 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
     };
     let addr = app.config.server.listen;
     let handle = axum_server::Handle::new();
-    let service = router(app.clone()).into_make_service();
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let server = {
         let handle = handle.clone();
         let listener = std::net::TcpListener::bind(addr)

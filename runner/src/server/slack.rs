@@ -110,10 +110,13 @@ fn click(p: &Value) -> Option<Click> {
     };
     let (run_id, step) = action["value"].as_str()?.split_once('/')?;
     let user = p["user"]["id"].as_str()?.to_string();
-    let team = p["user"]["team_id"]
-        .as_str()
-        .or_else(|| p["team"]["id"].as_str())?
-        .to_string();
+    // The workspace the click came from, as documented: `team.id`. A
+    // payload without it (or whose user's own `team_id` names another
+    // workspace) is not a click this server can attribute: refused.
+    let team = p["team"]["id"].as_str()?.to_string();
+    if p["user"]["team_id"].as_str().is_some_and(|t| t != team) {
+        return None;
+    }
     let channel = p["container"]["channel_id"]
         .as_str()
         .or_else(|| p["channel"]["id"].as_str());
@@ -203,6 +206,7 @@ pub async fn announce(
         "ts": ts,
         "text": text,
         "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+        "format": "mrkdwn",
     });
     let key = crate::scheduler::idempotency_key(&run_id, &step, None);
     let invocation = crate::plugin_host::Invocation {
@@ -263,7 +267,7 @@ pub async fn announce_grouped(app: Arc<App>, run_id: String) {
         let text = format!(
             "{n} more alert(s) joined this run while approval `{step}` waits. The latest: {latest}"
         );
-        let input = json!({"channel": channel, "thread_ts": ts, "text": text});
+        let input = json!({"channel": channel, "thread_ts": ts, "text": text, "format": "mrkdwn"});
         let key = crate::scheduler::idempotency_key(&run_id, step, None);
         let invocation = crate::plugin_host::Invocation {
             run_id: run_id.clone(),

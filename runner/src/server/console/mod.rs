@@ -7,17 +7,20 @@
 //! rules are [`crate::operations`]'s, as for the API and the CLI.
 
 mod session;
+mod throttle;
 mod views;
 
 pub use session::Sessions;
+pub use throttle::SignInThrottle;
 
+use super::security::{client_ip, client_text};
 use super::App;
 use crate::approvals;
 use crate::config::{roles, Approver};
-use crate::journal::{now_unix_millis, Resolution, RunStatus, Vote};
+use crate::journal::{now_unix_millis, Resolution, RunStatus, SecurityEvent, SecurityKind, Vote};
 use crate::operations::{self as ops, OpError};
 use axum::extract::{Form, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, StatusCode, Uri};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -49,7 +52,22 @@ fn templates() -> &'static minijinja::Environment<'static> {
     ENV.get_or_init(|| {
         let mut env = minijinja::Environment::new();
         // `.html` names: every value is HTML-escaped unless marked safe, and
-        // nothing is.
+        // nothing is. Text first loses what would reorder or hide it on the
+        // page (a right-to-left override turns `report\u{202e}fdp.exe` into
+        // "reportexe.pdf"): bidi and zero-width controls show as escapes.
+        // (Escapes are plain ASCII, so text already escaped stays safe.)
+        env.set_formatter(|out, state, value| match value.as_str() {
+            Some(text) => {
+                let inert = crate::inert::block(text).into_owned();
+                let value = if value.is_safe() {
+                    minijinja::Value::from_safe_string(inert)
+                } else {
+                    minijinja::Value::from(inert)
+                };
+                minijinja::escape_formatter(out, state, &value)
+            }
+            None => minijinja::escape_formatter(out, state, value),
+        });
         for (name, text) in [
             ("base.html", include_str!("templates/base.html")),
             ("login.html", include_str!("templates/login.html")),
@@ -58,6 +76,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("timeline.html", include_str!("templates/timeline.html")),
             ("runs.html", include_str!("templates/runs.html")),
             ("run.html", include_str!("templates/run.html")),
+            ("refused.html", include_str!("templates/refused.html")),
         ] {
             if let Err(e) = env.add_template(name, text) {
                 tracing::error!(template = name, error = %e, "console template does not compile");
@@ -117,9 +136,24 @@ fn to_login() -> Response {
     Redirect::to("/ui/login").into_response()
 }
 
-/// The request's session and principal, or a redirect to sign in.
-fn me(app: &App, headers: &HeaderMap) -> Result<Me, Response> {
-    let session = app.sessions.get(headers).ok_or_else(to_login)?;
+/// To sign in, then back to `here` (a deep link, e.g. Slack's "Open in
+/// soar", survives sign-in).
+fn to_login_then(here: &Uri) -> Response {
+    let here = here.path_and_query().map_or("", |p| p.as_str());
+    if next_path(here) == "/ui/approvals" && here != "/ui/approvals" {
+        return to_login();
+    }
+    let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
+    Redirect::to(&format!("/ui/login?next={next}")).into_response()
+}
+
+/// The request's session and principal, or a redirect to sign in and then
+/// back to `here`.
+fn me(app: &App, headers: &HeaderMap, here: &Uri) -> Result<Me, Response> {
+    let session = app
+        .sessions
+        .get(headers)
+        .ok_or_else(|| to_login_then(here))?;
     let who = app
         .policy()
         .approvers
@@ -129,24 +163,62 @@ fn me(app: &App, headers: &HeaderMap) -> Result<Me, Response> {
     Ok(Me { session, who })
 }
 
-/// The principal of a state-changing POST: signed in, same site, and the
-/// session's CSRF token in the form.
-fn poster(app: &App, headers: &HeaderMap, csrf: &str) -> Result<Me, Response> {
-    if session::cross_site(headers) {
-        return Err(forbidden("cross-site request refused"));
+/// A POST's request line, client and session principal, for the security log.
+struct Origin<'a> {
+    uri: &'a Uri,
+    ext: &'a Extensions,
+}
+
+impl Origin<'_> {
+    fn refused(&self, app: &App, kind: SecurityKind, principal: Option<String>, detail: &str) {
+        let event = SecurityEvent {
+            kind,
+            client: client_text(self.ext),
+            principal,
+            request: format!("POST {}", crate::inert::line(self.uri.path())),
+            detail: detail.to_string(),
+            unlogged_before: 0,
+        };
+        app.security.record(app.journal(), event);
     }
-    let me = me(app, headers)?;
+}
+
+/// The principal of a state-changing POST: signed in, same site, and the
+/// session's CSRF token in the form. A refusal is journaled in the
+/// security log with the client's address.
+fn poster(app: &App, headers: &HeaderMap, origin: &Origin, csrf: &str) -> Result<Me, Response> {
+    if session::cross_site(headers) {
+        let principal = app.sessions.get(headers).map(|s| s.principal);
+        origin.refused(
+            app,
+            SecurityKind::CrossSiteRefused,
+            principal,
+            "the browser says it came from another site",
+        );
+        return Err(refused(StatusCode::FORBIDDEN, CROSS_SITE));
+    }
+    let me = me(app, headers, origin.uri)?;
     if !session::csrf_matches(&me.session, csrf) {
-        return Err(forbidden(
-            "the form's CSRF token does not match your session; reload the page",
+        let principal = Some(me.who.name.clone());
+        origin.refused(
+            app,
+            SecurityKind::CsrfRefused,
+            principal,
+            "the form's CSRF token is not its session's",
+        );
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "The form's CSRF token does not match your session, so nothing was changed. Reload the page and try again.",
         ));
     }
     Ok(me)
 }
 
-fn forbidden(why: &str) -> Response {
-    let ctx = json!({"error": why, "next": "", "ttl": ""});
-    page(StatusCode::FORBIDDEN, "login.html", ctx)
+const CROSS_SITE: &str = "This request came from another site, so it was refused and nothing was changed. If you meant it, open soar directly and do it there.";
+
+/// A page that says what was refused and why; nothing else on it.
+fn refused(status: StatusCode, why: &str) -> Response {
+    page(status, "refused.html", json!({"error": why}))
 }
 
 #[derive(Deserialize, Default)]
@@ -157,31 +229,86 @@ pub struct LoginForm {
     next: String,
 }
 
-async fn login_page(State(app): State<Arc<App>>) -> Response {
+#[derive(Deserialize, Default)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+async fn login_page(State(app): State<Arc<App>>, Query(q): Query<NextQuery>) -> Response {
     let ttl = views::duration_text(app.sessions.ttl().as_millis() as u64);
+    let next = next_path(&q.next);
     page(
         StatusCode::OK,
         "login.html",
-        json!({"next": "", "ttl": ttl}),
+        json!({"next": next, "ttl": ttl}),
     )
+}
+
+/// The sign-in form again, with why it failed.
+fn login_again(app: &App, status: StatusCode, error: &str, next: &str) -> Response {
+    let ttl = views::duration_text(app.sessions.ttl().as_millis() as u64);
+    let ctx = json!({"error": error, "next": next_path(next), "ttl": ttl});
+    page(status, "login.html", ctx)
+}
+
+/// 429 with `Retry-After`; the first refusal of a lockout is journaled.
+fn locked_out(
+    app: &App,
+    origin: &Origin,
+    lockout: throttle::Lockout,
+    principal: Option<String>,
+    next: &str,
+) -> Response {
+    let secs = lockout.retry_after.as_secs();
+    if lockout.first {
+        let detail = match &principal {
+            Some(p) => format!("too many sessions opened for {p}; locked out for {secs} s"),
+            None => format!("too many sign-in attempts from this address; locked out for {secs} s"),
+        };
+        origin.refused(app, SecurityKind::SignInLockedOut, principal, &detail);
+    }
+    let error = format!("Too many sign-in attempts. Try again in {secs} seconds.");
+    let mut r = login_again(app, StatusCode::TOO_MANY_REQUESTS, &error, next);
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+    r
 }
 
 async fn login(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
+    ext: Extensions,
     Form(form): Form<LoginForm>,
 ) -> Response {
+    let origin = Origin {
+        uri: &uri,
+        ext: &ext,
+    };
     if session::cross_site(&headers) {
-        return forbidden("cross-site request refused");
+        origin.refused(
+            &app,
+            SecurityKind::CrossSiteRefused,
+            None,
+            "a sign-in from another site",
+        );
+        return refused(StatusCode::FORBIDDEN, CROSS_SITE);
+    }
+    if let Err(lockout) = app.sign_in.attempt(client_ip(&ext)) {
+        return locked_out(&app, &origin, lockout, None, &form.next);
     }
     let ttl = app.sessions.ttl();
     let who = match approvals::authenticate_token(app.policy(), Some(&form.token)) {
         Ok(w) => w,
         Err(_) => {
-            let ctx = json!({"error": "that token is not any principal's", "next": form.next, "ttl": views::duration_text(ttl.as_millis() as u64)});
-            return page(StatusCode::UNAUTHORIZED, "login.html", ctx);
+            let error = "that token is not any principal's";
+            return login_again(&app, StatusCode::UNAUTHORIZED, error, &form.next);
         }
     };
+    if let Err(lockout) = app.sign_in.session(&who.name) {
+        return locked_out(&app, &origin, lockout, Some(who.name.clone()), &form.next);
+    }
     let Some(id) = app.sessions.open(&who.name) else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -225,9 +352,15 @@ pub struct CsrfForm {
 async fn logout(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
+    ext: Extensions,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(r) = poster(&app, &headers, &form.csrf) {
+    let origin = Origin {
+        uri: &uri,
+        ext: &ext,
+    };
+    if let Err(r) = poster(&app, &headers, &origin, &form.csrf) {
         return r;
     }
     app.sessions.close(&headers);
@@ -240,8 +373,8 @@ async fn logout(
     r
 }
 
-async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    let me = match me(&app, &headers) {
+async fn queue(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
+    let me = match me(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -281,9 +414,10 @@ pub struct RunsQuery {
 async fn runs(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     Query(q): Query<RunsQuery>,
 ) -> Response {
-    let me = match me(&app, &headers) {
+    let me = match me(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -350,9 +484,10 @@ fn not_found(e: OpError) -> Response {
 async fn run(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     Path(run_id): Path<String>,
 ) -> Response {
-    let me = match me(&app, &headers) {
+    let me = match me(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -372,10 +507,11 @@ pub struct AfterQuery {
 async fn run_events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     Path(run_id): Path<String>,
     Query(q): Query<AfterQuery>,
 ) -> Response {
-    let me = match me(&app, &headers) {
+    let me = match me(&app, &headers, &uri) {
         Ok(m) => m,
         Err(_) => return (StatusCode::UNAUTHORIZED, "sign in").into_response(),
     };
@@ -391,9 +527,10 @@ async fn run_events(
 async fn approval(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
     Path((run_id, step)): Path<(String, String)>,
 ) -> Response {
-    let me = match me(&app, &headers) {
+    let me = match me(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -455,13 +592,13 @@ fn refused_page(app: &App, run_id: &str, me: &Me, e: OpError) -> Response {
 
 async fn decide(
     app: Arc<App>,
-    headers: HeaderMap,
+    (headers, origin): (HeaderMap, Origin<'_>),
     run_id: String,
     step: String,
     vote: Vote,
     form: CsrfForm,
 ) -> Response {
-    let me = match poster(&app, &headers, &form.csrf) {
+    let me = match poster(&app, &headers, &origin, &form.csrf) {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -516,28 +653,46 @@ async fn decide(
 async fn approve(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
+    ext: Extensions,
     Path((run_id, step)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    decide(app, headers, run_id, step, Vote::Approve, form).await
+    let origin = Origin {
+        uri: &uri,
+        ext: &ext,
+    };
+    decide(app, (headers, origin), run_id, step, Vote::Approve, form).await
 }
 
 async fn deny(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
+    ext: Extensions,
     Path((run_id, step)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    decide(app, headers, run_id, step, Vote::Deny, form).await
+    let origin = Origin {
+        uri: &uri,
+        ext: &ext,
+    };
+    decide(app, (headers, origin), run_id, step, Vote::Deny, form).await
 }
 
 async fn resolve(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
+    ext: Extensions,
     Path((run_id, step)): Path<(String, String)>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let me = match poster(&app, &headers, &form.csrf) {
+    let origin = Origin {
+        uri: &uri,
+        ext: &ext,
+    };
+    let me = match poster(&app, &headers, &origin, &form.csrf) {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -577,10 +732,16 @@ async fn resolve(
 async fn cancel(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    uri: Uri,
+    ext: Extensions,
     Path(run_id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let me = match poster(&app, &headers, &form.csrf) {
+    let origin = Origin {
+        uri: &uri,
+        ext: &ext,
+    };
+    let me = match poster(&app, &headers, &origin, &form.csrf) {
         Ok(m) => m,
         Err(r) => return r,
     };
