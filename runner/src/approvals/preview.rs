@@ -87,8 +87,8 @@ fn named_targets(targets: &[String], plans: &[&Value]) -> Vec<(String, Vec<(Targ
     }
     for (t, names) in &mut out {
         names.retain(|(_, n)| !n.eq_ignore_ascii_case(t));
-        names.sort();
-        names.dedup();
+        names.sort_by(|a, b| a.1.cmp(&b.1));
+        names.dedup_by(|a, b| a.1.eq_ignore_ascii_case(&b.1));
     }
     out
 }
