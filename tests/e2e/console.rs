@@ -139,17 +139,55 @@ fn the_console_decides_only_with_the_right_and_never_on_a_get() {
     let page = b.page_text();
     for needle in [
         "Falcon saw ransomware behaviour on it",
-        "recommended_action",
+        "recommended action",
         "edr.isolate_host",
         sim::HOST_ID,
         "Dry-run plan",
-        "Input SHA-256",
-        "approval_requested",
+        "Bindings",
+        "approval asked of soc-lead",
         "FIN-WS-042",
     ] {
         assert!(page.contains(needle), "the approval page lacks {needle}");
     }
-    assert!(b.text(".inputs").contains(sim::HOST_ID));
+    assert!(b.content(".inputs").contains(sim::HOST_ID));
+    // In the order a lead needs: the handoff, the targets (named, rated,
+    // checked), what approving does in words, the form, then evidence and
+    // the timeline.
+    assert_eq!(b.text("#heading"), "Your decision: Isolate FIN-WS-042?");
+    let target = b.text("#targets .target");
+    assert!(
+        target.contains(&format!("FIN-WS-042 ({})", sim::HOST_ID)),
+        "{target}"
+    );
+    assert!(target.contains("not protected"), "{target}");
+    let sentence = b.text("#unlocks .sentence");
+    assert!(
+        sentence.contains(&format!(
+            "runs edr.isolate_host on FIN-WS-042 ({})",
+            sim::HOST_ID
+        )) && sentence.contains("Network-contain a host"),
+        "{sentence}"
+    );
+    let tops: Vec<f64> = [
+        "#handoff",
+        "#targets",
+        "#unlocks",
+        "#decide",
+        "#evidence",
+        "#timeline",
+    ]
+    .iter()
+    .map(|css| b.top(css))
+    .collect();
+    assert!(tops.windows(2).all(|w| w[0] < w[1]), "{tops:?}");
+    // The evidence reads as fields, the probe's `effects` in words.
+    let evidence = b.text("#evidence");
+    assert!(
+        evidence.contains("effects.isolate_host\tnot in effect")
+            || evidence.contains("effects.isolate_host not in effect"),
+        "{evidence}"
+    );
+    assert!(!b.has("#targets .blocked"));
     b.screenshot(&screenshots_dir().join("console-approval.png"));
     // Viewing it decided nothing; nor does a GET of the decision URL.
     assert_eq!(count(&journal(&c, &run), "approval_voted"), 0);
@@ -480,4 +518,94 @@ fn cross_site_and_csrf_refusals_are_journaled_with_the_client_address() {
     assert_eq!(count(&records, "run_cancelled"), 0);
     let v = c.get("/api/v1/journal/verify", token("alice")).json();
     assert_eq!(v["ok"], true, "{v}");
+}
+
+#[test]
+fn a_protected_target_named_only_by_id_is_flagged_before_the_vote_and_the_page_follows_votes_live()
+{
+    let lab = Lab::new(&format!("{}protected:\n  hosts: [DC01]\n", config("10m")));
+    lab.s.write("pb.yaml", CONTAIN);
+    let server = Server::start(&lab, &ENV);
+    let c = Client::new(&server);
+    let url = server.url.clone();
+    // The alert names the domain controller by device id only, and carries
+    // a file name with a right-to-left override.
+    let alert = json!({"host_id": sim::DC_HOST_ID, "file": "report\u{202e}fdp.exe"});
+    let a = c.deliver("edr", EDR_SECRET, &alert, &[]);
+    let run = a.json()["run_id"].as_str().unwrap().to_string();
+    c.wait_for(&run, token("alice"), Duration::from_secs(30), |v| {
+        v["status"] == "waiting_approval"
+    });
+
+    // A deep link (as Slack's "Open in soar" sends) survives sign-in.
+    let b = Browser::start();
+    let deep = format!("/ui/runs/{run}/approvals/approve");
+    b.goto(&format!("{url}{deep}"));
+    assert_eq!(b.path(), "/ui/login");
+    b.fill("#token", token("bob"));
+    b.click("#sign-in");
+    b.wait_path(&deep);
+
+    // Before anyone votes: DC01 is named and flagged, above the form.
+    let blocked = b.text("#targets .blocked");
+    assert!(
+        blocked.contains(&format!("DC01 ({})", sim::DC_HOST_ID)) && blocked.contains("protected"),
+        "{blocked}"
+    );
+    assert!(b.text("#targets .target").contains("PROTECTED (DC01)"));
+    assert!(b.top("#targets .blocked") < b.top("#decide"));
+    // The override shows as an escape; it reorders nothing.
+    let evidence = b.text("#evidence");
+    assert!(evidence.contains("report\\u{202e}fdp.exe"), "{evidence}");
+    assert!(!b.page_text().contains('\u{202e}'));
+    b.screenshot_page(&screenshots_dir().join("approval-protected.png"));
+
+    // Someone else decides over the API: the open page shows it live, and
+    // says who decided and when instead of offering a vote that would fail.
+    let a = c.post(
+        &format!("/api/v1/runs/{run}/steps/approve/approve"),
+        token("alice"),
+        &json!({"reason": "go"}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    b.wait_until("the open approval page shows alice's decision", |b| {
+        b.try_text("#gate-status")
+            .is_some_and(|t| t.contains("granted by alice"))
+    });
+    let why = b.text("#why-not");
+    assert!(
+        why.contains("already decided: granted by alice at 20"),
+        "{why}"
+    );
+    assert!(!b.has("#approve"));
+
+    // The guard still blocks the step; nothing reached the vendor. The run
+    // page says so in a banner, lists the steps in graph order with their
+    // outcomes, and draws the graph.
+    c.wait_for(&run, token("alice"), Duration::from_secs(30), |v| {
+        v["status"] == "failed"
+    });
+    assert!(lab.destructive_requests().is_empty());
+    b.goto(&format!("{url}/ui/runs/{run}"));
+    let banner = b.text("#outcome");
+    assert!(banner.contains("did NOT run"), "{banner}");
+    assert!(
+        banner.contains("isolate") && banner.contains("protected"),
+        "{banner}"
+    );
+    let ids = b.js("return Array.from(document.querySelectorAll('#steps tr td:first-child')).map(td => td.textContent);");
+    assert_eq!(ids, json!(["host", "approve", "isolate"]));
+    let outcome = b.text("#steps");
+    assert!(outcome.contains("hostname DC01"), "{outcome}");
+    let nodes = b.js("return Array.from(document.querySelectorAll('#graph svg g.node')).map(g => [g.dataset.step, g.dataset.status]);");
+    assert_eq!(
+        nodes,
+        json!([
+            ["host", "succeeded"],
+            ["approve", "succeeded"],
+            ["isolate", "blocked"]
+        ])
+    );
+    assert!(b.content("#graph svg").contains("gate"));
+    b.screenshot_page(&screenshots_dir().join("run-graph.png"));
 }

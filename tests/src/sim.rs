@@ -38,6 +38,8 @@ pub const MALICIOUS_SHA256: &str =
     "275a021bbfb6489e54d471899f7db9d1663fc695ec2fe2a2c4538aabf651fd0f";
 /// A host the simulated EDR knows.
 pub const HOST_ID: &str = "0a1b2c3d4e5f4a5b8c7d6e5f4a3b2c1d";
+/// A domain controller's device id: its name, DC01, is what configs protect.
+pub const DC_HOST_ID: &str = "dc0001d4e5f4a5b8c7d6e5f4a3b2c1de";
 
 const TOKEN: &str = "sim-access-token";
 
@@ -151,7 +153,7 @@ impl Simulator {
                     Some(status) => json_response(
                         200,
                         json!({"meta": {"query_time": 0.01}, "errors": [], "resources": [{
-                            "device_id": id, "hostname": "FIN-WS-042", "status": status,
+                            "device_id": id, "hostname": if id == DC_HOST_ID { "DC01" } else { "FIN-WS-042" }, "status": status,
                             "platform_name": "Windows", "os_version": "Windows 11",
                             "last_seen": "2026-11-27T09:00:00Z", "local_ip": "10.20.30.42"}]}),
                     ),
@@ -342,9 +344,9 @@ pub async fn start_sim(port: u16) -> std::io::Result<Sim> {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
     let server = MockServer::builder().listener(listener).start().await;
     let mut state = State::default();
-    state
-        .hosts
-        .insert(HOST_ID.to_string(), "normal".to_string());
+    for id in [HOST_ID, DC_HOST_ID] {
+        state.hosts.insert(id.to_string(), "normal".to_string());
+    }
     let state = Arc::new(Mutex::new(state));
     Mock::given(any())
         .respond_with(Simulator {

@@ -212,6 +212,21 @@ pub fn check_vote<'s>(
     approver: &Approver,
     now_ms: u64,
 ) -> Result<&'s GateState, Refusal> {
+    // A late voter learns who decided and when, even once the run is over.
+    if let Some(gate) = state.gates.get(step) {
+        if let Some((decision, by)) = &gate.decision {
+            let who = if by.is_empty() {
+                String::from("nobody (it timed out)")
+            } else {
+                by.join(", ")
+            };
+            let when = gate.decided_at.as_deref().unwrap_or("an unknown time");
+            return Err(Refusal::NotWaiting(format!(
+                "approval `{step}` is already decided: {} by {who} at {when}",
+                decision.as_str()
+            )));
+        }
+    }
     if let Some(status) = state.final_status {
         return Err(Refusal::RunOver(status.to_string()));
     }
@@ -234,19 +249,6 @@ pub fn check_vote<'s>(
             }
         ))
     })?;
-    if let Some((decision, by)) = &gate.decision {
-        // A late voter learns who decided and when, not only that it is over.
-        let who = if by.is_empty() {
-            String::from("nobody (it timed out)")
-        } else {
-            by.join(", ")
-        };
-        let when = gate.decided_at.as_deref().unwrap_or("an unknown time");
-        return Err(Refusal::NotWaiting(format!(
-            "approval `{step}` is already decided: {} by {who} at {when}",
-            decision.as_str()
-        )));
-    }
     if now_ms >= gate.expires_at_ms {
         return Err(Refusal::Expired(step.to_string()));
     }

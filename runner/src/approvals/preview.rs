@@ -181,10 +181,17 @@ mod tests {
         let plan = json!([{"step": "isolate", "plan": {"host_id": "dc0001", "hostname": "DC01", "planned": true}}]);
         let p = preview(&policy(), &gate(&["dc0001"], plan));
         let t = &p[0].targets[0];
-        assert_eq!((t.value.as_str(), t.names.clone()), ("dc0001", vec!["DC01".to_string()]));
+        assert_eq!(
+            (t.value.as_str(), t.names.clone()),
+            ("dc0001", vec!["DC01".to_string()])
+        );
         assert_eq!(t.protected.as_deref(), Some("DC01"));
         assert_eq!(p[0].blocked.len(), 1);
-        assert!(p[0].blocked[0].contains("DC01 (dc0001)"), "{}", p[0].blocked[0]);
+        assert!(
+            p[0].blocked[0].contains("DC01 (dc0001)"),
+            "{}",
+            p[0].blocked[0]
+        );
     }
 
     #[test]
@@ -201,7 +208,8 @@ mod tests {
         let p = preview(&policy(), &gate(&["ab12"], plan));
         assert!(p[0].blocked.is_empty());
         // Its own plan naming one does.
-        let plan = json!([{"step": "isolate", "plan": {"host_id": "ab12", "local_ip": "10.1.2.3"}}]);
+        let plan =
+            json!([{"step": "isolate", "plan": {"host_id": "ab12", "local_ip": "10.1.2.3"}}]);
         let p = preview(&policy(), &gate(&["ab12"], plan));
         assert_eq!(p[0].targets[0].protected.as_deref(), Some("10.0.0.0/8"));
     }

@@ -377,6 +377,9 @@ impl RunState {
                         } else if g.approved_by().len() as u32 >= g.min_approvals {
                             g.decision = Some((Decision::Granted, g.approved_by()));
                         }
+                        if g.decision.is_some() {
+                            g.decided_at = Some(record.at.clone());
+                        }
                     }
                 }
             }

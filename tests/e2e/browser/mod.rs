@@ -159,6 +159,37 @@ impl Browser {
         })
     }
 
+    /// What `script` (a function body; `return` gives the value) returns.
+    pub fn js(&self, script: &str) -> serde_json::Value {
+        self.rt
+            .block_on(self.c().execute(script, Vec::new()))
+            .expect("script")
+    }
+
+    /// How far down the page the element `css` starts, in CSS pixels.
+    pub fn top(&self, css: &str) -> f64 {
+        let script = format!(
+            "return document.querySelector({}).getBoundingClientRect().top + window.scrollY;",
+            serde_json::Value::from(css)
+        );
+        self.js(&script)
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {css}"))
+    }
+
+    /// The text of the element `css` selects, shown or not (a closed
+    /// `<details>` too).
+    pub fn content(&self, css: &str) -> String {
+        let script = format!(
+            "return document.querySelector({}).textContent;",
+            serde_json::Value::from(css)
+        );
+        self.js(&script)
+            .as_str()
+            .unwrap_or_else(|| panic!("no {css}"))
+            .to_string()
+    }
+
     /// The whole page's visible text.
     pub fn page_text(&self) -> String {
         self.text("body")
@@ -172,6 +203,23 @@ impl Browser {
             .into_iter()
             .find(|c| c.name() == name)
             .map(|c| c.value().to_string())
+    }
+
+    /// A PNG of the whole page (the window made as tall as the page, up
+    /// to 8,000 px, then put back), written to `path`.
+    pub fn screenshot_page(&self, path: &std::path::Path) {
+        let height = self
+            .js("return document.documentElement.scrollHeight;")
+            .as_u64()
+            .unwrap_or(900)
+            .clamp(600, 8_000) as u32;
+        self.rt
+            .block_on(self.c().set_window_size(1280, height + 140))
+            .expect("resize");
+        self.screenshot(path);
+        self.rt
+            .block_on(self.c().set_window_size(1280, 1000))
+            .expect("resize");
     }
 
     /// A PNG of the viewport, written to `path`.

@@ -6,9 +6,11 @@
 //! POST carries the session's CSRF token and is refused cross-site. The
 //! rules are [`crate::operations`]'s, as for the API and the CLI.
 
+mod graph;
 mod session;
 mod throttle;
 mod views;
+mod words;
 
 pub use session::Sessions;
 pub use throttle::SignInThrottle;
@@ -77,6 +79,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("runs.html", include_str!("templates/runs.html")),
             ("run.html", include_str!("templates/run.html")),
             ("refused.html", include_str!("templates/refused.html")),
+            ("rows.html", include_str!("templates/rows.html")),
         ] {
             if let Err(e) = env.add_template(name, text) {
                 tracing::error!(template = name, error = %e, "console template does not compile");
@@ -444,14 +447,30 @@ fn run_ctx(app: &App, run_id: &str, me: &Me, message: Option<String>) -> Result<
     let records = ops::read_run(app.journal(), run_id).map_err(not_found)?;
     let state = crate::scheduler::RunState::from_records(&records);
     let report = crate::scheduler::RunReport::from_records(run_id, &records, None);
-    let steps: Vec<Value> = report
-        .steps
+    let pb = app.playbook_for(&records).ok();
+    let skipped = views::skip_reasons(&records);
+    let destructive = |uses: &str| is_destructive(app, uses);
+    let ids = views::graph_order(pb.as_deref(), &report);
+    let steps: Vec<Value> = ids
         .iter()
-        .map(|(id, s)| {
-            let detail = s.error.as_ref().map(views::shown).unwrap_or_default();
-            json!({"id": id, "status": s.status, "detail": detail, "approval": state.gates.contains_key(id)})
+        .map(|id| {
+            let s = report.steps.get(id);
+            let status = s.map_or("pending", |s| s.status.as_str());
+            let outcome = views::outcome(s, skipped.get(id));
+            json!({"id": id, "status": status, "outcome": outcome, "approval": state.gates.contains_key(id)})
         })
         .collect();
+    let status: std::collections::BTreeMap<String, String> = report
+        .steps
+        .iter()
+        .map(|(id, s)| (id.clone(), s.status.clone()))
+        .collect();
+    let graph = pb
+        .as_deref()
+        .map(|pb| graph::layout(pb, &status, &destructive));
+    let banner = pb
+        .as_deref()
+        .and_then(|pb| views::banner(pb, &report, &state, &skipped, &destructive));
     let in_doubt: Vec<&String> = report
         .steps
         .iter()
@@ -461,10 +480,19 @@ fn run_ctx(app: &App, run_id: &str, me: &Me, message: Option<String>) -> Result<
     Ok(json!({
         "run_id": run_id, "playbook": state.playbook, "started_by": state.started_by,
         "status": report.status.as_str(), "final": report.status.is_final(),
-        "steps": steps, "in_doubt": in_doubt, "operator": me.who.has_role(roles::OPERATOR),
+        "steps": steps, "graph": graph, "banner": banner,
+        "in_doubt": in_doubt, "operator": me.who.has_role(roles::OPERATOR),
         "timeline": views::timeline(&records), "message": message,
         "last_seq": records.last().map(|r| r.seq).unwrap_or(0),
     }))
+}
+
+/// Whether `plugin.action` changes the world (its manifest, as tightened
+/// by the operator).
+fn is_destructive(app: &App, uses: &str) -> bool {
+    uses.split_once('.')
+        .and_then(|(p, a)| Some(app.engine.host().plugin(p)?.manifest.action(a)?.destructive))
+        .unwrap_or(false)
 }
 
 fn not_found(e: OpError) -> Response {
@@ -555,18 +583,55 @@ async fn approval(
         .collect();
     let left = (gate.decision.is_none() && now < gate.expires_at_ms)
         .then(|| views::duration_text(gate.expires_at_ms - now));
+    let describe = |uses: &str| describe_action(&app, uses);
+    let criticality = |keys: &[String]| criticality(&app, keys, now);
+    let lookups = views::Lookups {
+        describe: &describe,
+        criticality: &criticality,
+    };
+    let (unlocks, blocked) = views::unlocks(
+        gate,
+        &state,
+        &run_id,
+        pb.as_deref(),
+        (app.policy(), &lookups),
+    );
     let ctx = json!({
         "run_id": run_id, "step": step, "playbook": state.playbook, "started_by": state.started_by,
+        "summary": views::shown(&gate.handoff["summary"]),
         "approvers": gate.approvers, "min_approvals": gate.min_approvals,
         "gate_status": views::gate_status(gate, now), "left": left, "votes": votes,
-        "handoff": views::handoff(gate),
-        "unlocks": views::unlocks(gate, &state, &run_id, pb.as_deref(), app.policy()),
+        "decided": gate.decision.is_some(),
+        "handoff": views::handoff(gate), "unlocks": unlocks, "blocked": blocked,
         "plan": views::plan(gate), "bindings": gate.bindings,
-        "alert": views::shown(&state.alert), "upstream": views::upstream(&state),
-        "grouped": views::grouped(&state),
+        "alert": views::rows(&state.alert), "alert_raw": views::shown(&state.alert),
+        "upstream": views::upstream(&state), "grouped": views::grouped(&state),
         "timeline": views::timeline(&records), "why_not": why_not,
+        "last_seq": records.last().map(|r| r.seq).unwrap_or(0),
     });
     page_for(StatusCode::OK, "approval.html", &me, ctx)
+}
+
+/// How `plugin.action` describes itself in its manifest.
+fn describe_action(app: &App, uses: &str) -> Option<String> {
+    let (plugin, action) = uses.split_once('.')?;
+    let p = app.engine.host().plugin(plugin)?;
+    let text = p.manifest.action(action)?.description.clone();
+    (!text.is_empty()).then_some(text)
+}
+
+/// The criticality a state table gives any of `keys` (a target's id or
+/// names, looked up lower-cased, as the shipped playbooks key them): the
+/// entry's `criticality` field and the table's name.
+fn criticality(app: &App, keys: &[String], now_ms: u64) -> Option<String> {
+    let store = app.journal().state();
+    app.config.tables.keys().find_map(|table| {
+        keys.iter().take(8).find_map(|k| {
+            let entry = store.get(table, &k.to_lowercase(), now_ms).ok()??;
+            let level = entry.value["criticality"].as_str()?;
+            Some(format!("{level} (state table `{table}`)"))
+        })
+    })
 }
 
 /// After a POST: the run's page with what happened.
