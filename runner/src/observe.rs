@@ -42,6 +42,36 @@ pub fn run_finished(playbook: &str, status: RunStatus) {
     .increment(1);
 }
 
+/// A run was closed for `closure` (its `closure`/`outcome` output, else
+/// its status; see docs/metrics.md). An output can carry alert text, so
+/// only the documented reasons become labels; any other counts as `other`
+/// (the summary from the journal keeps them).
+pub fn run_closed(playbook: &str, closure: &str) {
+    const KNOWN: [&str; 10] = [
+        "benign",
+        "false_positive",
+        "true_positive",
+        "incident",
+        "duplicate",
+        "suppressed",
+        "closed",
+        "failed",
+        "cancelled",
+        "contained",
+    ];
+    let label = KNOWN
+        .iter()
+        .find(|k| **k == closure)
+        .copied()
+        .unwrap_or("other");
+    metrics::counter!(
+        "soar_runs_closed_total",
+        "playbook" => playbook.to_string(),
+        "closure" => label
+    )
+    .increment(1);
+}
+
 /// An attempt of `uses` (`plugin.action`) ended with `outcome` (`ok` or an
 /// error kind).
 pub fn attempt(uses: &str, outcome: &str, took: Duration) {

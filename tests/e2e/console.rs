@@ -609,3 +609,152 @@ fn a_protected_target_named_only_by_id_is_flagged_before_the_vote_and_the_page_f
     assert!(b.content("#graph svg").contains("gate"));
     b.screenshot_page(&screenshots_dir().join("run-graph.png"));
 }
+
+const TRIAGE: &str = r#"name: triage
+version: "1"
+owner: soc
+inputs:
+  host_id: { type: string }
+  verdict: { type: string }
+steps:
+  - id: host
+    uses: edr.get_host
+    with: { host_id: "{{ inputs.host_id }}" }
+outputs:
+  outcome: "{{ inputs.verdict }}"
+"#;
+
+#[test]
+fn the_overview_and_the_summary_count_200_runs_with_mixed_outcomes_exactly() {
+    let cfg = config("10m").replace(
+        "  session_ttl: 10m\n",
+        "  session_ttl: 10m\n  playbooks: [triage.yaml]\n",
+    );
+    let lab = Lab::new(&cfg);
+    lab.s.write("pb.yaml", CONTAIN);
+    lab.s.write("triage.yaml", TRIAGE);
+    let server = Server::start(&lab, &ENV);
+    let c = Client::new(&server);
+    // 180 runs closed with no human, 60 per verdict.
+    for i in 0..180 {
+        let verdict = ["benign", "false_positive", "incident"][i % 3];
+        let a = c.post(
+            "/api/v1/runs",
+            LEAD2_TOKEN,
+            &json!({"playbook": "triage", "alert": {"host_id": sim::HOST_ID, "verdict": verdict}}),
+        );
+        assert!(a.status == 200 || a.status == 202, "{}", a.text);
+    }
+    // 20 containments asked: alice grants 10, denies 10.
+    for i in 0..20 {
+        let run = waiting_run(&c);
+        let (vote, reason) = if i % 2 == 0 {
+            ("approve", "go")
+        } else {
+            ("deny", "benign tool")
+        };
+        let a = c.post(
+            &format!("/api/v1/runs/{run}/steps/approve/{vote}"),
+            token("alice"),
+            &json!({"reason": reason}),
+        );
+        assert_eq!(a.status, 200, "{}", a.text);
+    }
+    let summary = |q: &str| c.get(&format!("/api/v1/metrics/summary{q}"), token("alice"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let s = loop {
+        let s = summary("").json();
+        if s["total"]["finished"] == 200 {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "runs never finished: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let t = &s["total"];
+    assert_eq!(t["runs"], 200);
+    assert_eq!(t["automated"], 180);
+    assert_eq!(t["automation_rate"], 0.9);
+    let a = &t["approvals"];
+    assert_eq!(
+        (
+            a["requested"].as_u64(),
+            a["granted"].as_u64(),
+            a["denied"].as_u64()
+        ),
+        (Some(20), Some(10), Some(10))
+    );
+    assert_eq!(a["acceptance_rate"], 0.5);
+    assert_eq!(
+        t["closures"],
+        json!({"benign": 60, "false_positive": 60, "incident": 60, "closed": 10, "failed": 10})
+    );
+    assert_eq!(t["response_actions"]["authorized"], 10);
+    assert_eq!(t["response_actions"]["succeeded"], 10);
+    assert_eq!(t["time_to_decision_s"]["count"], 20);
+    assert_eq!(s["playbooks"]["triage"]["runs"], 180);
+    assert_eq!(s["sources"]["source:edr"]["runs"], 20);
+    let per_day: u64 = s["decisions_per_day"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_day, 20);
+    // Filters, and bad input named.
+    assert_eq!(summary("?playbook=contain").json()["total"]["runs"], 20);
+    assert_eq!(
+        summary("?from=2020-01-01T00:00:00Z&to=2020-01-02T00:00:00Z").json()["total"]["runs"],
+        0
+    );
+    let bad = summary("?from=yesterday");
+    assert_eq!(bad.status, 422);
+    assert!(bad.text.contains("`from`"), "{}", bad.text);
+    assert_eq!(summary("?enriched_steps=0").status, 422);
+    assert_eq!(c.get("/api/v1/metrics/summary", WATCHER_TOKEN).status, 200);
+
+    // The Overview draws it in Chromium.
+    let b = Browser::start();
+    sign_in(&b, &server.url, token("alice"));
+    b.goto(&format!("{}/ui/overview", server.url));
+    assert!(b.text("#fig-runs").contains("200 started, 200 finished"));
+    assert!(b.text("#fig-automation").contains("180 of 200 (90%)"));
+    assert!(b
+        .text("#fig-approvals")
+        .contains("20 asked: 10 granted, 10 denied"));
+    let drawn = b.js("return Array.from(document.querySelectorAll('#chart-days g.bar title')).map(t => t.textContent);");
+    let total: u64 = drawn
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t.as_str()
+                .unwrap()
+                .rsplit(": ")
+                .next()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 20, "{drawn}");
+    let times = b.js("return Array.from(document.querySelectorAll('#chart-times g.bar')).length;");
+    assert_eq!(times, 7);
+    let rows = b.js("return Array.from(document.querySelectorAll('#chart-mix g.mix-row')).map(g => g.dataset.playbook);");
+    assert_eq!(rows, json!(["contain", "triage"]));
+    b.screenshot_page(&screenshots_dir().join("overview.png"));
+
+    // `soar report` reads the same from the journal once the server is gone.
+    server.kill();
+    let out = lab.soar(&["report", "--json", "--since", "1d"], &[]);
+    assert_eq!(out.code(), 0, "{}", out.stderr());
+    let local: Value = serde_json::from_str(&out.stdout()).unwrap();
+    assert_eq!(local["total"]["closures"], t["closures"]);
+    assert_eq!(local["total"]["approvals"]["acceptance_rate"], 0.5);
+    let text = lab.soar(&["report", "--since", "1d"], &[]).stdout();
+    assert!(
+        text.contains(
+            "automation:          180 of 200 finished run(s) closed with no human (90.0%)"
+        ),
+        "{text}"
+    );
+}

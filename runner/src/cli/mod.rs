@@ -6,6 +6,7 @@ mod demo;
 mod evidence;
 mod plugins;
 mod remote;
+mod report;
 mod runs;
 mod state;
 mod tests;
@@ -241,6 +242,24 @@ enum Command {
         /// Why (journaled)
         #[arg(long)]
         reason: String,
+    },
+    /// Investigation compression over a period, from the journal: time to
+    /// enriched and to decision, approval acceptance, automation, repeat
+    /// alerts, closures, response actions, runs in doubt (docs/metrics.md)
+    Report {
+        /// The period: runs started in the last this long
+        #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+        since: std::time::Duration,
+        /// Only this playbook
+        #[arg(long)]
+        playbook: Option<String>,
+        /// A run counts as enriched once this many enrichment steps
+        /// (non-destructive plugin calls, not `state.*`) succeeded
+        #[arg(long, default_value_t = 1)]
+        enriched_steps: usize,
+        /// One JSON object
+        #[arg(long)]
+        json: bool,
     },
     /// Approvals waiting for a decision, with their handoff, age and expiry
     Pending {
@@ -574,6 +593,20 @@ pub fn main_entry() -> i32 {
                 approvals::vote(&globals, op.into(), vote, Some(reason)).await
             }
             Command::Pending { json } => approvals::pending(&globals, json),
+            Command::Report {
+                since,
+                playbook,
+                enriched_steps,
+                json,
+            } => report::report(
+                &globals,
+                &report::ReportArgs {
+                    since,
+                    playbook,
+                    enriched_steps,
+                    json,
+                },
+            ),
             Command::Resolve {
                 op,
                 outcome,
@@ -643,6 +676,7 @@ async fn through_server(globals: &Globals, command: Command) -> Result<Exit, Com
             | Command::Status { .. }
             | Command::Runs { .. }
             | Command::Pending { .. }
+            | Command::Report { .. }
             | Command::Journal {
                 command: None | Some(JournalCommand::Verify { .. }),
                 ..
@@ -724,6 +758,20 @@ async fn remote_command(url: String, command: Command) -> Exit {
         Command::Status { run_id, json } => remote::status(&r, &run_id, json).await,
         Command::Runs { status, json } => remote::runs(&r, status.as_deref(), json).await,
         Command::Pending { json } => remote::pending(&r, json).await,
+        Command::Report {
+            since,
+            playbook,
+            enriched_steps,
+            json,
+        } => {
+            let args = report::ReportArgs {
+                since,
+                playbook,
+                enriched_steps,
+                json,
+            };
+            remote::report(&r, &args).await
+        }
         Command::Journal {
             command:
                 Some(JournalCommand::Verify {

@@ -409,6 +409,24 @@ pub async fn pending(r: &Remote, json_out: bool) -> Exit {
     }
 }
 
+/// `soar report` through the server.
+pub async fn report(r: &Remote, args: &super::report::ReportArgs) -> Exit {
+    let q = args.query(crate::journal::now_unix_millis());
+    let mut path = format!(
+        "/api/v1/metrics/summary?from={}&to={}&enriched_steps={}",
+        crate::journal::format_unix_millis(q.from_ms),
+        crate::journal::format_unix_millis(q.to_ms),
+        q.enriched_steps
+    );
+    if let Some(p) = &q.playbook {
+        path.push_str(&format!("&playbook={}", seg(p)));
+    }
+    match r.get(&path).await {
+        Ok(v) => super::report::print_value(&v, args.json),
+        Err(e) => e,
+    }
+}
+
 /// `soar journal RUN_ID` through the server.
 pub async fn journal(r: &Remote, run_id: &str, json_out: bool) -> Exit {
     match r

@@ -5,6 +5,7 @@
 
 mod decide;
 pub mod evidence;
+pub mod metrics;
 mod read;
 pub mod retention;
 mod start;

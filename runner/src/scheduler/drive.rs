@@ -324,10 +324,16 @@ impl Engine {
             })
         };
         if let Some(event) = end {
-            let finished = matches!(event, Event::RunFinished { .. });
+            let closure = match &event {
+                Event::RunFinished { outputs, .. } => {
+                    Some(crate::operations::metrics::closure(status, outputs))
+                }
+                _ => None,
+            };
             self.append(run_id, event).await?;
-            if finished {
+            if let Some(closure) = closure {
                 crate::observe::run_finished(&p.playbook.name, status);
+                crate::observe::run_closed(&p.playbook.name, &closure);
             }
             records.extend(collecting.take());
         }

@@ -629,3 +629,86 @@ pub async fn security_events(
         Err(e) => op_error(e.into()),
     }
 }
+
+#[derive(Deserialize)]
+pub struct SummaryQuery {
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    playbook: Option<String>,
+    #[serde(default)]
+    enriched_steps: Option<usize>,
+}
+
+/// The period and filters of a summary request: `from`/`to` RFC 3339
+/// (default: the last 7 days), or a 422 naming the field.
+pub(super) fn summary_query(
+    from: Option<&str>,
+    to: Option<&str>,
+    playbook: Option<String>,
+    enriched_steps: Option<usize>,
+) -> Result<crate::operations::metrics::Query, String> {
+    let now = crate::journal::now_unix_millis();
+    let time = |field: &str, v: Option<&str>, default: u64| match v
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => Ok(default),
+        Some(text) => crate::journal::parse_unix_millis(text).ok_or_else(|| {
+            format!(
+                "`{field}`: `{}` is not an RFC 3339 time like 2026-12-01T00:00:00Z",
+                crate::inert::line(&text.chars().take(64).collect::<String>())
+            )
+        }),
+    };
+    let from_ms = time("from", from, now.saturating_sub(7 * 86_400_000))?;
+    let to_ms = time("to", to, now.saturating_add(1))?;
+    if from_ms >= to_ms {
+        return Err("`from` must be before `to`".into());
+    }
+    let enriched_steps = enriched_steps.unwrap_or(1);
+    if !(1..=100).contains(&enriched_steps) {
+        return Err("`enriched_steps` must be 1 to 100".into());
+    }
+    Ok(crate::operations::metrics::Query {
+        from_ms,
+        to_ms,
+        playbook: playbook.filter(|p| !p.is_empty()),
+        enriched_steps,
+    })
+}
+
+/// `GET /api/v1/metrics/summary`: investigation compression over a period.
+pub async fn metrics_summary(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Query(q): Query<SummaryQuery>,
+) -> Response {
+    if let Err(r) = reader(&app, &headers) {
+        return r;
+    }
+    let query = match summary_query(
+        q.from.as_deref(),
+        q.to.as_deref(),
+        q.playbook,
+        q.enriched_steps,
+    ) {
+        Ok(q) => q,
+        Err(m) => {
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": m}))).into_response();
+        }
+    };
+    // A whole-journal scan: off the async workers.
+    let app2 = app.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::operations::metrics::summary(app2.journal(), &query)
+    })
+    .await;
+    match done {
+        Ok(Ok(s)) => Json(s).into_response(),
+        Ok(Err(e)) => op_error(e),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the summary failed").into_response(),
+    }
+}

@@ -89,6 +89,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/approvals"),
     ("GET", "/api/v1/journal/verify"),
     ("GET", "/api/v1/security/events"),
+    ("GET", "/api/v1/metrics/summary"),
     ("GET", "/api/v1/state"),
     ("GET", "/api/v1/state/{table}/entries"),
     ("GET", "/api/v1/state/{table}/entries/{key}"),
@@ -115,6 +116,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/approvals", get(api::pending))
         .route("/journal/verify", get(api::verify))
         .route("/security/events", get(api::security_events))
+        .route("/metrics/summary", get(api::metrics_summary))
         .route("/state", get(state_api::tables))
         .route("/state/{table}/entries", get(state_api::list))
         .route(

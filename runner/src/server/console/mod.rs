@@ -6,6 +6,7 @@
 //! POST carries the session's CSRF token and is refused cross-site. The
 //! rules are [`crate::operations`]'s, as for the API and the CLI.
 
+mod charts;
 mod graph;
 mod session;
 mod throttle;
@@ -39,6 +40,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
         .route("/ui/approvals", get(queue))
+        .route("/ui/overview", get(overview))
         .route("/ui/runs", get(runs))
         .route("/ui/runs/{run_id}", get(run))
         .route("/ui/runs/{run_id}/events", get(run_events))
@@ -80,6 +82,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("run.html", include_str!("templates/run.html")),
             ("refused.html", include_str!("templates/refused.html")),
             ("rows.html", include_str!("templates/rows.html")),
+            ("overview.html", include_str!("templates/overview.html")),
         ] {
             if let Err(e) = env.add_template(name, text) {
                 tracing::error!(template = name, error = %e, "console template does not compile");
@@ -406,6 +409,80 @@ async fn queue(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Res
         })
         .collect();
     page_for(StatusCode::OK, "queue.html", &me, json!({"pending": rows}))
+}
+
+#[derive(Deserialize)]
+pub struct OverviewQuery {
+    #[serde(default = "seven")]
+    days: u64,
+}
+
+fn seven() -> u64 {
+    7
+}
+
+fn pct(r: Option<f64>) -> String {
+    r.map_or_else(|| "n/a".into(), |r| format!("{:.0}%", r * 100.0))
+}
+
+fn median(d: &crate::operations::metrics::Dist) -> String {
+    match d.p50 {
+        None => "n/a".into(),
+        Some(s) if s < 10.0 => format!("{s:.1}s"),
+        Some(s) => views::duration_text((s * 1000.0) as u64),
+    }
+}
+
+/// The Overview: is automation helping? Figures and charts from the
+/// journal over the last `days` (1 to 366).
+async fn overview(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Query(q): Query<OverviewQuery>,
+) -> Response {
+    let me = match me(&app, &headers, &uri) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if !approvals::may_read(&me.who) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Your roles do not let you read runs.",
+        );
+    }
+    let now = now_unix_millis();
+    let query = crate::operations::metrics::Query {
+        from_ms: now.saturating_sub(q.days.clamp(1, 366) * 86_400_000),
+        to_ms: now + 1,
+        playbook: None,
+        enriched_steps: 1,
+    };
+    let app2 = app.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        crate::operations::metrics::summary(app2.journal(), &query)
+    })
+    .await;
+    let Ok(Ok(s)) = summary else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the summary failed").into_response();
+    };
+    let t = &s.total;
+    let playbooks: Vec<Value> = s
+        .playbooks
+        .iter()
+        .map(|(name, f)| {
+            json!({"name": name, "f": f, "automation": pct(f.automation_rate), "acceptance": pct(f.approvals.acceptance_rate),
+                   "decision": median(&f.time_to_decision_s), "repeats": pct(f.repeat_alerts.rate)})
+        })
+        .collect();
+    let ctx = json!({
+        "s": s, "t": t, "playbooks": playbooks,
+        "pct": {"automation": pct(t.automation_rate), "acceptance": pct(t.approvals.acceptance_rate),
+                "repeats": pct(t.repeat_alerts.rate), "responses": pct(t.response_actions.success_rate)},
+        "secs": {"enriched": median(&t.time_to_enriched_s), "decision": median(&t.time_to_decision_s)},
+        "days": charts::per_day(&s), "times": charts::decision_times(&s), "mix": charts::closure_mix(&s),
+    });
+    page_for(StatusCode::OK, "overview.html", &me, ctx)
 }
 
 #[derive(Deserialize)]
