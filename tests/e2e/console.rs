@@ -758,3 +758,60 @@ fn the_overview_and_the_summary_count_200_runs_with_mixed_outcomes_exactly() {
         "{text}"
     );
 }
+
+/// Not a pass/fail test: measures the approval page of a gate over 100
+/// steps with a 1 MiB alert (BENCHMARKS.md). Run with
+/// `cargo test -p soar-e2e --test console -- --ignored --nocapture measure`.
+#[test]
+#[ignore]
+fn measure_the_approval_page_with_100_steps_and_1_mib_of_evidence() {
+    let mut pb = String::from("name: big\nversion: \"1\"\nowner: soc\ninputs:\n  host_id: { type: string }\nsteps:\n");
+    for i in 0..98 {
+        pb.push_str(&format!("  - id: s{i}\n    uses: edr.get_host\n    with: {{ host_id: \"{{{{ inputs.host_id }}}}\" }}\n"));
+    }
+    let needs: Vec<String> = (0..98).map(|i| format!("s{i}")).collect();
+    pb.push_str(&format!("  - id: approve\n    needs: [{}]\n    approval: {{ approvers: [soc-lead], timeout: 1h }}\n", needs.join(", ")));
+    pb.push_str("  - id: isolate\n    needs: [s0, approve]\n    uses: edr.isolate_host\n    with: { host_id: \"{{ steps.s0.output.host_id }}\" }\n");
+    let cfg = config("10m").replace("  session_ttl: 10m\n", "  session_ttl: 10m\n  max_body: 4194304\n  playbooks: [big.yaml]\n");
+    let lab = Lab::new(&cfg);
+    lab.s.write("pb.yaml", CONTAIN);
+    lab.s.write("big.yaml", &pb);
+    let server = Server::start(&lab, &ENV);
+    let c = Client::new(&server);
+    let mut alert = serde_json::Map::new();
+    alert.insert("host_id".into(), json!(sim::HOST_ID));
+    for i in 0..5_000 {
+        alert.insert(format!("field_{i:04}"), json!("x".repeat(200)));
+    }
+    let body = json!({"playbook": "big", "alert": alert});
+    assert!(body.to_string().len() > 1 << 20);
+    let a = c.post("/api/v1/runs", LEAD2_TOKEN, &body);
+    let run = a.json()["run_id"].as_str().unwrap().to_string();
+    c.wait_for(&run, token("alice"), Duration::from_secs(60), |v| v["status"] == "waiting_approval");
+    let http = raw_http();
+    let r = http.post(format!("{}/ui/login", server.url)).form(&[("token", token("bob"))]).send().unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        let page = http.get(format!("{}/ui/runs/{run}/approvals/approve", server.url)).header("cookie", &cookie).send().unwrap().text().unwrap();
+        times.push(t.elapsed());
+        bytes = page.len();
+    }
+    times.sort();
+    let floor = {
+        let mut f = Vec::new();
+        for _ in 0..20 {
+            let t = Instant::now();
+            c.get(&format!("/api/v1/runs/{run}"), token("alice"));
+            f.push(t.elapsed());
+        }
+        f.sort();
+        f[10]
+    };
+    eprintln!(
+        "approval page, 100 steps + 1 MiB alert: {bytes} bytes of HTML; GET p50 {:?}, max {:?}; floor (GET /api/v1/runs/ID, the same journal read) p50 {floor:?}",
+        times[10], times[19]
+    );
+}
