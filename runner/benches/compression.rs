@@ -44,7 +44,7 @@ fn run_events(i: usize) -> Vec<Event> {
         attempt("hash"),
         done("hash"),
     ];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         out.push(ev(json!({"type": "approval_requested", "step": "approve", "approvers": ["soc-lead"], "min_approvals": 1,
             "expires_at": "2026-12-09T00:00:00.000Z", "handoff": {"summary": "Isolate?"}, "bindings": [], "plan": null})));
         out.push(ev(json!({"type": "approval_voted", "step": "approve", "by": "bob", "vote": "approve", "reason": ""})));
@@ -86,7 +86,7 @@ fn main() {
             for e in run_events(i) {
                 journal.append_buffered(&run, e).unwrap();
             }
-            if i % 1000 == 999 {
+            if (i + 1).is_multiple_of(1000) {
                 journal
                     .append(
                         &run,

@@ -765,14 +765,19 @@ fn the_overview_and_the_summary_count_200_runs_with_mixed_outcomes_exactly() {
 #[test]
 #[ignore]
 fn measure_the_approval_page_with_100_steps_and_1_mib_of_evidence() {
-    let mut pb = String::from("name: big\nversion: \"1\"\nowner: soc\ninputs:\n  host_id: { type: string }\nsteps:\n");
+    let mut pb = String::from(
+        "name: big\nversion: \"1\"\nowner: soc\ninputs:\n  host_id: { type: string }\nsteps:\n",
+    );
     for i in 0..98 {
         pb.push_str(&format!("  - id: s{i}\n    uses: edr.get_host\n    with: {{ host_id: \"{{{{ inputs.host_id }}}}\" }}\n"));
     }
     let needs: Vec<String> = (0..98).map(|i| format!("s{i}")).collect();
     pb.push_str(&format!("  - id: approve\n    needs: [{}]\n    approval: {{ approvers: [soc-lead], timeout: 1h }}\n", needs.join(", ")));
     pb.push_str("  - id: isolate\n    needs: [s0, approve]\n    uses: edr.isolate_host\n    with: { host_id: \"{{ steps.s0.output.host_id }}\" }\n");
-    let cfg = config("10m").replace("  session_ttl: 10m\n", "  session_ttl: 10m\n  max_body: 4194304\n  playbooks: [big.yaml]\n");
+    let cfg = config("10m").replace(
+        "  session_ttl: 10m\n",
+        "  session_ttl: 10m\n  max_body: 4194304\n  playbooks: [big.yaml]\n",
+    );
     let lab = Lab::new(&cfg);
     lab.s.write("pb.yaml", CONTAIN);
     lab.s.write("big.yaml", &pb);
@@ -787,15 +792,33 @@ fn measure_the_approval_page_with_100_steps_and_1_mib_of_evidence() {
     assert!(body.to_string().len() > 1 << 20);
     let a = c.post("/api/v1/runs", LEAD2_TOKEN, &body);
     let run = a.json()["run_id"].as_str().unwrap().to_string();
-    c.wait_for(&run, token("alice"), Duration::from_secs(60), |v| v["status"] == "waiting_approval");
+    c.wait_for(&run, token("alice"), Duration::from_secs(60), |v| {
+        v["status"] == "waiting_approval"
+    });
     let http = raw_http();
-    let r = http.post(format!("{}/ui/login", server.url)).form(&[("token", token("bob"))]).send().unwrap();
-    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let r = http
+        .post(format!("{}/ui/login", server.url))
+        .form(&[("token", token("bob"))])
+        .send()
+        .unwrap();
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
     let mut times = Vec::new();
     let mut bytes = 0;
     for _ in 0..20 {
         let t = Instant::now();
-        let page = http.get(format!("{}/ui/runs/{run}/approvals/approve", server.url)).header("cookie", &cookie).send().unwrap().text().unwrap();
+        let page = http
+            .get(format!("{}/ui/runs/{run}/approvals/approve", server.url))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
         times.push(t.elapsed());
         bytes = page.len();
     }
@@ -813,5 +836,53 @@ fn measure_the_approval_page_with_100_steps_and_1_mib_of_evidence() {
     eprintln!(
         "approval page, 100 steps + 1 MiB alert: {bytes} bytes of HTML; GET p50 {:?}, max {:?}; floor (GET /api/v1/runs/ID, the same journal read) p50 {floor:?}",
         times[10], times[19]
+    );
+}
+
+#[test]
+fn the_catalog_shows_each_playbooks_purpose_sources_response_actions_and_limits() {
+    let pb = CONTAIN.replace(
+        "owner: soc\n",
+        "owner: soc\npurpose: Contain a host the EDR flags\nescalation: the SOC lead on call\nlimits:\n  - one host per run\n",
+    );
+    let lab = Lab::new(&config("10m"));
+    lab.s.write("pb.yaml", &pb);
+    let server = Server::start(&lab, &ENV);
+    let c = Client::new(&server);
+    let a = c.get("/api/v1/playbooks", token("alice"));
+    assert_eq!(a.status, 200, "{}", a.text);
+    let entry = &a.json()["playbooks"][0];
+    assert_eq!(entry["name"], "contain");
+    assert_eq!(entry["purpose"], "Contain a host the EDR flags");
+    assert_eq!(entry["sources"], json!(["edr"]));
+    assert_eq!(entry["limits"], json!(["one host per run"]));
+    assert_eq!(entry["response_actions"][0]["uses"], "edr.isolate_host");
+    assert_eq!(entry["response_actions"][0]["gated"], true);
+    assert_eq!(c.get("/api/v1/playbooks", "nobody").status, 401);
+    let b = Browser::start();
+    sign_in(&b, &server.url, token("alice"));
+    b.goto(&format!("{}/ui/catalog", server.url));
+    let section = b.text("#pb-contain");
+    for needle in [
+        "Contain a host the EDR flags",
+        "edr.isolate_host",
+        "after an approval",
+        "the SOC lead on call",
+        "one host per run",
+    ] {
+        assert!(section.contains(needle), "{needle}: {section}");
+    }
+    b.screenshot_page(&screenshots_dir().join("catalog.png"));
+    // `soar validate` names a malformed catalog key where it is.
+    lab.s.write(
+        "bad.yaml",
+        &CONTAIN.replace("owner: soc\n", "owner: soc\nlimits: one host per run\n"),
+    );
+    let out = lab.soar(&["validate", "bad.yaml"], &[]);
+    assert_eq!(out.code(), 2);
+    let said = format!("{}{}", out.stdout(), out.stderr());
+    assert!(
+        said.contains("bad.yaml:4:9: `limits` must be a list, not text"),
+        "{said}"
     );
 }

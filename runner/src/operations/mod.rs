@@ -3,6 +3,7 @@
 //! once; the front ends only authenticate the caller their way, call, and
 //! render the answer (exit code or HTTP status).
 
+pub mod catalog;
 mod decide;
 pub mod evidence;
 pub mod metrics;

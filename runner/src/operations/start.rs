@@ -137,6 +137,11 @@ impl Playbooks {
         self.by_path.get(path)
     }
 
+    /// Every playbook, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Playbook>> {
+        self.by_name.values()
+    }
+
     /// Names, for error messages.
     pub fn names(&self) -> Vec<&str> {
         self.by_name.keys().map(String::as_str).collect()

@@ -71,6 +71,11 @@ pub(super) fn parse_partial(path: &Path, text: &str) -> (Option<Playbook>, Vec<D
 }
 
 /// Collects diagnostics while reading loose values into typed ones.
+/// Longest catalog text (`purpose`, `escalation`, one of `limits`).
+const MAX_CATALOG_TEXT: usize = 2_000;
+/// Most `limits` entries.
+const MAX_LIMITS: usize = 30;
+
 struct Reader<'a> {
     path: &'a Path,
     list: Vec<Diagnostic>,
@@ -107,6 +112,46 @@ impl Reader<'_> {
                 None
             }
         }
+    }
+
+    /// A catalog text (`purpose`, `escalation`): optional, at most
+    /// [`MAX_CATALOG_TEXT`] characters.
+    fn catalog_text(&mut self, value: &Option<Spanned<Loose>>, key: &str) -> String {
+        let text = self.opt_text(value, key).unwrap_or_default();
+        if text.chars().count() > MAX_CATALOG_TEXT {
+            if let Some(v) = value {
+                self.push(
+                    Pos::of(v),
+                    format!("`{key}` is longer than {MAX_CATALOG_TEXT} characters"),
+                );
+            }
+        }
+        text
+    }
+
+    /// `limits`: a list of at most [`MAX_LIMITS`] texts, each at most
+    /// [`MAX_CATALOG_TEXT`] characters.
+    fn limits(&mut self, list: Spanned<List<Spanned<Loose>>>) -> Vec<String> {
+        let at = Pos::of(&list);
+        let items = self.texts(list, "limits");
+        if items.len() > MAX_LIMITS {
+            self.push(
+                at,
+                format!(
+                    "`limits` lists {} entries; at most {MAX_LIMITS}",
+                    items.len()
+                ),
+            );
+        }
+        for (text, pos) in &items {
+            if text.chars().count() > MAX_CATALOG_TEXT {
+                self.push(
+                    *pos,
+                    format!("a `limits` entry is longer than {MAX_CATALOG_TEXT} characters"),
+                );
+            }
+        }
+        items.into_iter().map(|(t, _)| t).collect()
     }
 
     /// Optional text: absent is `None` without a diagnostic.
@@ -340,6 +385,9 @@ fn convert(raw: RawPlaybook, here: Pos, r: &mut Reader<'_>) -> Playbook {
             .opt_text(&raw.description, "description")
             .unwrap_or_default(),
         owner: r.opt_text(&raw.owner, "owner").unwrap_or_default(),
+        purpose: r.catalog_text(&raw.purpose, "purpose"),
+        escalation: r.catalog_text(&raw.escalation, "escalation"),
+        limits: raw.limits.map(|l| r.limits(l)).unwrap_or_default(),
         inputs,
         dedup: r.opt_text(&raw.dedup, "dedup"),
         group: raw

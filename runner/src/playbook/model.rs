@@ -25,6 +25,15 @@ pub struct Playbook {
     /// Who maintains it (team or person).
     #[serde(default)]
     pub owner: String,
+    /// The catalog's "what it is for", for the SOC reading it (optional).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub purpose: String,
+    /// Who to call when it cannot decide or fails (optional).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub escalation: String,
+    /// What it knowingly does not handle, one line each (optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<String>,
     /// Declared inputs, by name; templates read them as `inputs.NAME`.
     #[serde(default)]
     pub inputs: BTreeMap<String, InputDecl>,

@@ -21,7 +21,7 @@ const PLAN_ITEMS: usize = 50;
 const MAX_PLAN_ITEMS: usize = 1000;
 
 /// Ids of the steps `step_id` transitively needs.
-pub(super) fn upstream_of(playbook: &Playbook, step_id: &str) -> BTreeSet<String> {
+pub fn upstream_of(playbook: &Playbook, step_id: &str) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
     let mut stack: Vec<&str> = vec![step_id];
     while let Some(id) = stack.pop() {

@@ -14,7 +14,7 @@ mod state;
 
 pub use claims::{Claim, ClaimKind};
 pub use drive::suppression;
-pub use gate::quorum;
+pub use gate::{quorum, upstream_of};
 pub use state::{
     AttemptError, Authorization, FinishedStep, GateState, ItemState, RunState, StepStatus,
 };

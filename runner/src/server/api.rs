@@ -712,3 +712,13 @@ pub async fn metrics_summary(
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the summary failed").into_response(),
     }
 }
+
+/// `GET /api/v1/playbooks`: the service catalog.
+pub async fn playbooks(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if let Err(r) = reader(&app, &headers) {
+        return r;
+    }
+    let entries =
+        crate::operations::catalog::catalog(&app.playbooks, &app.config, app.engine.host());
+    Json(json!({"playbooks": entries})).into_response()
+}

@@ -90,6 +90,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/journal/verify"),
     ("GET", "/api/v1/security/events"),
     ("GET", "/api/v1/metrics/summary"),
+    ("GET", "/api/v1/playbooks"),
     ("GET", "/api/v1/state"),
     ("GET", "/api/v1/state/{table}/entries"),
     ("GET", "/api/v1/state/{table}/entries/{key}"),
@@ -117,6 +118,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/journal/verify", get(api::verify))
         .route("/security/events", get(api::security_events))
         .route("/metrics/summary", get(api::metrics_summary))
+        .route("/playbooks", get(api::playbooks))
         .route("/state", get(state_api::tables))
         .route("/state/{table}/entries", get(state_api::list))
         .route(

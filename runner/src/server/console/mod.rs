@@ -41,6 +41,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/ui/logout", post(logout))
         .route("/ui/approvals", get(queue))
         .route("/ui/overview", get(overview))
+        .route("/ui/catalog", get(catalog))
         .route("/ui/runs", get(runs))
         .route("/ui/runs/{run_id}", get(run))
         .route("/ui/runs/{run_id}/events", get(run_events))
@@ -83,6 +84,7 @@ fn templates() -> &'static minijinja::Environment<'static> {
             ("refused.html", include_str!("templates/refused.html")),
             ("rows.html", include_str!("templates/rows.html")),
             ("overview.html", include_str!("templates/overview.html")),
+            ("catalog.html", include_str!("templates/catalog.html")),
         ] {
             if let Err(e) = env.add_template(name, text) {
                 tracing::error!(template = name, error = %e, "console template does not compile");
@@ -483,6 +485,28 @@ async fn overview(
         "days": charts::per_day(&s), "times": charts::decision_times(&s), "mix": charts::closure_mix(&s),
     });
     page_for(StatusCode::OK, "overview.html", &me, ctx)
+}
+
+/// The service catalog: each playbook's owner, purpose, inputs and
+/// sources, response actions, escalation and known limits.
+async fn catalog(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
+    let me = match me(&app, &headers, &uri) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    if !approvals::may_read(&me.who) {
+        return refused(
+            StatusCode::FORBIDDEN,
+            "Your roles do not let you read runs.",
+        );
+    }
+    let entries = ops::catalog::catalog(&app.playbooks, &app.config, app.engine.host());
+    page_for(
+        StatusCode::OK,
+        "catalog.html",
+        &me,
+        json!({"playbooks": entries}),
+    )
 }
 
 #[derive(Deserialize)]
