@@ -755,11 +755,14 @@ outputs:
         assert!(b.has("#grouped"), "{}", b.page_text());
         let heading = b.text("#grouped");
         assert!(heading.contains("1 more alert(s) joined"), "{heading}");
-        let page = b.page_text();
+        // The joined alerts are a click away (closed `<details>`), as text;
+        // the right-to-left override shows as an escape.
+        let page = b.content("#evidence");
         assert!(
-            page.contains("<img src=x onerror=alert(1)>"),
+            page.contains("<img src=x onerror=alert(1)>report\\u{202e}fdp.exe"),
             "shown as text: {page}"
         );
+        assert!(!page.contains('\u{202e}'));
         assert!(!b.has("img"), "an alert's markup became an element");
     }
 

@@ -699,7 +699,8 @@ async fn approval(
     );
     let ctx = json!({
         "run_id": run_id, "step": step, "playbook": state.playbook, "started_by": state.started_by,
-        "summary": views::shown(&gate.handoff["summary"]),
+        // A heading, not an essay: the whole summary is in the handoff below.
+        "summary": words::cut(&views::shown(&gate.handoff["summary"]), 200),
         "approvers": gate.approvers, "min_approvals": gate.min_approvals,
         "gate_status": views::gate_status(gate, now), "left": left, "votes": votes,
         "decided": gate.decision.is_some(),
