@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 const EDR_SECRET: &str = "edr-hook-secret-5b1f0c";
 const LEAD2_TOKEN: &str = "lead2-token-9c0b";
 const WATCHER_TOKEN: &str = "watcher-token-e3d1";
+const FEEDER_TOKEN: &str = "feeder-token-77a0";
 
 const CONTAIN: &str = r#"name: contain
 version: "1"
@@ -53,6 +54,7 @@ fn config(session_ttl: &str) -> String {
         r#"principals:
   lead2: {{ roles: [soc-lead, ingest], token_sha256: "{lead2}" }}
   watcher: {{ roles: [viewer], token_sha256: "{watcher}" }}
+  feeder: {{ roles: [ingest], token_sha256: "{feeder}" }}
 server:
   listen: "127.0.0.1:0"
   session_ttl: {session_ttl}
@@ -63,6 +65,7 @@ sources:
 "#,
         lead2 = h(LEAD2_TOKEN),
         watcher = h(WATCHER_TOKEN),
+        feeder = h(FEEDER_TOKEN),
     )
 }
 
@@ -885,4 +888,45 @@ fn the_catalog_shows_each_playbooks_purpose_sources_response_actions_and_limits(
         said.contains("bad.yaml:4:9: `limits` must be a list, not text"),
         "{said}"
     );
+}
+
+#[test]
+fn a_principal_that_may_only_send_alerts_reads_no_run_in_the_console() {
+    let lab = Lab::new(&config("10m"));
+    lab.s.write("pb.yaml", CONTAIN);
+    let server = Server::start(&lab, &ENV);
+    let c = Client::new(&server);
+    let run = waiting_run(&c);
+    let http = raw_http();
+    let r = http
+        .post(format!("{}/ui/login", server.url))
+        .form(&[("token", FEEDER_TOKEN)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    for page in [
+        "/ui/approvals".to_string(),
+        "/ui/runs".into(),
+        format!("/ui/runs/{run}"),
+        format!("/ui/runs/{run}/approvals/approve"),
+        "/ui/overview".into(),
+        "/ui/catalog".into(),
+    ] {
+        let r = http
+            .get(format!("{}{page}", server.url))
+            .header("cookie", &cookie)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{page}");
+        let body = r.text().unwrap();
+        assert!(body.contains("do not let you read runs"), "{page}: {body}");
+        assert!(!body.contains(sim::HOST_ID), "{page} shows the alert");
+    }
 }

@@ -171,6 +171,19 @@ fn me(app: &App, headers: &HeaderMap, here: &Uri) -> Result<Me, Response> {
     Ok(Me { session, who })
 }
 
+/// A signed-in principal whose roles let them read runs; else the
+/// redirect to sign in, or a page saying why not.
+fn reader(app: &App, headers: &HeaderMap, here: &Uri) -> Result<Me, Response> {
+    let me = me(app, headers, here)?;
+    if !approvals::may_read(&me.who) {
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "Your roles do not let you read runs.",
+        ));
+    }
+    Ok(me)
+}
+
 /// A POST's request line, client and session principal, for the security log.
 struct Origin<'a> {
     uri: &'a Uri,
@@ -382,7 +395,7 @@ async fn logout(
 }
 
 async fn queue(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
-    let me = match me(&app, &headers, &uri) {
+    let me = match reader(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -443,16 +456,10 @@ async fn overview(
     uri: Uri,
     Query(q): Query<OverviewQuery>,
 ) -> Response {
-    let me = match me(&app, &headers, &uri) {
+    let me = match reader(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
-    if !approvals::may_read(&me.who) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "Your roles do not let you read runs.",
-        );
-    }
     let now = now_unix_millis();
     let query = crate::operations::metrics::Query {
         from_ms: now.saturating_sub(q.days.clamp(1, 366) * 86_400_000),
@@ -490,16 +497,10 @@ async fn overview(
 /// The service catalog: each playbook's owner, purpose, inputs and
 /// sources, response actions, escalation and known limits.
 async fn catalog(State(app): State<Arc<App>>, headers: HeaderMap, uri: Uri) -> Response {
-    let me = match me(&app, &headers, &uri) {
+    let me = match reader(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
-    if !approvals::may_read(&me.who) {
-        return refused(
-            StatusCode::FORBIDDEN,
-            "Your roles do not let you read runs.",
-        );
-    }
     let entries = ops::catalog::catalog(&app.playbooks, &app.config, app.engine.host());
     page_for(
         StatusCode::OK,
@@ -521,18 +522,10 @@ async fn runs(
     uri: Uri,
     Query(q): Query<RunsQuery>,
 ) -> Response {
-    let me = match me(&app, &headers, &uri) {
+    let me = match reader(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
-    if !approvals::may_read(&me.who) {
-        return page_for(
-            StatusCode::FORBIDDEN,
-            "run.html",
-            &me,
-            json!({"message": "your roles do not let you read runs"}),
-        );
-    }
     let filter = (!q.status.is_empty()).then_some(q.status.as_str());
     let rows = ops::list_runs(app.journal(), filter).unwrap_or_default();
     let statuses: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
@@ -616,7 +609,7 @@ async fn run(
     uri: Uri,
     Path(run_id): Path<String>,
 ) -> Response {
-    let me = match me(&app, &headers, &uri) {
+    let me = match reader(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
@@ -659,7 +652,7 @@ async fn approval(
     uri: Uri,
     Path((run_id, step)): Path<(String, String)>,
 ) -> Response {
-    let me = match me(&app, &headers, &uri) {
+    let me = match reader(&app, &headers, &uri) {
         Ok(m) => m,
         Err(r) => return r,
     };
