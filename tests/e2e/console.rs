@@ -404,6 +404,19 @@ fn raw_http() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// Signs in over HTTP as the holder of `tok`: the `soar_session=…` pair
+/// for a `Cookie` header.
+fn session_cookie(http: &reqwest::blocking::Client, url: &str, tok: &str) -> String {
+    let r = http
+        .post(format!("{url}/ui/login"))
+        .form(&[("token", tok)])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let set = r.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_string()
+}
+
 fn security_events(c: &Client) -> Vec<Value> {
     let a = c.get("/api/v1/security/events", token("alice"));
     assert_eq!(a.status, 200, "{}", a.text);
@@ -469,14 +482,7 @@ fn cross_site_and_csrf_refusals_are_journaled_with_the_client_address() {
     let c = Client::new(&server);
     let run = waiting_run(&c);
     let http = raw_http();
-    let r = http
-        .post(format!("{}/ui/login", server.url))
-        .form(&[("token", token("bob"))])
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303);
-    let set = r.headers()["set-cookie"].to_str().unwrap();
-    let cookie = set.split(';').next().unwrap().to_string();
+    let cookie = session_cookie(&http, &server.url, token("bob"));
     // Cross-site: a plain page that says what happened (not the sign-in
     // form with an empty "a session that lasts").
     let r = http
@@ -799,18 +805,7 @@ fn measure_the_approval_page_with_100_steps_and_1_mib_of_evidence() {
         v["status"] == "waiting_approval"
     });
     let http = raw_http();
-    let r = http
-        .post(format!("{}/ui/login", server.url))
-        .form(&[("token", token("bob"))])
-        .send()
-        .unwrap();
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = session_cookie(&http, &server.url, token("bob"));
     let mut times = Vec::new();
     let mut bytes = 0;
     for _ in 0..20 {
@@ -898,19 +893,7 @@ fn a_principal_that_may_only_send_alerts_reads_no_run_in_the_console() {
     let c = Client::new(&server);
     let run = waiting_run(&c);
     let http = raw_http();
-    let r = http
-        .post(format!("{}/ui/login", server.url))
-        .form(&[("token", FEEDER_TOKEN)])
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303);
-    let cookie = r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = session_cookie(&http, &server.url, FEEDER_TOKEN);
     for page in [
         "/ui/approvals".to_string(),
         "/ui/runs".into(),

@@ -700,16 +700,9 @@ pub async fn metrics_summary(
             return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": m}))).into_response();
         }
     };
-    // A whole-journal scan: off the async workers.
-    let app2 = app.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        crate::operations::metrics::summary(app2.journal(), &query)
-    })
-    .await;
-    match done {
-        Ok(Ok(s)) => Json(s).into_response(),
-        Ok(Err(e)) => op_error(e),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "the summary failed").into_response(),
+    match app.summary(query).await {
+        Ok(s) => Json(s).into_response(),
+        Err(e) => op_error(e),
     }
 }
 

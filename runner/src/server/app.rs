@@ -57,6 +57,9 @@ pub struct App {
     pub(super) sign_in: super::console::SignInThrottle,
     /// Refusals that belong to no run.
     pub(super) security: super::security::SecurityLog,
+    /// One investigation summary at a time: each reads the period's whole
+    /// journal, so a reader asking again and again must not take every core.
+    summaries: tokio::sync::Semaphore,
     ready: AtomicBool,
     stopping: AtomicBool,
     metrics: PrometheusHandle,
@@ -130,6 +133,7 @@ impl App {
             sessions: super::console::Sessions::new(session_ttl),
             sign_in: Default::default(),
             security: Default::default(),
+            summaries: tokio::sync::Semaphore::new(1),
             slack_seen: Mutex::new(HashMap::new()),
             grouped_pending: Mutex::new(std::collections::HashSet::new()),
             ready: AtomicBool::new(false),
@@ -137,6 +141,23 @@ impl App {
             metrics: install_metrics()?,
             sns,
         }))
+    }
+
+    /// The investigation summary `q` asks for, computed off the async
+    /// workers, one at a time.
+    pub async fn summary(
+        self: &Arc<Self>,
+        q: crate::operations::metrics::Query,
+    ) -> Result<crate::operations::metrics::Summary, OpError> {
+        let _one = self
+            .summaries
+            .acquire()
+            .await
+            .map_err(|e| OpError::Failed(e.to_string()))?;
+        let app = self.clone();
+        tokio::task::spawn_blocking(move || crate::operations::metrics::summary(app.journal(), &q))
+            .await
+            .map_err(|e| OpError::Failed(format!("the summary failed: {e}")))?
     }
 
     /// The journal.

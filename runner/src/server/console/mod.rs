@@ -467,12 +467,7 @@ async fn overview(
         playbook: None,
         enriched_steps: 1,
     };
-    let app2 = app.clone();
-    let summary = tokio::task::spawn_blocking(move || {
-        crate::operations::metrics::summary(app2.journal(), &query)
-    })
-    .await;
-    let Ok(Ok(s)) = summary else {
+    let Ok(s) = app.summary(query).await else {
         return (StatusCode::INTERNAL_SERVER_ERROR, "the summary failed").into_response();
     };
     let t = &s.total;
