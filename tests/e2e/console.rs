@@ -766,6 +766,31 @@ fn the_overview_and_the_summary_count_200_runs_with_mixed_outcomes_exactly() {
         ),
         "{text}"
     );
+
+    // The server kept each finished run's facts beside the journal; a
+    // report reads them, so an edited entry shows in it...
+    let tamper = soar_e2e::tamper::Tamper::open(&lab.s.path().join(".soar"));
+    let cached = tamper.derived_runs("metrics");
+    assert_eq!(cached.len(), 200);
+    tamper.edit_derived("metrics", &cached[0], "/facts/closure", json!("forged"));
+    drop(tamper);
+    let report = |lab: &Lab| -> Value {
+        let out = lab.soar(&["report", "--json", "--since", "1d"], &[]);
+        assert_eq!(out.code(), 0, "{}", out.stderr());
+        serde_json::from_str(&out.stdout()).unwrap()
+    };
+    assert_eq!(report(&lab)["total"]["closures"]["forged"], 1);
+    // ...until verify recomputes it from the records and names the run.
+    let verify = lab.soar(&["journal", "verify", "--all", "--allow-unkeyed"], &[]);
+    assert_ne!(verify.code(), 0, "{}", verify.stdout());
+    let line = format!(
+        "run {}: its cached metrics facts (tree derived:metrics) does not match the run's records",
+        cached[0]
+    );
+    assert!(verify.stdout().contains(&line), "{}", verify.stdout());
+    assert_eq!(report(&lab)["total"]["closures"], t["closures"]);
+    let again = lab.soar(&["journal", "verify", "--all", "--allow-unkeyed"], &[]);
+    assert_eq!(again.code(), 0, "{}", again.stdout());
 }
 
 /// Not a pass/fail test: measures the approval page of a gate over 100

@@ -137,6 +137,25 @@ impl Tamper {
         }
     }
 
+    /// The run ids with an entry in derived tree `derived:NAME`.
+    pub fn derived_runs(&self, name: &str) -> Vec<String> {
+        self.tree(&format!("derived:{name}"))
+            .iter()
+            .keys()
+            .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
+            .collect()
+    }
+
+    /// Sets `pointer` in run `run`'s entry of `derived:NAME` to `value`.
+    pub fn edit_derived(&self, name: &str, run: &str, pointer: &str, value: Value) {
+        let tree = self.tree(&format!("derived:{name}"));
+        let mut entry: Value =
+            serde_json::from_slice(&tree.get(run).unwrap().expect("entry")).unwrap();
+        *entry.pointer_mut(pointer).expect("pointer") = value;
+        tree.insert(run, entry.to_string().as_bytes()).unwrap();
+        self.db.flush().unwrap();
+    }
+
     /// Deletes every signed checkpoint.
     pub fn delete_checkpoints(&self) {
         self.tree("checkpoints").clear().unwrap();

@@ -35,6 +35,9 @@ impl ReportArgs {
 
 /// `soar report` against the journal.
 pub fn report(globals: &Globals, args: &ReportArgs) -> Exit {
+    if let Err(e) = metrics::check_enriched_steps(args.enriched_steps) {
+        return Exit::invalid(format!("error: --enriched-steps: {e}"));
+    }
     let journal = match journal(globals) {
         Ok(j) => j,
         Err(e) => return e,

@@ -526,7 +526,12 @@ pub fn verify(globals: &Globals, args: &VerifyArgs) -> Exit {
     if args.run_id.is_none() && !args.all {
         return Exit::invalid("error: give a RUN_ID or --all");
     }
-    let mut signed = match journal.verify_signed() {
+    let signed = if args.all {
+        crate::operations::verify_all(&journal)
+    } else {
+        journal.verify_signed()
+    };
+    let mut signed = match signed {
         Ok(r) => r,
         Err(e) => return Exit::failed(format!("error: {e}")),
     };

@@ -7,6 +7,7 @@ mod audit;
 pub mod bundle;
 mod canonical;
 mod checkpoint;
+mod derived;
 mod event;
 mod flusher;
 mod prune;
@@ -22,6 +23,7 @@ pub use checkpoint::{
     key_id, public_key_from_hex, signing_key_from_hex, Acceptance, Checkpoint, JournalKeys,
     StartKind, Tombstone, TrustStart,
 };
+pub use derived::Derived;
 pub use event::{
     ApprovalBinding, AttemptOutcome, Decision, Event, ParseRunStatusError, Resolution, RunStatus,
     Vote,

@@ -56,6 +56,16 @@ pub fn read_run(journal: &Journal, run_id: &str) -> Result<Vec<Record>, OpError>
     }
 }
 
+/// What `journal verify --all` checks beyond each run's chain: the
+/// journal's signed standing, and every value derived from it recomputed.
+pub fn verify_all(
+    journal: &Journal,
+) -> Result<crate::journal::SignedReport, crate::journal::JournalError> {
+    let mut report = journal.verify_signed()?;
+    report.problems.extend(metrics::check_cache(journal)?);
+    Ok(report)
+}
+
 /// How a name someone claimed (`--as NAME`) is recorded when the command
 /// is refused: as given, unless it may be a secret typed in the wrong
 /// place: a principal's token (by its hash), more than 32 characters, or

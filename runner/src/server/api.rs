@@ -569,7 +569,7 @@ pub async fn verify(
     // One run: its own standing, without reading the whole journal.
     let signed = match &q.run_id {
         Some(id) => app.journal().run_report(id),
-        None => app.journal().verify_signed(),
+        None => crate::operations::verify_all(app.journal()),
     };
     let mut signed = match signed {
         Ok(r) => r,
@@ -669,9 +669,7 @@ pub(super) fn summary_query(
         return Err("`from` must be before `to`".into());
     }
     let enriched_steps = enriched_steps.unwrap_or(1);
-    if !(1..=100).contains(&enriched_steps) {
-        return Err("`enriched_steps` must be 1 to 100".into());
-    }
+    crate::operations::metrics::check_enriched_steps(enriched_steps)?;
     Ok(crate::operations::metrics::Query {
         from_ms,
         to_ms,

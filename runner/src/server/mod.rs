@@ -209,6 +209,21 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
     write_address(data_dir, &url);
     eprintln!("soar serve: listening on {url}; resumed {resumed} run(s); ready");
     tokio::spawn(timers::run(app.clone()));
+    // Reads every final run not yet in the metrics cache once, in the
+    // background, so the first Overview after a restart is warm.
+    let warm = app.clone();
+    tokio::spawn(async move {
+        let now = crate::journal::now_unix_millis();
+        let q = crate::operations::metrics::Query {
+            from_ms: now.saturating_sub(86_400_000),
+            to_ms: now,
+            playbook: None,
+            enriched_steps: 1,
+        };
+        if let Err(e) = warm.summary(q).await {
+            tracing::warn!(error = %e, "cannot warm the metrics cache");
+        }
+    });
     let upkeep = app.clone();
     tokio::spawn(async move {
         loop {

@@ -1,19 +1,24 @@
 //! Investigation compression: how much work the service removes before a
-//! human decides, computed from the journal alone (no second store), per
-//! playbook and per source, over a period. `GET /api/v1/metrics/summary`,
-//! `soar report` and the console's Overview call [`summary`]; each figure
-//! is defined in docs/metrics.md.
+//! human decides, computed from the journal alone, per playbook and per
+//! source, over a period. `GET /api/v1/metrics/summary`, `soar report` and
+//! the console's Overview call [`summary`]; each figure is defined in
+//! docs/metrics.md. `facts.rs` is what one run contributes, `cache.rs`
+//! keeps a finished run's facts beside the journal (recomputed by verify).
+
+mod cache;
+mod facts;
+
+pub use cache::check as check_cache;
+pub use facts::{closure, MAX_ENRICHED_STEPS};
 
 use super::OpError;
-use crate::journal::{parse_unix_millis, Decision, Event, Journal, Record, RunStatus};
+use crate::journal::{Decision, Journal, RunStatus};
+use facts::RunFacts;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Distinct closure reasons kept per figure set; the rest count as `other`.
 const MAX_REASONS: usize = 50;
-/// Longest closure reason kept (a playbook's output, so outside input).
-const MAX_REASON_LEN: usize = 64;
 /// Upper bounds (seconds) of the time-to-decision histogram's buckets.
 pub const DECISION_BUCKETS: [u64; 7] = [60, 300, 900, 3_600, 14_400, 86_400, u64::MAX];
 
@@ -28,6 +33,17 @@ pub struct Query {
     pub playbook: Option<String>,
     /// A run is enriched once this many enrichment steps succeeded.
     pub enriched_steps: usize,
+}
+
+/// Refuses an `enriched_steps` the facts cannot answer.
+pub fn check_enriched_steps(n: usize) -> Result<(), String> {
+    if (1..=MAX_ENRICHED_STEPS).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`enriched_steps` must be 1 to {MAX_ENRICHED_STEPS}, not {n}"
+        ))
+    }
 }
 
 /// Count, median, 90th percentile, maximum and mean of durations, in
@@ -71,113 +87,6 @@ impl Dist {
 /// `part / whole`, or `None` when nothing was counted.
 fn rate(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
-}
-
-/// What one run contributes.
-#[derive(Debug, Default)]
-struct RunFacts {
-    playbook: String,
-    source: String,
-    started_ms: u64,
-    enriched_after_ms: Option<u64>,
-    /// (requested, decided, decision) per gate.
-    gates: Vec<(u64, Option<(u64, Decision)>)>,
-    human: bool,
-    repeats: u64,
-    status: Option<RunStatus>,
-    closure: Option<String>,
-    authorized: BTreeMap<String, bool>,
-    blocked: u64,
-}
-
-/// The closure reason of a finished run: its `closure` or `outcome` output
-/// when the playbook gives one, else what its status says.
-pub fn closure(status: RunStatus, outputs: &Value) -> String {
-    let given = ["closure", "outcome"]
-        .iter()
-        .filter_map(|k| outputs[*k].as_str())
-        .map(str::trim)
-        .find(|s| !s.is_empty());
-    match given {
-        Some(s) => s.chars().take(MAX_REASON_LEN).collect(),
-        None => match status {
-            RunStatus::Succeeded => "closed".into(),
-            other => other.as_str().into(),
-        },
-    }
-}
-
-/// The facts of one run, or `None` when it has no start record.
-fn facts(records: &[Record], enriched_steps: usize) -> Option<RunFacts> {
-    let at = |r: &Record| parse_unix_millis(&r.at).unwrap_or(0);
-    let mut f = RunFacts::default();
-    let mut vendor_steps: BTreeMap<String, bool> = BTreeMap::new();
-    let mut gate_ix: BTreeMap<String, usize> = BTreeMap::new();
-    let mut enriched = 0usize;
-    for r in records {
-        match &r.event {
-            Event::RunStarted {
-                playbook,
-                started_by,
-                ..
-            } => {
-                f.playbook = playbook.clone();
-                f.source = started_by.clone();
-                f.started_ms = at(r);
-            }
-            Event::AlertMerged { .. } | Event::AlertGrouped { .. } => f.repeats += 1,
-            Event::AttemptStarted {
-                step,
-                plugin,
-                dry_run: false,
-                ..
-            } if plugin != "state" => {
-                vendor_steps.entry(step.clone()).or_insert(true);
-            }
-            Event::ActionAuthorized { step, .. } => {
-                vendor_steps.insert(step.clone(), false);
-                f.authorized.insert(step.clone(), false);
-            }
-            Event::ApprovalRequested { step, .. } => {
-                gate_ix.insert(step.clone(), f.gates.len());
-                f.gates.push((at(r), None));
-            }
-            Event::ApprovalDecided { step, decision, .. } => {
-                if let Some(g) = gate_ix.get(step).and_then(|i| f.gates.get_mut(*i)) {
-                    g.1.get_or_insert((at(r), *decision));
-                }
-            }
-            Event::ApprovalVoted { .. }
-            | Event::OperatorResolved { .. }
-            | Event::RunCancelled { .. } => f.human = true,
-            Event::StepFinished { step, status, .. } => {
-                if status == "succeeded"
-                    && vendor_steps.get(step) == Some(&true)
-                    && f.enriched_after_ms.is_none()
-                {
-                    enriched += 1;
-                    if enriched >= enriched_steps.max(1) {
-                        f.enriched_after_ms = Some(at(r).saturating_sub(f.started_ms));
-                    }
-                }
-                if let Some(ok) = f.authorized.get_mut(step) {
-                    *ok = status == "succeeded";
-                }
-                if status == "blocked" {
-                    f.blocked += 1;
-                }
-            }
-            Event::RunPaused { status, .. } => f.status = Some(*status),
-            Event::RunFinished {
-                status, outputs, ..
-            } => {
-                f.status = Some(*status);
-                f.closure = Some(closure(*status, outputs));
-            }
-            _ => {}
-        }
-    }
-    (!f.playbook.is_empty()).then_some(f)
 }
 
 /// The approval figures.
@@ -255,11 +164,11 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn add(&mut self, f: &RunFacts) {
+    fn add(&mut self, f: &RunFacts, enriched_steps: usize) {
         self.runs += 1;
         self.repeat_alerts.repeats += f.repeats;
         self.repeat_alerts.alerts += 1 + f.repeats;
-        self.enriched_ms.extend(f.enriched_after_ms);
+        self.enriched_ms.extend(f.enriched_after(enriched_steps));
         for (asked, decided) in &f.gates {
             self.approvals.requested += 1;
             let Some((when, d)) = decided else { continue };
@@ -344,27 +253,12 @@ pub fn summary(journal: &Journal, q: &Query) -> Result<Summary, OpError> {
             .collect(),
         ..Summary::default()
     };
-    for id in journal.run_ids()? {
-        let Ok(head) = journal.summary(&id) else {
-            continue;
-        };
-        let started = parse_unix_millis(&head.started_at).unwrap_or(0);
-        let wanted = q.playbook.as_ref().is_none_or(|p| *p == head.playbook);
-        if started < q.from_ms || started >= q.to_ms || !wanted {
-            continue;
+    cache::for_each_run(journal, |f| {
+        let wanted = q.playbook.as_ref().is_none_or(|p| *p == f.playbook);
+        if wanted && (q.from_ms..q.to_ms).contains(&f.started_ms) {
+            s.add(f);
         }
-        let records = match journal.read(&id) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(run_id = %id, error = %e, "unreadable run left out of the summary");
-                continue;
-            }
-        };
-        let Some(f) = facts(&records, s.enriched_steps) else {
-            continue;
-        };
-        s.add(&f);
-    }
+    })?;
     s.total.finish();
     s.playbooks.values_mut().for_each(Figures::finish);
     s.sources.values_mut().for_each(Figures::finish);
@@ -373,14 +267,18 @@ pub fn summary(journal: &Journal, q: &Query) -> Result<Summary, OpError> {
 
 impl Summary {
     fn add(&mut self, f: &RunFacts) {
-        self.total.add(f);
-        self.playbooks.entry(f.playbook.clone()).or_default().add(f);
+        let n = self.enriched_steps;
+        self.total.add(f, n);
+        self.playbooks
+            .entry(f.playbook.clone())
+            .or_default()
+            .add(f, n);
         let source = if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&f.source) {
             "other".to_string()
         } else {
             f.source.clone()
         };
-        self.sources.entry(source).or_default().add(f);
+        self.sources.entry(source).or_default().add(f, n);
         for (_, decided) in &f.gates {
             let Some((when, _)) = decided else { continue };
             let day = crate::journal::format_unix_millis(*when);
@@ -403,7 +301,8 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::journal::Record;
+    use serde_json::{json, Value};
 
     const DAY1: u64 = 1_796_601_600_000; // 2026-12-07T00:00:00Z
     const DAY2: u64 = DAY1 + 86_400_000;
@@ -543,7 +442,7 @@ mod tests {
             ..Summary::default()
         };
         for records in journal() {
-            s.add(&facts(&records, 1).expect("a run"));
+            s.add(&facts::facts(&records).expect("a run"));
         }
         s.total.finish();
         s.playbooks.values_mut().for_each(Figures::finish);
@@ -620,8 +519,9 @@ mod tests {
     #[test]
     fn enrichment_waits_for_the_nth_vendor_step_and_empty_sets_have_no_rates() {
         let a = &journal()[0];
-        assert_eq!(facts(a, 2).unwrap().enriched_after_ms, Some(5_000));
-        assert_eq!(facts(a, 3).unwrap().enriched_after_ms, None);
+        let f = facts::facts(a).unwrap();
+        assert_eq!(f.enriched_after(2), Some(5_000));
+        assert_eq!(f.enriched_after(3), None);
         let mut empty = Figures::default();
         empty.finish();
         assert_eq!(
@@ -634,7 +534,10 @@ mod tests {
     #[test]
     fn a_closure_from_outside_is_cut_and_their_number_is_capped() {
         let long = json!({"outcome": "x".repeat(500)});
-        assert_eq!(closure(RunStatus::Succeeded, &long).len(), MAX_REASON_LEN);
+        assert_eq!(
+            closure(RunStatus::Succeeded, &long).len(),
+            facts::MAX_REASON_LEN
+        );
         assert_eq!(
             closure(RunStatus::Cancelled, &json!({"outcome": "  "})),
             "cancelled"
@@ -647,9 +550,78 @@ mod tests {
                 closure: Some(format!("r{i}")),
                 ..RunFacts::default()
             };
-            f.add(&facts);
+            f.add(&facts, 1);
         }
         assert_eq!(f.closures.len(), MAX_REASONS + 1);
         assert_eq!(f.closures["other"], 10);
+    }
+
+    /// Five fixture runs appended to a real journal, as runs r0..r4.
+    async fn stored() -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path(), crate::journal::Durability::Process).unwrap();
+        for (i, run) in journal().into_iter().enumerate() {
+            for r in run {
+                j.append(&format!("r{i}"), r.event).await.unwrap();
+            }
+        }
+        (dir, j)
+    }
+
+    const ALL: Query = Query {
+        from_ms: 0,
+        to_ms: u64::MAX,
+        playbook: None,
+        enriched_steps: 1,
+    };
+
+    #[tokio::test]
+    async fn the_cache_answers_as_the_records_do_and_an_edited_entry_is_caught() {
+        let (_dir, j) = stored().await;
+        let first = summary(&j, &ALL).unwrap();
+        assert_eq!((first.total.runs, first.total.finished), (5, 4));
+        // The four final runs are cached; the one in doubt is not.
+        let cache = j.derived("metrics").unwrap();
+        let cached: Vec<String> = cache.iter().map(|e| e.unwrap().0).collect();
+        assert_eq!(cached, ["r0", "r1", "r2", "r3"]);
+        assert_eq!(summary(&j, &ALL).unwrap(), first);
+        // The cache is what a summary reads: an edited entry shows...
+        let mut entry: Value = serde_json::from_slice(&cache.get("r0").unwrap().unwrap()).unwrap();
+        entry["facts"]["closure"] = json!("benign");
+        cache.put("r0", entry.to_string().as_bytes()).unwrap();
+        let edited = summary(&j, &ALL).unwrap();
+        assert_eq!(edited.total.closures.get("benign"), Some(&1));
+        assert_eq!(edited.total.closures.get("incident"), None);
+        // ...until verify recomputes it, names the run and drops it.
+        let problems = check_cache(&j).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("run r0: its cached metrics facts"));
+        assert!(problems[0].contains("does not match"));
+        assert_eq!(summary(&j, &ALL).unwrap(), first);
+        assert!(check_cache(&j).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stale_unreadable_or_orphaned_entry_is_not_used() {
+        let (_dir, j) = stored().await;
+        let first = summary(&j, &ALL).unwrap();
+        let cache = j.derived("metrics").unwrap();
+        // Unreadable: read from the journal again (and named by verify).
+        cache.put("r1", b"{not json").unwrap();
+        assert_eq!(summary(&j, &ALL).unwrap(), first);
+        cache.put("r1", b"{not json").unwrap();
+        assert!(check_cache(&j).unwrap()[0]
+            .contains("run r1: its cached metrics facts (tree derived:metrics) is unreadable"));
+        // Stale: the run has a record past the entry's seq (an alert
+        // merged after the end, say): the entry is not used.
+        let mut entry: Value = serde_json::from_slice(&cache.get("r2").unwrap().unwrap()).unwrap();
+        entry["facts"]["repeats"] = json!(1000);
+        entry["seq"] = json!(entry["seq"].as_u64().unwrap() - 1);
+        cache.put("r2", entry.to_string().as_bytes()).unwrap();
+        assert_eq!(summary(&j, &ALL).unwrap(), first);
+        // Orphaned: an entry of a run that is gone is dropped, not counted.
+        cache.put("r00", entry.to_string().as_bytes()).unwrap();
+        assert_eq!(summary(&j, &ALL).unwrap(), first);
+        assert_eq!(cache.get("r00").unwrap(), None);
     }
 }
