@@ -270,3 +270,58 @@ async fn a_dedup_key_claimed_by_a_run_that_died_before_starting_is_taken_over() 
     assert_eq!(again.json()["deduplicated"], true);
     assert_eq!(again.json()["run_id"], r.json()["run_id"]);
 }
+
+/// A SIGKILL after a run's final record is durable and before it leaves
+/// the unfinished-run index: the next start neither loses the run nor
+/// drives it again, and verify says what the crash left.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_between_the_end_record_and_the_index_update_resumes_nothing_twice() {
+    let vendor = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+        .mount(&vendor)
+        .await;
+    let s = scratch_for(&vendor.uri());
+    playbook(&s, &vendor.uri());
+    s.write("alert.json", "{}");
+    let marker = s.path().join("unlisting");
+    let mut child = Command::new(soar_bin())
+        .args(["run", "pb.yaml", "--input", "alert.json", "--json"])
+        .current_dir(s.path())
+        .env("SOAR_DATA_DIR", s.path().join(".soar"))
+        .env("SOAR_TEST_HANG_BEFORE_UNLIST", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn soar");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let run_id = std::fs::read_to_string(&marker).expect("the run reached its end");
+    let _ = child.kill();
+    let _ = child.wait();
+    let sent = vendor.received_requests().await.unwrap().len();
+    assert_eq!(sent, 4, "lookup, ticket, block, notify");
+
+    // The run is finished in its journal, and still listed.
+    let verify = s.soar(&["journal", "verify", "--all", "--allow-unkeyed"], &[]);
+    assert_eq!(verify.code(), 0, "{}", verify.stdout());
+    let stale = format!("run {run_id}: finished but still in the unfinished-run index");
+    assert!(verify.stdout().contains(&stale), "{}", verify.stdout());
+
+    // The next start drives nothing again and drops the entry.
+    let resumed = s.soar(&["resume", "--all", "--json"], &[]);
+    assert_eq!(resumed.code(), 0, "{}", resumed.stderr());
+    assert_eq!(resumed.json()["resumed"], json!([]));
+    assert_eq!(vendor.received_requests().await.unwrap().len(), sent);
+    let status = s.soar(&["status", &run_id, "--json"], &[]);
+    assert_eq!(status.json()["status"], "succeeded", "{}", status.stdout());
+    let verify = s.soar(&["journal", "verify", "--all", "--allow-unkeyed"], &[]);
+    assert_eq!(verify.code(), 0, "{}", verify.stdout());
+    assert!(
+        !verify.stdout().contains("unfinished-run index"),
+        "{}",
+        verify.stdout()
+    );
+}

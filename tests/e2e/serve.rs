@@ -1271,3 +1271,103 @@ fn the_servers_root_leads_to_the_console() {
     assert!(r.url().path().starts_with("/ui/login"), "{}", r.url());
     server.kill();
 }
+
+/// `?wait=`: one request starts a run and gets its report, the same one
+/// `GET /api/v1/runs/{id}` gives; a deadline shorter than the run answers
+/// 202 and the run goes on; a bad `wait` is named.
+#[test]
+fn wait_answers_with_the_run_report_or_202_at_its_deadline() {
+    let lab = lab_with(LOOKUP, "10s");
+    let server = Server::start(&lab, &SECRETS);
+    let c = Client::new(&server);
+    let start = json!({"playbook": "lookup", "alert": host_alert()});
+    let a = c.post("/api/v1/runs?wait=60", LEAD2_TOKEN, &start);
+    assert_eq!(a.status, 200, "{}", a.text);
+    let waited = a.json();
+    assert_eq!(waited["status"], "succeeded", "{waited}");
+    assert_eq!(waited["steps"]["again"]["output"]["hostname"], "FIN-WS-042");
+    let run = waited["run_id"].as_str().unwrap();
+    let got = c.get(&format!("/api/v1/runs/{run}"), token("alice")).json();
+    assert_eq!(waited, got);
+
+    // A vendor answering after 5 s, a wait of 0.5 s: 202, and the run
+    // goes on to the end.
+    lab.server.inject(Fault {
+        delay_ms: 5000,
+        ..Fault::status("/devices/entities/devices/v2", 0, 1)
+    });
+    let a = c.post("/api/v1/runs?wait=0.5", LEAD2_TOKEN, &start);
+    assert_eq!(a.status, 202, "{}", a.text);
+    let run = a.json()["run_id"].as_str().unwrap().to_string();
+    assert_eq!(a.json()["status"], "running");
+    let done = c.wait_for(&run, token("alice"), Duration::from_secs(60), final_status);
+    assert_eq!(done["status"], "succeeded", "{done}");
+
+    // A signed delivery waits the same way.
+    let a = c.send(
+        "POST",
+        "/hooks/edr?wait=60",
+        &[
+            ("content-type", "application/json"),
+            (
+                "x-hub-signature-256",
+                &sign(EDR_SECRET, host_alert().to_string().as_bytes()),
+            ),
+            ("x-delivery-id", "wait-1"),
+        ],
+        host_alert().to_string().into_bytes(),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.json()["status"], "succeeded");
+    assert_eq!(a.json()["deduplicated"], false);
+
+    for bad in ["abc", "-1", "301", "NaN"] {
+        let a = c.post(&format!("/api/v1/runs?wait={bad}"), LEAD2_TOKEN, &start);
+        assert_eq!(a.status, 422, "{bad}: {}", a.text);
+        assert!(
+            a.text.contains("`wait` must be a number of seconds"),
+            "{}",
+            a.text
+        );
+    }
+    // Nothing was started by the refused requests.
+    assert_eq!(run_count(&c), 3);
+}
+
+/// The event stream pushes every record once, in order, across a
+/// reconnect with `Last-Event-ID`, and ends after the run's last record.
+#[test]
+fn the_event_stream_delivers_every_record_once_in_order_across_a_reconnect() {
+    let lab = lab_with(&CONTAIN.replace("TIMEOUT", "10m"), "10s");
+    let server = Server::start(&lab, &SECRETS);
+    let c = Client::new(&server);
+    let start = json!({"playbook": "contain", "alert": host_alert()});
+    let a = c.post("/api/v1/runs?wait=60", LEAD2_TOKEN, &start);
+    assert_eq!(a.json()["status"], "waiting_approval", "{}", a.text);
+    let run = a.json()["run_id"].as_str().unwrap().to_string();
+    let path = format!("/api/v1/runs/{run}/events");
+    // The first connection reads three records and goes away.
+    let first = c.events(&path, token("alice"), None, Some(3));
+    let last = first.last().unwrap().0;
+    // The lead approves while nobody listens; the reconnect picks up
+    // after the last id it saw and follows the run to its end.
+    let vote = c.post(
+        &format!("/api/v1/runs/{run}/steps/approve/approve"),
+        token("alice"),
+        &json!({"reason": "contain it"}),
+    );
+    assert_eq!(vote.status, 200, "{}", vote.text);
+    let rest = c.events(&path, token("alice"), Some(last), None);
+    let seqs: Vec<u64> = first.iter().chain(&rest).map(|(id, _)| *id).collect();
+    let records = journal(&c, &run);
+    let want: Vec<u64> = (1..=records.len() as u64).collect();
+    assert_eq!(seqs, want, "every record once, in order");
+    for (id, data) in first.iter().chain(&rest) {
+        assert_eq!(data["seq"], *id);
+    }
+    assert_eq!(rest.last().unwrap().1["type"], "run_finished");
+    assert_eq!(rest.last().unwrap().1["status"], "succeeded");
+    // A stream opened after the end gives what is asked for and ends.
+    let tail = c.events(&path, token("alice"), Some(last), None);
+    assert_eq!(tail, rest);
+}

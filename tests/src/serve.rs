@@ -261,6 +261,43 @@ impl Client {
         self.send("POST", &format!("/hooks/{source}"), &headers, bytes)
     }
 
+    /// Reads the server-sent events of `GET path` (as the holder of
+    /// `token`, sending `Last-Event-ID` when given) until `max` events or
+    /// the stream's end: each event's `id` and its data as JSON.
+    pub fn events(
+        &self,
+        path: &str,
+        token: &str,
+        last_event_id: Option<u64>,
+        max: Option<usize>,
+    ) -> Vec<(u64, Value)> {
+        use std::io::BufRead;
+        let mut req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("authorization", format!("Bearer {token}"));
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id.to_string());
+        }
+        let resp = req.send().expect("event stream");
+        assert_eq!(resp.status().as_u16(), 200, "event stream");
+        let mut out = Vec::new();
+        let mut id = None;
+        for line in std::io::BufReader::new(resp).lines() {
+            let line = line.expect("event stream line");
+            if let Some(v) = line.strip_prefix("id:") {
+                id = Some(v.trim().parse::<u64>().expect("numeric id"));
+            } else if let Some(v) = line.strip_prefix("data:") {
+                let data: Value = serde_json::from_str(v.trim()).expect("JSON data");
+                out.push((id.take().expect("an id before the data"), data));
+                if max.is_some_and(|m| out.len() >= m) {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// Polls `GET /api/v1/runs/{run}` until `done` holds for the report, at
     /// most `within`.
     pub fn wait_for(

@@ -270,7 +270,7 @@ pub async fn resume(globals: &Globals, run_id: Option<String>, all: bool, json_o
     };
     let ids = match &run_id {
         Some(id) => vec![id.clone()],
-        None => match journal.run_ids() {
+        None => match journal.live_run_ids() {
             Ok(ids) => ids,
             Err(e) => return Exit::failed(format!("error: {e}")),
         },

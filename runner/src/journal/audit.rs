@@ -89,6 +89,13 @@ impl Journal {
             let (stored, indexed) = (walk.runs.contains(run), walk.indexed.contains(run));
             place.check(run, stored, indexed, pruned(run))?;
         }
+        let unpruned = walk
+            .runs
+            .iter()
+            .filter(|r| !matches!(pruned(r), Pruned::Yes(_)))
+            .cloned()
+            .collect();
+        self.check_live(&unpruned, &mut report.problems, &mut report.warnings)?;
         pruned_where_signed(&chain, &mut report.problems);
         for (run, a, seq, n) in &chain.accepted {
             report.warnings.push(format!(

@@ -10,11 +10,13 @@ mod checkpoint;
 mod derived;
 mod event;
 mod flusher;
+mod live;
 mod prune;
 mod security;
 mod store;
 mod time;
 mod verify;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -204,6 +206,15 @@ struct Inner {
     tombstones: sled::Tree,
     /// Run id -> the last checkpoint that signed its head (a hint, checked).
     signed_at: sled::Tree,
+    /// Unfinished run ids (see `live.rs`).
+    live: sled::Tree,
+    /// Fault injection for the crash tests (`SOAR_TEST_HANG_BEFORE_UNLIST`,
+    /// a marker path): after a run's final record is durable, write the
+    /// marker and hang before unlisting the run, as if the process died
+    /// there.
+    hang_before_unlist: Option<PathBuf>,
+    /// Readers waiting for a run's next record (see `watch.rs`).
+    watchers: watch::Watchers,
     /// Signs them, in a process with the signing key.
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
     /// Why this keyed journal's trust cannot go on (runs but no
@@ -313,6 +324,8 @@ impl Journal {
         let runs = tree(store::RUNS)?;
         let tombstones = tree(TOMBSTONES)?;
         let signed_at = tree(SIGNED_AT)?;
+        let live = tree(live::LIVE)?;
+        live::build_if_missing(&live, &runs, &records)?;
         let (checkpointer, broken) = match &keys.signing {
             Some(_) => {
                 // What the journal holds matters only before its first
@@ -350,6 +363,9 @@ impl Journal {
             runs,
             checkpoints,
             signed_at,
+            live,
+            watchers: Default::default(),
+            hang_before_unlist: std::env::var_os("SOAR_TEST_HANG_BEFORE_UNLIST").map(PathBuf::from),
             tombstones,
             checkpointer: checkpointer.clone(),
             broken,
@@ -421,6 +437,12 @@ impl Journal {
         let (seq, at, prev_hash, hash) = self.with_run_lock(run_id, || {
             self.inner.commit_record(run_id, &event, &prepared)
         })?;
+        if let Event::RunFinished { status, .. } = &event {
+            if status.is_final() {
+                self.inner.unlist(run_id)?;
+            }
+        }
+        self.inner.watchers.wrote(run_id, seq);
         Ok(Record {
             seq,
             at,
@@ -922,6 +944,7 @@ impl Inner {
             self.runs
                 .insert(order.to_be_bytes(), run_id.as_bytes())
                 .map_err(storage)?;
+            self.live.insert(run_id.as_bytes(), &[]).map_err(storage)?;
         }
         self.records
             .insert(store::record_key(run_id, seq), stored)
@@ -929,6 +952,21 @@ impl Inner {
         self.heads
             .insert(run_id.as_bytes(), head)
             .map_err(storage)?;
+        Ok(())
+    }
+
+    /// Drops a run from the unfinished-run index, after its final record
+    /// (sled's log is ordered: a crash cannot keep this without that).
+    fn unlist(&self, run_id: &str) -> Result<(), JournalError> {
+        if let Some(marker) = &self.hang_before_unlist {
+            let _ = self.db.flush();
+            let _ = std::fs::write(marker, run_id);
+            tracing::warn!(run_id, "SOAR_TEST_HANG_BEFORE_UNLIST: hanging");
+            loop {
+                std::thread::park();
+            }
+        }
+        self.live.remove(run_id.as_bytes()).map_err(storage)?;
         Ok(())
     }
 

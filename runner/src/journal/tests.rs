@@ -1611,3 +1611,86 @@ async fn a_process_without_the_signing_key_prunes_nothing_in_a_keyed_journal() {
     assert_eq!(journal.read("done").unwrap().len(), 3);
     assert!(journal.verify_signed().unwrap().problems.is_empty());
 }
+
+#[tokio::test]
+async fn the_unfinished_run_index_lists_exactly_the_runs_that_can_move() {
+    let (_dir, journal) = open();
+    for (run, end) in [
+        ("a-done", Some(RunStatus::Succeeded)),
+        ("b-paused", None),
+        ("c-failed", Some(RunStatus::Failed)),
+        ("d-running", None),
+    ] {
+        journal.append(run, run_started("pb")).await.unwrap();
+        match end {
+            Some(status) => {
+                journal.append(run, finish(status)).await.unwrap();
+            }
+            None if run == "b-paused" => {
+                let paused = Event::RunPaused {
+                    status: RunStatus::WaitingApproval,
+                    reason: "gate".into(),
+                };
+                journal.append(run, paused).await.unwrap();
+            }
+            None => {}
+        }
+    }
+    assert_eq!(journal.live_run_ids().unwrap(), ["b-paused", "d-running"]);
+    let report = journal.verify_signed().unwrap();
+    assert!(report.problems.is_empty(), "{report:#?}");
+    assert!(report.warnings.is_empty(), "{report:#?}");
+    journal
+        .append("b-paused", finish(RunStatus::Cancelled))
+        .await
+        .unwrap();
+    assert_eq!(journal.live_run_ids().unwrap(), ["d-running"]);
+}
+
+#[tokio::test]
+async fn a_removed_entry_is_a_problem_and_a_stale_one_a_warning_that_boot_drops() {
+    let (_dir, journal) = open();
+    run_with(&journal, "open", 2).await;
+    journal.append("done", run_started("pb")).await.unwrap();
+    journal
+        .append("done", finish(RunStatus::Succeeded))
+        .await
+        .unwrap();
+    let live = tree(&journal, live::LIVE);
+    // Someone who can write the data dir hides an open run from boot...
+    live.remove("open").unwrap();
+    // ...and a crash left a finished run listed.
+    live.insert("done", &[]).unwrap();
+    let report = journal.verify_signed().unwrap();
+    assert_eq!(report.problems.len(), 1, "{report:#?}");
+    assert!(report.problems[0]
+        .starts_with("run open: unfinished but missing from the unfinished-run index"));
+    assert_eq!(report.warnings.len(), 1, "{report:#?}");
+    assert!(
+        report.warnings[0].starts_with("run done: finished but still in the unfinished-run index")
+    );
+    // Listing drops the stale entry; the hidden run stays hidden until an
+    // operator acts on verify's problem (`resume RUN_ID` still works).
+    assert!(journal.live_run_ids().unwrap().is_empty());
+    assert!(!live.contains_key("done").unwrap());
+}
+
+#[tokio::test]
+async fn a_journal_from_before_the_index_is_indexed_once_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let journal = Journal::open(dir.path(), Durability::Process).unwrap();
+        run_with(&journal, "old-open", 3).await;
+        journal.append("old-done", run_started("pb")).await.unwrap();
+        journal
+            .append("old-done", finish(RunStatus::Succeeded))
+            .await
+            .unwrap();
+        // As an older soar left it: no index at all.
+        journal.db().drop_tree(live::LIVE).unwrap();
+        journal.sync().unwrap();
+    }
+    let journal = Journal::open(dir.path(), Durability::Process).unwrap();
+    assert_eq!(journal.live_run_ids().unwrap(), ["old-open"]);
+    assert!(journal.verify_signed().unwrap().problems.is_empty());
+}

@@ -7,12 +7,21 @@ use serde_json::Value;
 
 /// Every run, or those with `status` (a [`RunStatus`] name).
 pub fn list_runs(journal: &Journal, status: Option<&str>) -> Result<Vec<RunSummary>, OpError> {
-    if let Some(want) = status {
-        want.parse::<RunStatus>()
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
-    }
+    let want = match status {
+        Some(w) => Some(
+            w.parse::<RunStatus>()
+                .map_err(|e| OpError::Invalid(e.to_string()))?,
+        ),
+        None => None,
+    };
+    // A status a run can leave is only held by a run in the unfinished
+    // index: no need to read the history.
+    let ids = match want {
+        Some(w) if !w.is_final() => journal.live_run_ids()?,
+        _ => journal.run_ids()?,
+    };
     let mut rows = Vec::new();
-    for id in journal.run_ids()? {
+    for id in ids {
         match journal.summary(&id) {
             Ok(s) if status.is_none_or(|want| want == s.status.as_str()) => rows.push(s),
             Ok(_) => {}
@@ -37,7 +46,7 @@ pub fn pending(
     console: Option<&str>,
 ) -> Result<Vec<Value>, OpError> {
     let mut entries = Vec::new();
-    for id in journal.run_ids()? {
+    for id in journal.live_run_ids()? {
         match journal.summary(&id) {
             Ok(s) if s.status == RunStatus::WaitingApproval => {}
             Ok(_) => continue,

@@ -206,6 +206,7 @@ pub struct StartBody {
 pub async fn start_run(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
     body: axum::body::Bytes,
 ) -> Response {
     if app.is_stopping() {
@@ -245,8 +246,12 @@ pub async fn start_run(
             return with_caller(refusal(StatusCode::CONFLICT, "playbook_differs", msg), who);
         }
     }
+    let wait = match super::wait::param(query.as_deref()) {
+        Ok(w) => w,
+        Err(e) => return with_caller(refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e), who),
+    };
     let new = crate::scheduler::NewRun::manual(req.alert, &who.name);
-    let (r, _) = start(&app, pb, new).await;
+    let (r, _) = start(&app, pb, new, wait).await;
     with_caller(r, who)
 }
 
@@ -307,9 +312,10 @@ pub async fn run_journal(
     with_caller(r, who)
 }
 
-/// Server-sent events: each record of the run as it is journaled
-/// (`event: record`), from `?after=SEQ`; the stream ends after the run's
-/// final record.
+/// Server-sent events: each record of the run once it is durable (`event:
+/// record`, `id:` its seq), after `?after=SEQ` or the `Last-Event-ID` a
+/// reconnecting client sends (the later of the two); the stream ends after
+/// the run's final record.
 pub async fn run_events(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
@@ -323,38 +329,89 @@ pub async fn run_events(
     if let Err(e) = ops::read_run(app.journal(), &run_id) {
         return op_error(e);
     }
-    with_caller(record_stream(app, run_id, q.after), &who)
+    let after = q.after.max(last_event_id(&headers));
+    with_caller(record_stream(app, run_id, after), &who)
+}
+
+/// The `Last-Event-ID` header as a seq (0 when absent or not a number).
+pub fn last_event_id(headers: &HeaderMap) -> u64 {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Where a record stream stands.
+struct Follow {
+    app: Arc<App>,
+    run_id: String,
+    after: u64,
+    written: tokio::sync::watch::Receiver<u64>,
+    done: bool,
+}
+
+impl Follow {
+    /// The next durable records past `after`, waiting for a write to the
+    /// run when there are none; `None` once the run is over (or the
+    /// journal fails).
+    async fn next(&mut self) -> Option<Vec<crate::journal::Record>> {
+        let journal = self.app.journal().clone();
+        loop {
+            if self.done {
+                return None;
+            }
+            // Seen before looking: a write after the look wakes us.
+            self.written.mark_unchanged();
+            let head = journal.head_seq(&self.run_id).ok()??;
+            if head > self.after {
+                // Only what a flush made durable is sent.
+                journal.durable().await.ok()?;
+                let fresh = journal.read_range(&self.run_id, self.after, head).ok()?;
+                self.after = fresh.last().map_or(head, |r| r.seq);
+                self.done = fresh
+                    .iter()
+                    .any(|r| matches!(r.event, crate::journal::Event::RunFinished { .. }));
+                if !fresh.is_empty() {
+                    return Some(fresh);
+                }
+                continue;
+            }
+            if journal.is_finished(&self.run_id).unwrap_or(true) {
+                return None;
+            }
+            // A bounded wait: a write this process did not make (none
+            // today) would still be seen.
+            let _ = tokio::time::timeout(Duration::from_secs(15), self.written.changed()).await;
+        }
+    }
 }
 
 /// The records of `run_id` after `after` as server-sent events (`event:
-/// record`), each as it is journaled; the stream ends after `run_finished`.
+/// record`, `id:` seq), each pushed once it is written and durable (a
+/// journal subscription, not a poll); the stream ends after `run_finished`.
 /// Shared with the console's run page.
 pub fn record_stream(app: Arc<App>, run_id: String, after: u64) -> Response {
-    let state = (app, run_id, after, false);
-    let stream = futures_util::stream::unfold(state, |(app, run_id, after, done)| async move {
-        if done {
-            return None;
-        }
-        loop {
-            let records = app.journal().read(&run_id).unwrap_or_default();
-            let fresh: Vec<_> = records.iter().filter(|r| r.seq > after).collect();
-            if !fresh.is_empty() {
-                let last = fresh.last().map(|r| r.seq).unwrap_or(after);
-                let finished = fresh
-                    .iter()
-                    .any(|r| matches!(r.event, crate::journal::Event::RunFinished { .. }));
-                let data: Vec<String> = fresh.iter().map(|r| record_json(r).to_string()).collect();
-                let events: Vec<Result<SseEvent, std::convert::Infallible>> = data
-                    .into_iter()
-                    .map(|d| Ok(SseEvent::default().event("record").data(d)))
-                    .collect();
-                return Some((
-                    futures_util::stream::iter(events),
-                    (app, run_id, last, finished),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    let written = app.journal().subscribe(&run_id);
+    let follow = Follow {
+        app,
+        run_id,
+        after,
+        written,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(follow, |mut follow| async move {
+        let fresh = follow.next().await?;
+        let events: Vec<Result<SseEvent, std::convert::Infallible>> = fresh
+            .iter()
+            .map(|r| {
+                Ok(SseEvent::default()
+                    .event("record")
+                    .id(r.seq.to_string())
+                    .data(record_json(r).to_string()))
+            })
+            .collect();
+        Some((futures_util::stream::iter(events), follow))
     });
     let flat = futures_util::StreamExt::flatten(stream);
     Sse::new(flat)

@@ -41,6 +41,9 @@ pub struct App {
     limiters: HashMap<String, DefaultDirectRateLimiter>,
     /// Runs being driven: `true` when another drive was asked for.
     driving: Mutex<HashMap<String, bool>>,
+    /// Bumped each time a run stops being driven, so a waiter (`?wait=`)
+    /// wakes on the event rather than polling.
+    drives_ended: tokio::sync::watch::Sender<u64>,
     /// Latest known status of each unfinished run (for the gauges).
     statuses: Mutex<HashMap<String, RunStatus>>,
     /// Unauthenticated refusals journaled per run (see
@@ -124,6 +127,7 @@ impl App {
             playbooks,
             limiters,
             driving: Mutex::new(HashMap::new()),
+            drives_ended: tokio::sync::watch::Sender::new(0),
             statuses: Mutex::new(HashMap::new()),
             unauthenticated: Mutex::new(HashMap::new()),
             decisions: (0..DECISION_STRIPES)
@@ -356,6 +360,8 @@ impl App {
                     continue;
                 }
                 driving.remove(&run_id);
+                drop(driving);
+                app.drives_ended.send_modify(|n| *n = n.wrapping_add(1));
                 break;
             }
         });
@@ -366,11 +372,26 @@ impl App {
         lock(&self.driving).contains_key(run_id)
     }
 
-    /// Waits until no task drives `run_id` (for `?wait=true`), at most `max`.
-    pub async fn settled(&self, run_id: &str, max: Duration) {
+    /// Waits until no task drives `run_id` (it finished or paused), at
+    /// most `max`; whether it did. Woken by each drive's end, not a poll.
+    pub async fn settled(&self, run_id: &str, max: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + max;
-        while self.is_driving(run_id) && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let mut ended = self.drives_ended.subscribe();
+        loop {
+            // Subscribed before looking, so an end between the look and
+            // the wait still wakes us.
+            ended.mark_unchanged();
+            if !self.is_driving(run_id) {
+                return true;
+            }
+            tokio::select! {
+                changed = ended.changed() => {
+                    if changed.is_err() {
+                        return !self.is_driving(run_id);
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => return !self.is_driving(run_id),
+            }
         }
     }
 
@@ -509,10 +530,12 @@ impl App {
     /// Resumes every unfinished run (as `soar resume --all`) and waits
     /// until each has finished or paused; returns how many.
     pub async fn resume_all(self: &Arc<Self>) -> usize {
-        let ids = match self.journal().run_ids() {
+        // The unfinished-run index, not the history: boot is flat in the
+        // number of finished runs.
+        let ids = match self.journal().live_run_ids() {
             Ok(ids) => ids,
             Err(e) => {
-                tracing::error!(error = %e, "cannot list runs");
+                tracing::error!(error = %e, "cannot list unfinished runs");
                 return 0;
             }
         };

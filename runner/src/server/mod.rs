@@ -17,6 +17,7 @@ mod security;
 mod slack;
 mod state_api;
 mod timers;
+mod wait;
 
 /// The action ids of the Slack buttons `approval.notify` posts.
 pub mod slack_actions {

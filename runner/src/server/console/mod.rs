@@ -638,7 +638,8 @@ async fn run_events(
     if let Err(e) = ops::read_run(app.journal(), &run_id) {
         return not_found(e);
     }
-    super::api::record_stream(app, run_id, q.after)
+    let after = q.after.max(super::api::last_event_id(&headers));
+    super::api::record_stream(app, run_id, after)
 }
 
 async fn approval(

@@ -20,7 +20,7 @@ use crate::playbook::Playbook;
 use crate::scheduler::{Begun, Claim, ClaimKind, EngineError, NewRun};
 use crate::template::CompiledFields;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -224,10 +224,11 @@ fn prove(
 pub async fn deliver(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(app, &name, None, headers, body).await
+    handle(app, &name, None, query.as_deref(), headers, body).await
 }
 
 /// `POST /hooks/{source}/{token}` (the route template, not the token, is
@@ -235,23 +236,29 @@ pub async fn deliver(
 pub async fn deliver_with_token(
     State(app): State<Arc<App>>,
     Path((name, token)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(app, &name, Some(&token), headers, body).await
+    handle(app, &name, Some(&token), query.as_deref(), headers, body).await
 }
 
 async fn handle(
     app: Arc<App>,
     name: &str,
     token: Option<&str>,
+    query: Option<&str>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let Some(source) = app.config.sources.get(name) else {
         return refusal(StatusCode::NOT_FOUND, "unknown_source", "no such source");
     };
-    let (response, outcome) = intake(&app, source, token, &headers, body).await;
+    let wait = match super::wait::param(query) {
+        Ok(w) => w,
+        Err(e) => return refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid", e),
+    };
+    let (response, outcome) = intake(&app, source, token, &headers, body, wait).await;
     observe::webhook(&source.name, outcome);
     tracing::info!(source = %source.name, outcome, status = response.status().as_u16(), "delivery");
     response
@@ -405,6 +412,7 @@ async fn intake(
     token: Option<&str>,
     headers: &HeaderMap,
     body: Body,
+    wait: Option<Duration>,
 ) -> (Response, &'static str) {
     if app.is_stopping() {
         return (unavailable(), "unavailable");
@@ -479,6 +487,7 @@ async fn intake(
         started_by,
         delivery,
         envelope,
+        wait,
     };
     start_events(app, source, pb, events, delivered).await
 }
@@ -499,6 +508,8 @@ struct Delivered {
     started_by: String,
     delivery: Option<String>,
     envelope: Option<Value>,
+    /// `?wait=`: answer with the run's report once it settles.
+    wait: Option<Duration>,
 }
 
 /// One event's result.
@@ -529,6 +540,14 @@ impl Outcome {
             Outcome::Failed => {
                 json!({"index": index, "error": "journal", "message": "the run could not be started durably; deliver again"})
             }
+        }
+    }
+
+    /// The run it started or joined.
+    fn run_id(&self) -> Option<&str> {
+        match self {
+            Outcome::Started(id) | Outcome::Merged(id, ..) => Some(id),
+            _ => None,
         }
     }
 
@@ -622,9 +641,10 @@ async fn start_events(
         }
     }
     if batch {
-        batch_answer(&outcomes)
+        batch_answer(&outcomes, delivered.wait.is_some())
     } else {
-        single_answer(outcomes.into_iter().next().unwrap_or(Outcome::Failed))
+        let outcome = outcomes.into_iter().next().unwrap_or(Outcome::Failed);
+        single_answer(app, outcome, delivered.wait).await
     }
 }
 
@@ -669,8 +689,23 @@ async fn begin(app: &Arc<App>, pb: Arc<Playbook>, new: NewRun) -> Outcome {
 }
 
 /// A single event answers as it always has: the run, or why not.
-fn single_answer(outcome: Outcome) -> (Response, &'static str) {
+/// One event's answer: with `wait`, the run's report once it finishes or
+/// pauses (200), else (or at the deadline) 202 once its start is durable.
+async fn single_answer(
+    app: &App,
+    outcome: Outcome,
+    wait: Option<Duration>,
+) -> (Response, &'static str) {
     let label = outcome.label();
+    if let (Some(wait), Some(run_id)) = (wait, outcome.run_id()) {
+        if let Some(mut report) = super::wait::report(app, run_id, wait).await {
+            if let Outcome::Merged(_, _, grouped) = outcome {
+                report.deduplicated = true;
+                report.grouped = grouped;
+            }
+            return ((StatusCode::OK, Json(report)).into_response(), label);
+        }
+    }
     let status = match outcome {
         Outcome::Started(_) | Outcome::Merged(..) => StatusCode::ACCEPTED,
         Outcome::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -688,7 +723,7 @@ fn single_answer(outcome: Outcome) -> (Response, &'static str) {
 /// accepted event is durable; 500 if any could not be journaled (the
 /// sender delivers again, and what was started merges); 422 if none was
 /// accepted.
-fn batch_answer(outcomes: &[Outcome]) -> (Response, &'static str) {
+fn batch_answer(outcomes: &[Outcome], asked_to_wait: bool) -> (Response, &'static str) {
     let count = |label: &str| outcomes.iter().filter(|o| o.label() == label).count();
     let (accepted, merged, invalid, failed) = (
         count("accepted"),
@@ -703,7 +738,7 @@ fn batch_answer(outcomes: &[Outcome]) -> (Response, &'static str) {
     } else {
         (StatusCode::ACCEPTED, "accepted")
     };
-    let body = json!({
+    let mut body = json!({
         "events": outcomes.len(),
         "accepted": accepted,
         "deduplicated": merged,
@@ -711,11 +746,20 @@ fn batch_answer(outcomes: &[Outcome]) -> (Response, &'static str) {
         "failed": failed,
         "results": outcomes.iter().enumerate().map(|(i, o)| o.json(i)).collect::<Vec<_>>(),
     });
+    if asked_to_wait {
+        // Said, not silently dropped: a batch's runs are many.
+        body["wait"] = json!("not applied: a batch is answered once its events are durable; wait for each run with GET /api/v1/runs/{id}/events");
+    }
     ((status, Json(body)).into_response(), label)
 }
 
 /// Starts a run for `POST /api/v1/runs` and answers once its start is durable.
-pub async fn start(app: &Arc<App>, pb: Arc<Playbook>, new: NewRun) -> (Response, &'static str) {
+pub async fn start(
+    app: &Arc<App>,
+    pb: Arc<Playbook>,
+    new: NewRun,
+    wait: Option<Duration>,
+) -> (Response, &'static str) {
     let outcome = begin_detached(app, pb, new).await;
-    single_answer(outcome.unwrap_or(Outcome::Failed))
+    single_answer(app, outcome.unwrap_or(Outcome::Failed), wait).await
 }
