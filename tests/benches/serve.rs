@@ -93,6 +93,16 @@ fn config(s: &Scratch, sim_url: &str) {
         "noop.yaml",
         "name: noop\nversion: \"1\"\nowner: bench\ninputs:\n  n: { type: integer }\nsteps:\n  - id: one\n    uses: hostile.noop\n",
     );
+    let mut ten = String::from(
+        "name: ten\nversion: \"1\"\nowner: bench\ninputs:\n  n: { type: integer }\nsteps:\n  - id: s1\n    uses: hostile.noop\n",
+    );
+    for i in 2..=10 {
+        ten.push_str(&format!(
+            "  - id: s{i}\n    needs: [s{}]\n    uses: hostile.noop\n",
+            i - 1
+        ));
+    }
+    s.write("ten.yaml", &ten);
     s.write(
         "contain.yaml",
         r#"name: contain
@@ -136,9 +146,10 @@ steps:
     dry_run_allow: ["POST /oauth2/token"]
     read_only_allow: ["POST /oauth2/token"]
 principals:
-  lead: {{ roles: [soc-lead, viewer], token_sha256: "{lead}" }}
+  lead: {{ roles: [soc-lead, viewer, ingest], token_sha256: "{lead}" }}
 server:
   listen: "127.0.0.1:0"
+  playbooks: [ten.yaml]
 sources:
   bench: {{ playbook: noop.yaml, auth: {{ type: hmac_sha256, secret: {{ env: HOOK_SECRET }} }} }}
   contain: {{ playbook: contain.yaml, auth: {{ type: hmac_sha256, secret: {{ env: HOOK_SECRET }} }} }}
@@ -334,6 +345,79 @@ async fn vote_to_vendor(
     lat
 }
 
+/// CPU seconds (user + system) `pid` has used.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15 (11 and 12 after the name).
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+/// One request starts a 10-step run and gets its report (`?wait=`).
+async fn start_and_wait(http: &reqwest::Client, url: &str, n: usize) {
+    let r = http
+        .post(format!("{url}/api/v1/runs?wait=60"))
+        .bearer_auth(LEAD_TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"playbook": "ten", "alert": {"n": n}}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["status"], "succeeded", "{v}");
+}
+
+/// 10-step runs over HTTP, each request answered with its run's report:
+/// sequential latency, then runs/s and server CPU per run at c=64.
+async fn ten_steps_with_wait(http: &reqwest::Client, url: &str, pid: u32) {
+    for i in 0..50 {
+        start_and_wait(http, url, i).await;
+    }
+    let mut seq = Vec::new();
+    for i in 0..300 {
+        let t = Instant::now();
+        start_and_wait(http, url, 1_000 + i).await;
+        seq.push(t.elapsed());
+    }
+    let (per, clients) = (40, 64);
+    let cpu = cpu_secs(pid);
+    let began = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (http, url) = (http.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per {
+                start_and_wait(&http, &url, 10_000 + c * per + i).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let wall = began.elapsed().as_secs_f64();
+    let runs = (per * clients) as f64;
+    let cpu = cpu_secs(pid) - cpu;
+    println!("10-step run over HTTP, one request with ?wait= (report in the answer)");
+    println!(
+        "  sequential: p50 {} p99 {} (n={})",
+        ms(pct(&mut seq, 0.5)),
+        ms(pct(&mut seq, 0.99)),
+        seq.len()
+    );
+    println!(
+        "  c=64: {:.0} runs/s ({runs} runs in {wall:.2} s); server CPU {:.2} ms per run, {:.0} µs per step",
+        runs / wall,
+        cpu * 1000.0 / runs,
+        cpu * 1e6 / runs / 10.0
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -350,8 +434,12 @@ fn main() {
         .unwrap();
     let only_paused = std::env::var_os("SOAR_BENCH_ONLY_PAUSED").is_some();
     let only_console = std::env::var_os("SOAR_BENCH_ONLY_CONSOLE").is_some();
+    let only_wait = std::env::var_os("SOAR_BENCH_ONLY_WAIT").is_some();
+    if !only_paused && !only_console {
+        rt.block_on(ten_steps_with_wait(&http, &url, child.id()));
+    }
     rt.block_on(async {
-        if only_paused || only_console {
+        if only_paused || only_console || only_wait {
             return;
         }
         // Warm-up.
@@ -408,12 +496,12 @@ fn main() {
             votes.len()
         );
     });
-    if !only_paused {
+    if !only_paused && !only_wait {
         console(&rt, &http, &url, &sim);
     }
     let _ = child.kill();
     let _ = child.wait();
-    if only_console {
+    if only_console || only_wait {
         return;
     }
     // Paused runs, in a data dir of their own: RSS of a fresh server, with
