@@ -772,7 +772,7 @@ fn the_overview_and_the_summary_count_200_runs_with_mixed_outcomes_exactly() {
     let tamper = soar_e2e::tamper::Tamper::open(&lab.s.path().join(".soar"));
     let cached = tamper.derived_runs("metrics");
     assert_eq!(cached.len(), 200);
-    tamper.edit_derived("metrics", &cached[0], "/facts/closure", json!("forged"));
+    tamper.edit_derived("metrics", &cached[0], "/value/closure", json!("forged"));
     drop(tamper);
     let report = |lab: &Lab| -> Value {
         let out = lab.soar(&["report", "--json", "--since", "1d"], &[]);
@@ -784,7 +784,7 @@ fn the_overview_and_the_summary_count_200_runs_with_mixed_outcomes_exactly() {
     let verify = lab.soar(&["journal", "verify", "--all", "--allow-unkeyed"], &[]);
     assert_ne!(verify.code(), 0, "{}", verify.stdout());
     let line = format!(
-        "run {}: its cached metrics facts (tree derived:metrics) does not match the run's records",
+        "run {}: its cached metrics (tree derived:metrics) does not match the run's records",
         cached[0]
     );
     assert!(verify.stdout().contains(&line), "{}", verify.stdout());

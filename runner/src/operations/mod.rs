@@ -5,6 +5,7 @@
 
 pub mod catalog;
 mod decide;
+mod derived;
 pub mod evidence;
 pub mod metrics;
 mod read;
@@ -63,6 +64,7 @@ pub fn verify_all(
 ) -> Result<crate::journal::SignedReport, crate::journal::JournalError> {
     let mut report = journal.verify_signed()?;
     report.problems.extend(metrics::check_cache(journal)?);
+    report.problems.extend(read::check_reports(journal)?);
     Ok(report)
 }
 

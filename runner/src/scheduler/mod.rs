@@ -62,7 +62,7 @@ pub enum EngineError {
 }
 
 /// A step as reported by `soar run --json` and `soar status`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepReport {
     /// `pending`, `running`, or a final status.
     pub status: String,
@@ -74,7 +74,7 @@ pub struct StepReport {
 }
 
 /// The state of a run, derived from its journal.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunReport {
     /// Run id.
     pub run_id: String,
@@ -89,12 +89,12 @@ pub struct RunReport {
     /// Playbook outputs (when finished).
     pub outputs: Value,
     /// Approvals the run waits for (see `soar pending`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_approvals: Vec<Value>,
     /// Later deliveries merged into this run (`alert_merged` records).
     pub merged_count: u64,
     /// True when this alert joined the run's group (`alert_grouped`).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub grouped: bool,
 }
 

@@ -7,20 +7,12 @@
 
 use super::facts::{facts, RunFacts};
 use crate::journal::{Derived, Journal, JournalError};
-use serde::{Deserialize, Serialize};
+use crate::operations::derived::{self, Entry};
 use std::cmp::Ordering;
 use std::iter::Peekable;
 
 /// The derived tree's name.
 const NAME: &str = "metrics";
-
-/// One cached run.
-#[derive(Serialize, Deserialize)]
-struct Entry {
-    /// The run's last seq when these facts were read.
-    seq: u64,
-    facts: RunFacts,
-}
 
 /// Calls `each` with the facts of every run the journal holds, in run id
 /// order; a run that cannot be read is logged and left out.
@@ -40,7 +32,7 @@ pub(super) fn for_each_run(
         };
         let hit = take_entry(&cache, &mut cached, &run_id)?.filter(|e| e.seq == seq);
         let facts = match hit {
-            Some(entry) => Some(entry.facts),
+            Some(entry) => Some(entry.value),
             None => read(journal, &cache, &run_id),
         };
         if let Some(f) = facts {
@@ -56,7 +48,7 @@ fn take_entry<I>(
     cache: &Derived,
     cached: &mut Peekable<I>,
     run_id: &str,
-) -> Result<Option<Entry>, JournalError>
+) -> Result<Option<Entry<RunFacts>>, JournalError>
 where
     I: Iterator<Item = Result<(String, Vec<u8>), JournalError>>,
 {
@@ -97,46 +89,13 @@ fn read(journal: &Journal, cache: &Derived, run_id: &str) -> Option<RunFacts> {
     };
     let f = facts(&records)?;
     if let (true, Some(last)) = (f.is_final(), records.last()) {
-        let entry = Entry {
-            seq: last.seq,
-            facts: f.clone(),
-        };
-        let stored = serde_json::to_vec(&entry)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| cache.put(run_id, &bytes).map_err(|e| e.to_string()));
-        if let Err(e) = stored {
-            tracing::warn!(run_id, error = %e, "cannot cache a run's metrics facts");
-        }
+        derived::put(cache, run_id, last.seq, &f);
     }
     Some(f)
 }
 
-/// Recomputes every cached entry from its run's records: one problem per
-/// entry that does not match (edited behind the journal's back); each such
-/// entry, and every stale one, is dropped so the next summary reads the
-/// journal again.
+/// Recomputes every cached entry from its run's records (see
+/// [`derived::check`]).
 pub fn check(journal: &Journal) -> Result<Vec<String>, JournalError> {
-    let cache = journal.derived(NAME)?;
-    let mut problems = Vec::new();
-    for item in cache.iter() {
-        let (run_id, bytes) = item?;
-        let entry: Option<Entry> = serde_json::from_slice(&bytes).ok();
-        let records = journal.read(&run_id).unwrap_or_default();
-        let current = records.last().map(|r| r.seq);
-        let verdict = match entry {
-            None => Some("is unreadable"),
-            Some(e) if Some(e.seq) != current => None,
-            Some(e) if facts(&records).as_ref() != Some(&e.facts) => {
-                Some("does not match the run's records (edited behind the journal's back)")
-            }
-            Some(_) => continue,
-        };
-        if let Some(why) = verdict {
-            problems.push(format!(
-                "run {run_id}: its cached metrics facts (tree derived:metrics) {why}; dropped, `soar report` reads the run again"
-            ));
-        }
-        cache.remove(&run_id)?;
-    }
-    Ok(problems)
+    derived::check(journal, NAME, |_, records| facts(records))
 }

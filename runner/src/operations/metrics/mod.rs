@@ -587,7 +587,7 @@ mod tests {
         assert_eq!(summary(&j, &ALL).unwrap(), first);
         // The cache is what a summary reads: an edited entry shows...
         let mut entry: Value = serde_json::from_slice(&cache.get("r0").unwrap().unwrap()).unwrap();
-        entry["facts"]["closure"] = json!("benign");
+        entry["value"]["closure"] = json!("benign");
         cache.put("r0", entry.to_string().as_bytes()).unwrap();
         let edited = summary(&j, &ALL).unwrap();
         assert_eq!(edited.total.closures.get("benign"), Some(&1));
@@ -595,7 +595,7 @@ mod tests {
         // ...until verify recomputes it, names the run and drops it.
         let problems = check_cache(&j).unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].starts_with("run r0: its cached metrics facts"));
+        assert!(problems[0].starts_with("run r0: its cached metrics (tree derived:metrics)"));
         assert!(problems[0].contains("does not match"));
         assert_eq!(summary(&j, &ALL).unwrap(), first);
         assert!(check_cache(&j).unwrap().is_empty());
@@ -611,11 +611,11 @@ mod tests {
         assert_eq!(summary(&j, &ALL).unwrap(), first);
         cache.put("r1", b"{not json").unwrap();
         assert!(check_cache(&j).unwrap()[0]
-            .contains("run r1: its cached metrics facts (tree derived:metrics) is unreadable"));
+            .contains("run r1: its cached metrics (tree derived:metrics) is unreadable"));
         // Stale: the run has a record past the entry's seq (an alert
         // merged after the end, say): the entry is not used.
         let mut entry: Value = serde_json::from_slice(&cache.get("r2").unwrap().unwrap()).unwrap();
-        entry["facts"]["repeats"] = json!(1000);
+        entry["value"]["repeats"] = json!(1000);
         entry["seq"] = json!(entry["seq"].as_u64().unwrap() - 1);
         cache.put("r2", entry.to_string().as_bytes()).unwrap();
         assert_eq!(summary(&j, &ALL).unwrap(), first);
