@@ -323,7 +323,10 @@ impl Engine {
             drop(flying);
             return std::future::pending().await;
         }
-        // Write-ahead: this record is durable before the plugin runs.
+        // Write-ahead where a lost start could hide an effect: this record is
+        // durable before the plugin runs. An idempotent, non-destructive
+        // action needs no wait: if a crash loses the start, the resume
+        // invokes it again with the same key, as it does for a lost result.
         let started = Event::AttemptStarted {
             step: it.step.id.clone(),
             item: it.item,
@@ -335,7 +338,12 @@ impl Engine {
             plugin_sha256: it.digest.to_string(),
             dry_run: false,
         };
-        self.append(it.run_id, started).await?;
+        let repeatable = it.manifest.idempotent && !it.manifest.destructive;
+        if repeatable {
+            self.note(it.run_id, started).await?;
+        } else {
+            self.append(it.run_id, started).await?;
+        }
         let outcome = self.invoke_bounded(it, attempt, &input).await;
         let timed_out = matches!(outcome.result, Err(InvokeError::Timeout { .. }));
         // The host failed the invocation (a cap, a refused request) after
@@ -357,7 +365,7 @@ impl Engine {
         );
         // A lost result of an idempotent action is recovered by invoking it
         // again; any other result must be durable before moving on.
-        if it.manifest.idempotent && !it.manifest.destructive {
+        if repeatable {
             self.note(it.run_id, event).await?;
         } else {
             self.append(it.run_id, event).await?;
