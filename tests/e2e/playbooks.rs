@@ -1138,6 +1138,12 @@ fn an_anchor_in_the_siem_catches_deleted_checkpoints_with_a_matching_rollback() 
             .unwrap()
             .insert(run.as_bytes(), serde_json::to_vec(&head).unwrap())
             .unwrap();
+        // The rolled-back run looks unfinished: a careful attacker lists it
+        // in the unfinished-run index too (verify names it otherwise).
+        db.open_tree("live")
+            .unwrap()
+            .insert(run.as_bytes(), &[])
+            .unwrap();
         db.flush().unwrap();
     }
     let r = lab.soar(&["journal", "verify", "--all"], &[]);

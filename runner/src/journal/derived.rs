@@ -60,6 +60,18 @@ impl Journal {
         Ok(Derived { tree })
     }
 
+    /// Drops what was derived from `run_id` in every `derived:*` tree (a
+    /// pruned run's report and facts must not outlive it).
+    pub(super) fn forget_derived(&self, run_id: &str) -> Result<(), JournalError> {
+        for name in self.inner.db.tree_names() {
+            if name.starts_with(b"derived:") {
+                let tree = self.inner.db.open_tree(&name).map_err(storage)?;
+                tree.remove(run_id.as_bytes()).map_err(storage)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Every run with a head, and its last seq, in run id order: one scan
     /// of the heads tree (run ids are time-ordered, so this is start order
     /// for the ids the scheduler makes). An unreadable head is an error

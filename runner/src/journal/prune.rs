@@ -284,6 +284,7 @@ impl Journal {
         self.state()
             .forget_run(run_id)
             .map_err(|e| JournalError::Storage(e.to_string()))?;
+        self.forget_derived(run_id)?;
         for key in keys.iter().rev().skip(1).chain(keys.last()) {
             self.inner.records.remove(key).map_err(storage)?;
         }

@@ -214,6 +214,12 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let none = Exports::new();
+        // What was derived from a run goes with it.
+        let reports = journal.derived("report").unwrap();
+        for id in ["failed", "waiting"] {
+            crate::operations::status(&journal, id).unwrap();
+            reports.put(id, b"{}").unwrap();
+        }
         assert!(plan(&journal, &rules, now, &none).unwrap().is_empty());
         let in_40_days = plan(&journal, &rules, now + 40 * day, &none).unwrap();
         assert_eq!(
@@ -263,6 +269,8 @@ mod tests {
         left.sort();
         assert_eq!(left, ["contained", "doubt", "waiting"]);
         assert_eq!(journal.tombstones().unwrap().len(), 3);
+        assert_eq!(reports.get("failed").unwrap(), None);
+        assert!(reports.get("waiting").unwrap().is_some());
         let report = journal.verify_signed().unwrap();
         assert!(report.problems.is_empty(), "{report:#?}");
         // A run that is not final is refused even when asked directly.
