@@ -8,7 +8,8 @@ use serde_json::json;
 use soar_e2e::engine::{run, scratch_for};
 use soar_e2e::{soar_bin, Scratch};
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -50,25 +51,46 @@ fn record_count(s: &Scratch, run_id: &str) -> usize {
     r.stdout().lines().count()
 }
 
+/// Starts `soar run pb.yaml` with a fault injection's `env` and waits
+/// (at most `within`) until it writes `marker` or exits.
+fn run_until(s: &Scratch, env: &[(&str, &str)], marker: &Path, within: Duration) -> Child {
+    let mut child = Command::new(soar_bin())
+        .args(["run", "pb.yaml", "--input", "alert.json", "--json"])
+        .current_dir(s.path())
+        .env("SOAR_DATA_DIR", s.path().join(".soar"))
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn soar");
+    let deadline = Instant::now() + within;
+    while !marker.exists() && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
+/// A vendor that answers every request 200 `{"ok": true}`.
+async fn ok_vendor() -> MockServer {
+    let vendor = MockServer::start().await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+        .mount(&vendor)
+        .await;
+    vendor
+}
+
 /// Starts `soar run` that freezes after `n` journal appends, waits for it to
 /// freeze (or finish), then SIGKILLs it.
 fn run_and_kill(s: &Scratch, n: usize) {
     let marker = s.path().join("hung");
     let _ = std::fs::remove_file(&marker);
-    let mut child = Command::new(soar_bin())
-        .args(["run", "pb.yaml", "--input", "alert.json", "--json"])
-        .current_dir(s.path())
-        .env("SOAR_DATA_DIR", s.path().join(".soar"))
-        .env("SOAR_TEST_HANG_AFTER_APPEND", n.to_string())
-        .env("SOAR_TEST_HANG_MARKER", &marker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn soar");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !marker.exists() && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let env = [
+        ("SOAR_TEST_HANG_AFTER_APPEND", n.to_string()),
+        ("SOAR_TEST_HANG_MARKER", marker.display().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut child = run_until(s, &env, &marker, Duration::from_secs(20));
     // Let in-flight plugin calls race the kill, as in a real crash.
     std::thread::sleep(Duration::from_millis(n as u64 % 3 * 20));
     // SIGKILL: no destructors, no flush.
@@ -78,11 +100,7 @@ fn run_and_kill(s: &Scratch, n: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_every_journal_point_then_resume_repeats_no_harm() {
-    let vendor = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
-        .mount(&vendor)
-        .await;
+    let vendor = ok_vendor().await;
 
     // Reference run without a crash: how many journal points there are.
     let s = scratch_for(&vendor.uri());
@@ -276,28 +294,14 @@ async fn a_dedup_key_claimed_by_a_run_that_died_before_starting_is_taken_over() 
 /// drives it again, and verify says what the crash left.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_between_the_end_record_and_the_index_update_resumes_nothing_twice() {
-    let vendor = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
-        .mount(&vendor)
-        .await;
+    let vendor = ok_vendor().await;
     let s = scratch_for(&vendor.uri());
     playbook(&s, &vendor.uri());
     s.write("alert.json", "{}");
     let marker = s.path().join("unlisting");
-    let mut child = Command::new(soar_bin())
-        .args(["run", "pb.yaml", "--input", "alert.json", "--json"])
-        .current_dir(s.path())
-        .env("SOAR_DATA_DIR", s.path().join(".soar"))
-        .env("SOAR_TEST_HANG_BEFORE_UNLIST", &marker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn soar");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !marker.exists() && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let path = marker.display().to_string();
+    let env = [("SOAR_TEST_HANG_BEFORE_UNLIST", path.as_str())];
+    let mut child = run_until(&s, &env, &marker, Duration::from_secs(30));
     let run_id = std::fs::read_to_string(&marker).expect("the run reached its end");
     let _ = child.kill();
     let _ = child.wait();
