@@ -15,7 +15,7 @@ pub mod state;
 mod state_import;
 
 pub use decide::{cancel, cancel_driven, expire_gates, request_cancel, resolve, vote, VoteResult};
-pub use read::{console_link, list_runs, pending, status};
+pub use read::{console_link, keep_report, list_runs, pending, status};
 pub use start::{checked_playbook, playbook_of, Playbooks};
 
 use crate::approvals::Refusal;

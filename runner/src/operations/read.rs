@@ -46,12 +46,26 @@ pub fn status(journal: &Journal, run_id: &str) -> Result<RunReport, OpError> {
         return Ok(report);
     }
     let records = read_run(journal, run_id)?;
-    let report = RunReport::from_records(run_id, &records, None);
+    Ok(keep_report(journal, run_id, &records))
+}
+
+/// The report of a run whose whole journal is `records`, kept if the run
+/// is settled (see [`status`]). The executor calls it at the end of a drive
+/// with the records it holds, so the first read after a run ends (a
+/// `?wait=` answer) does not read them all back.
+pub fn keep_report(
+    journal: &Journal,
+    run_id: &str,
+    records: &[crate::journal::Record],
+) -> RunReport {
+    let report = RunReport::from_records(run_id, records, None);
     let settled = report.status != RunStatus::Running && report.pending_approvals.is_empty();
     if let (true, Some(last)) = (settled, records.last()) {
-        derived::put(&cache, run_id, last.seq, &report);
+        if let Ok(cache) = journal.derived(REPORTS) {
+            derived::put(&cache, run_id, last.seq, &report);
+        }
     }
-    Ok(report)
+    report
 }
 
 /// Recomputes every cached report (see [`derived::check`]).

@@ -337,6 +337,9 @@ impl Engine {
             }
             records.extend(collecting.take());
         }
+        // The report a reader gets (`GET /api/v1/runs/{id}`, a `?wait=`
+        // answer), kept now from the records in hand.
+        crate::operations::keep_report(&self.journal, run_id, &records);
         Ok(RunReport::from_records(run_id, &records, Some(&p.playbook)))
     }
 }
