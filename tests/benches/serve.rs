@@ -375,7 +375,7 @@ async fn start_and_wait(http: &reqwest::Client, url: &str, n: usize) {
 
 /// 10-step runs over HTTP, each request answered with its run's report:
 /// sequential latency, then runs/s and server CPU per run at c=64.
-async fn ten_steps_with_wait(http: &reqwest::Client, url: &str, pid: u32) {
+async fn ten_steps_with_wait(http: &reqwest::Client, url: &str, pid: u32, data: &std::path::Path) {
     for i in 0..50 {
         start_and_wait(http, url, i).await;
     }
@@ -416,6 +416,32 @@ async fn ten_steps_with_wait(http: &reqwest::Client, url: &str, pid: u32) {
         cpu * 1000.0 / runs,
         cpu * 1e6 / runs / 10.0
     );
+    // Disk per step: the journal directory (only these runs so far) over
+    // the steps, next to one run's records as JSON.
+    let r = http
+        .get(format!("{url}/api/v1/runs?status=succeeded"))
+        .bearer_auth(LEAD_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let list: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let one = list["runs"][0]["run_id"].as_str().unwrap().to_string();
+    let records = get(http, url, &format!("/api/v1/runs/{one}/journal")).await;
+    let json_bytes: usize = records["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.to_string().len())
+        .sum();
+    let all_runs = (50 + seq.len() + per * clients) as f64;
+    let disk = dir_bytes(&data.join("journal")) as f64;
+    println!(
+        "  disk: {:.0} B per step (journal dir {:.1} MiB over {all_runs} runs) for {:.0} B of JSON records per step: {:.2}x",
+        disk / all_runs / 10.0,
+        disk / 1048576.0,
+        json_bytes as f64 / 10.0,
+        disk / all_runs / json_bytes as f64
+    );
 }
 
 fn main() {
@@ -436,7 +462,12 @@ fn main() {
     let only_console = std::env::var_os("SOAR_BENCH_ONLY_CONSOLE").is_some();
     let only_wait = std::env::var_os("SOAR_BENCH_ONLY_WAIT").is_some();
     if !only_paused && !only_console {
-        rt.block_on(ten_steps_with_wait(&http, &url, child.id()));
+        rt.block_on(ten_steps_with_wait(
+            &http,
+            &url,
+            child.id(),
+            &s.path().join(".soar"),
+        ));
     }
     rt.block_on(async {
         if only_paused || only_console || only_wait {
