@@ -6,6 +6,7 @@
 use super::store::{self, storage};
 use super::{Journal, JournalError, Record};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use tokio::sync::watch;
 
@@ -13,6 +14,9 @@ use tokio::sync::watch;
 #[derive(Default)]
 pub(crate) struct Watchers {
     runs: Mutex<HashMap<String, watch::Sender<u64>>>,
+    /// Entries in `runs`, read without the lock: a write with nobody
+    /// subscribed (the usual case) takes no lock at all.
+    entries: AtomicUsize,
 }
 
 /// Entries beyond which subscribing sweeps the ones nobody listens to
@@ -26,10 +30,10 @@ impl Watchers {
 
     /// Tells `run_id`'s subscribers that record `seq` was written.
     pub(crate) fn wrote(&self, run_id: &str, seq: u64) {
-        let mut runs = self.lock();
-        if runs.is_empty() {
+        if self.entries.load(Ordering::Acquire) == 0 {
             return;
         }
+        let mut runs = self.lock();
         if let Some(tx) = runs.get(run_id) {
             if tx.receiver_count() == 0 {
                 runs.remove(run_id);
@@ -37,6 +41,7 @@ impl Watchers {
                 tx.send_replace(seq);
             }
         }
+        self.entries.store(runs.len(), Ordering::Release);
     }
 
     fn subscribe(&self, run_id: &str) -> watch::Receiver<u64> {
@@ -44,9 +49,12 @@ impl Watchers {
         if runs.len() > SWEEP_ABOVE {
             runs.retain(|_, tx| tx.receiver_count() > 0);
         }
-        runs.entry(run_id.to_string())
+        let rx = runs
+            .entry(run_id.to_string())
             .or_insert_with(|| watch::Sender::new(0))
-            .subscribe()
+            .subscribe();
+        self.entries.store(runs.len(), Ordering::Release);
+        rx
     }
 }
 
