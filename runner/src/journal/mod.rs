@@ -438,8 +438,14 @@ impl Journal {
             self.inner.commit_record(run_id, &event, &prepared)
         })?;
         if let Event::RunFinished { status, .. } = &event {
-            if status.is_final() {
-                self.inner.unlist(run_id)?;
+            // The record is written: a failed unlisting leaves a stale
+            // entry, which the next listing drops, not a failed append.
+            if let Err(e) = status
+                .is_final()
+                .then(|| self.inner.unlist(run_id))
+                .transpose()
+            {
+                tracing::warn!(run_id, error = %e, "cannot drop a finished run from the unfinished-run index");
             }
         }
         self.inner.watchers.wrote(run_id, seq);
