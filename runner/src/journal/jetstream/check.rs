@@ -1,0 +1,259 @@
+//! Connecting to the cluster, and the start-up checks that refuse one that
+//! could lose acknowledged records: every server's version, its sync
+//! setting (where its monitoring port shows it), the stream's replicas and
+//! storage, and the lease bucket's. Each refusal says what to change.
+
+use super::lease::Leases;
+use super::names::Names;
+use super::runlog::RunLog;
+use super::ClusterError;
+use crate::config::NatsConfig;
+use async_nats::jetstream::{self, kv, stream, Context};
+use async_nats::{ConnectOptions, ServerAddr};
+use std::time::Duration;
+
+/// The oldest nats-server the journal runs on: 2.11 brought per-message
+/// TTLs; 2.9.21 fixed concurrent publishes with one expected sequence.
+pub const MIN_VERSION: (u64, u64, u64) = (2, 11, 0);
+
+/// How long one check may wait for an answer.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A checked connection to the cluster.
+pub struct Cluster {
+    /// The run records.
+    pub runs: RunLog,
+    /// Run ownership.
+    pub leases: Leases,
+    /// What was checked, one line each, for the operator.
+    pub checked: Vec<String>,
+}
+
+/// Connects as `node` and runs every start-up check; creates the stream
+/// and the lease bucket when they do not exist yet.
+pub async fn connect(config: &NatsConfig, node: &str) -> Result<Cluster, ClusterError> {
+    let client = open(config, node).await?;
+    let info = client.server_info();
+    let mut checked = vec![format!(
+        "connected to nats-server {} ({}:{})",
+        info.version, info.host, info.port
+    )];
+    require_version(&info.version, &format!("{}:{}", info.host, info.port))?;
+    checked.extend(check_monitors(config).await?);
+    let mut js = jetstream::new(client);
+    js.set_timeout(TIMEOUT);
+    let names = Names::of(config);
+    let stream = ensure_stream(&js, &names, config).await?;
+    checked.push(format!(
+        "stream `{}`: {} replicas, file storage, subjects `{}`",
+        names.stream,
+        config.replicas,
+        names.stream_subjects()
+    ));
+    let kv = ensure_leases(&js, &names, config).await?;
+    checked.push(format!(
+        "lease bucket `{}`: {} replicas, leases last {:?}",
+        names.leases, config.replicas, config.lease_ttl
+    ));
+    Ok(Cluster {
+        runs: RunLog::new(js, stream, names),
+        leases: Leases::new(kv, node.to_string()),
+        checked,
+    })
+}
+
+async fn open(config: &NatsConfig, node: &str) -> Result<async_nats::Client, ClusterError> {
+    let mut options = ConnectOptions::new()
+        .name(format!("soar {node}"))
+        .connection_timeout(TIMEOUT);
+    if let Some(source) = &config.credentials {
+        let creds = source
+            .load()
+            .map_err(|e| ClusterError::Credentials(e.to_string()))?;
+        options = options
+            .credentials(creds.expose())
+            .map_err(|e| ClusterError::Credentials(format!("not a NATS .creds file: {e}")))?;
+    }
+    let addrs = config
+        .servers
+        .iter()
+        .map(|s| s.parse::<ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ClusterError::Unavailable(format!("journal.servers: {e}")))?;
+    options.connect(addrs).await.map_err(|e| {
+        ClusterError::Unavailable(format!(
+            "cannot connect to any of {}: {e}",
+            config.servers.join(", ")
+        ))
+    })
+}
+
+/// `2.11.0`, `2.12.8-RC.1`: the numbers before any suffix.
+fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.trim_start_matches('v').split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    Some((
+        parts.next()??,
+        parts.next()??,
+        parts.next().flatten().unwrap_or(0),
+    ))
+}
+
+fn require_version(version: &str, server: &str) -> Result<(), ClusterError> {
+    match parse_version(version) {
+        Some(v) if v >= MIN_VERSION => Ok(()),
+        _ => Err(ClusterError::TooOld {
+            server: server.to_string(),
+            version: version.to_string(),
+        }),
+    }
+}
+
+/// Each monitoring URL's `/varz`: the server's version and whether it
+/// syncs every write. None configured is said, not silently passed.
+async fn check_monitors(config: &NatsConfig) -> Result<Vec<String>, ClusterError> {
+    if config.monitor.is_empty() {
+        return Ok(vec!["sync setting NOT checked: list the servers' monitoring URLs in `journal.monitor` to have soar refuse a server without `sync_interval: always`".into()]);
+    }
+    let http = reqwest::Client::builder()
+        .timeout(TIMEOUT)
+        .build()
+        .map_err(|e| ClusterError::Unavailable(e.to_string()))?;
+    let mut out = Vec::new();
+    for url in &config.monitor {
+        let varz = fetch_varz(&http, url).await?;
+        let name = varz["server_name"].as_str().unwrap_or("?").to_string();
+        require_version(
+            varz["version"].as_str().unwrap_or("?"),
+            &format!("{name} ({url})"),
+        )?;
+        let js = &varz["jetstream"]["config"];
+        if js.is_null() {
+            return Err(ClusterError::Misconfigured(format!("server `{name}` ({url}) has JetStream off: enable it with a `jetstream {{ store_dir: ..., sync_interval: always }}` block")));
+        }
+        if js["sync_always"].as_bool() != Some(true) {
+            let ns = js["sync_interval"].as_u64().unwrap_or(120_000_000_000);
+            return Err(ClusterError::NotSynced {
+                server: name,
+                url: url.clone(),
+                interval: humantime::format_duration(Duration::from_nanos(ns)).to_string(),
+            });
+        }
+        out.push(format!(
+            "server `{name}` ({url}): {}, syncs every write",
+            varz["version"].as_str().unwrap_or("?")
+        ));
+    }
+    Ok(out)
+}
+
+async fn fetch_varz(http: &reqwest::Client, url: &str) -> Result<serde_json::Value, ClusterError> {
+    let target = format!("{}/varz", url.trim_end_matches('/'));
+    let failed = |e: &dyn std::fmt::Display| {
+        ClusterError::Unavailable(format!("journal.monitor `{url}`: {e}"))
+    };
+    let response = http.get(&target).send().await.map_err(|e| failed(&e))?;
+    // /varz is a few KiB; a large answer is not a NATS server.
+    let body = response.bytes().await.map_err(|e| failed(&e))?;
+    if body.len() > 1 << 20 {
+        return Err(failed(&"the answer is larger than 1 MiB"));
+    }
+    serde_json::from_slice(&body).map_err(|e| failed(&e))
+}
+
+/// The run stream: created if missing, otherwise checked.
+async fn ensure_stream(
+    js: &Context,
+    names: &Names,
+    config: &NatsConfig,
+) -> Result<stream::Stream, ClusterError> {
+    let wanted = stream::Config {
+        name: names.stream.clone(),
+        subjects: vec![names.stream_subjects()],
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        // Records are removed only by retention (a subject purge), never
+        // one by one.
+        deny_delete: true,
+        ..Default::default()
+    };
+    let mut stream = js.get_or_create_stream(wanted).await.map_err(|e| {
+        ClusterError::Misconfigured(format!("cannot create the journal stream `{}` with {} replicas on file storage: {e} (a stream of {} replicas needs at least {} JetStream servers in the cluster)", names.stream, config.replicas, config.replicas, config.replicas))
+    })?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| ClusterError::Unavailable(format!("stream `{}`: {e}", names.stream)))?;
+    let have = &info.config;
+    if have.num_replicas < config.replicas {
+        return Err(ClusterError::Misconfigured(format!("stream `{}` has {} replica(s), and the journal needs {} (`journal.replicas`): one server's loss would lose acknowledged records or stop the journal. Raise it with `nats stream edit {} --replicas {}`", names.stream, have.num_replicas, config.replicas, names.stream, config.replicas)));
+    }
+    if have.storage != stream::StorageType::File {
+        return Err(ClusterError::Misconfigured(format!("stream `{}` keeps its messages in memory: a restart of its servers loses the journal. Create it again with file storage (`nats stream add {} --storage file`)", names.stream, names.stream)));
+    }
+    if !have.subjects.contains(&names.stream_subjects()) {
+        return Err(ClusterError::Misconfigured(format!("stream `{}` does not take the subjects `{}` (it takes {:?}): it belongs to something else; name another with `journal.stream`", names.stream, names.stream_subjects(), have.subjects)));
+    }
+    Ok(stream)
+}
+
+/// The lease bucket: created if missing, otherwise checked.
+async fn ensure_leases(
+    js: &Context,
+    names: &Names,
+    config: &NatsConfig,
+) -> Result<kv::Store, ClusterError> {
+    let store = match js.get_key_value(&names.leases).await {
+        Ok(store) => store,
+        Err(_) => js
+            .create_key_value(kv::Config {
+                bucket: names.leases.clone(),
+                history: 1,
+                max_age: config.lease_ttl,
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| {
+                ClusterError::Misconfigured(format!(
+                    "cannot create the lease bucket `{}`: {e}",
+                    names.leases
+                ))
+            })?,
+    };
+    let status = store
+        .status()
+        .await
+        .map_err(|e| ClusterError::Unavailable(format!("lease bucket `{}`: {e}", names.leases)))?;
+    let have = &status.info.config;
+    if have.num_replicas < config.replicas {
+        return Err(ClusterError::Misconfigured(format!("lease bucket `{}` has {} replica(s), and the journal needs {}: raise it with `nats kv edit {} --replicas {}`", names.leases, have.num_replicas, config.replicas, names.leases, config.replicas)));
+    }
+    if have.max_age != config.lease_ttl {
+        return Err(ClusterError::Misconfigured(format!("lease bucket `{}` expires leases after {:?}, and this node's `journal.lease_ttl` is {:?}: every node must use the same lease_ttl", names.leases, have.max_age, config.lease_ttl)));
+    }
+    Ok(store)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_below_the_minimum_are_refused_and_suffixes_do_not_confuse() {
+        assert!(require_version("2.11.0", "s").is_ok());
+        assert!(require_version("2.15.1", "s").is_ok());
+        assert!(require_version("3.0", "s").is_ok());
+        assert!(require_version("2.10.26", "s").is_err());
+        assert!(require_version("2.9.21", "s").is_err());
+        assert!(require_version("2.12.8-RC.1", "s").is_ok());
+        assert!(require_version("garbage", "s").is_err());
+        assert!(require_version("", "s").is_err());
+        let e = require_version("2.10.26", "h:1").unwrap_err().to_string();
+        assert!(
+            e.contains("2.10.26") && e.contains("2.11.0") && e.contains("upgrade"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! A run's records as one subject of the stream. An append names the stream
+//! sequence of the run's last record (`Nats-Expected-Last-Subject-Sequence`):
+//! the fence, so a node that lost a run cannot write to it. A retried append
+//! of the same record is de-duplicated by its `Nats-Msg-Id` (run, seq and
+//! hash), so a zombie's different record at the same place is never taken
+//! for a retry.
+
+use super::names::Names;
+use super::ClusterError;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::stream::{RawMessageErrorKind, Stream};
+use async_nats::jetstream::Context;
+use async_nats::jetstream::ErrorCode;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+
+/// One stored record: its place in the stream and its bytes.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Stream sequence (what the next append names as expected).
+    pub stream_seq: u64,
+    /// The record as the journal stores it.
+    pub payload: Bytes,
+}
+
+/// Where an append lands in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Append<'a> {
+    /// The run's record seq (1 for its first record).
+    pub seq: u64,
+    /// The record's chain hash.
+    pub hash: &'a str,
+    /// Stream sequence of the run's last record; `None` for the first.
+    pub after: Option<u64>,
+}
+
+/// The runs' records on one stream.
+#[derive(Clone)]
+pub struct RunLog {
+    js: Context,
+    stream: Stream,
+    names: Names,
+}
+
+impl RunLog {
+    pub(super) fn new(js: Context, stream: Stream, names: Names) -> RunLog {
+        RunLog { js, stream, names }
+    }
+
+    /// Appends `record` to `run_id` if its last record is still `at.after`.
+    /// Returns the record's stream sequence (the original one when this is
+    /// a retry of an append that was stored).
+    pub async fn append(
+        &self,
+        run_id: &str,
+        at: Append<'_>,
+        record: Bytes,
+    ) -> Result<u64, ClusterError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            at.after.unwrap_or(0).to_string().as_str(),
+        );
+        headers.insert(
+            "Nats-Msg-Id",
+            format!("{}:{}:{}", super::names::token(run_id), at.seq, at.hash).as_str(),
+        );
+        let subject = self.names.run_subject(run_id);
+        let unavailable = |e: &dyn std::fmt::Display| {
+            ClusterError::Unavailable(format!("appending to run `{run_id}`: {e}"))
+        };
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, record)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match ack.await {
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) if is_fenced(&e) => Err(ClusterError::Fenced {
+                run_id: run_id.to_string(),
+                expected: at.after.unwrap_or(0),
+            }),
+            Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    /// Every record of `run_id`, oldest first, read through the stream's
+    /// leader (never a lagging replica). More than `max` records is an
+    /// error, not a silent cut.
+    pub async fn read(&self, run_id: &str, max: usize) -> Result<Vec<Stored>, ClusterError> {
+        let subject = self.names.run_subject(run_id);
+        let mut out = Vec::new();
+        let mut from = 1;
+        loop {
+            let got = self
+                .stream
+                .raw_message_builder()
+                .sequence(from)
+                .next_by_subject(subject.clone())
+                .send()
+                .await;
+            let msg = match got {
+                Ok(m) => m,
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(out),
+                Err(e) => {
+                    return Err(ClusterError::Unavailable(format!(
+                        "reading run `{run_id}`: {e}"
+                    )))
+                }
+            };
+            if out.len() == max {
+                return Err(ClusterError::Corrupt(format!(
+                    "run `{run_id}` has more than {max} records on the stream"
+                )));
+            }
+            from = msg.sequence + 1;
+            out.push(Stored {
+                stream_seq: msg.sequence,
+                payload: msg.payload,
+            });
+        }
+    }
+}
+
+/// Whether the server refused the append for its expected sequence. Newer
+/// servers answer 10164 (a constant-text variant) where older ones gave
+/// 10071; the client library names only the latter.
+fn is_fenced(e: &PublishError) -> bool {
+    if e.kind() == PublishErrorKind::WrongLastSequence {
+        return true;
+    }
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>())
+        .is_some_and(|j| j.error_code() == ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT)
+}

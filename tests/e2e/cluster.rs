@@ -1,0 +1,383 @@
+//! The cluster journal's groundwork (issue 24) against real nats-server
+//! processes on loopback: the start-up checks through the `soar` binary, and
+//! the fenced run log and the leases through the library, including a
+//! killed stream leader.
+
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use soar_e2e::nats::{Nats, Sync, OLD_VERSION, VERSION};
+use soar_e2e::Scratch;
+use soar_runner::config::{JournalBackend, NatsConfig};
+use soar_runner::journal::jetstream::{connect, Append, Cluster, ClusterError};
+use std::time::{Duration, Instant};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A scratch dir whose config points at `nats`.
+fn scratch(nats: &Nats, extra: &str) -> Scratch {
+    let s = Scratch::new();
+    s.write("soar.yaml", &nats.journal_yaml(extra));
+    s
+}
+
+fn config(nats: &Nats, extra: &str) -> NatsConfig {
+    let s = scratch(nats, extra);
+    let c = soar_runner::config::Config::load(&s.path().join("soar.yaml")).unwrap();
+    match c.backend {
+        JournalBackend::Nats(n) => n,
+        JournalBackend::Sled => panic!("backend: nats was read as sled"),
+    }
+}
+
+async fn node(config: &NatsConfig, name: &str) -> Cluster {
+    connect(config, name)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+#[test]
+fn cluster_check_passes_on_a_synced_cluster_and_the_stream_it_creates_is_replicated() {
+    let nats = Nats::cluster();
+    let s = scratch(&nats, "");
+    let out = s.soar(&["cluster", "check", "--node", "a"], &[]);
+    assert_eq!(out.code(), 0, "{}", out.all_output());
+    let text = out.stdout();
+    assert_eq!(text.matches("syncs every write").count(), 3, "{text}");
+    assert!(text.contains(&format!("nats-server {VERSION}")), "{text}");
+    // What the servers say, not what soar printed.
+    let info = rt().block_on(async {
+        let client = async_nats::connect(nats.urls()[0].as_str()).await.unwrap();
+        let js = jetstream::new(client);
+        let mut stream = js.get_stream("soar").await.unwrap();
+        stream.info().await.unwrap().clone()
+    });
+    assert_eq!(info.config.num_replicas, 3);
+    assert_eq!(info.config.storage, stream::StorageType::File);
+    assert_eq!(info.config.subjects, vec!["soar.default.run.>".to_string()]);
+    assert!(info.config.deny_delete);
+    // soar serve runs the same checks, then says plainly it cannot drive
+    // runs on a cluster yet (rather than journaling to sled unasked).
+    let out = s.soar(&["serve"], &[]);
+    assert_eq!(out.code(), 2, "{}", out.all_output());
+    assert!(
+        out.stderr().contains("passed every start-up check"),
+        "{}",
+        out.stderr()
+    );
+    assert!(
+        !s.path().join(".soar").join("journal").exists(),
+        "serve opened a sled journal"
+    );
+}
+
+#[test]
+fn a_stream_with_one_replica_is_refused_at_start_with_the_command_that_fixes_it() {
+    let nats = Nats::cluster();
+    rt().block_on(async {
+        let client = async_nats::connect(nats.urls()[1].as_str()).await.unwrap();
+        jetstream::new(client)
+            .create_stream(stream::Config {
+                name: "soar".into(),
+                subjects: vec!["soar.default.run.>".into()],
+                storage: stream::StorageType::File,
+                num_replicas: 1,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    });
+    let s = scratch(&nats, "");
+    for args in [&["serve"][..], &["cluster", "check"]] {
+        let out = s.soar(args, &[]);
+        assert_eq!(out.code(), 1, "{args:?}: {}", out.all_output());
+        let err = out.stderr();
+        assert!(err.contains("has 1 replica(s)"), "{err}");
+        assert!(err.contains("nats stream edit soar --replicas 3"), "{err}");
+        assert!(err.contains("soar.yaml"), "names the config: {err}");
+    }
+}
+
+#[test]
+fn a_server_older_than_the_minimum_is_refused_at_start() {
+    let nats = Nats::single(OLD_VERSION, Sync::Always);
+    let s = scratch(&nats, "");
+    let out = s.soar(&["serve"], &[]);
+    assert_eq!(out.code(), 1, "{}", out.all_output());
+    let err = out.stderr();
+    assert!(err.contains(&format!("nats-server {OLD_VERSION}")), "{err}");
+    assert!(
+        err.contains("older than 2.11.0") && err.contains("upgrade"),
+        "{err}"
+    );
+    assert!(err.contains("nats-io/nats-server#4320"), "{err}");
+}
+
+#[test]
+fn a_server_that_syncs_every_two_minutes_is_refused_and_one_without_a_monitor_is_said_unchecked() {
+    let nats = Nats::single(VERSION, Sync::Default);
+    let s = scratch(&nats, "");
+    let out = s.soar(&["cluster", "check"], &[]);
+    assert_eq!(out.code(), 1, "{}", out.all_output());
+    let err = out.stderr();
+    assert!(
+        err.contains("server `n0`") && err.contains("every 2m"),
+        "{err}"
+    );
+    assert!(err.contains("sync_interval: always"), "{err}");
+    // Without `monitor`, the sync setting cannot be read: the check says
+    // so (and then the single server cannot hold 3 replicas).
+    let s = Scratch::new();
+    s.write(
+        "soar.yaml",
+        &format!(
+            "journal: {{ backend: nats, servers: [{}] }}\n",
+            nats.urls()[0]
+        ),
+    );
+    let out = s.soar(&["cluster", "check"], &[]);
+    assert_eq!(out.code(), 1, "{}", out.all_output());
+    assert!(
+        out.stderr().contains("needs at least 3 JetStream servers"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn config_mistakes_name_their_line_and_key() {
+    let s = Scratch::new();
+    s.write(
+        "soar.yaml",
+        "journal:\n  backend: nats\n  servers: [nats://127.0.0.1:4222, \"http://x\"]\n  replicas: 1\n  lease_ttl: 2h\n  tenant: \"a.b\"\n",
+    );
+    let out = s.soar(&["cluster", "check"], &[]);
+    assert_eq!(out.code(), 2, "{}", out.all_output());
+    let err = out.stderr();
+    for want in [
+        "soar.yaml:3:",
+        "`journal.servers[1]`",
+        "soar.yaml:4:13: `journal.replicas`: 1 replica(s)",
+        "soar.yaml:5:",
+        "`journal.lease_ttl`",
+        "soar.yaml:6:",
+        "`journal.tenant`",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    s.write("soar.yaml", "journal: { stream: soar }\n");
+    let out = s.soar(&["cluster", "check"], &[]);
+    assert_eq!(out.code(), 2);
+    assert!(
+        out.stderr().contains("only for `backend: nats`"),
+        "{}",
+        out.stderr()
+    );
+}
+
+#[test]
+fn the_fence_lets_exactly_one_of_two_owners_append_and_a_retry_is_not_a_second_record() {
+    let nats = Nats::cluster();
+    let cfg = config(&nats, "");
+    rt().block_on(async {
+        let (a, b) = (node(&cfg, "a").await, node(&cfg, "b").await);
+        let first = a
+            .runs
+            .append(
+                "run-1",
+                Append {
+                    seq: 1,
+                    hash: "h1",
+                    after: None,
+                },
+                Bytes::from_static(b"one"),
+            )
+            .await
+            .unwrap();
+        // A retry of the same record (a lost ack) lands on the same place.
+        let again = a
+            .runs
+            .append(
+                "run-1",
+                Append {
+                    seq: 1,
+                    hash: "h1",
+                    after: None,
+                },
+                Bytes::from_static(b"one"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(again, first);
+        // Two owners race for seq 2 from the same last record.
+        let at = |hash| Append {
+            seq: 2,
+            hash,
+            after: Some(first),
+        };
+        let (ra, rb) = tokio::join!(
+            a.runs
+                .append("run-1", at("ha"), Bytes::from_static(b"from a")),
+            b.runs
+                .append("run-1", at("hb"), Bytes::from_static(b"from b")),
+        );
+        let won = match (&ra, &rb) {
+            (Ok(_), Err(ClusterError::Fenced { expected, .. })) => {
+                assert_eq!(*expected, first);
+                "from a"
+            }
+            (Err(ClusterError::Fenced { .. }), Ok(_)) => "from b",
+            other => panic!("exactly one append must win: {other:?}"),
+        };
+        let records = a.runs.read("run-1", 100).await.unwrap();
+        let bodies: Vec<&[u8]> = records.iter().map(|r| r.payload.as_ref()).collect();
+        assert_eq!(bodies, vec![b"one".as_ref(), won.as_bytes()]);
+        // A zombie's different record at the already-taken place is fenced,
+        // never taken for a retry.
+        let zombie = a
+            .runs
+            .append(
+                "run-1",
+                Append {
+                    seq: 2,
+                    hash: "zombie",
+                    after: Some(first),
+                },
+                Bytes::from_static(b"z"),
+            )
+            .await;
+        assert!(
+            matches!(zombie, Err(ClusterError::Fenced { .. })),
+            "{zombie:?}"
+        );
+        assert_eq!(a.runs.read("run-1", 100).await.unwrap().len(), 2);
+        // Reading is capped, not cut silently.
+        assert!(matches!(
+            a.runs.read("run-1", 1).await,
+            Err(ClusterError::Corrupt(_))
+        ));
+        // Another run, and an id with subject syntax, stay apart.
+        b.runs
+            .append(
+                "x.*>",
+                Append {
+                    seq: 1,
+                    hash: "h",
+                    after: None,
+                },
+                Bytes::from_static(b"odd"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.runs.read("x.*>", 100).await.unwrap().len(), 1);
+        assert_eq!(a.runs.read("run-1", 100).await.unwrap().len(), 2);
+        assert!(a.runs.read("run-2", 100).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn a_lease_is_held_by_one_node_until_it_expires_and_then_the_old_holder_has_lost_it() {
+    let nats = Nats::cluster();
+    let cfg = config(&nats, ", lease_ttl: 1s");
+    rt().block_on(async {
+        let (a, b) = (node(&cfg, "a").await, node(&cfg, "b").await);
+        let mut lease = a.leases.acquire("run-7").await.unwrap();
+        match b.leases.acquire("run-7").await {
+            Err(ClusterError::Held { holder, .. }) => assert_eq!(holder, "a"),
+            other => panic!("b took a held run: {other:?}"),
+        }
+        a.leases.renew(&mut lease).await.unwrap();
+        assert_eq!(b.leases.holder("run-7").await.unwrap().unwrap().node, "a");
+        // a stops renewing (paused, dead): b gets the run once it expires.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let taken = loop {
+            match b.leases.acquire("run-7").await {
+                Ok(l) => break l,
+                Err(ClusterError::Held { .. }) => {
+                    assert!(Instant::now() < deadline, "the lease never expired");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(b.leases.holder("run-7").await.unwrap().unwrap().node, "b");
+        // a wakes up: its renewal is refused, and its release leaves b's
+        // lease alone.
+        assert!(matches!(
+            a.leases.renew(&mut lease).await,
+            Err(ClusterError::Lost { .. })
+        ));
+        let _ = a.leases.release(lease).await;
+        assert_eq!(b.leases.holder("run-7").await.unwrap().unwrap().node, "b");
+        b.leases.release(taken).await.unwrap();
+        assert!(b.leases.holder("run-7").await.unwrap().is_none());
+        a.leases.acquire("run-7").await.unwrap();
+    });
+}
+
+#[test]
+fn killing_the_stream_leader_loses_no_acknowledged_record_and_doubles_none() {
+    let mut nats = Nats::cluster();
+    let cfg = config(&nats, "");
+    let rt = rt();
+    let a = rt.block_on(node(&cfg, "a"));
+    let append = |seq: u64, after: Option<u64>| {
+        let runs = a.runs.clone();
+        async move {
+            let hash = format!("h{seq}");
+            let body = Bytes::from(format!("record {seq}"));
+            // Retried until the cluster answers: a retry is the same record
+            // (same id), so it can never be stored twice.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                match runs
+                    .append(
+                        "run-k",
+                        Append {
+                            seq,
+                            hash: &hash,
+                            after,
+                        },
+                        body.clone(),
+                    )
+                    .await
+                {
+                    Ok(s) => return s,
+                    Err(ClusterError::Unavailable(e)) => {
+                        assert!(Instant::now() < deadline, "no leader came back: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => panic!("seq {seq}: {e}"),
+                }
+            }
+        }
+    };
+    let mut last = None;
+    for seq in 1..=20 {
+        last = Some(rt.block_on(append(seq, last)));
+    }
+    let leader = rt.block_on(async {
+        let client = async_nats::connect(nats.urls()[0].as_str()).await.unwrap();
+        let mut stream = jetstream::new(client).get_stream("soar").await.unwrap();
+        let info = stream.info().await.unwrap();
+        info.cluster.clone().unwrap().leader.unwrap()
+    });
+    let i: usize = leader.trim_start_matches('n').parse().unwrap();
+    nats.servers[i].kill();
+    for seq in 21..=40 {
+        last = Some(rt.block_on(append(seq, last)));
+    }
+    nats.servers[i].restart();
+    nats.wait_healthy();
+    let records = rt.block_on(a.runs.read("run-k", 1000)).unwrap();
+    let bodies: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8(r.payload.to_vec()).unwrap())
+        .collect();
+    let want: Vec<String> = (1..=40).map(|s| format!("record {s}")).collect();
+    assert_eq!(bodies, want);
+}

