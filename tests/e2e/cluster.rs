@@ -5,10 +5,12 @@
 
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
+use serde_json::json;
 use soar_e2e::nats::{Nats, Sync, OLD_VERSION, VERSION};
 use soar_e2e::Scratch;
 use soar_runner::config::{JournalBackend, NatsConfig};
-use soar_runner::journal::jetstream::{connect, Append, Cluster, ClusterError};
+use soar_runner::journal::jetstream::{connect, records, Append, Cluster, ClusterError};
+use soar_runner::journal::Event;
 use std::time::{Duration, Instant};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -58,7 +60,7 @@ fn cluster_check_passes_on_a_synced_cluster_and_the_stream_it_creates_is_replica
     });
     assert_eq!(info.config.num_replicas, 3);
     assert_eq!(info.config.storage, stream::StorageType::File);
-    assert_eq!(info.config.subjects, vec!["soar.default.run.>".to_string()]);
+    assert_eq!(info.config.subjects, vec!["soar.default.>".to_string()]);
     assert!(info.config.deny_delete);
     // soar serve runs the same checks, then says plainly it cannot drive
     // runs on a cluster yet (rather than journaling to sled unasked).
@@ -83,7 +85,7 @@ fn a_stream_with_one_replica_is_refused_at_start_with_the_command_that_fixes_it(
         jetstream::new(client)
             .create_stream(stream::Config {
                 name: "soar".into(),
-                subjects: vec!["soar.default.run.>".into()],
+                subjects: vec!["soar.default.>".into()],
                 storage: stream::StorageType::File,
                 num_replicas: 1,
                 ..Default::default()
@@ -380,4 +382,63 @@ fn killing_the_stream_leader_loses_no_acknowledged_record_and_doubles_none() {
         .collect();
     let want: Vec<String> = (1..=40).map(|s| format!("record {s}")).collect();
     assert_eq!(bodies, want);
+}
+
+fn ev(v: serde_json::Value) -> Event {
+    serde_json::from_value(v).expect("event")
+}
+
+#[test]
+fn a_run_taken_over_reads_back_chained_and_the_old_owner_and_a_forger_are_caught() {
+    let nats = Nats::cluster();
+    let cfg = config(&nats, "");
+    rt().block_on(async {
+        let (a, b) = (node(&cfg, "a").await, node(&cfg, "b").await);
+        // Node a starts the run; one output is large (a blob subject).
+        let big = "x".repeat(100_000);
+        let mut tail_a = records::Tail::empty();
+        let events = [
+            ev(json!({"type": "run_started", "playbook": "contain", "version": "1", "playbook_path": "p.yaml",
+                "playbook_sha256": "0", "inputs": {"host_id": "h1"}, "alert": {"n": 1}, "started_by": "source:edr"})),
+            ev(json!({"type": "step_started", "step": "host"})),
+            ev(json!({"type": "step_finished", "step": "host", "status": "succeeded", "output": {"blob": big}})),
+        ];
+        let mut written = Vec::new();
+        for e in &events {
+            written.push(records::append(&a.runs, "run-t", &mut tail_a, e).await.unwrap());
+        }
+        // Node a dies (or pauses); node b reads the run back, chain checked.
+        let (read, mut tail_b) = records::read(&b.runs, "run-t").await.unwrap();
+        assert_eq!(read, written);
+        assert_eq!(tail_b, tail_a);
+        assert_eq!(read[2].event, events[2], "the large output came back whole");
+        // b takes over and appends; a wakes up and tries to go on from its
+        // stale tail: fenced, and nothing of a's lands.
+        let step = ev(json!({"type": "step_started", "step": "isolate"}));
+        records::append(&b.runs, "run-t", &mut tail_b, &step).await.unwrap();
+        let zombie = records::append(&a.runs, "run-t", &mut tail_a, &step).await;
+        assert!(matches!(zombie, Err(ClusterError::Fenced { .. })), "{zombie:?}");
+        let (read, _) = records::read(&a.runs, "run-t").await.unwrap();
+        assert_eq!(read.len(), 4);
+        assert_eq!(read.last().unwrap().prev_hash, read[2].hash);
+        // Someone with write access to the cluster publishes a forged
+        // record behind soar's back (a plausible one, with a stale hash):
+        // reading names it.
+        let client = async_nats::connect(nats.urls()[2].as_str()).await.unwrap();
+        let mut forged: serde_json::Value = serde_json::from_slice(
+            &b.runs.read("run-t", 10).await.unwrap()[3].payload,
+        )
+        .unwrap();
+        forged["seq"] = json!(5);
+        forged["prev_hash"] = forged["hash"].clone();
+        forged["event"]["step"] = json!("approve");
+        jetstream::new(client)
+            .publish("soar.default.run.run-t", forged.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        let err = records::read(&b.runs, "run-t").await.unwrap_err().to_string();
+        assert!(err.contains("seq 5") && err.contains("edited"), "{err}");
+    });
 }

@@ -7,6 +7,7 @@
 mod check;
 mod lease;
 mod names;
+pub mod records;
 mod runlog;
 
 pub use check::{connect, Cluster, MIN_VERSION};

@@ -8,8 +8,9 @@ use crate::config::NatsConfig;
 pub struct Names {
     /// The stream holding every run's records.
     pub stream: String,
-    /// `soar.<tenant>.run`: a run's records are `<prefix>.<token>`.
-    pub run_prefix: String,
+    /// `soar.<tenant>`: a run's records are `<prefix>.run.<token>`, a
+    /// large value `<prefix>.blob.<sha256>`.
+    pub prefix: String,
     /// The key-value bucket of run-ownership leases.
     pub leases: String,
 }
@@ -25,19 +26,24 @@ impl Names {
         };
         Names {
             leases: format!("{stream}_leases"),
-            run_prefix: format!("soar.{tenant}.run"),
+            prefix: format!("soar.{tenant}"),
             stream,
         }
     }
 
     /// Every subject of the stream.
     pub fn stream_subjects(&self) -> String {
-        format!("{}.>", self.run_prefix)
+        format!("{}.>", self.prefix)
     }
 
     /// The subject of `run_id`'s records.
     pub fn run_subject(&self, run_id: &str) -> String {
-        format!("{}.{}", self.run_prefix, token(run_id))
+        format!("{}.run.{}", self.prefix, token(run_id))
+    }
+
+    /// The subject of a large value, by its hex SHA-256.
+    pub fn blob_subject(&self, digest: &str) -> String {
+        format!("{}.blob.{}", self.prefix, token(digest))
     }
 }
 

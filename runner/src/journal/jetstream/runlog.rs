@@ -84,6 +84,40 @@ impl RunLog {
         }
     }
 
+    /// Stores a large value under its digest, once.
+    pub async fn put_blob(&self, digest: &str, bytes: Bytes) -> Result<(), ClusterError> {
+        if self.get_blob(digest).await?.is_some() {
+            return Ok(());
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("blob:{digest}").as_str());
+        let failed = |e: &dyn std::fmt::Display| {
+            ClusterError::Unavailable(format!("storing blob {digest}: {e}"))
+        };
+        let ack = self
+            .js
+            .publish_with_headers(self.names.blob_subject(digest), headers, bytes)
+            .await
+            .map_err(|e| failed(&e))?;
+        ack.await.map(|_| ()).map_err(|e| failed(&e))
+    }
+
+    /// A large value by its digest, if stored (unchecked: the caller checks
+    /// it against the digest).
+    pub async fn get_blob(&self, digest: &str) -> Result<Option<Bytes>, ClusterError> {
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&self.names.blob_subject(digest))
+            .await
+        {
+            Ok(m) => Ok(Some(m.payload)),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::Unavailable(format!(
+                "reading blob {digest}: {e}"
+            ))),
+        }
+    }
+
     /// Every record of `run_id`, oldest first, read through the stream's
     /// leader (never a lagging replica). More than `max` records is an
     /// error, not a silent cut.
