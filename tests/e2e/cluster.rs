@@ -442,3 +442,62 @@ fn a_run_taken_over_reads_back_chained_and_the_old_owner_and_a_forger_are_caught
         assert!(err.contains("seq 5") && err.contains("edited"), "{err}");
     });
 }
+
+#[test]
+fn a_dead_nodes_unfinished_runs_and_only_those_are_orphans_for_the_takeover() {
+    let nats = Nats::cluster();
+    let cfg = config(&nats, ", lease_ttl: 1s");
+    rt().block_on(async {
+        let (a, b) = (node(&cfg, "a").await, node(&cfg, "b").await);
+        // Node a: 40 runs finished (listed, then unlisted), 3 unfinished,
+        // one of them with an id in subject syntax.
+        let ids: Vec<String> = (0..43).map(|i| format!("run-{i:02}")).collect();
+        let unfinished = ["run-40".to_string(), "run-41".into(), "x.y>".into()];
+        for id in ids.iter().take(40).chain(unfinished.iter()) {
+            a.live.list(id).await.unwrap();
+            a.leases.acquire(id).await.unwrap();
+        }
+        for id in ids.iter().take(40) {
+            a.live.unlist(id).await.unwrap();
+        }
+        let mut want = unfinished.to_vec();
+        want.sort();
+        assert_eq!(b.live.runs().await.unwrap(), want);
+        // While a's leases live, nothing is orphaned.
+        assert!(b.live.orphans(&b.leases).await.unwrap().is_empty());
+        // a dies: once its leases expire, b sees exactly its unfinished runs.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let orphans = b.live.orphans(&b.leases).await.unwrap();
+            if orphans == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "orphans never appeared: {orphans:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for id in &want {
+            b.leases.acquire(id).await.unwrap();
+        }
+        assert!(b.live.orphans(&b.leases).await.unwrap().is_empty());
+    });
+}
+
+#[test]
+fn nodes_that_disagree_on_lease_ttl_are_refused() {
+    let nats = Nats::cluster();
+    rt().block_on(async {
+        node(&config(&nats, ", lease_ttl: 10s"), "a").await;
+        let err = connect(&config(&nats, ", lease_ttl: 20s"), "b")
+            .await
+            .err()
+            .expect("a node with another lease_ttl was let in")
+            .to_string();
+        assert!(
+            err.contains("every node must use the same lease_ttl"),
+            "{err}"
+        );
+    });
+}

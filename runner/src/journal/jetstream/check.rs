@@ -4,6 +4,7 @@
 //! storage, and the lease bucket's. Each refusal says what to change.
 
 use super::lease::Leases;
+use super::live::LiveRuns;
 use super::names::Names;
 use super::runlog::RunLog;
 use super::ClusterError;
@@ -25,6 +26,8 @@ pub struct Cluster {
     pub runs: RunLog,
     /// Run ownership.
     pub leases: Leases,
+    /// The unfinished runs.
+    pub live: LiveRuns,
     /// What was checked, one line each, for the operator.
     pub checked: Vec<String>,
 }
@@ -50,14 +53,20 @@ pub async fn connect(config: &NatsConfig, node: &str) -> Result<Cluster, Cluster
         config.replicas,
         names.stream_subjects()
     ));
-    let kv = ensure_leases(&js, &names, config).await?;
+    let kv = ensure_bucket(&js, &names.leases, Some(config.lease_ttl), config).await?;
     checked.push(format!(
         "lease bucket `{}`: {} replicas, leases last {:?}",
         names.leases, config.replicas, config.lease_ttl
     ));
+    let live = ensure_bucket(&js, &names.live, None, config).await?;
+    checked.push(format!(
+        "live-run bucket `{}`: {} replicas",
+        names.live, config.replicas
+    ));
     Ok(Cluster {
         runs: RunLog::new(js, stream, names),
         leases: Leases::new(kv, node.to_string()),
+        live: LiveRuns::new(live),
         checked,
     })
 }
@@ -197,41 +206,44 @@ async fn ensure_stream(
     Ok(stream)
 }
 
-/// The lease bucket: created if missing, otherwise checked.
-async fn ensure_leases(
+/// A key-value bucket (`ttl`: entries expire that long after their last
+/// write): created if missing, otherwise checked.
+async fn ensure_bucket(
     js: &Context,
-    names: &Names,
+    bucket: &str,
+    ttl: Option<Duration>,
     config: &NatsConfig,
 ) -> Result<kv::Store, ClusterError> {
-    let store = match js.get_key_value(&names.leases).await {
+    let ttl = ttl.unwrap_or_default();
+    let store = match js.get_key_value(bucket).await {
         Ok(store) => store,
         Err(_) => js
             .create_key_value(kv::Config {
-                bucket: names.leases.clone(),
+                bucket: bucket.to_string(),
                 history: 1,
-                max_age: config.lease_ttl,
+                max_age: ttl,
                 storage: stream::StorageType::File,
                 num_replicas: config.replicas,
                 ..Default::default()
             })
             .await
             .map_err(|e| {
-                ClusterError::Misconfigured(format!(
-                    "cannot create the lease bucket `{}`: {e}",
-                    names.leases
-                ))
+                ClusterError::Misconfigured(format!("cannot create the bucket `{bucket}`: {e}"))
             })?,
     };
     let status = store
         .status()
         .await
-        .map_err(|e| ClusterError::Unavailable(format!("lease bucket `{}`: {e}", names.leases)))?;
+        .map_err(|e| ClusterError::Unavailable(format!("bucket `{bucket}`: {e}")))?;
     let have = &status.info.config;
     if have.num_replicas < config.replicas {
-        return Err(ClusterError::Misconfigured(format!("lease bucket `{}` has {} replica(s), and the journal needs {}: raise it with `nats kv edit {} --replicas {}`", names.leases, have.num_replicas, config.replicas, names.leases, config.replicas)));
+        return Err(ClusterError::Misconfigured(format!("bucket `{bucket}` has {} replica(s), and the journal needs {}: raise it with `nats kv edit {bucket} --replicas {}`", have.num_replicas, config.replicas, config.replicas)));
     }
-    if have.max_age != config.lease_ttl {
-        return Err(ClusterError::Misconfigured(format!("lease bucket `{}` expires leases after {:?}, and this node's `journal.lease_ttl` is {:?}: every node must use the same lease_ttl", names.leases, have.max_age, config.lease_ttl)));
+    if have.storage != stream::StorageType::File {
+        return Err(ClusterError::Misconfigured(format!("bucket `{bucket}` keeps its entries in memory: delete it and let soar create it on file storage")));
+    }
+    if have.max_age != ttl {
+        return Err(ClusterError::Misconfigured(format!("bucket `{bucket}` expires entries after {:?}, and this node wants {ttl:?} (`journal.lease_ttl` for the lease bucket, none otherwise): every node must use the same lease_ttl", have.max_age)));
     }
     Ok(store)
 }

@@ -6,13 +6,15 @@
 
 mod check;
 mod lease;
+mod live;
 mod names;
 pub mod records;
 mod runlog;
 
 pub use check::{connect, Cluster, MIN_VERSION};
 pub use lease::{Holder, Lease, Leases};
-pub use names::{token, Names};
+pub use live::{LiveRuns, MAX_LIVE};
+pub use names::{token, untoken, Names};
 pub use runlog::{Append, RunLog, Stored};
 
 /// Why the cluster journal refused or failed.

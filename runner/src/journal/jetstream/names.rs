@@ -13,6 +13,8 @@ pub struct Names {
     pub prefix: String,
     /// The key-value bucket of run-ownership leases.
     pub leases: String,
+    /// The key-value bucket of unfinished runs.
+    pub live: String,
 }
 
 impl Names {
@@ -26,6 +28,7 @@ impl Names {
         };
         Names {
             leases: format!("{stream}_leases"),
+            live: format!("{stream}_live"),
             prefix: format!("soar.{tenant}"),
             stream,
         }
@@ -64,6 +67,22 @@ pub fn token(run_id: &str) -> String {
         out.push_str(&format!("{b:02x}"));
     }
     out
+}
+
+/// The run id a [`token`] stands for; `None` for one [`token`] never makes.
+pub fn untoken(token: &str) -> Option<String> {
+    let Some(hex) = token.strip_prefix('=') else {
+        let plain = !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        return plain.then(|| token.to_string());
+    };
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
