@@ -78,11 +78,25 @@ impl Server {
     /// Whether `/healthz` says JetStream is ready (a meta leader, streams
     /// current).
     fn healthy(&self) -> bool {
-        reqwest::blocking::Client::new()
-            .get(format!("{}/healthz", self.monitor))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
+        let http = reqwest::blocking::Client::new();
+        let get = |path: &str| {
+            http.get(format!("{}{path}", self.monitor))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())
+        };
+        // /healthz can say ok before the cluster elected a meta leader,
+        // and a stream cannot be created until it has.
+        get("/healthz").is_some()
+            && get("/jsz")
+                .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.bytes().ok()?).ok())
+                .is_some_and(|j| {
+                    j["meta_cluster"].is_null()
+                        || j["meta_cluster"]["leader"]
+                            .as_str()
+                            .is_some_and(|l| !l.is_empty())
+                })
     }
 }
 
@@ -92,11 +106,18 @@ impl Drop for Server {
     }
 }
 
+/// One set of servers at a time per test process: 3 servers per test on 2
+/// cores, all at once, starve each other's elections, and ports picked by
+/// binding port 0 could be picked twice.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Servers on loopback, with their stores in a temp dir.
 pub struct Nats {
     /// The servers.
     pub servers: Vec<Server>,
     _dir: tempfile::TempDir,
+    // Dropped last: the servers are gone before the next test's start.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 /// How one server syncs JetStream writes.
@@ -120,6 +141,9 @@ impl Nats {
     }
 
     fn start(binary: &Path, n: usize, sync: Sync) -> Nats {
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = tempfile::tempdir().unwrap();
         let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut servers = Vec::new();
@@ -156,7 +180,11 @@ impl Nats {
             server.spawn();
             servers.push(server);
         }
-        let nats = Nats { servers, _dir: dir };
+        let nats = Nats {
+            servers,
+            _dir: dir,
+            _turn: turn,
+        };
         nats.wait_healthy();
         nats
     }

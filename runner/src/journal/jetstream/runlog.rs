@@ -14,6 +14,16 @@ use async_nats::jetstream::ErrorCode;
 use async_nats::HeaderMap;
 use bytes::Bytes;
 
+/// How often a refusal whose expected sequence is still the run's last is
+/// retried before it is taken as a fence.
+const SPURIOUS_RETRIES: u32 = 6;
+
+/// What the server did with one publish.
+enum Published {
+    Stored(u64),
+    Refused,
+}
+
 /// One stored record: its place in the stream and its bytes.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -50,37 +60,85 @@ impl RunLog {
     /// Appends `record` to `run_id` if its last record is still `at.after`.
     /// Returns the record's stream sequence (the original one when this is
     /// a retry of an append that was stored).
+    ///
+    /// A refusal is checked against the run's actual last record before it
+    /// is believed: under load a clustered server can refuse an expected
+    /// sequence that is still current (a publish right after the previous
+    /// one's acknowledgement, before the leader cleared its in-flight
+    /// mark). Such a refusal is retried; a refusal because our own record
+    /// is already there is success; only another writer's record fences.
     pub async fn append(
         &self,
         run_id: &str,
         at: Append<'_>,
         record: Bytes,
     ) -> Result<u64, ClusterError> {
+        let msg_id = format!("{}:{}:{}", super::names::token(run_id), at.seq, at.hash);
+        let expected = at.after.unwrap_or(0);
+        for attempt in 0..SPURIOUS_RETRIES {
+            match self
+                .publish(run_id, expected, &msg_id, record.clone())
+                .await?
+            {
+                Published::Stored(seq) => return Ok(seq),
+                Published::Refused => match self.last_of(run_id).await? {
+                    Some((seq, id)) if id.as_deref() == Some(msg_id.as_str()) => return Ok(seq),
+                    Some((seq, _)) if seq != expected => break,
+                    None if expected != 0 => break,
+                    // Still what we expected: the refusal was spurious.
+                    _ => tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await,
+                },
+            }
+        }
+        Err(ClusterError::Fenced {
+            run_id: run_id.to_string(),
+            expected,
+        })
+    }
+
+    async fn publish(
+        &self,
+        run_id: &str,
+        expected: u64,
+        msg_id: &str,
+        record: Bytes,
+    ) -> Result<Published, ClusterError> {
         let mut headers = HeaderMap::new();
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence",
-            at.after.unwrap_or(0).to_string().as_str(),
+            expected.to_string().as_str(),
         );
-        headers.insert(
-            "Nats-Msg-Id",
-            format!("{}:{}:{}", super::names::token(run_id), at.seq, at.hash).as_str(),
-        );
-        let subject = self.names.run_subject(run_id);
+        headers.insert("Nats-Msg-Id", msg_id);
         let unavailable = |e: &dyn std::fmt::Display| {
             ClusterError::Unavailable(format!("appending to run `{run_id}`: {e}"))
         };
         let ack = self
             .js
-            .publish_with_headers(subject, headers, record)
+            .publish_with_headers(self.names.run_subject(run_id), headers, record)
             .await
             .map_err(|e| unavailable(&e))?;
         match ack.await {
-            Ok(ack) => Ok(ack.sequence),
-            Err(e) if is_fenced(&e) => Err(ClusterError::Fenced {
-                run_id: run_id.to_string(),
-                expected: at.after.unwrap_or(0),
-            }),
+            Ok(ack) => Ok(Published::Stored(ack.sequence)),
+            Err(e) if is_fenced(&e) => Ok(Published::Refused),
             Err(e) => Err(unavailable(&e)),
+        }
+    }
+
+    /// The stream sequence and message id of `run_id`'s last record.
+    async fn last_of(&self, run_id: &str) -> Result<Option<(u64, Option<String>)>, ClusterError> {
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&self.names.run_subject(run_id))
+            .await
+        {
+            Ok(m) => {
+                let id = m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_string());
+                Ok(Some((m.sequence, id)))
+            }
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(ClusterError::Unavailable(format!(
+                "reading run `{run_id}`'s last record: {e}"
+            ))),
         }
     }
 
