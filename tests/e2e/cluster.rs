@@ -501,3 +501,147 @@ fn nodes_that_disagree_on_lease_ttl_are_refused() {
         );
     });
 }
+
+mod state {
+    use super::*;
+    use soar_runner::state::{Actor, StateStore, Window};
+
+    fn at(now_ms: u64, op_key: Option<&'static str>) -> Actor<'static> {
+        Actor {
+            by: "alice",
+            now_ms,
+            op_key,
+            reason: None,
+        }
+    }
+
+    /// One sequence of operations, each answer as text, on sled or the
+    /// cluster: the same rules must give the same answers.
+    macro_rules! script {
+        ($s:expr, $($aw:tt)*) => {{
+            let s = $s;
+            let hour = Duration::from_secs(3600);
+            let mut out: Vec<String> = Vec::new();
+            out.push(format!("{:?}", s.put("exceptions", "pentest-01", json!({"why": "Q4"}), Some(Duration::from_secs(60)), &at(1_000, None))$($aw)*));
+            out.push(format!("{:?}", s.get("exceptions", "pentest-01", 60_999)$($aw)*));
+            out.push(format!("{:?}", s.get("exceptions", "pentest-01", 61_000)$($aw)*));
+            out.push(format!("{:?}", s.put_if_absent("exceptions", "pentest-01", json!(1), None, &at(70_000, None))$($aw)*));
+            out.push(format!("{:?}", s.put_if_absent("exceptions", "pentest-01", json!(2), None, &at(70_001, None))$($aw)*));
+            out.push(format!("{:?}", s.cas("exceptions", "pentest-01", 1, json!(3), None, &at(70_002, None))$($aw)*));
+            out.push(format!("{:?}", s.cas("exceptions", "pentest-01", 2, json!(3), None, &at(70_003, None))$($aw)*));
+            out.push(format!("{:?}", s.delete("exceptions", "pentest-01", &at(70_004, None))$($aw)*));
+            out.push(format!("{:?}", s.cas("exceptions", "pentest-01", 0, json!(4), None, &at(70_005, None))$($aw)*));
+            for now in [80_000, 80_001, 3_680_000] {
+                out.push(format!("{:?}", s.incr("logins", "bob", Window::Fixed(hour), &at(now, None))$($aw)*));
+            }
+            for now in [1, 2, 3_600_002] {
+                out.push(format!("{:?}", s.incr("logins", "eve", Window::Sliding(hour), &at(now, None))$($aw)*));
+            }
+            // A resumed step repeats its keyed operation: the first answer.
+            for _ in 0..2 {
+                out.push(format!("{:?}", s.incr("logins", "kim", Window::Fixed(hour), &at(5, Some("run-1/count")))$($aw)*));
+            }
+            out.push(format!("{:?}", s.incr("logins", "kim", Window::Fixed(hour), &at(6, None))$($aw)*));
+            out.push(format!("{:?}", s.incr("exceptions", "pentest-01", Window::Fixed(hour), &at(80_000, None))$($aw)*));
+            out.push(format!("{:?}", s.get("Bad Table", "k", 0)$($aw)*));
+            out.push(format!("{:?}", s.put("t", &"k".repeat(300), json!(1), None, &at(1, None))$($aw)*));
+            out
+        }};
+    }
+
+    #[test]
+    fn every_operation_answers_on_the_cluster_as_on_sled() {
+        let nats = Nats::cluster();
+        let cfg = config(&nats, "");
+        let on_sled = script!(&StateStore::temporary().unwrap(),);
+        let on_cluster = rt().block_on(async {
+            let a = node(&cfg, "a").await;
+            script!(&a.state, .await)
+        });
+        assert_eq!(on_sled.len(), on_cluster.len());
+        for (i, (s, c)) in on_sled.iter().zip(&on_cluster).enumerate() {
+            assert_eq!(s, c, "answer {i} differs");
+        }
+        // The script exercised what it says (not all errors, say).
+        assert!(on_sled[3].starts_with("Ok((true"), "{}", on_sled[3]);
+        assert!(on_sled[5].contains("Conflict"), "{}", on_sled[5]);
+        assert_eq!(&on_sled[15..18], &["Ok(1)", "Ok(1)", "Ok(2)"]);
+    }
+
+    #[test]
+    fn writers_on_two_nodes_lose_no_increment_and_exactly_one_put_if_absent_wins() {
+        let nats = Nats::cluster();
+        let cfg = config(&nats, "");
+        rt().block_on(async {
+            let nodes = [node(&cfg, "a").await, node(&cfg, "b").await];
+            let mut tasks = Vec::new();
+            for (n, cluster) in nodes.iter().enumerate() {
+                for t in 0..4 {
+                    let state = cluster.state.clone();
+                    tasks.push(tokio::spawn(async move {
+                        let mut counts = Vec::new();
+                        for i in 0..25 {
+                            let a = at(1_000 + i, None);
+                            counts.push(
+                                state
+                                    .incr(
+                                        "hits",
+                                        "10.0.0.9",
+                                        Window::Fixed(Duration::from_secs(3600)),
+                                        &a,
+                                    )
+                                    .await
+                                    .unwrap(),
+                            );
+                        }
+                        let who = format!("n{n}-t{t}");
+                        let a = Actor {
+                            by: &who,
+                            now_ms: 2_000,
+                            op_key: None,
+                            reason: None,
+                        };
+                        let won = state
+                            .put_if_absent("locks", "case-7", json!(who), None, &a)
+                            .await
+                            .unwrap()
+                            .0;
+                        (counts, won)
+                    }));
+                }
+            }
+            let mut all = Vec::new();
+            let mut winners = 0;
+            for t in tasks {
+                let (counts, won) = t.await.unwrap();
+                all.extend(counts);
+                winners += usize::from(won);
+            }
+            all.sort();
+            assert_eq!(
+                all,
+                (1..=200).collect::<Vec<u64>>(),
+                "an increment was lost or doubled"
+            );
+            assert_eq!(winners, 1);
+            // Two cas on the same version: one wins, the other is told.
+            let v = nodes[0]
+                .state
+                .get("locks", "case-7", 3_000)
+                .await
+                .unwrap()
+                .unwrap()
+                .version;
+            let (when_a, when_b) = (at(3_000, None), at(3_000, None));
+            let (x, y) = tokio::join!(
+                nodes[0]
+                    .state
+                    .cas("locks", "case-7", v, json!("a"), None, &when_a),
+                nodes[1]
+                    .state
+                    .cas("locks", "case-7", v, json!("b"), None, &when_b),
+            );
+            assert_eq!(u8::from(x.is_ok()) + u8::from(y.is_ok()), 1, "{x:?} {y:?}");
+        });
+    }
+}

@@ -8,6 +8,7 @@
 //! actions, CLI and API that use it come next (issue 21).
 
 pub mod actions;
+pub(crate) mod rules;
 mod store;
 
 pub use store::StateStore;
@@ -141,13 +142,13 @@ pub fn check_table(name: &str) -> Result<(), StateError> {
         .ok_or_else(|| StateError::Table(name.to_string()))
 }
 
-fn check_key(key: &str) -> Result<(), StateError> {
+pub(crate) fn check_key(key: &str) -> Result<(), StateError> {
     (!key.is_empty() && key.len() <= MAX_KEY)
         .then_some(())
         .ok_or(StateError::Key(key.len()))
 }
 
-fn check_value(value: &Value) -> Result<(), StateError> {
+pub(crate) fn check_value(value: &Value) -> Result<(), StateError> {
     let n = serde_json::to_vec(value)
         .map(|v| v.len())
         .unwrap_or(usize::MAX);

@@ -4,11 +4,12 @@
 //! atomic per key against concurrent runs and applied at most once per
 //! operation key; sled retries a transaction that raced another.
 
+use super::rules::{self, next_entry};
 use super::{check_key, check_table, check_value, Actor, Change, Entry, StateError, Window};
-use super::{MAX_LOG, MAX_SCAN, MAX_WINDOW_HITS};
+use super::{MAX_LOG, MAX_SCAN};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 use sled::Transactional;
 use std::path::Path;
@@ -29,10 +30,6 @@ fn storage(e: impl std::fmt::Display) -> StateError {
 
 fn decode(bytes: &[u8]) -> Result<Entry, StateError> {
     serde_json::from_slice(bytes).map_err(|e| storage(format!("an entry does not read back: {e}")))
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 type Tx<T> = Result<T, ConflictableTransactionError<StateError>>;
@@ -207,11 +204,7 @@ impl StateStore {
         actor: &Actor<'_>,
     ) -> Result<(Option<Entry>, Entry), StateError> {
         check_value(&value)?;
-        self.write(table, key, "put", actor, |current| {
-            let previous = current.filter(|e| e.live(actor.now_ms)).cloned();
-            let entry = next_entry(current, value.clone(), ttl, actor);
-            Ok((Some(entry.clone()), (previous, entry)))
-        })
+        self.write(table, key, "put", actor, rules::put(value, ttl, actor))
     }
 
     /// Sets `key` only if it has no live entry; whether it did, and the
@@ -230,13 +223,7 @@ impl StateStore {
             key,
             "put_if_absent",
             actor,
-            |current| match current {
-                Some(e) if e.live(actor.now_ms) => Ok((None, (false, e.clone()))),
-                _ => {
-                    let entry = next_entry(current, value.clone(), ttl, actor);
-                    Ok((Some(entry.clone()), (true, entry)))
-                }
-            },
+            rules::put_if_absent(value, ttl, actor),
         )
     }
 
@@ -251,16 +238,13 @@ impl StateStore {
         actor: &Actor<'_>,
     ) -> Result<Entry, StateError> {
         check_value(&value)?;
-        self.write(table, key, "cas", actor, |current| {
-            let found = current
-                .filter(|e| e.live(actor.now_ms))
-                .map_or(0, |e| e.version);
-            if found != expected {
-                return Err(StateError::Conflict { expected, found });
-            }
-            let entry = next_entry(current, value.clone(), ttl, actor);
-            Ok((Some(entry.clone()), entry))
-        })
+        self.write(
+            table,
+            key,
+            "cas",
+            actor,
+            rules::cas(expected, value, ttl, actor),
+        )
     }
 
     /// Deletes `key`; the live entry it removed, if any. A tombstone keeps
@@ -271,15 +255,7 @@ impl StateStore {
         key: &str,
         actor: &Actor<'_>,
     ) -> Result<Option<Entry>, StateError> {
-        self.write(table, key, "delete", actor, |current| {
-            let removed = current.filter(|e| e.live(actor.now_ms)).cloned();
-            let tomb = current.map(|_| {
-                let mut t = next_entry(current, Value::Null, None, actor);
-                t.deleted = true;
-                t
-            });
-            Ok((tomb, removed))
-        })
+        self.write(table, key, "delete", actor, rules::delete(actor))
     }
 
     /// Forgets which operations of run `run_id` were applied (their keys
@@ -356,61 +332,7 @@ impl StateStore {
         window: Window,
         actor: &Actor<'_>,
     ) -> Result<u64, StateError> {
-        let now = actor.now_ms;
-        self.write(table, key, "incr", actor, |current| {
-            let live = current.filter(|e| e.live(now));
-            let (value, count, expires) = match window {
-                Window::Fixed(d) => {
-                    let (start, count) = match live {
-                        Some(e) => (
-                            e.value["window_start_ms"]
-                                .as_u64()
-                                .ok_or_else(|| StateError::NotACounter(key.into()))?,
-                            e.value["count"]
-                                .as_u64()
-                                .ok_or_else(|| StateError::NotACounter(key.into()))?,
-                        ),
-                        None => (now, 0),
-                    };
-                    let (start, count) = if now >= start.saturating_add(millis(d)) {
-                        (now, 1)
-                    } else {
-                        (start, count + 1)
-                    };
-                    (
-                        json!({"count": count, "window_start_ms": start}),
-                        count,
-                        start.saturating_add(millis(d)),
-                    )
-                }
-                Window::Sliding(d) => {
-                    let mut hits: Vec<u64> = match live {
-                        Some(e) => e.value["hits"]
-                            .as_array()
-                            .ok_or_else(|| StateError::NotACounter(key.into()))?
-                            .iter()
-                            .filter_map(Value::as_u64)
-                            .collect(),
-                        None => Vec::new(),
-                    };
-                    // A hit counts while now is within d of it.
-                    hits.retain(|h| now < h.saturating_add(millis(d)));
-                    hits.push(now);
-                    if hits.len() > MAX_WINDOW_HITS {
-                        hits.drain(..hits.len() - MAX_WINDOW_HITS);
-                    }
-                    let count = hits.len() as u64;
-                    (
-                        json!({ "hits": hits }),
-                        count,
-                        now.saturating_add(millis(d)),
-                    )
-                }
-            };
-            let mut entry = next_entry(current, value, None, actor);
-            entry.expires_at_ms = Some(expires);
-            Ok((Some(entry), count))
-        })
+        self.write(table, key, "incr", actor, rules::incr(key, window, actor))
     }
 }
 
@@ -447,27 +369,12 @@ fn change(kind: &str, actor: &Actor<'_>, next: &Entry) -> Change {
     }
 }
 
-/// The entry a write leaves: the next version, written by `actor` now.
-fn next_entry(
-    current: Option<&Entry>,
-    value: Value,
-    ttl: Option<Duration>,
-    actor: &Actor<'_>,
-) -> Entry {
-    Entry {
-        value,
-        version: current.map_or(0, |e| e.version) + 1,
-        expires_at_ms: ttl.map(|t| actor.now_ms.saturating_add(millis(t))),
-        by: actor.by.to_string(),
-        at_ms: actor.now_ms,
-        deleted: false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::MAX_WINDOW_HITS;
     use crate::state::{MAX_KEY, MAX_VALUE};
+    use serde_json::json;
     use std::sync::Arc;
 
     fn at(now_ms: u64) -> Actor<'static> {

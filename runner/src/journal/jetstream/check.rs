@@ -7,6 +7,7 @@ use super::lease::Leases;
 use super::live::LiveRuns;
 use super::names::Names;
 use super::runlog::RunLog;
+use super::state::ClusterState;
 use super::ClusterError;
 use crate::config::NatsConfig;
 use async_nats::jetstream::{self, kv, stream, Context};
@@ -19,6 +20,9 @@ pub const MIN_VERSION: (u64, u64, u64) = (2, 11, 0);
 
 /// How long one check may wait for an answer.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How long creating a replicated stream or bucket may take: each elects a
+/// Raft group of its own, slow on a loaded or freshly started cluster.
+const CREATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A checked connection to the cluster.
 pub struct Cluster {
@@ -28,6 +32,8 @@ pub struct Cluster {
     pub leases: Leases,
     /// The unfinished runs.
     pub live: LiveRuns,
+    /// The state tables.
+    pub state: ClusterState,
     /// What was checked, one line each, for the operator.
     pub checked: Vec<String>,
 }
@@ -45,28 +51,33 @@ pub async fn connect(config: &NatsConfig, node: &str) -> Result<Cluster, Cluster
     checked.extend(check_monitors(config).await?);
     let mut js = jetstream::new(client);
     js.set_timeout(TIMEOUT);
+    let ops = js.clone();
+    js.set_timeout(CREATE_TIMEOUT);
+    let js = &js;
     let names = Names::of(config);
-    let stream = ensure_stream(&js, &names, config).await?;
+    let stream = ensure_stream(js, &names, config).await?;
     checked.push(format!(
         "stream `{}`: {} replicas, file storage, subjects `{}`",
         names.stream,
         config.replicas,
         names.stream_subjects()
     ));
-    let kv = ensure_bucket(&js, &names.leases, Some(config.lease_ttl), config).await?;
+    let kv = ensure_bucket(js, &names.leases, Some(config.lease_ttl), config).await?;
     checked.push(format!(
         "lease bucket `{}`: {} replicas, leases last {:?}",
         names.leases, config.replicas, config.lease_ttl
     ));
-    let live = ensure_bucket(&js, &names.live, None, config).await?;
+    let live = ensure_bucket(js, &names.live, None, config).await?;
+    let state = ensure_bucket(js, &names.state, None, config).await?;
     checked.push(format!(
-        "live-run bucket `{}`: {} replicas",
-        names.live, config.replicas
+        "live-run bucket `{}` and state bucket `{}`: {} replicas",
+        names.live, names.state, config.replicas
     ));
     Ok(Cluster {
-        runs: RunLog::new(js, stream, names),
-        leases: Leases::new(kv, node.to_string()),
+        runs: RunLog::new(ops.clone(), stream, names),
+        leases: Leases::new(ops.clone(), kv, node.to_string()),
         live: LiveRuns::new(live),
+        state: ClusterState::new(ops, state),
         checked,
     })
 }
@@ -215,21 +226,23 @@ async fn ensure_bucket(
     config: &NatsConfig,
 ) -> Result<kv::Store, ClusterError> {
     let ttl = ttl.unwrap_or_default();
+    let wanted = kv::Config {
+        bucket: bucket.to_string(),
+        history: 1,
+        max_age: ttl,
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        ..Default::default()
+    };
     let store = match js.get_key_value(bucket).await {
         Ok(store) => store,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: bucket.to_string(),
-                history: 1,
-                max_age: ttl,
-                storage: stream::StorageType::File,
-                num_replicas: config.replicas,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| {
+        // A creation that timed out may have happened: look again once.
+        Err(_) => match js.create_key_value(wanted).await {
+            Ok(store) => store,
+            Err(e) => js.get_key_value(bucket).await.map_err(|_| {
                 ClusterError::Misconfigured(format!("cannot create the bucket `{bucket}`: {e}"))
             })?,
+        },
     };
     let status = store
         .status()

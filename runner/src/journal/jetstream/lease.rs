@@ -4,9 +4,11 @@
 //! two nodes never both believe they renewed. A lease alone does not stop
 //! a paused old owner: the run log's fence does (see `runlog.rs`).
 
+use super::cas;
 use super::names::token;
 use super::ClusterError;
-use async_nats::jetstream::kv::{CreateErrorKind, Store, UpdateErrorKind};
+use async_nats::jetstream::kv::Store;
+use async_nats::jetstream::Context;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -28,13 +30,14 @@ pub struct Lease {
 /// This node's view of the lease bucket.
 #[derive(Clone)]
 pub struct Leases {
+    js: Context,
     kv: Store,
     node: String,
 }
 
 impl Leases {
-    pub(super) fn new(kv: Store, node: String) -> Leases {
-        Leases { kv, node }
+    pub(super) fn new(js: Context, kv: Store, node: String) -> Leases {
+        Leases { js, kv, node }
     }
 
     /// This node's name, as leases record it.
@@ -45,40 +48,49 @@ impl Leases {
     /// Takes `run_id` if no live lease holds it (never held, released, or
     /// expired). [`ClusterError::Held`] names the holder otherwise.
     pub async fn acquire(&self, run_id: &str) -> Result<Lease, ClusterError> {
-        let value = self.value()?;
-        match self.kv.create(token(run_id), value).await {
-            Ok(revision) => Ok(Lease {
-                run_id: run_id.to_string(),
-                revision,
-            }),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {
-                let holder = self.holder(run_id).await?;
-                Err(ClusterError::Held {
+        let key = token(run_id);
+        let (held, revision) = cas::read(&self.kv, &key)
+            .await
+            .map_err(|e| unavailable(run_id, &e))?;
+        if held.is_none() {
+            let written = cas::cas(&self.js, &self.kv, &key, self.value()?, revision)
+                .await
+                .map_err(|e| unavailable(run_id, &e))?;
+            if let Some(revision) = written {
+                return Ok(Lease {
                     run_id: run_id.to_string(),
-                    holder: holder.map_or_else(|| "(expired just now)".into(), |h| h.node),
-                })
+                    revision,
+                });
             }
-            Err(e) => Err(unavailable(run_id, &e)),
         }
+        // Held, or another node took it between the read and the write.
+        let holder = self.holder(run_id).await?;
+        Err(ClusterError::Held {
+            run_id: run_id.to_string(),
+            holder: holder.map_or_else(|| "(released just now)".into(), |h| h.node),
+        })
     }
 
     /// Extends `lease`. [`ClusterError::Lost`] when it expired or another
     /// node took the run since: the caller must stop driving it at once.
     pub async fn renew(&self, lease: &mut Lease) -> Result<(), ClusterError> {
-        let value = self.value()?;
-        match self
-            .kv
-            .update(token(&lease.run_id), value, lease.revision)
-            .await
-        {
-            Ok(revision) => {
+        let written = cas::cas(
+            &self.js,
+            &self.kv,
+            &token(&lease.run_id),
+            self.value()?,
+            lease.revision,
+        )
+        .await
+        .map_err(|e| unavailable(&lease.run_id, &e))?;
+        match written {
+            Some(revision) => {
                 lease.revision = revision;
                 Ok(())
             }
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Err(ClusterError::Lost {
+            None => Err(ClusterError::Lost {
                 run_id: lease.run_id.clone(),
             }),
-            Err(e) => Err(unavailable(&lease.run_id, &e)),
         }
     }
 

@@ -4,18 +4,21 @@
 //! subject with a fenced append; `lease` gives run ownership with a TTL.
 //! The engine still journals to sled (see `docs/cluster.md`).
 
+mod cas;
 mod check;
 mod lease;
 mod live;
 mod names;
 pub mod records;
 mod runlog;
+mod state;
 
 pub use check::{connect, Cluster, MIN_VERSION};
 pub use lease::{Holder, Lease, Leases};
 pub use live::{LiveRuns, MAX_LIVE};
 pub use names::{token, untoken, Names};
 pub use runlog::{Append, RunLog, Stored};
+pub use state::{ClusterState, MAX_OPS};
 
 /// Why the cluster journal refused or failed.
 #[derive(Debug, thiserror::Error)]

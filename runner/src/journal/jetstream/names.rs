@@ -15,6 +15,8 @@ pub struct Names {
     pub leases: String,
     /// The key-value bucket of unfinished runs.
     pub live: String,
+    /// The key-value bucket of the state tables.
+    pub state: String,
 }
 
 impl Names {
@@ -29,6 +31,7 @@ impl Names {
         Names {
             leases: format!("{stream}_leases"),
             live: format!("{stream}_live"),
+            state: format!("{stream}_state"),
             prefix: format!("soar.{tenant}"),
             stream,
         }

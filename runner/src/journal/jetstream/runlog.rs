@@ -217,7 +217,7 @@ impl RunLog {
 /// Whether the server refused the append for its expected sequence. Newer
 /// servers answer 10164 (a constant-text variant) where older ones gave
 /// 10071; the client library names only the latter.
-fn is_fenced(e: &PublishError) -> bool {
+pub(super) fn is_fenced(e: &PublishError) -> bool {
     if e.kind() == PublishErrorKind::WrongLastSequence {
         return true;
     }
