@@ -645,3 +645,53 @@ mod state {
         });
     }
 }
+
+#[test]
+fn a_renewing_owner_keeps_its_runs_and_a_stopped_one_loses_them_to_the_other_node() {
+    use soar_runner::journal::jetstream::Ownership;
+    let nats = Nats::cluster();
+    let cfg = config(&nats, ", lease_ttl: 1s");
+    rt().block_on(async {
+        let (a, b) = (node(&cfg, "a").await, node(&cfg, "b").await);
+        let (owner_a, mut lost_a) = Ownership::start(a.leases.clone(), cfg.lease_ttl);
+        let (owner_b, _lost_b) = Ownership::start(b.leases.clone(), cfg.lease_ttl);
+        for id in ["run-1", "run-2", "run-3"] {
+            a.live.list(id).await.unwrap();
+            owner_a.claim(id).await.unwrap();
+        }
+        // Three TTLs of renewals: b never gets a run a drives.
+        for _ in 0..30 {
+            assert!(owner_b.take_over(&b.live).await.unwrap().is_empty());
+            tokio::time::sleep(cfg.lease_ttl / 10).await;
+        }
+        assert!(owner_a.owns("run-1") && !owner_b.owns("run-1"));
+        // run-3 is taken from a behind its back (its lease removed, b
+        // claims it): a's next renewal reports it lost.
+        b.leases.release_any("run-3").await.unwrap();
+        owner_b.claim("run-3").await.unwrap();
+        assert_eq!(lost_a.recv().await.as_deref(), Some("run-3"));
+        assert!(!owner_a.owns("run-3"));
+        // A refused append reports the run lost at once, too.
+        owner_a.fenced("run-2");
+        assert_eq!(lost_a.recv().await.as_deref(), Some("run-2"));
+        // a stops (SIGSTOP): its leases expire (run-2's, no longer renewed
+        // since the fence, first) and b takes both runs over.
+        owner_a.stop();
+        let stopped = Instant::now();
+        let deadline = stopped + Duration::from_secs(30);
+        let mut taken = Vec::new();
+        while !taken.contains(&"run-1".to_string()) {
+            assert!(Instant::now() < deadline, "run-1 was never taken over: {taken:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            taken.extend(owner_b.take_over(&b.live).await.unwrap());
+        }
+        taken.sort();
+        assert_eq!(taken, vec!["run-1".to_string(), "run-2".into()]);
+        println!(
+            "takeover {:.2} s after the owner stopped (lease_ttl {:?})",
+            stopped.elapsed().as_secs_f64(),
+            cfg.lease_ttl
+        );
+        assert!(owner_b.owns("run-1") && owner_b.owns("run-3"));
+    });
+}

@@ -103,6 +103,16 @@ impl Leases {
             .map_err(|e| unavailable(&lease.run_id, &e))
     }
 
+    /// Removes `run_id`'s lease whoever holds it: an operator's forced
+    /// release of a run whose node is known dead (the fence still stops
+    /// that node's appends if it was not).
+    pub async fn release_any(&self, run_id: &str) -> Result<(), ClusterError> {
+        self.kv
+            .delete(token(run_id))
+            .await
+            .map_err(|e| unavailable(run_id, &e))
+    }
+
     /// Who holds `run_id` now, if anyone.
     pub async fn holder(&self, run_id: &str) -> Result<Option<Holder>, ClusterError> {
         let Some(bytes) = self

@@ -9,6 +9,7 @@ mod check;
 mod lease;
 mod live;
 mod names;
+mod owner;
 pub mod records;
 mod runlog;
 mod state;
@@ -17,6 +18,7 @@ pub use check::{connect, Cluster, MIN_VERSION};
 pub use lease::{Holder, Lease, Leases};
 pub use live::{LiveRuns, MAX_LIVE};
 pub use names::{token, untoken, Names};
+pub use owner::Ownership;
 pub use runlog::{Append, RunLog, Stored};
 pub use state::{ClusterState, MAX_OPS};
 
