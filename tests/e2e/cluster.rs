@@ -364,9 +364,21 @@ fn killing_the_stream_leader_loses_no_acknowledged_record_and_doubles_none() {
     }
     let leader = rt.block_on(async {
         let client = async_nats::connect(nats.urls()[0].as_str()).await.unwrap();
-        let mut stream = jetstream::new(client).get_stream("soar").await.unwrap();
-        let info = stream.info().await.unwrap();
-        info.cluster.clone().unwrap().leader.unwrap()
+        let js = jetstream::new(client);
+        // Asked again while the (starved) cluster elects.
+        let mut tries = 0;
+        loop {
+            let leader = match js.get_stream("soar").await {
+                Ok(mut s) => s.info().await.ok().and_then(|i| i.cluster.clone()?.leader),
+                Err(_) => None,
+            };
+            if let Some(leader) = leader {
+                break leader;
+            }
+            tries += 1;
+            assert!(tries < 100, "the stream never named a leader");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     });
     let i: usize = leader.trim_start_matches('n').parse().unwrap();
     nats.servers[i].kill();
@@ -681,7 +693,10 @@ fn a_renewing_owner_keeps_its_runs_and_a_stopped_one_loses_them_to_the_other_nod
         let deadline = stopped + Duration::from_secs(30);
         let mut taken = Vec::new();
         while !taken.contains(&"run-1".to_string()) {
-            assert!(Instant::now() < deadline, "run-1 was never taken over: {taken:?}");
+            assert!(
+                Instant::now() < deadline,
+                "run-1 was never taken over: {taken:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
             taken.extend(owner_b.take_over(&b.live).await.unwrap());
         }

@@ -75,29 +75,40 @@ impl Server {
         self.spawn();
     }
 
-    /// Whether `/healthz` says JetStream is ready (a meta leader, streams
-    /// current).
-    fn healthy(&self) -> bool {
-        let http = reqwest::blocking::Client::new();
-        let get = |path: &str| {
-            http.get(format!("{}{path}", self.monitor))
-                .timeout(Duration::from_secs(2))
-                .send()
-                .ok()
-                .filter(|r| r.status().is_success())
-        };
-        // /healthz can say ok before the cluster elected a meta leader,
-        // and a stream cannot be created until it has.
-        get("/healthz").is_some()
-            && get("/jsz")
-                .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.bytes().ok()?).ok())
-                .is_some_and(|j| {
-                    j["meta_cluster"].is_null()
-                        || j["meta_cluster"]["leader"]
-                            .as_str()
-                            .is_some_and(|l| !l.is_empty())
-                })
+    fn get(&self, path: &str) -> Option<reqwest::blocking::Response> {
+        reqwest::blocking::Client::new()
+            .get(format!("{}{path}", self.monitor))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())
     }
+
+    /// Whether `/healthz` says JetStream is up.
+    fn healthy(&self) -> bool {
+        self.get("/healthz").is_some()
+    }
+
+    /// Whether this server leads the meta group with every peer current
+    /// (only the leader tracks the others), or runs alone.
+    fn leads_a_ready_meta_group(&self) -> bool {
+        self.get("/jsz")
+            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.bytes().ok()?).ok())
+            .is_some_and(|j| meta_ready(&j["meta_cluster"]))
+    }
+}
+
+/// A single server has no meta group; a cluster's leader sees every other
+/// peer current.
+fn meta_ready(meta: &serde_json::Value) -> bool {
+    if meta.is_null() {
+        return true;
+    }
+    let size = meta["cluster_size"].as_u64().unwrap_or(0) as usize;
+    let peers = meta["replicas"].as_array().map_or(&[][..], Vec::as_slice);
+    meta["leader"].as_str().is_some_and(|l| !l.is_empty())
+        && peers.len() + 1 == size
+        && peers.iter().all(|p| p["current"].as_bool() == Some(true))
 }
 
 impl Drop for Server {
@@ -191,18 +202,26 @@ impl Nats {
 
     /// Waits until every running server says JetStream is ready.
     pub fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self
-            .servers
-            .iter()
-            .filter(|s| s.child.is_some())
-            .all(Server::healthy)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "nats-server never became healthy; logs in {}",
-                self._dir.path().display()
-            );
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // /healthz can say ok before the cluster elected a meta leader and
+        // every peer caught up, and a replicated stream cannot be created
+        // until then.
+        let running = || self.servers.iter().filter(|s| s.child.is_some());
+        while !(running().all(Server::healthy) && running().any(Server::leads_a_ready_meta_group)) {
+            if Instant::now() >= deadline {
+                let logs: Vec<String> = self
+                    .servers
+                    .iter()
+                    .map(|s| {
+                        std::fs::read_to_string(s.conf.with_extension("log")).unwrap_or_default()
+                    })
+                    .map(|l| l.lines().rev().take(15).collect::<Vec<_>>().join("\n"))
+                    .collect();
+                panic!(
+                    "nats-server never became ready; the logs' last lines:\n{}",
+                    logs.join("\n---\n")
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -5,7 +5,8 @@
 //! reports it as an unknown error; and a refusal while the key is still at
 //! the expected revision (seen under load) is retried, not believed.
 
-use super::runlog::is_fenced;
+use super::runlog::{is_fenced, NO_RESPONDERS_RETRIES};
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::{Operation, Store};
 use async_nats::jetstream::Context;
 use async_nats::HeaderMap;
@@ -17,7 +18,8 @@ const SPURIOUS_RETRIES: u32 = 6;
 /// A key's current value and revision; `None` when it has none (never
 /// written, expired, deleted or purged), with the revision to write over.
 pub(super) async fn read(kv: &Store, key: &str) -> Result<(Option<Bytes>, u64), String> {
-    match kv.entry(key).await.map_err(|e| e.to_string())? {
+    let entry = super::patiently(|| kv.entry(key)).await;
+    match entry.map_err(|e| e.to_string())? {
         Some(e) if e.operation == Operation::Put => Ok((Some(e.value), e.revision)),
         Some(e) => Ok((None, e.revision)),
         None => Ok((None, 0)),
@@ -35,7 +37,8 @@ pub(super) async fn cas(
     revision: u64,
 ) -> Result<Option<u64>, String> {
     let subject = format!("{}{key}", kv.put_prefix.as_ref().unwrap_or(&kv.prefix));
-    for attempt in 0..SPURIOUS_RETRIES {
+    let (mut attempt, mut silent) = (0, 0);
+    while attempt < SPURIOUS_RETRIES && silent < NO_RESPONDERS_RETRIES {
         let mut headers = HeaderMap::new();
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence",
@@ -52,9 +55,18 @@ pub(super) async fn cas(
                     return Ok(None);
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(5 << attempt)).await;
+                attempt += 1;
+            }
+            // No responders (a bucket just created, a leader moving).
+            Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                silent += 1;
             }
             Err(e) => return Err(e.to_string()),
         }
+    }
+    if silent == NO_RESPONDERS_RETRIES {
+        return Err(format!("no server answered for `{key}`"));
     }
     Ok(None)
 }

@@ -197,13 +197,20 @@ async fn ensure_stream(
         deny_delete: true,
         ..Default::default()
     };
-    let mut stream = js.get_or_create_stream(wanted).await.map_err(|e| {
-        ClusterError::Misconfigured(format!("cannot create the journal stream `{}` with {} replicas on file storage: {e} (a stream of {} replicas needs at least {} JetStream servers in the cluster)", names.stream, config.replicas, config.replicas, config.replicas))
-    })?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| ClusterError::Unavailable(format!("stream `{}`: {e}", names.stream)))?;
+    // A fresh cluster may still be electing: a creation that timed out
+    // is looked for, then tried again.
+    let mut tries = 0;
+    let mut stream = loop {
+        tries += 1;
+        match js.get_or_create_stream(wanted.clone()).await {
+            Ok(stream) => break stream,
+            Err(_) if tries < 3 => continue,
+            Err(e) => {
+                return Err(ClusterError::Misconfigured(format!("cannot create the journal stream `{}` with {} replicas on file storage: {e} (a stream of {} replicas needs at least {} JetStream servers in the cluster)", names.stream, config.replicas, config.replicas, config.replicas)))
+            }
+        }
+    };
+    let info = wait_for_leader(&mut stream, &names.stream).await?;
     let have = &info.config;
     if have.num_replicas < config.replicas {
         return Err(ClusterError::Misconfigured(format!("stream `{}` has {} replica(s), and the journal needs {} (`journal.replicas`): one server's loss would lose acknowledged records or stop the journal. Raise it with `nats stream edit {} --replicas {}`", names.stream, have.num_replicas, config.replicas, names.stream, config.replicas)));
@@ -244,11 +251,9 @@ async fn ensure_bucket(
             })?,
         },
     };
-    let status = store
-        .status()
-        .await
-        .map_err(|e| ClusterError::Unavailable(format!("bucket `{bucket}`: {e}")))?;
-    let have = &status.info.config;
+    let mut backing = store.stream.clone();
+    let info = wait_for_leader(&mut backing, bucket).await?;
+    let have = &info.config;
     if have.num_replicas < config.replicas {
         return Err(ClusterError::Misconfigured(format!("bucket `{bucket}` has {} replica(s), and the journal needs {}: raise it with `nats kv edit {bucket} --replicas {}`", have.num_replicas, config.replicas, config.replicas)));
     }
@@ -259,6 +264,30 @@ async fn ensure_bucket(
         return Err(ClusterError::Misconfigured(format!("bucket `{bucket}` expires entries after {:?}, and this node wants {ttl:?} (`journal.lease_ttl` for the lease bucket, none otherwise): every node must use the same lease_ttl", have.max_age)));
     }
     Ok(store)
+}
+
+/// A stream's info once its replicas elected a leader: appends before
+/// that find no one to answer (a stream just created on a busy cluster).
+async fn wait_for_leader(
+    stream: &mut stream::Stream,
+    name: &str,
+) -> Result<stream::Info, ClusterError> {
+    let deadline = tokio::time::Instant::now() + CREATE_TIMEOUT;
+    loop {
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("`{name}`: {e}")))?
+            .clone();
+        let led = info.cluster.as_ref().is_none_or(|c| c.leader.is_some());
+        if led {
+            return Ok(info);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ClusterError::Unavailable(format!("`{name}` elected no leader in {CREATE_TIMEOUT:?}: are a majority of its servers up?")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[cfg(test)]

@@ -26,11 +26,19 @@ impl LiveRuns {
 
     /// Lists `run_id`: call before its first record is appended.
     pub async fn list(&self, run_id: &str) -> Result<(), ClusterError> {
-        self.kv
-            .put(token(run_id), bytes::Bytes::new())
-            .await
-            .map(|_| ())
-            .map_err(|e| unavailable(run_id, &e))
+        let key = token(run_id);
+        let mut tries = 0;
+        loop {
+            // A put is idempotent: repeated while no server answers yet.
+            match self.kv.put(&key, bytes::Bytes::new()).await {
+                Ok(_) => return Ok(()),
+                Err(_) if tries < super::runlog::NO_RESPONDERS_RETRIES => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(unavailable(run_id, &e)),
+            }
+        }
     }
 
     /// Unlists `run_id`: call after its final record is appended (a crash
@@ -45,9 +53,7 @@ impl LiveRuns {
 
     /// Every listed run, in key order.
     pub async fn runs(&self) -> Result<Vec<String>, ClusterError> {
-        let mut keys = self
-            .kv
-            .keys()
+        let mut keys = super::patiently(|| self.kv.keys())
             .await
             .map_err(|e| ClusterError::Unavailable(format!("listing live runs: {e}")))?;
         let mut out = Vec::new();

@@ -80,3 +80,25 @@ pub enum ClusterError {
     #[error("{0}")]
     Corrupt(String),
 }
+
+/// Repeats a read while it fails, 100 ms apart, for up to 5 s: a cluster
+/// electing a leader (a server died, or a starved one missed heartbeats)
+/// answers "no responders" or times out for a few seconds. Only for
+/// operations that are safe to repeat.
+pub(crate) async fn patiently<T, E, F, Fut>(mut op: F) -> Result<T, E>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(_) if tries < 50 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -17,6 +17,9 @@ use bytes::Bytes;
 /// How often a refusal whose expected sequence is still the run's last is
 /// retried before it is taken as a fence.
 const SPURIOUS_RETRIES: u32 = 6;
+/// Publishes that found no responder retried (100 ms apart) before the
+/// cluster is called unavailable.
+pub(super) const NO_RESPONDERS_RETRIES: u32 = 50;
 
 /// What the server did with one publish.
 enum Published {
@@ -112,34 +115,61 @@ impl RunLog {
         let unavailable = |e: &dyn std::fmt::Display| {
             ClusterError::Unavailable(format!("appending to run `{run_id}`: {e}"))
         };
-        let ack = self
-            .js
-            .publish_with_headers(self.names.run_subject(run_id), headers, record)
-            .await
-            .map_err(|e| unavailable(&e))?;
-        match ack.await {
-            Ok(ack) => Ok(Published::Stored(ack.sequence)),
-            Err(e) if is_fenced(&e) => Ok(Published::Refused),
-            Err(e) => Err(unavailable(&e)),
+        // No responders: a server that has not yet heard of a new stream
+        // or a new leader. The same record, id and fence: safe to repeat.
+        for _ in 0..NO_RESPONDERS_RETRIES {
+            let ack = self
+                .js
+                .publish_with_headers(
+                    self.names.run_subject(run_id),
+                    headers.clone(),
+                    record.clone(),
+                )
+                .await
+                .map_err(|e| unavailable(&e))?;
+            match ack.await {
+                Ok(ack) => return Ok(Published::Stored(ack.sequence)),
+                Err(e) if is_fenced(&e) => return Ok(Published::Refused),
+                Err(e) if e.kind() == PublishErrorKind::StreamNotFound => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(e) => return Err(unavailable(&e)),
+            }
         }
+        Err(unavailable(
+            &"no server answered for the stream (is it deleted, or the cluster still electing?)",
+        ))
     }
 
     /// The stream sequence and message id of `run_id`'s last record.
     async fn last_of(&self, run_id: &str) -> Result<Option<(u64, Option<String>)>, ClusterError> {
-        match self
-            .stream
-            .get_last_raw_message_by_subject(&self.names.run_subject(run_id))
-            .await
-        {
-            Ok(m) => {
+        let last = self.last_message(&self.names.run_subject(run_id)).await;
+        match last {
+            Ok(Some(m)) => {
                 let id = m.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_string());
                 Ok(Some((m.sequence, id)))
             }
-            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Ok(None) => Ok(None),
             Err(e) => Err(ClusterError::Unavailable(format!(
                 "reading run `{run_id}`'s last record: {e}"
             ))),
         }
+    }
+
+    /// The last message on `subject`, asked again while the cluster does
+    /// not answer.
+    async fn last_message(
+        &self,
+        subject: &str,
+    ) -> Result<Option<async_nats::jetstream::message::StreamMessage>, String> {
+        super::patiently(|| async {
+            match self.stream.get_last_raw_message_by_subject(subject).await {
+                Ok(m) => Ok(Some(m)),
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+        .await
     }
 
     /// Stores a large value under its digest, once.
@@ -163,17 +193,10 @@ impl RunLog {
     /// A large value by its digest, if stored (unchecked: the caller checks
     /// it against the digest).
     pub async fn get_blob(&self, digest: &str) -> Result<Option<Bytes>, ClusterError> {
-        match self
-            .stream
-            .get_last_raw_message_by_subject(&self.names.blob_subject(digest))
+        self.last_message(&self.names.blob_subject(digest))
             .await
-        {
-            Ok(m) => Ok(Some(m.payload)),
-            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(ClusterError::Unavailable(format!(
-                "reading blob {digest}: {e}"
-            ))),
-        }
+            .map(|m| m.map(|m| m.payload))
+            .map_err(|e| ClusterError::Unavailable(format!("reading blob {digest}: {e}")))
     }
 
     /// Every record of `run_id`, oldest first, read through the stream's
@@ -184,16 +207,24 @@ impl RunLog {
         let mut out = Vec::new();
         let mut from = 1;
         loop {
-            let got = self
-                .stream
-                .raw_message_builder()
-                .sequence(from)
-                .next_by_subject(subject.clone())
-                .send()
-                .await;
+            let got = super::patiently(|| async {
+                let sent = self
+                    .stream
+                    .raw_message_builder()
+                    .sequence(from)
+                    .next_by_subject(subject.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(m) => Ok(Some(m)),
+                    Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await;
             let msg = match got {
-                Ok(m) => m,
-                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => return Ok(out),
+                Ok(Some(m)) => m,
+                Ok(None) => return Ok(out),
                 Err(e) => {
                     return Err(ClusterError::Unavailable(format!(
                         "reading run `{run_id}`: {e}"
