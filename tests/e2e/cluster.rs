@@ -62,19 +62,6 @@ fn cluster_check_passes_on_a_synced_cluster_and_the_stream_it_creates_is_replica
     assert_eq!(info.config.storage, stream::StorageType::File);
     assert_eq!(info.config.subjects, vec!["soar.default.>".to_string()]);
     assert!(info.config.deny_delete);
-    // soar serve runs the same checks, then says plainly it cannot drive
-    // runs on a cluster yet (rather than journaling to sled unasked).
-    let out = s.soar(&["serve"], &[]);
-    assert_eq!(out.code(), 2, "{}", out.all_output());
-    assert!(
-        out.stderr().contains("passed every start-up check"),
-        "{}",
-        out.stderr()
-    );
-    assert!(
-        !s.path().join(".soar").join("journal").exists(),
-        "serve opened a sled journal"
-    );
 }
 
 #[test]

@@ -46,11 +46,45 @@ pub async fn run(globals: &Globals, command: ClusterCommand) -> Exit {
     }
 }
 
-/// The host's name, or `soar` where it cannot be read.
+/// This node's name in leases: `SOAR_NODE`, or the host's name and this
+/// process's id (two nodes on one host stay apart).
 pub fn node_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    if let Some(name) = std::env::var("SOAR_NODE")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+    {
+        return name.trim().to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "soar".into())
+        .unwrap_or_else(|| "soar".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// The journal on the cluster, after every start-up check: runs there,
+/// this node's own records in `<data dir>/node`. A signing key is refused:
+/// checkpoints are not kept on the cluster yet, and records written
+/// unsigned must not pass for signed ones.
+pub async fn open_journal(
+    globals: &Globals,
+    config: &crate::config::Config,
+    nats: &crate::config::NatsConfig,
+) -> Result<crate::journal::Journal, Exit> {
+    let path = config.path.display();
+    let keys = config
+        .journal_keys
+        .load()
+        .map_err(|e| Exit::invalid(format!("error: {e}")))?;
+    if keys.signing.is_some() {
+        return Err(Exit::invalid(format!("error: {path}: `journal.signing_key` with `journal.backend: nats`: signed checkpoints are not kept on the cluster journal yet; remove the key or use `backend: sled` (see docs/cluster.md)")));
+    }
+    let cluster = jetstream::connect(nats, &node_name()).await.map_err(|e| {
+        Exit::failed(format!(
+            "error: {path}: the cluster journal cannot be used: {e}"
+        ))
+    })?;
+    crate::journal::Journal::on_cluster(&globals.data_dir.join("node"), cluster, nats.lease_ttl)
+        .map_err(|e| Exit::failed(format!("error: cannot open this node's store: {e}")))
 }

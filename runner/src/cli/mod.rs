@@ -643,7 +643,8 @@ async fn serve(globals: &Globals) -> Exit {
         Err(e) => return Exit::invalid(format!("error: {e}")),
     };
     if let crate::config::JournalBackend::Nats(nats) = &config.backend {
-        return serve_on_cluster(&config, nats).await;
+        let nats = nats.clone();
+        return serve_on_cluster(globals, config, &nats).await;
     }
     let journal = match runs::journal_within(globals, std::time::Duration::ZERO) {
         Ok(Some(j)) => j,
@@ -667,13 +668,20 @@ async fn serve(globals: &Globals) -> Exit {
 
 /// `soar serve` with `journal.backend: nats`: the start-up checks run (a
 /// cluster that could lose records is refused with what to change), then
-/// the refusal that the engine does not drive runs on a cluster yet, rather
-/// than a server that would journal to sled behind the operator's back.
-async fn serve_on_cluster(config: &Config, nats: &crate::config::NatsConfig) -> Exit {
-    let path = config.path.display();
-    match crate::journal::jetstream::connect(nats, &cluster::node_name()).await {
-        Err(e) => Exit::failed(format!("error: {path}: cannot serve on the cluster journal: {e}")),
-        Ok(_) => Exit::invalid(format!("error: {path}: `journal.backend: nats`: the cluster passed every start-up check (`soar cluster check` lists them), but this build does not drive runs on a cluster journal yet; use `backend: sled` (see docs/cluster.md)")),
+/// this node serves with its runs on the cluster.
+async fn serve_on_cluster(
+    globals: &Globals,
+    config: Config,
+    nats: &crate::config::NatsConfig,
+) -> Exit {
+    let journal = match cluster::open_journal(globals, &config, nats).await {
+        Ok(j) => j,
+        Err(e) => return e,
+    };
+    match crate::server::serve(config, &globals.data_dir, journal).await {
+        Ok(()) => Exit::ok(),
+        Err(e @ crate::server::ServeError::Playbooks(_)) => Exit::invalid(format!("{e}")),
+        Err(e) => Exit::failed(format!("error: {e}")),
     }
 }
 

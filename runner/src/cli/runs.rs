@@ -51,6 +51,9 @@ pub(super) fn journal_within(
     // and signs with its key (a configured key that cannot be loaded is an
     // error: records written unsigned would fail verification later).
     let (durability, keys) = match globals.config() {
+        Ok(c) if matches!(c.backend, crate::config::JournalBackend::Nats(_)) => {
+            return on_cluster(globals, &c).map(Some);
+        }
         Ok(c) => {
             let keys = c
                 .journal_keys
@@ -73,6 +76,17 @@ pub(super) fn journal_within(
             Err(e) => return Err(Exit::failed(format!("error: cannot open the journal: {e}"))),
         }
     }
+}
+
+/// The cluster journal, for a command run outside `soar serve` (its
+/// checks and connection happen here, on the command's runtime).
+fn on_cluster(globals: &Globals, config: &crate::config::Config) -> Result<Journal, Exit> {
+    let crate::config::JournalBackend::Nats(nats) = &config.backend else {
+        return Err(Exit::invalid("error: not a cluster journal"));
+    };
+    let handle = tokio::runtime::Handle::current();
+    crate::journal::wait_on(&handle, super::cluster::open_journal(globals, config, nats))
+        .map_err(|e| Exit::failed(format!("error: {e}")))?
 }
 
 use crate::operations::{checked_playbook, playbook_of, OpError};

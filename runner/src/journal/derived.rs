@@ -76,8 +76,19 @@ impl Journal {
     /// of the heads tree (run ids are time-ordered, so this is start order
     /// for the ids the scheduler makes). An unreadable head is an error
     /// naming its run.
-    pub fn heads(&self) -> impl Iterator<Item = Result<(String, u64), JournalError>> {
-        self.inner.heads.iter().map(|item| {
+    pub fn heads(&self) -> Box<dyn Iterator<Item = Result<(String, u64), JournalError>> + '_> {
+        if let Some(c) = &self.cluster {
+            let ids = match c.run_ids() {
+                Ok(ids) => ids,
+                Err(e) => return Box::new(std::iter::once(Err(e))),
+            };
+            return Box::new(ids.into_iter().filter_map(move |id| match c.head_seq(&id) {
+                Ok(Some(seq)) => Some(Ok((id, seq))),
+                Ok(None) => None,
+                Err(e) => Some(Err(e)),
+            }));
+        }
+        Box::new(self.inner.heads.iter().map(|item| {
             let (key, value) = item.map_err(storage)?;
             let run_id = String::from_utf8_lossy(&key).into_owned();
             let head = Head::decode(&value).map_err(|reason| JournalError::Corrupt {
@@ -86,6 +97,6 @@ impl Journal {
                 reason,
             })?;
             Ok((run_id, head.seq))
-        })
+        }))
     }
 }

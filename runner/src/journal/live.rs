@@ -111,6 +111,9 @@ impl Journal {
     /// dropped here; one whose run has no record yet (being started, or a
     /// start a crash cut short) is skipped.
     pub fn live_run_ids(&self) -> Result<Vec<String>, JournalError> {
+        if let Some(c) = &self.cluster {
+            return c.live_run_ids();
+        }
         let mut out = Vec::new();
         for run_id in listed(&self.inner.live) {
             let run_id = run_id?;
@@ -128,6 +131,12 @@ impl Journal {
     /// Whether the run's last record is its final `run_finished`.
     pub fn is_finished(&self, run_id: &str) -> Result<bool, JournalError> {
         store::check_run_id(run_id)?;
+        if self.cluster.is_some() {
+            let records = self.read(run_id)?;
+            return Ok(records.last().is_some_and(|r| {
+                matches!(&r.event, super::Event::RunFinished { status, .. } if status.is_final())
+            }));
+        }
         Ok(standing(&self.inner.records, run_id)? == Standing::Finished)
     }
 

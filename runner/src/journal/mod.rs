@@ -7,6 +7,7 @@ mod audit;
 pub mod bundle;
 mod canonical;
 mod checkpoint;
+mod cluster;
 mod derived;
 mod event;
 mod flusher;
@@ -35,6 +36,7 @@ pub use security::{SecurityEvent, SecurityKind, SecurityRecord};
 pub use time::{format_rfc3339_millis, format_unix_millis, now_unix_millis, parse_unix_millis};
 
 use canonical::{record_hash, GENESIS_HASH};
+pub(crate) use cluster::wait_on;
 use flusher::GroupCommit;
 pub use flusher::{ActiveRun, Idle};
 use serde::{Deserialize, Serialize};
@@ -183,6 +185,10 @@ pub enum JournalError {
     /// it cannot vouch for (trust broken, a run failing verification).
     #[error("refused: {0}")]
     Refused(String),
+    /// On a cluster: another node drives this run now (it took the run
+    /// over, or holds it). This node must stop driving it at once.
+    #[error("{0}")]
+    NotOwner(String),
 }
 
 /// The append-only journal of every run. Cheap to clone; all clones share
@@ -191,6 +197,11 @@ pub enum JournalError {
 #[derive(Clone)]
 pub struct Journal {
     inner: Arc<Inner>,
+    /// On a cluster (`journal.backend: nats`): where the runs are. The
+    /// sled store in `inner` then holds only what is the node's own (its
+    /// security log, derived caches); every run record, index, dedup
+    /// claim and state table is on the cluster.
+    cluster: Option<cluster::ClusterRuns>,
 }
 
 struct Inner {
@@ -387,12 +398,86 @@ impl Journal {
         tracing::debug!(dir = %dir.display(), ?durability, "journal opened");
         Ok(Journal {
             inner: Arc::new(inner),
+            cluster: None,
         })
+    }
+
+    /// A node's journal on a cluster (`journal.backend: nats`), checked by
+    /// [`jetstream::connect`]: runs are read and appended there; `dir`
+    /// keeps this node's own records (its security log). Call on the
+    /// runtime that drives the runs: leases are renewed on it.
+    pub fn on_cluster(
+        dir: &Path,
+        cluster: jetstream::Cluster,
+        lease_ttl: std::time::Duration,
+    ) -> Result<Journal, JournalError> {
+        let mut journal = Self::open(dir, Durability::Process)?;
+        journal.cluster = Some(cluster::ClusterRuns::start(cluster, lease_ttl));
+        Ok(journal)
+    }
+
+    /// Whether runs live on a cluster, and this node's name there.
+    pub fn cluster_node(&self) -> Option<&str> {
+        self.cluster.as_ref().map(|c| c.node())
+    }
+
+    /// Whether [`Journal::append_buffered`] may be used: on a cluster every
+    /// append is a replicated write that is durable when it returns.
+    pub fn buffers(&self) -> bool {
+        self.cluster.is_none()
+    }
+
+    /// Claims `run_id` for this process to drive (a resume): on a cluster,
+    /// its lease, refused with [`JournalError::NotOwner`] while another
+    /// node drives it. On sled, one process holds the whole journal.
+    pub async fn claim(&self, run_id: &str) -> Result<(), JournalError> {
+        match &self.cluster {
+            Some(c) => c.claim(run_id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// On a cluster: claims the runs being driven whose node died (their
+    /// lease expired), for this node to resume. Empty on sled.
+    pub async fn take_over(&self) -> Result<Vec<String>, JournalError> {
+        match &self.cluster {
+            Some(c) => c.take_over().await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// A drive of `run_id` ended with `status` (`None`: it failed): on a
+    /// cluster, the run's lease is given up and the live index says
+    /// whether it waits (paused) or is gone (finished).
+    pub async fn settle(&self, run_id: &str, status: Option<RunStatus>) {
+        if let Some(c) = &self.cluster {
+            c.settle(run_id, status).await;
+        }
+    }
+
+    /// On a cluster: stops renewing this node's leases (a graceful stop),
+    /// so other nodes take its unfinished runs over.
+    pub fn leave_cluster(&self) {
+        if let Some(c) = &self.cluster {
+            c.stop();
+        }
+    }
+
+    /// Refuses what the cluster journal does not do yet, naming it.
+    fn local_only(&self, what: &str) -> Result<(), JournalError> {
+        match &self.cluster {
+            Some(_) => Err(JournalError::Refused(format!(
+                "{what} is not available on a cluster journal (`journal.backend: nats`) yet; see docs/cluster.md"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Makes every record written so far durable, buffered ones included
     /// (a graceful stop's last word).
     pub fn sync(&self) -> Result<(), JournalError> {
+        // On a cluster, every append was replicated and synced before it
+        // returned; the node's own store is flushed below.
         if let Some(cp) = &self.inner.checkpointer {
             cp.write().map_err(JournalError::Storage)?;
         }
@@ -412,6 +497,12 @@ impl Journal {
     /// The record and the run's head are written in one sled transaction, so
     /// a crash leaves both or neither.
     pub async fn append(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+        if let Some(c) = &self.cluster {
+            store::check_run_id(run_id)?;
+            let record = c.append(run_id, event).await?;
+            self.inner.watchers.wrote(run_id, record.seq);
+            return Ok(record);
+        }
         let record = self.write(run_id, event)?;
         // The run lock is released before waiting: the next record of this
         // run may be written meanwhile (sled's log is ordered, so it cannot
@@ -426,6 +517,7 @@ impl Journal {
     /// crash the scheduler can recover from by itself: a crash then looks
     /// as if it happened just before this record.
     pub fn append_buffered(&self, run_id: &str, event: Event) -> Result<Record, JournalError> {
+        self.local_only("a buffered append (check `Journal::buffers`)")?;
         self.write(run_id, event)
     }
 
@@ -472,6 +564,9 @@ impl Journal {
     /// links, the head, and referenced blobs.
     pub fn verify(&self, run_id: &str) -> Result<VerifyReport, JournalError> {
         known_shape(run_id)?;
+        if let Some(c) = &self.cluster {
+            return c.verify(run_id);
+        }
         verify::verify(
             &self.inner.records,
             &self.inner.heads,
@@ -486,6 +581,9 @@ impl Journal {
     /// [`Journal::sign_bundle`].
     pub fn export(&self, run_id: &str) -> Result<bundle::Bundle, JournalError> {
         known_shape(run_id)?;
+        if let Some(c) = &self.cluster {
+            return c.export(run_id);
+        }
         if let Some(cp) = &self.inner.checkpointer {
             cp.write().map_err(JournalError::Storage)?;
         }
@@ -566,6 +664,7 @@ impl Journal {
     /// the seqs accepted; the checkpoint that signs them names `by`.
     pub fn accept_tail(&self, run_id: &str, by: &str) -> Result<(u64, u64), JournalError> {
         known_shape(run_id)?;
+        self.local_only("accepting records into a checkpoint")?;
         let Some(cp) = &self.inner.checkpointer else {
             return Err(JournalError::Refused(
                 "accepting records signs them: it needs journal.signing_key".into(),
@@ -647,6 +746,9 @@ impl Journal {
     /// The seq of the run's head, if it has one.
     pub fn head_seq(&self, run_id: &str) -> Result<Option<u64>, JournalError> {
         known_shape(run_id)?;
+        if let Some(c) = &self.cluster {
+            return c.head_seq(run_id);
+        }
         match self.inner.heads.get(run_id.as_bytes()).map_err(storage)? {
             Some(bytes) => Ok(Head::decode(&bytes).ok().map(|h| h.seq)),
             None => Ok(None),
@@ -680,6 +782,9 @@ impl Journal {
     /// is indexed just before its first record is written, so an entry a
     /// crash left without its record (a run that never started) is skipped.
     pub fn run_ids(&self) -> Result<Vec<String>, JournalError> {
+        if let Some(c) = &self.cluster {
+            return c.run_ids();
+        }
         let mut out = Vec::new();
         for value in self.inner.runs.iter().values() {
             let value = value.map_err(storage)?;
@@ -725,6 +830,9 @@ impl Journal {
         stale: &str,
         run_id: &str,
     ) -> Result<Option<String>, JournalError> {
+        if let Some(c) = &self.cluster {
+            return c.reclaim_dedup(key, stale, run_id);
+        }
         let swapped = self
             .inner
             .dedup
@@ -751,6 +859,9 @@ impl Journal {
     /// durable by the next flush, at the latest with the run's first append:
     /// sled's log is ordered, so a durable `run_started` implies its claim.
     pub fn claim_dedup(&self, key: &str, run_id: &str) -> Result<Option<String>, JournalError> {
+        if let Some(c) = &self.cluster {
+            return c.claim_dedup(key, run_id);
+        }
         loop {
             let swapped = self
                 .inner
@@ -793,6 +904,9 @@ impl Journal {
 
     fn read_records(&self, run_id: &str, inline: bool) -> Result<Vec<Record>, JournalError> {
         known_shape(run_id)?;
+        if let Some(c) = &self.cluster {
+            return c.read(run_id);
+        }
         let prefix = store::run_prefix(run_id);
         let mut out = Vec::new();
         for item in self.inner.records.scan_prefix(&prefix) {
@@ -825,7 +939,14 @@ impl Journal {
     /// The state tables kept in this journal's store (their own trees),
     /// so one flush covers a state write and the record that follows it.
     pub fn state(&self) -> crate::state::StateStore {
-        crate::state::StateStore::from_db(self.inner.db.clone())
+        let db = self.inner.db.clone();
+        match &self.cluster {
+            Some(c) => {
+                let (state, handle) = c.state();
+                crate::state::StateStore::on_cluster(db, state, handle)
+            }
+            None => crate::state::StateStore::from_db(db),
+        }
     }
 
     /// The sled database, for tests that tamper with it (which turns the

@@ -42,6 +42,13 @@ impl Journal {
         if runs.is_empty() {
             return Vec::new();
         }
+        if let Err(e) = self.local_only("retention (pruning runs)") {
+            let why = e.to_string();
+            return runs
+                .iter()
+                .map(|_| Err(JournalError::Refused(why.clone())))
+                .collect();
+        }
         let refuse_all = |e: JournalError| {
             let why = e.to_string();
             runs.iter()
@@ -91,6 +98,9 @@ impl Journal {
     /// Runs that a prune a crash interrupted left behind, with their
     /// tombstone (signed, in a keyed journal): the next pass finishes them.
     pub fn interrupted_prunes(&self) -> Result<Vec<(String, Tombstone)>, JournalError> {
+        if self.cluster.is_some() {
+            return Ok(Vec::new()); // Nothing is pruned there.
+        }
         let walk = self.walk()?;
         let signed = self.signed()?;
         let excusing = |run: &String| match &signed {

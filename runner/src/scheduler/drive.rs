@@ -188,6 +188,21 @@ impl Engine {
         records: Vec<Record>,
         collecting: Collecting,
     ) -> Result<RunReport, EngineError> {
+        let result = self
+            .drive_steps(run_id, playbook, records, collecting)
+            .await;
+        let status = result.as_ref().ok().map(|r| r.status);
+        self.journal.settle(run_id, status).await;
+        result
+    }
+
+    async fn drive_steps(
+        &self,
+        run_id: &str,
+        playbook: Arc<Playbook>,
+        records: Vec<Record>,
+        collecting: Collecting,
+    ) -> Result<RunReport, EngineError> {
         let mut p = Progress::new(RunState::from_records(&records), playbook);
         loop {
             self.take_cancel(run_id, &mut p).await?;

@@ -608,7 +608,7 @@ impl Engine {
         if self.progress {
             self.show_progress(run_id, &event);
         }
-        let record = if durable {
+        let record = if durable || !self.journal.buffers() {
             self.journal.append(run_id, event).await?
         } else {
             self.journal.append_buffered(run_id, event)?
@@ -674,7 +674,15 @@ impl Engine {
     ) -> Result<RunReport, EngineError> {
         let engine = self.clone();
         let run_id = run_id.to_string();
-        on_runtime(async move { engine.resume_here(&run_id, playbook).await }).await
+        on_runtime(async move {
+            let result = engine.resume_here(&run_id, playbook).await;
+            if result.is_err() {
+                // On a cluster: whatever failed, the lease is not kept.
+                engine.journal.settle(&run_id, None).await;
+            }
+            result
+        })
+        .await
     }
 
     async fn resume_here(
@@ -683,6 +691,9 @@ impl Engine {
         playbook: Arc<Playbook>,
     ) -> Result<RunReport, EngineError> {
         let _active = self.journal.active_run();
+        // On a cluster, another node may drive the run: claimed first, so
+        // nothing here acts on a run this node does not own.
+        self.journal.claim(run_id).await?;
         let records = self.journal.read(run_id)?;
         let state = RunState::from_records(&records);
         if state.playbook_sha256 != playbook.sha256 {
@@ -693,6 +704,7 @@ impl Engine {
             });
         }
         if state.final_status.is_some() {
+            self.journal.settle(run_id, state.final_status).await;
             return Ok(RunReport::from_records(run_id, &records, Some(&playbook)));
         }
         let collecting = Collecting::start(&self.written, run_id);

@@ -581,6 +581,9 @@ impl App {
                 "shutdown grace over with attempts in flight: they are reconciled at the next start"
             );
         }
+        // On a cluster: this node's runs go to the others once their
+        // leases expire (a drive stopped mid-run is resumed there).
+        self.journal().leave_cluster();
         if let Err(e) = self.journal().sync() {
             tracing::error!(error = %e, "final journal flush failed");
         }

@@ -234,6 +234,9 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
     });
     tokio::spawn(prune_periodically(app.clone(), data_dir.to_path_buf()));
     tokio::spawn(export_periodically(app.clone(), data_dir.to_path_buf()));
+    if let crate::config::JournalBackend::Nats(nats) = &app.config.backend {
+        tokio::spawn(take_over_periodically(app.clone(), nats.lease_ttl));
+    }
     shutdown_signal().await;
     eprintln!("soar serve: stopping: new work is refused; in-flight attempts finish");
     app.shutdown().await;
@@ -242,6 +245,32 @@ pub async fn serve(config: Config, data_dir: &Path, journal: Journal) -> Result<
     let _ = std::fs::remove_file(address_file(data_dir));
     eprintln!("soar serve: stopped; the journal is durable");
     Ok(())
+}
+
+/// On a cluster: four times per lease TTL, claims the runs whose node died
+/// (their lease expired) and resumes them here, as `soar resume` would.
+/// Another node scanning at the same moment wins some of them; each run
+/// is claimed by one node only.
+async fn take_over_periodically(app: Arc<App>, lease_ttl: Duration) {
+    let every = (lease_ttl / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        if app.is_stopping() {
+            return;
+        }
+        match app.journal().take_over().await {
+            Ok(runs) => {
+                for run_id in runs {
+                    tracing::warn!(
+                        run_id,
+                        "took over a run whose node stopped renewing its lease"
+                    );
+                    app.kick(&run_id);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "the takeover scan failed; trying again"),
+        }
+    }
 }
 
 /// Exports new journal records to the `siem:` sinks every 5 s.

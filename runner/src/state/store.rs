@@ -7,6 +7,8 @@
 use super::rules::{self, next_entry};
 use super::{check_key, check_table, check_value, Actor, Change, Entry, StateError, Window};
 use super::{MAX_LOG, MAX_SCAN};
+use crate::journal::jetstream::ClusterState;
+use crate::journal::wait_on;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -14,6 +16,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use sled::Transactional;
 use std::path::Path;
 use std::time::Duration;
+use tokio::runtime::Handle;
 
 /// The tree remembering each keyed operation's result.
 const OPS: &str = "state:ops";
@@ -22,6 +25,10 @@ const OPS: &str = "state:ops";
 #[derive(Clone)]
 pub struct StateStore {
     db: sled::Db,
+    /// On a cluster journal: the tables live there (see
+    /// `journal/jetstream/state.rs`), and every sled tree is refused so no
+    /// write lands node-local by mistake.
+    cluster: Option<(ClusterState, Handle)>,
 }
 
 fn storage(e: impl std::fmt::Display) -> StateError {
@@ -55,21 +62,44 @@ impl StateStore {
 
     /// The tables kept in `db` beside other trees (the journal's).
     pub fn from_db(db: sled::Db) -> Self {
-        StateStore { db }
+        StateStore { db, cluster: None }
+    }
+
+    /// The tables on a cluster journal; `db` is the node's own store,
+    /// never written for state.
+    pub(crate) fn on_cluster(db: sled::Db, state: ClusterState, handle: Handle) -> Self {
+        StateStore {
+            db,
+            cluster: Some((state, handle)),
+        }
+    }
+
+    /// Runs a call of the cluster's tables, if the tables are there.
+    fn remote<T>(
+        &self,
+        call: impl AsyncFnOnce(&ClusterState) -> Result<T, StateError>,
+    ) -> Option<Result<T, StateError>> {
+        let (state, handle) = self.cluster.as_ref()?;
+        Some(wait_on(handle, call(state)).unwrap_or_else(|e| Err(StateError::Storage(e))))
+    }
+
+    /// A sled tree of the state tables; refused on a cluster journal, for
+    /// what is not built there yet (change logs, scans, imports, exports).
+    fn local(&self, name: String) -> Result<sled::Tree, StateError> {
+        if self.cluster.is_some() {
+            return Err(StateError::Storage("this state operation (change logs, scans, imports, exports) is not available on a cluster journal (`journal.backend: nats`) yet; see docs/cluster.md".into()));
+        }
+        self.db.open_tree(name).map_err(storage)
     }
 
     fn tree(&self, table: &str) -> Result<sled::Tree, StateError> {
         check_table(table)?;
-        self.db
-            .open_tree(format!("state:t:{table}"))
-            .map_err(storage)
+        self.local(format!("state:t:{table}"))
     }
 
     fn log_tree(&self, table: &str) -> Result<sled::Tree, StateError> {
         check_table(table)?;
-        self.db
-            .open_tree(format!("state:log:{table}"))
-            .map_err(storage)
+        self.local(format!("state:log:{table}"))
     }
 
     /// The changes of `key`, oldest first: the newest `limit` of them.
@@ -95,6 +125,9 @@ impl StateStore {
     /// The live entry of `key`.
     pub fn get(&self, table: &str, key: &str, now_ms: u64) -> Result<Option<Entry>, StateError> {
         check_key(key)?;
+        if let Some(r) = self.remote(async |c| c.get(table, key, now_ms).await) {
+            return r;
+        }
         let found = self.tree(table)?.get(key).map_err(storage)?;
         Ok(match found {
             Some(bytes) => Some(decode(&bytes)?).filter(|e| e.live(now_ms)),
@@ -156,7 +189,7 @@ impl StateStore {
             .map(|k| format!("{k}\u{0}{table}\u{0}{key}\u{0}{kind}"));
         // Counters change on every event; their history is the runs' journals.
         let logged = kind != "incr";
-        let ops = self.db.open_tree(OPS).map_err(storage)?;
+        let ops = self.local(OPS.to_string())?;
         let outcome = (&tree, &ops, &log).transaction(
             |(t, ops, log): &(TransactionalTree, TransactionalTree, TransactionalTree)| {
                 if let Some(op) = &op {
@@ -204,6 +237,9 @@ impl StateStore {
         actor: &Actor<'_>,
     ) -> Result<(Option<Entry>, Entry), StateError> {
         check_value(&value)?;
+        if let Some(r) = self.remote(async |c| c.put(table, key, value.clone(), ttl, actor).await) {
+            return r;
+        }
         self.write(table, key, "put", actor, rules::put(value, ttl, actor))
     }
 
@@ -218,6 +254,11 @@ impl StateStore {
         actor: &Actor<'_>,
     ) -> Result<(bool, Entry), StateError> {
         check_value(&value)?;
+        let remote =
+            async |c: &ClusterState| c.put_if_absent(table, key, value.clone(), ttl, actor).await;
+        if let Some(r) = self.remote(remote) {
+            return r;
+        }
         self.write(
             table,
             key,
@@ -238,6 +279,11 @@ impl StateStore {
         actor: &Actor<'_>,
     ) -> Result<Entry, StateError> {
         check_value(&value)?;
+        let remote =
+            async |c: &ClusterState| c.cas(table, key, expected, value.clone(), ttl, actor).await;
+        if let Some(r) = self.remote(remote) {
+            return r;
+        }
         self.write(
             table,
             key,
@@ -255,13 +301,16 @@ impl StateStore {
         key: &str,
         actor: &Actor<'_>,
     ) -> Result<Option<Entry>, StateError> {
+        if let Some(r) = self.remote(async |c| c.delete(table, key, actor).await) {
+            return r;
+        }
         self.write(table, key, "delete", actor, rules::delete(actor))
     }
 
     /// Forgets which operations of run `run_id` were applied (their keys
     /// start `RUN_ID/`): once a run is pruned nothing resumes it.
     pub fn forget_run(&self, run_id: &str) -> Result<usize, StateError> {
-        let ops = self.db.open_tree(OPS).map_err(storage)?;
+        let ops = self.local(OPS.to_string())?;
         let keys: Vec<sled::IVec> = ops
             .scan_prefix(format!("{run_id}/"))
             .keys()
@@ -332,6 +381,9 @@ impl StateStore {
         window: Window,
         actor: &Actor<'_>,
     ) -> Result<u64, StateError> {
+        if let Some(r) = self.remote(async |c| c.incr(table, key, window, actor).await) {
+            return r;
+        }
         self.write(table, key, "incr", actor, rules::incr(key, window, actor))
     }
 }

@@ -3,6 +3,7 @@
 //! setting (where its monitoring port shows it), the stream's replicas and
 //! storage, and the lease bucket's. Each refusal says what to change.
 
+use super::dedup::Dedup;
 use super::lease::Leases;
 use super::live::LiveRuns;
 use super::names::Names;
@@ -34,6 +35,8 @@ pub struct Cluster {
     pub live: LiveRuns,
     /// The state tables.
     pub state: ClusterState,
+    /// Dedup claims.
+    pub dedup: Dedup,
     /// What was checked, one line each, for the operator.
     pub checked: Vec<String>,
 }
@@ -69,15 +72,17 @@ pub async fn connect(config: &NatsConfig, node: &str) -> Result<Cluster, Cluster
     ));
     let live = ensure_bucket(js, &names.live, None, config).await?;
     let state = ensure_bucket(js, &names.state, None, config).await?;
+    let dedup = ensure_bucket(js, &names.dedup, None, config).await?;
     checked.push(format!(
-        "live-run bucket `{}` and state bucket `{}`: {} replicas",
-        names.live, names.state, config.replicas
+        "live-run bucket `{}`, state bucket `{}` and dedup bucket `{}`: {} replicas",
+        names.live, names.state, names.dedup, config.replicas
     ));
     Ok(Cluster {
         runs: RunLog::new(ops.clone(), stream, names),
         leases: Leases::new(ops.clone(), kv, node.to_string()),
         live: LiveRuns::new(live),
-        state: ClusterState::new(ops, state),
+        state: ClusterState::new(ops.clone(), state),
+        dedup: Dedup::new(ops, dedup),
         checked,
     })
 }

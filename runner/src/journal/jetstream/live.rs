@@ -13,6 +13,9 @@ use futures_util::StreamExt;
 /// Most live runs one scan lists (a larger index is refused, not cut).
 pub const MAX_LIVE: usize = 1_000_000;
 
+/// The value of a paused run's entry (a driven run's is empty).
+const PAUSED: &[u8] = b"paused";
+
 /// The unfinished runs of one tenant.
 #[derive(Clone)]
 pub struct LiveRuns {
@@ -24,13 +27,25 @@ impl LiveRuns {
         LiveRuns { kv }
     }
 
-    /// Lists `run_id`: call before its first record is appended.
+    /// Lists `run_id` as driven: call before its first record is appended,
+    /// and when a node resumes it.
     pub async fn list(&self, run_id: &str) -> Result<(), ClusterError> {
+        self.put(run_id, bytes::Bytes::new()).await
+    }
+
+    /// Marks `run_id` paused (waiting for an approval or an operator): a
+    /// takeover scan leaves it alone, since no node has to drive it until
+    /// someone answers, and the node that takes the answer resumes it.
+    pub async fn paused(&self, run_id: &str) -> Result<(), ClusterError> {
+        self.put(run_id, bytes::Bytes::from_static(PAUSED)).await
+    }
+
+    async fn put(&self, run_id: &str, value: bytes::Bytes) -> Result<(), ClusterError> {
         let key = token(run_id);
         let mut tries = 0;
         loop {
             // A put is idempotent: repeated while no server answers yet.
-            match self.kv.put(&key, bytes::Bytes::new()).await {
+            match self.kv.put(&key, value.clone()).await {
                 Ok(_) => return Ok(()),
                 Err(_) if tries < super::runlog::NO_RESPONDERS_RETRIES => {
                     tries += 1;
@@ -74,11 +89,16 @@ impl LiveRuns {
         Ok(out)
     }
 
-    /// Listed runs no node holds a lease on: the ones to take over.
+    /// Listed runs being driven that no node holds a lease on: the ones to
+    /// take over (paused runs wait for an answer, not for a node).
     pub async fn orphans(&self, leases: &Leases) -> Result<Vec<String>, ClusterError> {
         let mut out = Vec::new();
         for run_id in self.runs().await? {
-            if leases.holder(&run_id).await?.is_none() {
+            let value = super::patiently(|| self.kv.get(token(&run_id)))
+                .await
+                .map_err(|e| unavailable(&run_id, &e))?;
+            let paused = value.is_some_and(|v| v.as_ref() == PAUSED);
+            if !paused && leases.holder(&run_id).await?.is_none() {
                 out.push(run_id);
             }
         }

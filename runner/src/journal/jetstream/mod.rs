@@ -6,6 +6,7 @@
 
 mod cas;
 mod check;
+mod dedup;
 mod lease;
 mod live;
 mod names;
@@ -15,6 +16,7 @@ mod runlog;
 mod state;
 
 pub use check::{connect, Cluster, MIN_VERSION};
+pub use dedup::Dedup;
 pub use lease::{Holder, Lease, Leases};
 pub use live::{LiveRuns, MAX_LIVE};
 pub use names::{token, untoken, Names};

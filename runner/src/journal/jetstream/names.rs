@@ -17,6 +17,8 @@ pub struct Names {
     pub live: String,
     /// The key-value bucket of the state tables.
     pub state: String,
+    /// The key-value bucket of dedup claims (key digest -> run id).
+    pub dedup: String,
 }
 
 impl Names {
@@ -32,6 +34,7 @@ impl Names {
             leases: format!("{stream}_leases"),
             live: format!("{stream}_live"),
             state: format!("{stream}_state"),
+            dedup: format!("{stream}_dedup"),
             prefix: format!("soar.{tenant}"),
             stream,
         }
@@ -45,6 +48,11 @@ impl Names {
     /// The subject of `run_id`'s records.
     pub fn run_subject(&self, run_id: &str) -> String {
         format!("{}.run.{}", self.prefix, token(run_id))
+    }
+
+    /// The subjects of every run's records (one `*` for the run token).
+    pub fn run_subjects(&self) -> String {
+        format!("{}.run.*", self.prefix)
     }
 
     /// The subject of a large value, by its hex SHA-256.

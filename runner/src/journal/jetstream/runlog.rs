@@ -172,6 +172,18 @@ impl RunLog {
         .await
     }
 
+    /// `run_id`'s last record as stored, if it has one.
+    pub async fn last(&self, run_id: &str) -> Result<Option<Stored>, ClusterError> {
+        let found = self
+            .last_message(&self.names.run_subject(run_id))
+            .await
+            .map_err(|e| ClusterError::Unavailable(format!("reading run `{run_id}`: {e}")))?;
+        Ok(found.map(|m| Stored {
+            stream_seq: m.sequence,
+            payload: m.payload,
+        }))
+    }
+
     /// Stores a large value under its digest, once.
     pub async fn put_blob(&self, digest: &str, bytes: Bytes) -> Result<(), ClusterError> {
         if self.get_blob(digest).await?.is_some() {
@@ -197,6 +209,34 @@ impl RunLog {
             .await
             .map(|m| m.map(|m| m.payload))
             .map_err(|e| ClusterError::Unavailable(format!("reading blob {digest}: {e}")))
+    }
+
+    /// Every run with a record on the stream, sorted; more than `max` is an
+    /// error, not a silent cut.
+    pub async fn run_ids(&self, max: usize) -> Result<Vec<String>, ClusterError> {
+        use futures_util::TryStreamExt;
+        let failed = |e: &dyn std::fmt::Display| {
+            ClusterError::Unavailable(format!("listing the runs on the stream: {e}"))
+        };
+        let mut subjects =
+            super::patiently(|| self.stream.info_with_subjects(self.names.run_subjects()))
+                .await
+                .map_err(|e| failed(&e))?;
+        let mut out = Vec::new();
+        while let Some((subject, _)) = subjects.try_next().await.map_err(|e| failed(&e))? {
+            if out.len() == max {
+                return Err(ClusterError::Corrupt(format!(
+                    "more than {max} runs on the stream: list them with retention first"
+                )));
+            }
+            let token = subject.rsplit('.').next().unwrap_or_default();
+            let run_id = super::names::untoken(token).ok_or_else(|| {
+                ClusterError::Corrupt(format!("subject `{subject}` was not written by soar"))
+            })?;
+            out.push(run_id);
+        }
+        out.sort();
+        Ok(out)
     }
 
     /// Every record of `run_id`, oldest first, read through the stream's
