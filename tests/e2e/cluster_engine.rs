@@ -5,8 +5,11 @@
 use serde_json::json;
 use soar_e2e::engine::{journal, run, scratch_for};
 use soar_e2e::nats::Nats;
+use soar_e2e::serve::{Client, Server};
 use soar_e2e::Scratch;
-use wiremock::matchers::any;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use wiremock::matchers::{any, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// A vendor that answers every request 200 `{"ok": true}`.
@@ -88,4 +91,240 @@ async fn a_run_on_the_cluster_journal_finishes_reads_back_and_verifies_with_no_s
         .filter(|r| r.url.path().starts_with("/effect/"))
         .count();
     assert_eq!(effects, 3, "{posts:?}");
+}
+
+/// The webhook secret of the `edr` source both nodes serve.
+const HOOK_SECRET: &str = "cluster-hook-secret-8d1e";
+
+/// Three dirs on one cluster: nodes `a` and `b` serve webhooks with the
+/// same config (lease TTL 1 s); `c` is where an operator runs the CLI.
+struct Site {
+    a: Scratch,
+    b: Scratch,
+    c: Scratch,
+}
+
+fn site(nats: &Nats, vendor: &str) -> Site {
+    let dir = || {
+        let s = on_cluster(nats, vendor, ", lease_ttl: 1s");
+        let config = std::fs::read_to_string(s.path().join("soar.yaml")).unwrap();
+        s.write(
+            "soar.yaml",
+            &format!(
+                "{config}server:\n  listen: \"127.0.0.1:0\"\nsources:\n  edr:\n    playbook: pb.yaml\n    auth: {{ type: hmac_sha256, secret: {{ env: HOOK_SECRET }} }}\n    delivery_id_header: X-Delivery-Id\n"
+            ),
+        );
+        playbook(&s, vendor);
+        s
+    };
+    Site {
+        a: dir(),
+        b: dir(),
+        c: dir(),
+    }
+}
+
+fn serve(s: &Scratch, node: &str) -> Server {
+    Server::start_in(
+        s.path(),
+        &[("HOOK_SECRET", HOOK_SECRET), ("SOAR_NODE", node)],
+    )
+}
+
+/// Posts alert `n` to `server`; the run id it was accepted as.
+fn alert(server: &Server, n: usize) -> String {
+    let c = Client::new(server);
+    let id = format!("delivery-{n}");
+    let a = c.deliver(
+        "edr",
+        HOOK_SECRET,
+        &json!({"n": n}),
+        &[("X-Delivery-Id", &id)],
+    );
+    assert_eq!(a.status, 202, "{}", a.text);
+    a.json()["run_id"].as_str().unwrap().to_string()
+}
+
+/// `soar status RUN --json` from the operator's dir (the cluster, no server).
+fn status(s: &Scratch, run: &str) -> serde_json::Value {
+    let out = s.soar(&["status", run, "--json"], &[]);
+    assert!(out.code() != 1 && out.code() != 2, "{}", out.all_output());
+    out.json()
+}
+
+/// Waits until every run in `runs` is final or paused (polls the
+/// journal; panics after `within`, which only bounds a hang).
+fn settle(s: &Scratch, runs: &[String], within: Duration) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let all: Vec<_> = runs.iter().map(|r| status(s, r)).collect();
+        let open: Vec<_> = all
+            .iter()
+            .filter(|v| v["status"] == "running")
+            .map(|v| v["run_id"].clone())
+            .collect();
+        if open.is_empty() {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "runs still running: {open:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Each non-idempotent request's idempotency key, with how often the
+/// vendor saw it: none may be above 1.
+async fn effects_by_key(vendor: &MockServer) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for r in vendor.received_requests().await.unwrap() {
+        let path = r.url.path();
+        if path == "/effect/ticket" || path == "/effect/notify" {
+            let key = r
+                .headers
+                .get("idempotency-key")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_else(|| panic!("{path} sent without its idempotency key"));
+            *seen.entry(format!("{path} {key}")).or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+/// A vendor whose ticket endpoint takes `ticket_ms` to answer.
+async fn slow_vendor(ticket_ms: u64) -> MockServer {
+    let vendor = MockServer::start().await;
+    Mock::given(path("/effect/ticket"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true}))
+                .set_delay(Duration::from_millis(ticket_ms)),
+        )
+        .mount(&vendor)
+        .await;
+    Mock::given(any())
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ok": true})))
+        .mount(&vendor)
+        .await;
+    vendor
+}
+
+async fn wait_for_request(vendor: &MockServer, to: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !vendor
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.url.path() == to)
+    {
+        assert!(Instant::now() < deadline, "no request to {to} came");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn records(s: &Scratch, run: &str) -> Vec<serde_json::Value> {
+    journal(s, run)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_node_that_drives_runs_mid_step_lets_the_other_node_finish_them_and_nothing_is_done_twice(
+) {
+    let nats = Nats::cluster();
+    let vendor = slow_vendor(1_500).await;
+    let site = site(&nats, &vendor.uri());
+    let a = serve(&site.a, "node-a");
+    let b = serve(&site.b, "node-b");
+    let mut runs: Vec<String> = (0..6).map(|n| alert(&a, n)).collect();
+    // A run's non-idempotent ticket call is in flight on node a.
+    wait_for_request(&vendor, "/effect/ticket").await;
+    a.kill();
+    // And alerts keep coming, to the surviving node.
+    runs.extend((6..9).map(|n| alert(&b, n)));
+    let settled = settle(&site.c, &runs, Duration::from_secs(120));
+    for v in &settled {
+        let s = v["status"].as_str().unwrap();
+        assert!(
+            ["succeeded", "in_doubt"].contains(&s),
+            "{}: {s}: {v}",
+            v["run_id"]
+        );
+    }
+    // Runs a was driving went to b, and said so.
+    let taken: Vec<_> = runs
+        .iter()
+        .filter(|r| {
+            records(&site.c, r)
+                .iter()
+                .any(|x| x["type"] == "run_taken_over" && x["node"] == "node-b")
+        })
+        .collect();
+    assert!(!taken.is_empty(), "no run was taken over by node-b");
+    // The ticket call a was making when it died is in doubt, not repeated.
+    assert!(
+        settled.iter().any(|v| v["status"] == "in_doubt"),
+        "{settled:?}"
+    );
+    for (key, n) in effects_by_key(&vendor).await {
+        assert_eq!(n, 1, "{key} reached the vendor {n} times");
+    }
+    for run in &runs {
+        let v = site
+            .c
+            .soar(&["journal", "verify", run, "--allow-unkeyed"], &[]);
+        assert_eq!(v.code(), 0, "{run}: {}", v.all_output());
+    }
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_owner_that_wakes_after_a_takeover_is_fenced_and_the_vendor_sees_one_request() {
+    let nats = Nats::cluster();
+    let vendor = slow_vendor(3_000).await;
+    let site = site(&nats, &vendor.uri());
+    let a = serve(&site.a, "node-a");
+    let b = serve(&site.b, "node-b");
+    let run = alert(&a, 1);
+    wait_for_request(&vendor, "/effect/ticket").await;
+    // Frozen after its attempt's start record, with the call in flight.
+    signal(a.pid(), "-STOP");
+    let paused = settle(&site.c, std::slice::from_ref(&run), Duration::from_secs(60));
+    assert_eq!(paused[0]["status"], "in_doubt", "{}", paused[0]);
+    let before = records(&site.c, &run).len();
+    signal(a.pid(), "-CONT");
+    // a's answer arrives; its append is refused by the fence.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !a.log_text().contains("stops driving it") {
+        assert!(
+            Instant::now() < deadline,
+            "node a never said it stopped: {}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let after = records(&site.c, &run);
+    assert_eq!(after.len(), before, "the zombie appended: {after:?}");
+    assert!(after
+        .iter()
+        .any(|x| x["type"] == "run_taken_over" && x["node"] == "node-b"));
+    let tickets = vendor
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/effect/ticket")
+        .count();
+    assert_eq!(tickets, 1, "the vendor saw the ticket call {tickets} times");
+    let v = site
+        .c
+        .soar(&["journal", "verify", &run, "--allow-unkeyed"], &[]);
+    assert_eq!(v.code(), 0, "{}", v.all_output());
+    drop(b);
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
 }

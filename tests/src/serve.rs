@@ -37,7 +37,14 @@ impl Server {
     /// Starts `soar serve -v` in the lab with `extra` env and waits until it
     /// is ready (`/readyz`), at most 120 s.
     pub fn start(lab: &Lab, extra: &[(&str, &str)]) -> Server {
-        let dir = lab.s.path();
+        let mut env = lab.env();
+        env.extend_from_slice(extra);
+        Server::start_in(lab.s.path(), &env)
+    }
+
+    /// Starts `soar serve -v` in `dir` (its `soar.yaml`, data dir `.soar`)
+    /// with `env`, and waits until it is ready, at most 120 s.
+    pub fn start_in(dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
         let address = dir.join(".soar").join("server.json");
         let _ = std::fs::remove_file(&address);
         let log = dir.join(format!(
@@ -53,7 +60,7 @@ impl Server {
             .env("SOAR_DATA_DIR", dir.join(".soar"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"));
-        for (k, v) in lab.env().into_iter().chain(extra.iter().copied()) {
+        for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn soar serve");

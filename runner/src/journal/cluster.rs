@@ -33,6 +33,7 @@ struct Shared {
     state: ClusterState,
     owner: Ownership,
     node: String,
+    lease_ttl: Duration,
     /// Where each run this node appends to ends (its fence).
     tails: Mutex<HashMap<String, Tail>>,
     /// One lock per run with an append in progress.
@@ -61,6 +62,7 @@ impl ClusterRuns {
             state: cluster.state,
             owner,
             node,
+            lease_ttl,
             tails: Mutex::new(HashMap::new()),
             locks: Mutex::new(HashMap::new()),
         };
@@ -119,17 +121,7 @@ impl ClusterRuns {
     /// was cut off): the runs this node now drives.
     pub(crate) async fn take_over(&self) -> Result<Vec<String>, JournalError> {
         let shared = Arc::clone(&self.shared);
-        let task = self.handle.spawn(async move {
-            let taken = shared
-                .owner
-                .take_over(&shared.live)
-                .await
-                .map_err(cluster)?;
-            for run_id in &taken {
-                shared.forget_tail(run_id);
-            }
-            Ok(taken)
-        });
+        let task = self.handle.spawn(async move { shared.take_over().await });
         task.await
             .unwrap_or_else(|e| Err(JournalError::Storage(format!("the takeover failed: {e}"))))
     }
@@ -323,6 +315,49 @@ impl Shared {
             self.release(run_id).await;
         }
         result
+    }
+
+    /// Claims the orphans and journals each takeover (see
+    /// [`ClusterRuns::take_over`]).
+    async fn take_over(&self) -> Result<Vec<String>, JournalError> {
+        let claimed = self.owner.take_over(&self.live).await.map_err(cluster)?;
+        let mut taken = Vec::new();
+        for run_id in claimed {
+            self.forget_tail(&run_id);
+            match self.journal_takeover(&run_id).await {
+                Ok(true) => taken.push(run_id),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(run_id, error = %e, "cannot journal a takeover: the run is left for the next scan");
+                    self.release(&run_id).await;
+                }
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Journals that this node took `run_id` over (its lease is claimed):
+    /// `false` when the run had in fact finished (a node died between its
+    /// final record and the index update), which is then unlisted.
+    async fn journal_takeover(&self, run_id: &str) -> Result<bool, JournalError> {
+        let (records, _) = records::read(&self.runs, run_id).await.map_err(cluster)?;
+        let finished = records.last().and_then(|r| match &r.event {
+            Event::RunFinished { status, .. } if status.is_final() => Some(*status),
+            _ => None,
+        });
+        if finished.is_some() {
+            self.settle(run_id, finished).await.map_err(cluster)?;
+            return Ok(false);
+        }
+        let event = Event::RunTakenOver {
+            node: self.node.clone(),
+            reason: format!(
+                "no node renewed the run's lease for {}: its node died, hung or lost the cluster",
+                humantime::format_duration(self.lease_ttl)
+            ),
+        };
+        self.append(run_id, event).await?;
+        Ok(true)
     }
 
     /// A drive of `run_id` ended with `status` (`None`: it failed): a

@@ -256,6 +256,15 @@ pub enum Event {
         /// Their reason (what they checked).
         reason: String,
     },
+    /// On a cluster: a node took the run over because its previous node
+    /// stopped renewing the run's lease (it died, hung or was cut off).
+    /// The node then resumes it as `soar resume` would.
+    RunTakenOver {
+        /// The node that took it over.
+        node: String,
+        /// Why.
+        reason: String,
+    },
     /// The run stopped without finishing (waiting for an approval, in doubt).
     RunPaused {
         /// The status it is paused in.
@@ -303,6 +312,7 @@ impl Event {
             Event::AttemptFinished { .. } => "attempt_finished",
             Event::RetryScheduled { .. } => "retry_scheduled",
             Event::Reconciled { .. } => "reconciled",
+            Event::RunTakenOver { .. } => "run_taken_over",
             Event::ChatMessage { .. } => "chat_message",
             Event::StepSkipped { .. } => "step_skipped",
             Event::StepFinished { .. } => "step_finished",
@@ -333,6 +343,7 @@ impl Event {
                 | Event::ChatMessage { .. }
                 | Event::RunCancelled { .. }
                 | Event::OperatorResolved { .. }
+                | Event::RunTakenOver { .. }
                 | Event::RunPaused { .. }
                 | Event::RunFinished { .. }
         )

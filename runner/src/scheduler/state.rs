@@ -442,7 +442,9 @@ impl RunState {
                 };
                 self.items.insert((step.clone(), *item), state);
             }
-            Event::CommandRefused { .. } | Event::ChatMessage { .. } => {}
+            Event::CommandRefused { .. }
+            | Event::ChatMessage { .. }
+            | Event::RunTakenOver { .. } => {}
             Event::AlertMerged { .. } => self.merged_count += 1,
             Event::AlertGrouped { alert, .. } => self.grouped.push(alert.clone()),
             Event::RunPaused { status, .. } => self.paused = Some(*status),

@@ -135,6 +135,10 @@ fn fields(event: &Event) -> Fields {
             f.decision = Some("resolved".into());
             f.message = format!("{step} resolved by {by}: {reason}");
         }
+        Event::RunTakenOver { node, reason } => {
+            f.principal = Some(format!("node:{node}"));
+            f.message = format!("taken over by node {node}: {reason}");
+        }
         Event::RunCancelled { by, reason } => {
             f.principal = Some(by.clone());
             f.decision = Some("cancelled".into());
