@@ -22,3 +22,6 @@ target="${CARGO_TARGET_DIR:-target}"
 SOAR_PLUGINS_DIR="$target/wasm32-wasip2/plugin" "$target/debug/soar" \
     --config examples/soar.yaml --data-dir "$target/soar-test-data" test playbooks/
 cargo test --workspace "$@"
+# The durability suites again with every journal on a fresh 3-server
+# nats-server cluster (issue 24): approvals, crashes, reconciliation, dedup.
+SOAR_TEST_JOURNAL=nats cargo test -p soar-e2e --test approvals --test crash "$@"

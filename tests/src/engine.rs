@@ -7,11 +7,14 @@ use crate::{wasm, Run, Scratch};
 pub const SECRET: &str = "engine-test-secret-5f2c9a";
 
 /// Scratch dir with `soar.yaml` for the `hostile` fixture against `vendor`.
+///
+/// With `SOAR_TEST_JOURNAL=nats`, its journal is on a fresh cluster
+/// ([`Scratch::for_backend`]).
 pub fn scratch_for(vendor: &str) -> Scratch {
-    let scratch = Scratch::new();
+    let (scratch, journal) = Scratch::for_backend();
     let secret = scratch.write("api_key.txt", SECRET);
     scratch.config(&format!(
-        r#"plugins:
+        r#"{journal}plugins:
   hostile:
     path: {wasm}
     allowed_hosts: ["{vendor}"]

@@ -62,6 +62,11 @@ fn shipped_tables(policy: &str) -> String {
     text[at + 1..].to_string()
 }
 
+/// Whether the suites run on the cluster journal (`SOAR_TEST_JOURNAL=nats`).
+pub fn on_cluster() -> bool {
+    std::env::var("SOAR_TEST_JOURNAL").as_deref() == Ok("nats")
+}
+
 /// See the module docs.
 pub struct Lab {
     rt: tokio::runtime::Runtime,
@@ -69,6 +74,9 @@ pub struct Lab {
     pub server: Sim,
     /// The scratch dir holding `soar.yaml`, playbooks and the data dir.
     pub s: Scratch,
+    /// With `SOAR_TEST_JOURNAL=nats`: the 3-server cluster the journal is
+    /// on (see [`Lab::new`]). Declared last, so dropped last.
+    _nats: Option<crate::nats::Nats>,
 }
 
 impl Lab {
@@ -76,7 +84,16 @@ impl Lab {
     /// `protected:` or `blast_radius:`; lines indented by two spaces extend
     /// `approvals:`). The edr component is a copy in the scratch dir, so a
     /// test may change "the plugin file".
+    ///
+    /// With `SOAR_TEST_JOURNAL=nats` in the environment, the journal is on a
+    /// fresh 3-server nats-server cluster (lease TTL 1 s) instead of sled:
+    /// how `scripts/test.sh` runs the durability suites on both backends.
     pub fn new(policy: &str) -> Self {
+        let nats = on_cluster().then(crate::nats::Nats::cluster);
+        let journal = nats
+            .as_ref()
+            .map(|n| n.journal_yaml(", lease_ttl: 1s"))
+            .unwrap_or_default();
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let server = rt.block_on(sim::start_sim(0)).expect("simulator");
         let url = server.uri();
@@ -130,7 +147,7 @@ impl Lab {
     secrets: {{ bot_token: {{ env: SLACK_TOKEN, hosts: ["{url}"] }} }}
     config: {{ base_url: "{url}" }}
     read_only_allow: ["POST /api/chat.postMessage", "POST /api/chat.update"]
-approvals:
+{journal}approvals:
   approvers:
 {approvers}{policy}
 {tables}"#,
@@ -143,7 +160,12 @@ approvals:
             account = sim::CLOUDFLARE_ACCOUNT_ID,
             list = sim::CLOUDFLARE_DOMAIN_LIST_ID,
         ));
-        Lab { rt, server, s }
+        Lab {
+            _nats: nats,
+            rt,
+            server,
+            s,
+        }
     }
 
     /// A lab whose journal signs with a fixed key (seed byte `seed`, its

@@ -52,6 +52,9 @@ pub fn soar_bin() -> PathBuf {
 /// A scratch working directory with its own config and data dir.
 pub struct Scratch {
     dir: tempfile::TempDir,
+    /// The cluster its journal is on, when it is (see
+    /// [`Scratch::on_cluster`]); dropped after the dir.
+    nats: Option<nats::Nats>,
 }
 
 impl Default for Scratch {
@@ -65,7 +68,23 @@ impl Scratch {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            nats: None,
         }
+    }
+
+    /// With `SOAR_TEST_JOURNAL=nats` ([`lab::on_cluster`]): a scratch dir
+    /// whose journal is on a fresh 3-server cluster (lease TTL 1 s), and the
+    /// `journal:` line its config must carry; otherwise a plain one and an
+    /// empty line.
+    pub fn for_backend() -> (Self, String) {
+        let mut s = Self::new();
+        if !lab::on_cluster() {
+            return (s, String::new());
+        }
+        let nats = nats::Nats::cluster();
+        let line = nats.journal_yaml(", lease_ttl: 1s");
+        s.nats = Some(nats);
+        (s, line)
     }
 
     /// Its path.

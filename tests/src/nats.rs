@@ -75,13 +75,23 @@ impl Server {
         self.spawn();
     }
 
-    fn get(&self, path: &str) -> Option<reqwest::blocking::Response> {
-        reqwest::blocking::Client::new()
-            .get(format!("{}{path}", self.monitor))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .ok()
-            .filter(|r| r.status().is_success())
+    /// The body of a successful `GET path` on the monitoring port. On a
+    /// thread of its own: a blocking client must not run (or be dropped)
+    /// on an async test's runtime thread, where it deadlocks.
+    fn get(&self, path: &str) -> Option<Vec<u8>> {
+        let url = format!("{}{path}", self.monitor);
+        std::thread::spawn(move || {
+            let r = reqwest::blocking::Client::new()
+                .get(url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .ok()
+                .filter(|r| r.status().is_success())?;
+            r.bytes().ok().map(|b| b.to_vec())
+        })
+        .join()
+        .ok()
+        .flatten()
     }
 
     /// Whether `/healthz` says JetStream is up.
@@ -93,7 +103,7 @@ impl Server {
     /// (only the leader tracks the others), or runs alone.
     fn leads_a_ready_meta_group(&self) -> bool {
         self.get("/jsz")
-            .and_then(|r| serde_json::from_slice::<serde_json::Value>(&r.bytes().ok()?).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .is_some_and(|j| meta_ready(&j["meta_cluster"]))
     }
 }
@@ -120,7 +130,49 @@ impl Drop for Server {
 /// One set of servers at a time per test process: 3 servers per test on 2
 /// cores, all at once, starve each other's elections, and ports picked by
 /// binding port 0 could be picked twice.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// A test that holds a cluster may start another (two labs in one test):
+/// the turn is per thread, and counted.
+static TURN: std::sync::Mutex<(Option<std::thread::ThreadId>, usize)> =
+    std::sync::Mutex::new((None, 0));
+static TURN_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// This thread's turn to run servers, until dropped.
+struct Turn;
+
+impl Turn {
+    fn take() -> Turn {
+        let me = std::thread::current().id();
+        let mut turn = TURN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            match turn.0 {
+                None => *turn = (Some(me), 1),
+                Some(holder) if holder == me => turn.1 += 1,
+                Some(_) => {
+                    turn = TURN_FREED
+                        .wait(turn)
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    continue;
+                }
+            }
+            return Turn;
+        }
+    }
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut turn = TURN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        turn.1 -= 1;
+        if turn.1 == 0 {
+            turn.0 = None;
+            TURN_FREED.notify_all();
+        }
+    }
+}
 
 /// Servers on loopback, with their stores in a temp dir.
 pub struct Nats {
@@ -128,7 +180,7 @@ pub struct Nats {
     pub servers: Vec<Server>,
     _dir: tempfile::TempDir,
     // Dropped last: the servers are gone before the next test's start.
-    _turn: std::sync::MutexGuard<'static, ()>,
+    _turn: Turn,
 }
 
 /// How one server syncs JetStream writes.
@@ -152,9 +204,7 @@ impl Nats {
     }
 
     fn start(binary: &Path, n: usize, sync: Sync) -> Nats {
-        let turn = ONE_AT_A_TIME
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let turn = Turn::take();
         let dir = tempfile::tempdir().unwrap();
         let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let mut servers = Vec::new();

@@ -52,7 +52,7 @@ pub(super) fn journal_within(
     // error: records written unsigned would fail verification later).
     let (durability, keys) = match globals.config() {
         Ok(c) if matches!(c.backend, crate::config::JournalBackend::Nats(_)) => {
-            return on_cluster(globals, &c).map(Some);
+            return cluster_within(globals, &c, wait);
         }
         Ok(c) => {
             let keys = c
@@ -79,14 +79,39 @@ pub(super) fn journal_within(
 }
 
 /// The cluster journal, for a command run outside `soar serve` (its
-/// checks and connection happen here, on the command's runtime).
-fn on_cluster(globals: &Globals, config: &crate::config::Config) -> Result<Journal, Exit> {
+/// checks and connection happen here, on the command's runtime). The
+/// node's own store is one process's at a time, as sled's journal is: a
+/// command waits up to `wait` for the process holding it, then gets `None`
+/// (and `soar cancel` leaves its request for that process, as on sled).
+fn cluster_within(
+    globals: &Globals,
+    config: &crate::config::Config,
+    wait: std::time::Duration,
+) -> Result<Option<Journal>, Exit> {
     let crate::config::JournalBackend::Nats(nats) = &config.backend else {
         return Err(Exit::invalid("error: not a cluster journal"));
     };
     let handle = tokio::runtime::Handle::current();
-    crate::journal::wait_on(&handle, super::cluster::open_journal(globals, config, nats))
-        .map_err(|e| Exit::failed(format!("error: {e}")))?
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let opened =
+            crate::journal::wait_on(&handle, super::cluster::open_journal(globals, config, nats))
+                .map_err(|e| Exit::failed(format!("error: {e}")))?;
+        match opened {
+            Ok(j) => return Ok(Some(j)),
+            Err(e)
+                if e.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("could not acquire lock")) =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 use crate::operations::{checked_playbook, playbook_of, OpError};
@@ -337,6 +362,12 @@ pub(super) async fn continue_runs(
         };
         let state = RunState::from_records(&records);
         if state.final_status.is_some() {
+            continue;
+        }
+        // On a cluster, a crashed process's lease lasts one more TTL.
+        if let Err(e) = journal.claim_patiently(&id).await {
+            eprintln!("error: run {id}: {e}");
+            worst = worst.max(exit::FAILED);
             continue;
         }
         let pb = match playbook_of(&records, &host) {
@@ -656,6 +687,12 @@ pub(super) fn print_signed(report: &crate::journal::SignedReport, only: Option<&
     }
     for w in report.warnings.iter().filter(about) {
         println!("journal: warning: {}", crate::inert::line(w));
+    }
+    if !report.keyed && report.cluster {
+        println!(
+            "journal: unkeyed: the cluster journal keeps no signed checkpoints yet, so someone who can write to its stream can re-chain a run undetected (docs/cluster.md)"
+        );
+        return !relevant.is_empty();
     }
     if !report.keyed {
         println!(

@@ -59,6 +59,7 @@ impl Journal {
             trust_start: chain.genesis.as_ref().map(describe_start),
             problems: walk.problems.clone(),
             warnings: Vec::new(),
+            cluster: false,
             stored_runs: all()
                 .filter(|r| !matches!(pruned(r), Pruned::Yes(_)))
                 .cloned()
@@ -140,8 +141,25 @@ impl Journal {
     ) -> Result<SignedReport, JournalError> {
         let runs = c.run_ids()?;
         let mut problems = self.verify_security()?;
+        let mut warnings = Vec::new();
+        let listed: std::collections::BTreeSet<String> = c.listed()?.into_iter().collect();
         for run in &runs {
             problems.extend(c.verify(run)?.problems);
+            let standing = c.standing(run)?;
+            if standing == super::cluster::Standing::Open && !listed.contains(run) {
+                problems.push(format!("run {run}: unfinished but missing from the unfinished-run index (bucket `_live`): no node would take it over or resume it (removed behind the journal's back?)"));
+            }
+        }
+        for run in &listed {
+            match c.standing(run)? {
+                super::cluster::Standing::Finished => warnings.push(format!(
+                    "run {run}: finished but still in the unfinished-run index (a node died between its end and the index update); the next listing drops it"
+                )),
+                super::cluster::Standing::Absent => warnings.push(format!(
+                    "run {run}: in the unfinished-run index with no record (a start a crash cut short)"
+                )),
+                super::cluster::Standing::Open => {}
+            }
         }
         Ok(SignedReport {
             keyed: false,
@@ -149,7 +167,8 @@ impl Journal {
             key_ids: Vec::new(),
             trust_start: None,
             problems,
-            warnings: vec!["the cluster journal has no signed checkpoints yet: someone who can write to the stream can re-chain a run undetected".into()],
+            warnings,
+            cluster: true,
             stored_runs: runs,
         })
     }
@@ -198,6 +217,7 @@ impl Journal {
             trust_start: genesis.as_ref().map(describe_start),
             problems,
             warnings,
+            cluster: self.cluster.is_some(),
             stored_runs: Vec::new(),
         })
     }

@@ -14,6 +14,17 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::runtime::{Handle, RuntimeFlavor};
 
+/// Where a run stands, as the live-run index cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Standing {
+    /// It can still move.
+    Open,
+    /// Its last record is its final `run_finished`.
+    Finished,
+    /// It has no record (being started, or a start a crash cut short).
+    Absent,
+}
+
 /// Most runs one listing returns (a larger history is refused, not cut).
 const MAX_RUNS: usize = 1_000_000;
 /// Runs whose tail a node remembers (it reads the run back on a miss).
@@ -75,6 +86,11 @@ impl ClusterRuns {
     /// This node's name, as leases record it.
     pub(crate) fn node(&self) -> &str {
         &self.shared.node
+    }
+
+    /// How long a lease outlives its last renewal.
+    pub(crate) fn lease_ttl(&self) -> Duration {
+        self.shared.lease_ttl
     }
 
     /// The state tables on the cluster, and the runtime their calls run on.
@@ -181,9 +197,47 @@ impl ClusterRuns {
     }
 
     /// Every unfinished run (driven or paused), from the live-run index.
+    /// Every listed run that can still move, from the live-run index: a
+    /// listed run whose last record is its end (a node died between the
+    /// two) is unlisted here, one with no record yet is skipped.
     pub(crate) fn live_run_ids(&self) -> Result<Vec<String>, JournalError> {
+        let mut out = Vec::new();
+        for run_id in self.listed()? {
+            match self.standing(&run_id)? {
+                Standing::Open => out.push(run_id),
+                Standing::Finished => {
+                    let live = self.shared.live.clone();
+                    self.wait(async move { live.unlist(&run_id).await.map_err(cluster) })?;
+                }
+                Standing::Absent => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every run the live-run index lists, as it is.
+    pub(crate) fn listed(&self) -> Result<Vec<String>, JournalError> {
         let live = self.shared.live.clone();
         self.wait(async move { live.runs().await.map_err(cluster) })
+    }
+
+    /// Where `run_id` stands, from its last record alone.
+    pub(crate) fn standing(&self, run_id: &str) -> Result<Standing, JournalError> {
+        let runs = self.shared.runs.clone();
+        let id = run_id.to_string();
+        let Some(last) = self.wait(async move { runs.last(&id).await.map_err(cluster) })? else {
+            return Ok(Standing::Absent);
+        };
+        let record: store::StoredRecord = serde_json::from_slice(&last.payload)
+            .map_err(|e| corrupt(run_id, 0, format!("undecodable last record: {e}")))?;
+        let finished = record.event["type"] == "run_finished"
+            && serde_json::from_value::<RunStatus>(record.event["status"].clone())
+                .is_ok_and(|s| s.is_final());
+        Ok(if finished {
+            Standing::Finished
+        } else {
+            Standing::Open
+        })
     }
 
     /// Claims dedup key `key` for `run_id` (see `Journal::claim_dedup`).
@@ -308,6 +362,7 @@ impl Shared {
             // Also when an operator ends a paused run (a cancel) with no
             // drive to settle it.
             if status.is_final() {
+                self.hang_before_unlist(run_id).await;
                 self.live.unlist(run_id).await.map_err(cluster)?;
             }
         }
@@ -377,6 +432,17 @@ impl Shared {
         drop(guard);
         self.release_run_lock(run_id, lock);
         marked
+    }
+
+    /// Fault injection for the crash tests, as on sled
+    /// (`SOAR_TEST_HANG_BEFORE_UNLIST`, a marker path): the run's final
+    /// record is on the cluster, and the process hangs before unlisting it.
+    async fn hang_before_unlist(&self, run_id: &str) {
+        if let Some(marker) = std::env::var_os("SOAR_TEST_HANG_BEFORE_UNLIST") {
+            let _ = std::fs::write(marker, run_id);
+            tracing::warn!(run_id, "SOAR_TEST_HANG_BEFORE_UNLIST: hanging");
+            std::future::pending::<()>().await;
+        }
     }
 
     async fn release(&self, run_id: &str) {

@@ -134,6 +134,10 @@ pub struct SignedReport {
     /// interrupted), one line each.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The runs are on a cluster journal (`journal.backend: nats`), which
+    /// keeps no signed checkpoints yet: a signing key is no remedy there.
+    #[serde(default)]
+    pub cluster: bool,
     /// Every run the store walk found ([`Journal::stored_run_ids`]), so a
     /// caller checking each run's chain need not walk again.
     #[serde(skip)]
@@ -434,6 +438,25 @@ impl Journal {
         match &self.cluster {
             Some(c) => c.claim(run_id).await,
             None => Ok(()),
+        }
+    }
+
+    /// [`Journal::claim`], waiting while another node holds the run, up to
+    /// twice the lease TTL: what `soar resume` does after a crash, whose
+    /// lease outlives the process by up to one TTL (as sled's lock makes
+    /// a command wait for the process holding the journal).
+    pub async fn claim_patiently(&self, run_id: &str) -> Result<(), JournalError> {
+        let Some(c) = &self.cluster else {
+            return Ok(());
+        };
+        let deadline = tokio::time::Instant::now() + c.lease_ttl() * 2;
+        loop {
+            match c.claim(run_id).await {
+                Err(JournalError::NotOwner(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
         }
     }
 
