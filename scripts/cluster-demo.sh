@@ -137,6 +137,7 @@ sleep 1
 
 say "SIGKILL node-a while it waits on the lookup"
 kill -9 "$pid_a"
+echo "killed at $(date -u +%H:%M:%S.%3N) UTC (compare run_taken_over's time below)"
 echo "node-a is gone; node-b takes the run over once node-a's 2 s lease expires"
 until ops status "$run" --json 2>/dev/null | jq -e '.status == "waiting_approval"' > /dev/null; do sleep 0.3; done
 ops status "$run"

@@ -434,6 +434,9 @@ async fn ten_steps_with_wait(http: &reqwest::Client, url: &str, pid: u32, data: 
         .map(|r| r.to_string().len())
         .sum();
     let all_runs = (50 + seq.len() + per * clients) as f64;
+    if !data.join("journal").exists() {
+        return; // A cluster journal: its disk is the servers'.
+    }
     let disk = dir_bytes(&data.join("journal")) as f64;
     println!(
         "  disk: {:.0} B per step (journal dir {:.1} MiB over {all_runs} runs) for {:.0} B of JSON records per step: {:.2}x",
@@ -452,6 +455,14 @@ fn main() {
     let sim = rt.block_on(sim::start_sim(0)).unwrap();
     let s = Scratch::new();
     config(&s, &sim.uri());
+    // `SOAR_BENCH_JOURNAL=nats`: the server's journal on a fresh 3-server
+    // cluster (issue 24); the floor stays a sled append beside it.
+    let _nats = (std::env::var("SOAR_BENCH_JOURNAL").as_deref() == Ok("nats")).then(|| {
+        let nats = soar_e2e::nats::Nats::cluster();
+        let config = std::fs::read_to_string(s.path().join("soar.yaml")).unwrap();
+        s.config(&format!("{}{config}", nats.journal_yaml("")));
+        nats
+    });
     let floor = rt.block_on(journal_floor(s.path()));
     let (mut child, url) = start_server(&s);
     let http = reqwest::Client::builder()
