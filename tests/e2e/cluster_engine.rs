@@ -404,3 +404,55 @@ async fn killing_the_stream_leader_mid_run_loses_no_run_and_repeats_no_effect() 
     }
     drop((a, b));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_no_node_can_resume_is_parked_after_one_takeover_until_an_operator_resumes_it() {
+    let nats = Nats::cluster();
+    let vendor = slow_vendor(1_500).await;
+    let site = site(&nats, &vendor.uri());
+    // Node b serves another version of the playbook, so it cannot resume
+    // a run of a's version (the playbook's hash is in the run).
+    let original = std::fs::read_to_string(site.a.path().join("pb.yaml")).unwrap();
+    let changed = original.replace("description: enrich", "description: changed, enrich");
+    site.b.write("pb.yaml", &changed);
+    let a = serve(&site.a, "node-a");
+    let b = serve(&site.b, "node-b");
+    let run = alert(&a, 1);
+    wait_for_request(&vendor, "/effect/ticket").await;
+    // ... and the file the run names changes too, then a dies.
+    site.a.write("pb.yaml", &changed);
+    a.kill();
+    let takeovers = || {
+        records(&site.c, &run)
+            .iter()
+            .filter(|x| x["type"] == "run_taken_over")
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while takeovers() == 0 {
+        assert!(Instant::now() < deadline, "node-b never took the run over");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Five more lease TTLs of takeover scans: parked, not taken again.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(takeovers(), 1, "{:?}", records(&site.c, &run));
+    assert!(
+        b.log_text().contains("resume with the original playbook"),
+        "{}",
+        b.log_text()
+    );
+    // The operator puts the playbook back and resumes it.
+    site.a.write("pb.yaml", &original);
+    site.c.write("pb.yaml", &original);
+    let resumed = site.c.soar(&["resume", &run, "--json"], &[]);
+    assert!([0, 3].contains(&resumed.code()), "{}", resumed.all_output());
+    let end = status(&site.c, &run);
+    assert!(
+        ["succeeded", "in_doubt"].contains(&end["status"].as_str().unwrap()),
+        "{end}"
+    );
+    for (key, n) in effects_by_key(&vendor).await {
+        assert_eq!(n, 1, "{key} reached the vendor {n} times");
+    }
+    drop(b);
+}

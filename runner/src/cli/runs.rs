@@ -375,6 +375,8 @@ pub(super) async fn continue_runs(
             Err(e) => {
                 eprintln!("error: run {id}: {e}");
                 worst = worst.max(exit::FAILED);
+                // On a cluster: parked again, its lease given back.
+                journal.settle(&id, crate::journal::DriveEnd::Failed).await;
                 continue;
             }
         };

@@ -7,8 +7,8 @@
 use super::jetstream::records::{self, Tail, MAX_RECORDS};
 use super::jetstream::{Cluster, ClusterError, ClusterState, Dedup, LiveRuns, Ownership, RunLog};
 use super::store::{self, blob_ref, large_slot};
-use super::{bundle, time, Event, JournalError, Record, RunStatus, VerifyReport};
-use std::collections::{BTreeMap, HashMap};
+use super::{bundle, time, DriveEnd, Event, JournalError, Record, RunStatus, VerifyReport};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -27,8 +27,6 @@ pub(crate) enum Standing {
 
 /// Most runs one listing returns (a larger history is refused, not cut).
 const MAX_RUNS: usize = 1_000_000;
-/// Runs whose tail a node remembers (it reads the run back on a miss).
-const TAIL_CACHE_RUNS: usize = 4096;
 
 /// A node's handle on the cluster's runs. Cheap to clone.
 #[derive(Clone)]
@@ -45,8 +43,10 @@ struct Shared {
     owner: Ownership,
     node: String,
     lease_ttl: Duration,
-    /// Where each run this node appends to ends (its fence).
+    /// Where each run this node drives or appends to ends (its fence).
     tails: Mutex<HashMap<String, Tail>>,
+    /// The runs this node claimed to drive, until their drive settles.
+    driving: Mutex<HashSet<String>>,
     /// One lock per run with an append in progress.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -75,6 +75,7 @@ impl ClusterRuns {
             node,
             lease_ttl,
             tails: Mutex::new(HashMap::new()),
+            driving: Mutex::new(HashSet::new()),
             locks: Mutex::new(HashMap::new()),
         };
         ClusterRuns {
@@ -143,12 +144,12 @@ impl ClusterRuns {
     }
 
     /// A drive of `run_id` ended (see [`Shared::settle`]).
-    pub(crate) async fn settle(&self, run_id: &str, status: Option<RunStatus>) {
+    pub(crate) async fn settle(&self, run_id: &str, end: DriveEnd) {
         let shared = Arc::clone(&self.shared);
         let id = run_id.to_string();
         let task = self
             .handle
-            .spawn(async move { shared.settle(&id, status).await });
+            .spawn(async move { shared.settle(&id, end).await });
         match task.await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(run_id, error = %e, "cannot update the live-run index"),
@@ -351,11 +352,27 @@ impl Shared {
         result
     }
 
+    /// Three cases: a run's first record (this node starts and drives
+    /// it); a record of a run this node drives (only while it still owns
+    /// it, after the tail it read when it claimed the run: the fence); any
+    /// other record (an operator's command on a paused run) claims the run
+    /// for that one append, after its tail as it is now.
     async fn append_locked(&self, run_id: &str, event: &Event) -> Result<Record, JournalError> {
         let is_start = matches!(event, Event::RunStarted { .. });
-        let transient = !is_start && !self.owner.owns(run_id);
+        let driven = self.is_driving(run_id);
+        let transient = !is_start && !driven;
+        if driven && !self.owner.owns(run_id) {
+            return Err(self.lost(run_id, "its lease expired or was taken over"));
+        }
         if is_start || transient {
             self.claim_lease(run_id).await?;
+        }
+        if is_start {
+            self.keep_tail(run_id, Tail::empty());
+            self.set_driving(run_id, true);
+        } else if transient {
+            let (_, tail) = records::read(&self.runs, run_id).await.map_err(cluster)?;
+            self.keep_tail(run_id, tail);
         }
         let result = self.append_owned(run_id, event, is_start).await;
         if let (Ok(_), Event::RunFinished { status, .. }) = (&result, event) {
@@ -363,13 +380,29 @@ impl Shared {
             // drive to settle it.
             if status.is_final() {
                 self.hang_before_unlist(run_id).await;
-                self.live.unlist(run_id).await.map_err(cluster)?;
+                if let Err(e) = self.live.unlist(run_id).await {
+                    // The record is written; a stale entry is dropped by
+                    // the next listing.
+                    tracing::warn!(run_id, error = %e, "cannot drop a finished run from the live-run index");
+                }
             }
         }
-        if transient {
+        // A start that failed gives its lease up (a lost acknowledgement
+        // of a stored start is found by a takeover: the run is listed).
+        if transient || (is_start && result.is_err()) {
             self.release(run_id).await;
         }
         result
+    }
+
+    /// Stops driving `run_id`: another node may own it now.
+    fn lost(&self, run_id: &str, why: &str) -> JournalError {
+        self.forget_tail(run_id);
+        self.set_driving(run_id, false);
+        JournalError::NotOwner(format!(
+            "run `{run_id}`: {why}: node `{}` stops driving it",
+            self.node
+        ))
     }
 
     /// Claims the orphans and journals each takeover (see
@@ -395,13 +428,16 @@ impl Shared {
     /// `false` when the run had in fact finished (a node died between its
     /// final record and the index update), which is then unlisted.
     async fn journal_takeover(&self, run_id: &str) -> Result<bool, JournalError> {
-        let (records, _) = records::read(&self.runs, run_id).await.map_err(cluster)?;
+        let (records, tail) = records::read(&self.runs, run_id).await.map_err(cluster)?;
+        self.keep_tail(run_id, tail);
+        self.set_driving(run_id, true);
         let finished = records.last().and_then(|r| match &r.event {
             Event::RunFinished { status, .. } if status.is_final() => Some(*status),
             _ => None,
         });
         if finished.is_some() {
-            self.settle(run_id, finished).await.map_err(cluster)?;
+            let end = finished.map_or(DriveEnd::Interrupted, DriveEnd::Status);
+            self.settle(run_id, end).await.map_err(cluster)?;
             return Ok(false);
         }
         let event = Event::RunTakenOver {
@@ -420,13 +456,20 @@ impl Shared {
     /// (no node has to drive it until someone answers), and the lease is
     /// given up. A failed drive's run stays listed as driven, so a
     /// takeover scan retries it.
-    async fn settle(&self, run_id: &str, status: Option<RunStatus>) -> Result<(), ClusterError> {
+    async fn settle(&self, run_id: &str, end: DriveEnd) -> Result<(), ClusterError> {
         let lock = self.run_lock(run_id);
         let guard = lock.lock().await;
-        let marked = match status {
-            Some(s) if s.is_final() => self.live.unlist(run_id).await,
-            Some(RunStatus::WaitingApproval | RunStatus::InDoubt) => self.live.paused(run_id).await,
-            _ => Ok(()),
+        // Only the owner says where the run stands: a node that failed to
+        // resume a run another node drives must not park it.
+        let owned = self.owner.owns(run_id);
+        let marked = match end {
+            _ if !owned => Ok(()),
+            DriveEnd::Status(s) if s.is_final() => self.live.unlist(run_id).await,
+            DriveEnd::Status(RunStatus::WaitingApproval | RunStatus::InDoubt) => {
+                self.live.paused(run_id).await
+            }
+            DriveEnd::Failed => self.live.parked(run_id).await,
+            DriveEnd::Status(_) | DriveEnd::Interrupted => Ok(()),
         };
         self.release(run_id).await;
         drop(guard);
@@ -447,6 +490,7 @@ impl Shared {
 
     async fn release(&self, run_id: &str) {
         self.forget_tail(run_id);
+        self.set_driving(run_id, false);
         if let Err(e) = self.owner.release(run_id).await {
             // It expires on its own within a TTL.
             tracing::warn!(run_id, error = %e, "cannot release the run's lease");
@@ -459,10 +503,10 @@ impl Shared {
         event: &Event,
         is_start: bool,
     ) -> Result<Record, JournalError> {
-        let mut tail = match self.cached_tail(run_id) {
-            Some(t) => t,
-            None if is_start => Tail::empty(),
-            None => records::read(&self.runs, run_id).await.map_err(cluster)?.1,
+        // Every path above kept the tail this append is fenced on; none
+        // here means the run was given up meanwhile.
+        let Some(mut tail) = self.cached_tail(run_id) else {
+            return Err(self.lost(run_id, "it was given up"));
         };
         if is_start != (tail.seq == 0) {
             return Err(JournalError::Encode(if is_start {
@@ -486,22 +530,47 @@ impl Shared {
                 self.forget_tail(run_id);
                 if matches!(e, ClusterError::Fenced { .. }) {
                     self.owner.fenced(run_id);
-                    return Err(JournalError::NotOwner(format!(
-                        "{e}: node `{}` stops driving it",
-                        self.node
-                    )));
+                    return Err(self.lost(run_id, &e.to_string()));
                 }
                 Err(cluster(e))
             }
         }
     }
 
+    /// Claims `run_id` to drive it, and fences every later append on the
+    /// run's tail as read now: the caller decides what to do from a read
+    /// that follows, so a node that took the run over since (while this
+    /// one was frozen) makes those appends fail, never land after its own.
     async fn claim(&self, run_id: &str) -> Result<(), JournalError> {
         if !self.owner.owns(run_id) {
             self.claim_lease(run_id).await?;
         }
-        self.forget_tail(run_id);
+        let (_, tail) = match records::read(&self.runs, run_id).await {
+            Ok(read) => read,
+            Err(e) => {
+                self.release(run_id).await;
+                return Err(cluster(e));
+            }
+        };
+        self.keep_tail(run_id, tail);
+        self.set_driving(run_id, true);
         self.live.list(run_id).await.map_err(cluster)
+    }
+
+    fn is_driving(&self, run_id: &str) -> bool {
+        self.driving
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(run_id)
+    }
+
+    fn set_driving(&self, run_id: &str, on: bool) {
+        let mut driving = self.driving.lock().unwrap_or_else(PoisonError::into_inner);
+        if on {
+            driving.insert(run_id.to_string());
+        } else {
+            driving.remove(run_id);
+        }
     }
 
     async fn claim_lease(&self, run_id: &str) -> Result<(), JournalError> {
@@ -522,12 +591,14 @@ impl Shared {
             .cloned()
     }
 
+    /// Kept only for runs this node drives or appends to right now (both
+    /// forgotten when they end), so never evicted: an evicted tail would
+    /// be read again, after whatever another node appended meanwhile.
     fn keep_tail(&self, run_id: &str, tail: Tail) {
-        let mut tails = self.tails.lock().unwrap_or_else(PoisonError::into_inner);
-        if tails.len() >= TAIL_CACHE_RUNS {
-            tails.clear();
-        }
-        tails.insert(run_id.to_string(), tail);
+        self.tails
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run_id.to_string(), tail);
     }
 
     fn forget_tail(&self, run_id: &str) {
@@ -571,6 +642,9 @@ fn cluster(e: ClusterError) -> JournalError {
         ClusterError::Corrupt(why) => {
             JournalError::Refused(format!("the cluster journal does not verify: {why}"))
         }
+        // Refused on every try (a record too large): never a takeover's
+        // to retry.
+        ClusterError::Misconfigured(why) => JournalError::Refused(why),
         other => JournalError::Storage(other.to_string()),
     }
 }

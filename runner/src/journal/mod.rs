@@ -46,6 +46,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use store::{storage, Head, StoredRecordRef};
 
+/// How a drive of a run ended, for [`Journal::settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriveEnd {
+    /// It paused or finished in this status.
+    Status(RunStatus),
+    /// It failed on something another node may not meet (the cluster
+    /// unavailable for a while, or another node owning the run): the run
+    /// stays listed as driven, so a takeover scan picks it up.
+    Interrupted,
+    /// It failed on something any node would meet again (a changed
+    /// playbook, a record that does not verify): the run is parked until a
+    /// node restarts or an operator runs `soar resume`, instead of being
+    /// taken over (and journaled as such) again and again.
+    Failed,
+}
+
 /// How much a completed [`Journal::append`] survives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
@@ -469,12 +485,12 @@ impl Journal {
         }
     }
 
-    /// A drive of `run_id` ended with `status` (`None`: it failed): on a
-    /// cluster, the run's lease is given up and the live index says
-    /// whether it waits (paused) or is gone (finished).
-    pub async fn settle(&self, run_id: &str, status: Option<RunStatus>) {
+    /// A drive of `run_id` ended: on a cluster, the run's lease is given up
+    /// and the live index says whether it waits (paused, or parked after a
+    /// failure another node would meet again) or is gone (finished).
+    pub async fn settle(&self, run_id: &str, end: DriveEnd) {
         if let Some(c) = &self.cluster {
-            c.settle(run_id, status).await;
+            c.settle(run_id, end).await;
         }
     }
 

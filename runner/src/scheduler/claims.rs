@@ -134,6 +134,11 @@ impl Engine {
                 // out a start still under way): take it.
                 Ok(_) | Err(JournalError::UnknownRun(_)) => {
                     holder = self.journal.reclaim_dedup(&claim.key, &existing, run_id)?;
+                    if holder.as_ref() == Some(&existing) {
+                        // On a cluster, a claim this young may be another
+                        // node's start under way: look again shortly.
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }

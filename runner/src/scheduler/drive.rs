@@ -8,7 +8,7 @@ use super::{
     cancel, context, Collecting, Engine, EngineError, FinishedStep, RunReport, RunState, StepEnd,
     StepStatus,
 };
-use crate::journal::{Event, JournalError, Record, RunStatus};
+use crate::journal::{DriveEnd, Event, JournalError, Record, RunStatus};
 use crate::playbook::{OnError, Playbook, Step, Trigger};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -191,8 +191,7 @@ impl Engine {
         let result = self
             .drive_steps(run_id, playbook, records, collecting)
             .await;
-        let status = result.as_ref().ok().map(|r| r.status);
-        self.journal.settle(run_id, status).await;
+        self.journal.settle(run_id, drive_end(&result)).await;
         result
     }
 
@@ -356,5 +355,18 @@ impl Engine {
         // answer), kept now from the records in hand.
         crate::operations::keep_report(&self.journal, run_id, &records);
         Ok(RunReport::from_records(run_id, &records, Some(&p.playbook)))
+    }
+}
+
+/// How a drive ended, for the journal's live-run index on a cluster: a
+/// failure another node may not meet (the cluster unavailable, the run
+/// owned elsewhere) leaves the run to a takeover; any other is parked.
+pub(super) fn drive_end(result: &Result<RunReport, EngineError>) -> DriveEnd {
+    match result {
+        Ok(report) => DriveEnd::Status(report.status),
+        Err(EngineError::Journal(JournalError::Storage(_) | JournalError::NotOwner(_))) => {
+            DriveEnd::Interrupted
+        }
+        Err(_) => DriveEnd::Failed,
     }
 }

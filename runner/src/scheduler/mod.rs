@@ -678,7 +678,10 @@ impl Engine {
             let result = engine.resume_here(&run_id, playbook).await;
             if result.is_err() {
                 // On a cluster: whatever failed, the lease is not kept.
-                engine.journal.settle(&run_id, None).await;
+                engine
+                    .journal
+                    .settle(&run_id, drive::drive_end(&result))
+                    .await;
             }
             result
         })
@@ -704,7 +707,11 @@ impl Engine {
             });
         }
         if state.final_status.is_some() {
-            self.journal.settle(run_id, state.final_status).await;
+            let end = state.final_status.map_or(
+                crate::journal::DriveEnd::Interrupted,
+                crate::journal::DriveEnd::Status,
+            );
+            self.journal.settle(run_id, end).await;
             return Ok(RunReport::from_records(run_id, &records, Some(&playbook)));
         }
         let collecting = Collecting::start(&self.written, run_id);

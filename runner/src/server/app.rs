@@ -283,8 +283,24 @@ impl App {
 
     /// Drives `run_id` once from its journal.
     async fn resume_once(&self, run_id: &str) -> Result<RunReport, String> {
-        let records = ops::read_run(self.journal(), run_id).map_err(|e| e.to_string())?;
-        let pb = self.playbook_for(&records)?;
+        let records = match ops::read_run(self.journal(), run_id) {
+            Ok(r) => r,
+            Err(e) => {
+                // On a cluster: let go, for a takeover to try again.
+                let interrupted = crate::journal::DriveEnd::Interrupted;
+                self.journal().settle(run_id, interrupted).await;
+                return Err(e.to_string());
+            }
+        };
+        let pb = match self.playbook_for(&records) {
+            Ok(pb) => pb,
+            Err(e) => {
+                // On a cluster: parked, not held (nor taken over again).
+                let failed = crate::journal::DriveEnd::Failed;
+                self.journal().settle(run_id, failed).await;
+                return Err(e);
+            }
+        };
         self.engine
             .resume(run_id, pb)
             .await

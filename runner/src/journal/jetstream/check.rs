@@ -82,7 +82,7 @@ pub async fn connect(config: &NatsConfig, node: &str) -> Result<Cluster, Cluster
         leases: Leases::new(ops.clone(), kv, node.to_string()),
         live: LiveRuns::new(live),
         state: ClusterState::new(ops.clone(), state),
-        dedup: Dedup::new(ops, dedup),
+        dedup: Dedup::new(ops, dedup, config.lease_ttl),
         checked,
     })
 }
@@ -218,7 +218,10 @@ async fn ensure_stream(
         tries += 1;
         match js.get_or_create_stream(wanted.clone()).await {
             Ok(stream) => break stream,
-            Err(_) if tries < 3 => continue,
+            Err(_) if tries < 10 => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
             Err(e) => {
                 return Err(ClusterError::Misconfigured(format!("cannot create the journal stream `{}` with {} replicas on file storage: {e} (a stream of {} replicas needs at least {} JetStream servers in the cluster)", names.stream, config.replicas, config.replicas, config.replicas)))
             }
@@ -255,16 +258,7 @@ async fn ensure_bucket(
         num_replicas: config.replicas,
         ..Default::default()
     };
-    let store = match js.get_key_value(bucket).await {
-        Ok(store) => store,
-        // A creation that timed out may have happened: look again once.
-        Err(_) => match js.create_key_value(wanted).await {
-            Ok(store) => store,
-            Err(e) => js.get_key_value(bucket).await.map_err(|_| {
-                ClusterError::Misconfigured(format!("cannot create the bucket `{bucket}`: {e}"))
-            })?,
-        },
-    };
+    let store = create_bucket(js, bucket, wanted).await?;
     let mut backing = store.stream.clone();
     let info = wait_for_leader(&mut backing, bucket).await?;
     let have = &info.config;
@@ -278,6 +272,35 @@ async fn ensure_bucket(
         return Err(ClusterError::Misconfigured(format!("bucket `{bucket}` expires entries after {:?}, and this node wants {ttl:?} (`journal.lease_ttl` for the lease bucket, none otherwise): every node must use the same lease_ttl", have.max_age)));
     }
     Ok(store)
+}
+
+/// The bucket, created if missing. A fresh or loaded cluster may answer
+/// a creation with "no suitable peers" (a peer it briefly counts offline)
+/// or time out after creating it: looked for again, and tried again, a
+/// few times, 500 ms apart.
+async fn create_bucket(
+    js: &Context,
+    bucket: &str,
+    wanted: kv::Config,
+) -> Result<kv::Store, ClusterError> {
+    let mut tries = 0;
+    loop {
+        if let Ok(store) = js.get_key_value(bucket).await {
+            return Ok(store);
+        }
+        match js.create_key_value(wanted.clone()).await {
+            Ok(store) => return Ok(store),
+            Err(_) if tries < 10 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => {
+                return Err(ClusterError::Misconfigured(format!(
+                    "cannot create the bucket `{bucket}`: {e}"
+                )))
+            }
+        }
+    }
 }
 
 /// A stream's info once its replicas elected a leader: appends before

@@ -18,11 +18,13 @@ const MAX_ROUNDS: usize = 100;
 pub struct Dedup {
     js: Context,
     kv: Store,
+    /// How long a claim whose run has no record yet is taken as alive.
+    grace: std::time::Duration,
 }
 
 impl Dedup {
-    pub(super) fn new(js: Context, kv: Store) -> Dedup {
-        Dedup { js, kv }
+    pub(super) fn new(js: Context, kv: Store, grace: std::time::Duration) -> Dedup {
+        Dedup { js, kv, grace }
     }
 
     /// Claims `key` for `run_id`: `Some(holder)` when another run holds it.
@@ -32,13 +34,31 @@ impl Dedup {
     }
 
     /// Moves `key` from `stale` (a run that never journaled its start) to
-    /// `run_id`; `Some(holder)` when a third run took it meanwhile.
+    /// `run_id`; `Some(holder)` when a third run took it meanwhile. On a
+    /// cluster, "never journaled its start" may also be "another node is
+    /// starting it right now": a claim younger than one lease TTL is left
+    /// alone (`Some(stale)`), so two nodes never both start a run for one
+    /// alert; the caller's merge into it fails until it started, and the
+    /// sender delivers again.
     pub async fn reclaim(
         &self,
         key: &str,
         stale: &str,
         run_id: &str,
     ) -> Result<Option<String>, ClusterError> {
+        let slot = sha256_hex(key.as_bytes());
+        let entry = super::patiently(|| self.kv.entry(&slot))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        if let Some(e) = entry.filter(|e| e.value.as_ref() == stale.as_bytes()) {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i128);
+            let age = now.saturating_sub(e.created.unix_timestamp_nanos());
+            if age < self.grace.as_nanos() as i128 {
+                return Ok(Some(stale.to_string()));
+            }
+        }
         self.swap(key, Some(stale), run_id).await
     }
 

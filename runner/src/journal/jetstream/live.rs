@@ -15,6 +15,8 @@ pub const MAX_LIVE: usize = 1_000_000;
 
 /// The value of a paused run's entry (a driven run's is empty).
 const PAUSED: &[u8] = b"paused";
+/// The value of a parked run's entry (its drive failed for good).
+const PARKED: &[u8] = b"parked";
 
 /// The unfinished runs of one tenant.
 #[derive(Clone)]
@@ -38,6 +40,13 @@ impl LiveRuns {
     /// someone answers, and the node that takes the answer resumes it.
     pub async fn paused(&self, run_id: &str) -> Result<(), ClusterError> {
         self.put(run_id, bytes::Bytes::from_static(PAUSED)).await
+    }
+
+    /// Marks `run_id` parked: its drive failed on something any node would
+    /// meet again, so no takeover scan picks it up; a node's start-up
+    /// (which resumes every listed run) or `soar resume` tries it again.
+    pub async fn parked(&self, run_id: &str) -> Result<(), ClusterError> {
+        self.put(run_id, bytes::Bytes::from_static(PARKED)).await
     }
 
     async fn put(&self, run_id: &str, value: bytes::Bytes) -> Result<(), ClusterError> {
@@ -97,8 +106,8 @@ impl LiveRuns {
             let value = super::patiently(|| self.kv.get(token(&run_id)))
                 .await
                 .map_err(|e| unavailable(&run_id, &e))?;
-            let paused = value.is_some_and(|v| v.as_ref() == PAUSED);
-            if !paused && leases.holder(&run_id).await?.is_none() {
+            let waiting = value.is_some_and(|v| v.as_ref() == PAUSED || v.as_ref() == PARKED);
+            if !waiting && leases.holder(&run_id).await?.is_none() {
                 out.push(run_id);
             }
         }

@@ -65,7 +65,12 @@ impl Ownership {
                     taken.push(run_id);
                 }
                 Err(ClusterError::Held { .. }) => {}
-                Err(e) => return Err(e),
+                // What was claimed is returned (and driven); the rest
+                // waits for the next scan.
+                Err(e) => {
+                    tracing::warn!(run_id, error = %e, "the takeover scan stopped early");
+                    break;
+                }
             }
         }
         Ok(taken)
@@ -130,11 +135,15 @@ async fn renew_loop(
             .map(|(id, h)| (id.clone(), h.lease.clone()))
             .collect();
         for (run_id, mut lease) in runs {
+            let before = lease.clone();
             let outcome = leases.renew(&mut lease).await;
             let mut map = held.lock().unwrap_or_else(PoisonError::into_inner);
             let Some(entry) = map.get_mut(&run_id) else {
                 continue; // released or fenced meanwhile
             };
+            if entry.lease != before {
+                continue; // released and claimed again meanwhile: a new lease
+            }
             let gone = match outcome {
                 Ok(()) => {
                     *entry = Held {

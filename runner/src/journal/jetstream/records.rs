@@ -15,6 +15,23 @@ use bytes::Bytes;
 /// Most records one run may hold on the cluster (a read beyond is refused).
 pub const MAX_RECORDS: usize = 100_000;
 
+/// The largest message the journal publishes: nats-server's default
+/// `max_payload` (1 MiB), less room for headers. A larger one would be
+/// refused by the server on every try.
+pub const MAX_MESSAGE: usize = (1 << 20) - 4096;
+
+/// Refuses a record (or one of its large values) the server would refuse
+/// on every try, naming it, before anything of it is stored.
+fn fits(run_id: &str, event: &Event, bytes: usize) -> Result<(), ClusterError> {
+    if bytes <= MAX_MESSAGE {
+        return Ok(());
+    }
+    Err(ClusterError::Misconfigured(format!(
+        "run `{run_id}`: a {} record of {bytes} bytes is larger than the cluster journal takes ({MAX_MESSAGE} bytes, nats-server's default max_payload); the value that makes it so is too large for the cluster journal",
+        event.kind()
+    )))
+}
+
 /// Where a run's chain ends: what the next append builds on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tail {
@@ -46,6 +63,9 @@ pub async fn append(
     event: &Event,
 ) -> Result<Record, ClusterError> {
     let prepared = store::prepare(event).map_err(|e| ClusterError::Corrupt(e.to_string()))?;
+    for (_, bytes) in &prepared.blobs {
+        fits(run_id, event, bytes.len())?;
+    }
     for (digest, bytes) in &prepared.blobs {
         log.put_blob(digest, Bytes::from(bytes.clone())).await?;
     }
@@ -59,6 +79,7 @@ pub async fn append(
         event: &prepared.stored_event,
     })
     .map_err(|e| ClusterError::Corrupt(e.to_string()))?;
+    fits(run_id, event, stored.len())?;
     let place = Append {
         seq,
         hash: &hash,
