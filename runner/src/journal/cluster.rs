@@ -364,6 +364,11 @@ impl Shared {
         if driven && !self.owner.owns(run_id) {
             return Err(self.lost(run_id, "its lease expired or was taken over"));
         }
+        if transient && event.is_step_activity() {
+            // Only a drive writes step activity, and this node drives the
+            // run no more (it lost it): never through the operator's path.
+            return Err(self.lost(run_id, "this node no longer drives it"));
+        }
         if is_start || transient {
             self.claim_lease(run_id).await?;
         }
