@@ -28,12 +28,14 @@ pub fn binary(version: &str) -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `n` distinct free ports (their listeners held until all are bound).
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// One server process.
@@ -206,10 +208,13 @@ impl Nats {
     fn start(binary: &Path, n: usize, sync: Sync) -> Nats {
         let turn = Turn::take();
         let dir = tempfile::tempdir().unwrap();
-        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        // Every port at once, each held until all are picked: one picked
+        // twice would leave a server unable to bind and the cluster short.
+        let mut ports = free_ports(3 * n).into_iter();
+        let routes: Vec<u16> = ports.by_ref().take(n).collect();
         let mut servers = Vec::new();
         for (i, route) in routes.iter().enumerate() {
-            let (port, http) = (free_port(), free_port());
+            let (port, http) = (ports.next().unwrap(), ports.next().unwrap());
             let store = dir.path().join(format!("n{i}"));
             let sync_line = match sync {
                 Sync::Always => "sync_interval: always",
