@@ -66,6 +66,32 @@ pub struct BundleSignature {
 }
 
 impl Bundle {
+    /// A run's stored records and blobs, with the checkpoints that signed
+    /// it, exported now; the caller adds the playbook and plugins, then
+    /// signs. What both journal backends export.
+    pub(crate) fn unsigned(
+        run_id: &str,
+        records: Vec<String>,
+        blobs: std::collections::BTreeMap<String, String>,
+        checkpoints: Vec<Checkpoint>,
+    ) -> Bundle {
+        Bundle {
+            format: FORMAT.to_string(),
+            run_id: run_id.to_string(),
+            exported_at: super::time::now(),
+            records,
+            blobs,
+            playbook: BundlePlaybook {
+                path: String::new(),
+                sha256: String::new(),
+                text: String::new(),
+            },
+            plugins: Default::default(),
+            checkpoints,
+            signature: None,
+        }
+    }
+
     /// What the signature covers: every field but the signature.
     pub fn signed_bytes(&self) -> Vec<u8> {
         let body = (

@@ -7,7 +7,7 @@
 use super::jetstream::records::{self, Tail, MAX_RECORDS};
 use super::jetstream::{Cluster, ClusterError, ClusterState, Dedup, LiveRuns, Ownership, RunLog};
 use super::store::{self, blob_ref, large_slot};
-use super::{bundle, time, DriveEnd, Event, JournalError, Record, RunStatus, VerifyReport};
+use super::{bundle, DriveEnd, Event, JournalError, Record, RunStatus, VerifyReport};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -311,21 +311,7 @@ impl ClusterRuns {
             }
             records.push(text);
         }
-        Ok(bundle::Bundle {
-            format: bundle::FORMAT.to_string(),
-            run_id: run_id.to_string(),
-            exported_at: time::now(),
-            records,
-            blobs,
-            playbook: bundle::BundlePlaybook {
-                path: String::new(),
-                sha256: String::new(),
-                text: String::new(),
-            },
-            plugins: Default::default(),
-            checkpoints: Vec::new(),
-            signature: None,
-        })
+        Ok(bundle::Bundle::unsigned(run_id, records, blobs, Vec::new()))
     }
 
     fn stored(&self, run_id: &str) -> Result<Vec<Vec<u8>>, JournalError> {

@@ -651,21 +651,12 @@ impl Journal {
         if records.is_empty() {
             return Err(JournalError::UnknownRun(run_id.to_string()));
         }
-        Ok(bundle::Bundle {
-            format: bundle::FORMAT.to_string(),
-            run_id: run_id.to_string(),
-            exported_at: time::now(),
+        Ok(bundle::Bundle::unsigned(
+            run_id,
             records,
             blobs,
-            playbook: bundle::BundlePlaybook {
-                path: String::new(),
-                sha256: String::new(),
-                text: String::new(),
-            },
-            plugins: Default::default(),
-            checkpoints: bundle::checkpoints_of(&self.inner.checkpoints, run_id)?,
-            signature: None,
-        })
+            bundle::checkpoints_of(&self.inner.checkpoints, run_id)?,
+        ))
     }
 
     /// Checkpoint `n`, if the journal has it (and it decodes).
